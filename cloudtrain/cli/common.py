@@ -1,0 +1,65 @@
+"""Options and output helpers shared by the verbs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def err_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def spec_argument(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                        help="Override a spec field, e.g. --set resources.nodes=2 (repeatable).")(func)
+    return click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(func)
+
+
+def load(spec_path: str, overrides: tuple[str, ...], check_files: bool = True) -> Any:
+    from cloudtrain.specfile import load_spec
+
+    return load_spec(spec_path, overrides, check_files=check_files)
+
+
+def runner() -> Any:
+    from cloudtrain.runner import Runner
+
+    return Runner()
+
+
+STATE_STYLE = {
+    "PENDING": "yellow", "RUNNING": "cyan", "SUCCEEDED": "green", "FAILED": "red",
+    "CANCELLING": "magenta", "CANCELLED": "magenta",
+}
+
+
+def styled_state(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def status_dict(record: Any, status: Any | None = None) -> dict[str, Any]:
+    data = record.to_dict()
+    if status is not None:
+        data["model_uri"] = status.model_uri
+        data["exit_code"] = status.exit_code
+    return data

@@ -1,0 +1,72 @@
+"""``cloudtrain submit SPEC --cloud C``: submit a job, or show its exact request with ``--dry-run``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cloudtrain.cli.common import console, err_console, json_option, load, print_json, runner, spec_argument, styled_state
+
+CLOUD_CHOICES = ["sagemaker", "azureml", "vertex", "local", "cheapest"]
+
+
+@click.command("submit")
+@spec_argument
+@click.option("--cloud", required=True, type=click.Choice(CLOUD_CHOICES),
+              help="Where to run; 'cheapest' picks the cloud with the lowest upper-bound cost.")
+@click.option("--region", default=None, help="Region (location) to run in; the configured one otherwise.")
+@click.option("--spot/--no-spot", default=None, help="Override the spec's spot setting.")
+@click.option("--dry-run", is_flag=True, help="Print the exact native request and the estimate; touch nothing.")
+@click.option("--wait", "wait_", is_flag=True, help="Stream the job's logs until it ends; exit non-zero unless it succeeded.")
+@json_option
+def command(spec_path: str, overrides: tuple[str, ...], cloud: str, region: str | None, spot: bool | None,
+            dry_run: bool, wait_: bool, as_json: bool) -> None:
+    """Submit SPEC to a cloud. Unsupported features and an exceeded budget.max_usd are refused
+    before anything is staged or created."""
+    loaded = load(spec_path, overrides)
+    jobs = runner()
+    plan = jobs.plan(loaded, cloud, region=region, spot=spot)
+    submission = jobs.submit(plan, dry_run=dry_run)
+    estimate = plan.estimate.to_dict() if plan.estimate else None
+    if dry_run:
+        if as_json:
+            print_json({"cloud": plan.cloud, "request": submission.request.payload, "estimate": estimate})
+        else:
+            out = console()
+            out.print(f"[bold]{plan.cloud}[/] request for {plan.job_name} (dry run, nothing was sent):", highlight=False)
+            out.print(submission.request.to_text(), markup=False, highlight=False, soft_wrap=True)
+            _print_estimate(plan)
+        return
+    record = submission.record
+    if not wait_:
+        if as_json:
+            print_json(record.to_dict())
+        else:
+            console().print(f"submitted {record.id} to {record.cloud} ({styled_state(record.state.value)}); "
+                            f"follow it with `cloudtrain logs {record.id} --follow`")
+            _print_estimate(plan)
+        return
+    if not as_json:
+        err_console().print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
+        for line in jobs.logs(record.id, follow=True):
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    record, status = jobs.wait(record.id, poll_seconds=1.0)
+    if as_json:
+        print_json({**record.to_dict(), "model_uri": status.model_uri})
+    else:
+        console().print(f"{record.id}: {styled_state(status.state.value)}" + (f"  {status.message}" if status.message else "")
+                        + (f"\nmodel: {status.model_uri}" if status.model_uri else ""))
+    if status.state.value != "SUCCEEDED":
+        sys.exit(130 if status.state.value == "CANCELLED" else 1)
+
+
+def _print_estimate(plan) -> None:  # type: ignore[no-untyped-def]
+    estimate = plan.estimate
+    if estimate is None:
+        return
+    bound = f", at most ${estimate.max_total_usd:,.2f}" if estimate.max_total_usd is not None else " (no max_runtime: no upper bound)"
+    kind = "spot" if estimate.spot else "on-demand"
+    console().print(f"{estimate.nodes} x {estimate.instance_type} in {estimate.region}: "
+                    f"${estimate.effective_usd_per_hour:,.2f}/h {kind}{bound}", highlight=False)

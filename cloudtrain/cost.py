@@ -1,0 +1,188 @@
+"""Cost estimates: a pure function of a spec (or plan) and catalog offers.
+
+The upper bound of a job's cost is ``$/h per node x nodes x max_runtime``: managed training bills
+each node for the job's run time, and ``max_runtime`` is where the cloud stops it. When the spec
+asks for spot capacity and the cloud publishes a spot price, the bound uses it, and the on-demand
+figure is kept beside it. Without ``max_runtime`` there is no upper bound, only an hourly figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.errors import BudgetExceededError, CatalogError
+from cloudtrain.spec import CLOUDS, JobSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.catalog import Catalog, Offer
+
+STALE_AFTER_DAYS = 90
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """The figures for one offer and one job; hourly figures are for all nodes together."""
+
+    cloud: str
+    region: str
+    instance_type: str
+    accelerator: str | None
+    accelerator_count: int
+    nodes: int
+    usd_per_hour_per_node: float
+    spot_usd_per_hour_per_node: float | None
+    max_runtime_hours: float | None
+    spot: bool  # the spot price is the one the bound uses
+    price_as_of: date
+    source: str
+
+    @property
+    def usd_per_hour(self) -> float:
+        return round(self.usd_per_hour_per_node * self.nodes, 6)
+
+    @property
+    def spot_usd_per_hour(self) -> float | None:
+        if self.spot_usd_per_hour_per_node is None:
+            return None
+        return round(self.spot_usd_per_hour_per_node * self.nodes, 6)
+
+    @property
+    def effective_usd_per_hour(self) -> float:
+        return self.spot_usd_per_hour if self.spot and self.spot_usd_per_hour is not None else self.usd_per_hour
+
+    @property
+    def max_total_usd(self) -> float | None:
+        if self.max_runtime_hours is None:
+            return None
+        return round(self.effective_usd_per_hour * self.max_runtime_hours, 2)
+
+    @property
+    def on_demand_max_total_usd(self) -> float | None:
+        if self.max_runtime_hours is None:
+            return None
+        return round(self.usd_per_hour * self.max_runtime_hours, 2)
+
+    def age_days(self, today: date) -> int:
+        return (today - self.price_as_of).days
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cloud": self.cloud,
+            "region": self.region,
+            "instance_type": self.instance_type,
+            "accelerator": self.accelerator,
+            "accelerator_count": self.accelerator_count,
+            "nodes": self.nodes,
+            "usd_per_hour": self.usd_per_hour,
+            "spot_usd_per_hour": self.spot_usd_per_hour,
+            "max_total_usd": self.max_total_usd,
+            "spot": self.spot,
+            "price_as_of": self.price_as_of.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class SpecEstimate:
+    """Estimates for one spec on every cloud that can run it, cheapest first."""
+
+    job: str
+    nodes: int
+    max_runtime_hours: float | None
+    offers: list[CostEstimate]
+    unavailable: dict[str, str] = field(default_factory=dict)  # cloud -> why no offer matched
+
+    @property
+    def cheapest(self) -> CostEstimate | None:
+        return self.offers[0] if self.offers else None
+
+    def stale(self, today: date) -> list[CostEstimate]:
+        return [o for o in self.offers if o.age_days(today) > STALE_AFTER_DAYS]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job": self.job,
+            "nodes": self.nodes,
+            "max_runtime_hours": self.max_runtime_hours,
+            "offers": [o.to_dict() for o in self.offers],
+            "cheapest": self.cheapest.to_dict() if self.cheapest else None,
+        }
+
+
+def runtime_hours(spec: JobSpec) -> float | None:
+    return spec.max_runtime.total_seconds() / 3600 if spec.max_runtime else None
+
+
+def estimate_offer(spec: JobSpec, offer: "Offer", spot: bool | None = None) -> CostEstimate:
+    wants_spot = spec.spot.enabled if spot is None else spot
+    return CostEstimate(
+        cloud=offer.cloud,
+        region=offer.region,
+        instance_type=offer.instance_type,
+        accelerator=offer.accelerator,
+        accelerator_count=offer.accelerator_count,
+        nodes=spec.resources.nodes,
+        usd_per_hour_per_node=offer.usd_per_hour,
+        spot_usd_per_hour_per_node=offer.spot_usd_per_hour,
+        max_runtime_hours=runtime_hours(spec),
+        spot=bool(wants_spot and offer.spot_usd_per_hour is not None),
+        price_as_of=offer.price_as_of,
+        source=offer.source,
+    )
+
+
+def _rank_key(estimate: CostEstimate) -> tuple[float, str]:
+    return (estimate.max_total_usd if estimate.max_total_usd is not None else estimate.effective_usd_per_hour, estimate.cloud)
+
+
+def estimate_spec(
+    spec: JobSpec,
+    catalog: "Catalog",
+    *,
+    clouds: tuple[str, ...] = CLOUDS,
+    region: str | None = None,
+    spot: bool | None = None,
+) -> SpecEstimate:
+    """The cheapest matching offer on each cloud, ranked by upper-bound (else hourly) cost.
+
+    The region is the one given, else the cloud's configured region, else the cheapest region."""
+    from cloudtrain.catalog import normalize_accelerator
+    from cloudtrain.plan import _cloud_region, choose_offer
+
+    if spec.resources.accelerator:
+        normalize_accelerator(spec.resources.accelerator.name)  # an unknown name is an error on every cloud
+    offers, unavailable = [], {}
+    for cloud in clouds:
+        cloud_region = region or _cloud_region(cloud, spec.cloud_settings(cloud).model_dump())
+        try:
+            offer = choose_offer(spec, cloud, catalog, cloud_region)
+        except CatalogError as error:
+            unavailable[cloud] = error.message
+            continue
+        offers.append(estimate_offer(spec, offer, spot))
+    offers.sort(key=_rank_key)
+    return SpecEstimate(job=spec.name, nodes=spec.resources.nodes, max_runtime_hours=runtime_hours(spec),
+                        offers=offers, unavailable=unavailable)
+
+
+def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
+    """Refuse a job whose upper-bound cost exceeds ``budget.max_usd`` (exit code 4)."""
+    if spec.budget is None or estimate is None:
+        return
+    limit = spec.budget.max_usd
+    total = estimate.max_total_usd
+    if total is None:
+        raise BudgetExceededError(
+            f"budget.max_usd is ${limit:,.2f} but the job has no max_runtime, so its cost has no upper bound "
+            f"(${estimate.effective_usd_per_hour:,.2f}/h on {estimate.cloud} {estimate.instance_type} x {estimate.nodes})",
+            "set max_runtime (e.g. max_runtime: 2h) so the cloud stops the job within budget",
+        )
+    if total > limit:
+        price = "spot" if estimate.spot else "on-demand"
+        hours = estimate.max_runtime_hours or 0
+        raise BudgetExceededError(
+            f"the job could cost up to ${total:,.2f} on {estimate.cloud} ({estimate.nodes} x {estimate.instance_type} at "
+            f"${estimate.effective_usd_per_hour:,.2f}/h {price} for {hours:g} h), over budget.max_usd ${limit:,.2f}; nothing was submitted",
+            "lower max_runtime or resources, enable spot, pick a cheaper cloud (--cloud cheapest), or raise budget.max_usd",
+        )

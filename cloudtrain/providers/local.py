@@ -1,0 +1,257 @@
+"""The local executor: runs a job on this machine, in a subprocess, under the runtime contract.
+
+Each job gets a run directory ``<runs_dir>/<job-id>/`` (default ``.cloudtrain/runs`` inside the
+job's code directory; ``local.runs_dir`` in a config file or ``CLOUDTRAIN_RUNS_DIR`` moves it)
+holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines), ``logs/job.log``,
+``metrics.jsonl``, ``model/``, ``output/``, ``checkpoints/`` and ``status.json``.
+
+Local inputs are handed to the job by absolute path (``CLOUDTRAIN_INPUTS``); the executor never
+writes into them. ``distribution: torchrun`` launches ``python -m torch.distributed.run`` (gloo
+on CPU); ``resources.nodes > 1`` with torchrun runs one torchrun per simulated node, rendezvousing
+on 127.0.0.1. Cloud-only features (``image:``, cloud storage inputs, cloud secret stores, spot) are
+refused at plan time. Accelerator requests are not refused: the same spec runs here on whatever
+the machine has (the scripts fall back to the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+
+from cloudtrain.errors import SpecError, UsageError
+from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from cloudtrain.providers.process import Supervisor, install_cancel_handlers, pid_alive, read_status, write_json_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+MASTER_PORT = "{master_port}"  # filled in at submit time; render stays pure
+
+
+def default_runs_dir(code_dir: str | Path) -> Path:
+    return Path(code_dir) / ".cloudtrain" / "runs"
+
+
+def local_gpu_count() -> int:
+    """GPUs visible to jobs on this machine (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi``), without torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
+    """The runtime contract's variables for a local run (see :mod:`cloudtrain.runtime.context`)."""
+    spec = plan.spec
+    env = {
+        "CLOUDTRAIN_JOB_ID": plan.job_name,
+        "CLOUDTRAIN_RUN_DIR": str(run_dir),
+        "CLOUDTRAIN_MODEL_DIR": str(run_dir / "model"),
+        "CLOUDTRAIN_OUTPUT_DIR": str(run_dir / "output"),
+        "CLOUDTRAIN_METRICS_FILE": str(run_dir / "metrics.jsonl"),
+        "CLOUDTRAIN_INPUTS": json.dumps({name: item.uri for name, item in spec.inputs.items()}),
+        "CLOUDTRAIN_OUTPUTS": json.dumps({name: str(run_dir / "output" / name) for name in spec.outputs}),
+        "CLOUDTRAIN_HPS": json.dumps(spec.hyperparameters),
+        "CLOUDTRAIN_NUM_NODES": str(plan.nodes),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if spec.checkpoint.enabled:
+        env["CLOUDTRAIN_CHECKPOINT_DIR"] = str(run_dir / "checkpoints")
+        if spec.checkpoint.every:
+            env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    return env
+
+
+def entry_argv(plan: "Plan", node_rank: int) -> list[str]:
+    spec = plan.spec
+    target = ["-m", spec.module] if spec.module else [spec.entrypoint or ""]
+    if spec.distribution.type != "torchrun":
+        return [sys.executable, *target, *spec.args]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(plan.processes_per_node)]
+    if plan.nodes == 1:
+        launcher.append("--standalone")
+    else:
+        launcher += ["--nnodes", str(plan.nodes), "--node-rank", str(node_rank),
+                     "--master-addr", "127.0.0.1", "--master-port", MASTER_PORT]
+    if spec.module:
+        launcher.append("--module")
+    return [*launcher, *(target[1:] if spec.module else target), *spec.args]
+
+
+class LocalProvider:
+    """Runs jobs on this machine (see the module docstring)."""
+
+    name: ClassVar[str] = "local"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=False, multi_node=True, checkpoints=True, log_streaming=True, sweeps=True,
+        container_images=False, input_schemes=("local",), secret_sources=("env",),
+    )
+
+    def check(self, plan: "Plan") -> None:
+        check_capabilities(self, plan)
+        if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
+            from cloudtrain.errors import UnsupportedFeatureError
+
+            raise UnsupportedFeatureError(
+                "resources.nodes: several local nodes need distribution.type: torchrun",
+                "set distribution: {type: torchrun} or resources.nodes: 1",
+            )
+
+    def run_dir(self, plan: "Plan") -> Path:
+        return (plan.runs_dir or default_runs_dir(plan.spec.code)) / plan.job_name
+
+    def render(self, plan: "Plan") -> NativeRequest:
+        spec, run_dir = plan.spec, self.run_dir(plan)
+        base_env = {**spec.env, **contract_env(plan, run_dir)}
+        nodes = []
+        for rank in range(plan.nodes):
+            env = dict(base_env, NODE_RANK=str(rank)) if plan.nodes > 1 else base_env
+            nodes.append({"argv": entry_argv(plan, rank), "env": env, "cwd": spec.code})
+        payload = {
+            "job_id": plan.job_name,
+            "run_dir": str(run_dir),
+            "nodes": nodes,
+            "secret_env": {name: ref.env for name, ref in spec.secrets.items()},
+            "grace_seconds": 10,
+        }
+        return NativeRequest(cloud="local", payload=payload)
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def prepare(self, plan: "Plan", request: NativeRequest) -> Path:
+        """Create the run directory with the resolved spec and the request (no secret values)."""
+        for name, source in request.payload["secret_env"].items():
+            if source not in os.environ:
+                raise SpecError(f"secrets.{name}: environment variable {source} is not set",
+                                f"export {source}=... before running, or remove the secret from the spec")
+        run_dir = Path(request.payload["run_dir"])
+        if (run_dir / "request.json").exists():
+            return run_dir  # a retried submission of the same plan
+        run_dir.mkdir(parents=True, exist_ok=False)
+        payload = json.loads(json.dumps(request.payload))
+        if plan.nodes > 1:
+            port = _free_port()
+            for node in payload["nodes"]:
+                node["argv"] = [str(port) if a == MASTER_PORT else a for a in node["argv"]]
+        for sub in ("logs", "model", "output"):
+            (run_dir / sub).mkdir()
+        write_json_atomic(run_dir / "spec.json", plan.spec.model_dump(mode="json"))
+        write_json_atomic(run_dir / "request.json", payload)
+        write_json_atomic(run_dir / "status.json", {"state": "PENDING", "job_id": plan.job_name})
+        return run_dir
+
+    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        """Start a detached supervisor for the job and return at once."""
+        run_dir = self.prepare(plan, request)
+        pid_file = run_dir / "supervisor.pid"
+        if not pid_file.exists():
+            with open(run_dir / "logs" / "supervisor.log", "ab") as log:
+                process = subprocess.Popen([sys.executable, "-m", "cloudtrain.providers.process", str(run_dir)],
+                                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            pid_file.write_text(str(process.pid))
+        return self.ref(plan, run_dir)
+
+    def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None) -> tuple[JobRef, JobStatus]:
+        """Run the job in this process (``cloudtrain run``); Ctrl-C cancels it cleanly."""
+        from cloudtrain.providers.process import load_commands
+
+        run_dir = self.prepare(plan, request)
+        commands, grace = load_commands(run_dir, request.payload["secret_env"])
+        supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line)
+        install_cancel_handlers(supervisor)
+        supervisor.run()
+        ref = self.ref(plan, run_dir)
+        return ref, self.status(ref)
+
+    def ref(self, plan: "Plan", run_dir: Path) -> JobRef:
+        return JobRef(job_id=plan.job_name, cloud="local", native_id=plan.job_name,
+                      details={"run_dir": str(run_dir), "submission_token": plan.submission_token})
+
+    # -- following ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_dir(ref: JobRef) -> Path:
+        run_dir = ref.details.get("run_dir")
+        if not run_dir or not Path(run_dir).is_dir():
+            raise UsageError(f"the run directory of job {ref.job_id} is gone ({run_dir})", "it was deleted or moved; the job cannot be followed")
+        return Path(run_dir)
+
+    @staticmethod
+    def _supervisor_pid(run_dir: Path, data: dict[str, Any]) -> int | None:
+        if data.get("supervisor_pid"):
+            return int(data["supervisor_pid"])
+        try:
+            return int((run_dir / "supervisor.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def status(self, ref: JobRef) -> JobStatus:
+        from datetime import datetime
+
+        run_dir = self._run_dir(ref)
+        data = read_status(run_dir)
+        state = JobState(data.get("state", "PENDING"))
+        message = data.get("message")
+        pid = self._supervisor_pid(run_dir, data)
+        if not state.is_terminal and pid and not pid_alive(pid):
+            data = read_status(run_dir)  # it may have finished between the two reads
+            state, message = JobState(data.get("state", "PENDING")), data.get("message")
+            if not state.is_terminal:
+                state, message = JobState.FAILED, "the local supervisor process ended without recording a result"
+        model_dir = run_dir / "model"
+        parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
+        return JobStatus(state=state, native_state=data.get("state", "PENDING"), message=message,
+                         started_at=parse(data.get("started_at")), ended_at=parse(data.get("ended_at")),
+                         model_uri=str(model_dir) if model_dir.is_dir() and any(model_dir.iterdir()) else None,
+                         exit_code=data.get("exit_code"))
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        run_dir = self._run_dir(ref)
+        path = run_dir / "logs" / "job.log"
+        position = 0
+        while True:
+            terminal = self.status(ref).state.is_terminal  # read before the file: no line is missed
+            if path.exists():
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    handle.seek(position)
+                    while True:
+                        line = handle.readline()
+                        if not line.endswith("\n"):
+                            break
+                        position = handle.tell()
+                        yield line.rstrip("\n")
+            if not follow or terminal:
+                return
+            time.sleep(0.2)
+
+    def cancel(self, ref: JobRef) -> None:
+        import signal
+
+        run_dir = self._run_dir(ref)
+        data = read_status(run_dir)
+        if JobState(data.get("state", "PENDING")).is_terminal:
+            return
+        pid = self._supervisor_pid(run_dir, data)
+        if pid and pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+        else:  # never started, or died before recording anything
+            write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,224 @@
+"""Running a job's processes and recording what happened: the engine of the local executor,
+reused by the emulators (which run jobs "on the cloud" the same way).
+
+A run directory holds ``request.json`` (what to run: one command per node), ``logs/job.log``
+(merged stdout and stderr of every process, line by line, prefixed ``[node-N]`` when there are
+several nodes) and ``status.json`` (state, pids, exit code, timestamps), written atomically.
+
+The supervisor starts each process in its own session (process group), so a cancel reaches the
+whole tree (torchrun and its workers) and the user's Ctrl-C reaches only the supervisor, which then
+ends the job cleanly: SIGTERM to every group, a grace period, then SIGKILL. The job's exit codes
+decide SUCCEEDED or FAILED; a cancel records CANCELLED.
+
+Secret values are read from the supervisor's own environment when the processes start; they are
+never written to the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_GRACE_SECONDS = 10.0
+FAILURE_TAIL_LINES = 20
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"state": "PENDING"}
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class NodeCommand:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+
+
+def failure_summary(log_file: Path, exit_codes: list[int | None]) -> str:
+    """The exit codes and the last meaningful log lines (usually the traceback's last line)."""
+    try:
+        lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        lines = []
+    tail = lines[-FAILURE_TAIL_LINES:]
+    error_line = next((l for l in reversed(tail) if "Error" in l or "Exception" in l), tail[-1] if tail else "")
+    codes = ", ".join(str(c) for c in exit_codes)
+    return f"exit code {codes}" + (f": {error_line.strip()}" if error_line else "")
+
+
+class Supervisor:
+    """Runs the node commands of one job and keeps ``status.json`` and ``logs/job.log`` up to date."""
+
+    def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float = DEFAULT_GRACE_SECONDS,
+                 on_line: Callable[[str], None] | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.commands = commands
+        self.grace_seconds = grace_seconds
+        self.on_line = on_line
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.cancelled = threading.Event()
+        self._log_lock = threading.Lock()
+        self._status: dict[str, Any] = read_status(self.run_dir)
+
+    def _set_status(self, **changes: Any) -> None:
+        self._status.update(changes)
+        write_json_atomic(self.run_dir / "status.json", self._status)
+
+    def _pump(self, process: subprocess.Popen[bytes], prefix: str, log: Any) -> None:
+        assert process.stdout is not None
+        for raw in iter(process.stdout.readline, b""):
+            line = prefix + raw.decode("utf-8", errors="replace").rstrip("\n")
+            with self._log_lock:
+                log.write(line + "\n")
+                log.flush()
+            if self.on_line is not None:
+                self.on_line(line)
+
+    def cancel(self) -> None:
+        """End the job: SIGTERM to every process group, SIGKILL after the grace period."""
+        if self.cancelled.is_set():
+            return
+        self.cancelled.set()
+        self._set_status(state="CANCELLING")
+        self._signal_all(signal.SIGTERM)
+        killer = threading.Timer(self.grace_seconds, self._signal_all, args=(signal.SIGKILL,))
+        killer.daemon = True
+        killer.start()
+
+    def _signal_all(self, sig: int) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def run(self) -> dict[str, Any]:
+        """Start every node's process, wait for all, and return the final status."""
+        logs_dir = self.run_dir / "logs"
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = logs_dir / "job.log"
+        pumps = []
+        started = time.monotonic()
+        with open(log_path, "a", encoding="utf-8") as log:
+            self._set_status(state="RUNNING", supervisor_pid=os.getpid(), started_at=now_iso())
+            try:
+                for index, command in enumerate(self.commands):
+                    if self.cancelled.is_set():
+                        break
+                    env = {**os.environ, **command.env}
+                    process = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                    self.processes.append(process)
+                    prefix = f"[node-{index}] " if len(self.commands) > 1 else ""
+                    pump = threading.Thread(target=self._pump, args=(process, prefix, log), daemon=True)
+                    pump.start()
+                    pumps.append(pump)
+                self._set_status(pids=[p.pid for p in self.processes])
+                codes = self._wait_all()
+            except OSError as error:
+                log.write(f"cloudtrain: could not start the job: {error}\n")
+                self._signal_all(signal.SIGKILL)
+                codes = [None]
+            for pump in pumps:
+                pump.join()
+        if self.cancelled.is_set():
+            state, message = "CANCELLED", "cancelled by the user"
+        elif codes and all(code == 0 for code in codes):
+            state, message = "SUCCEEDED", None
+        else:
+            state, message = "FAILED", failure_summary(log_path, codes)
+        nonzero = [c for c in codes if c not in (0, None)]
+        self._set_status(state=state, message=message, exit_code=nonzero[0] if nonzero else (codes[0] if codes else None),
+                         exit_codes=codes, ended_at=now_iso(), duration_seconds=round(time.monotonic() - started, 3))
+        return self._status
+
+    def _wait_all(self) -> list[int | None]:
+        """Wait for every process; if one node fails, the others are ended (as a cloud would)."""
+        remaining = list(self.processes)
+        while remaining:
+            for process in list(remaining):
+                try:
+                    code = process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    continue
+                remaining.remove(process)
+                if code != 0 and remaining and not self.cancelled.is_set():
+                    for other in remaining:
+                        try:
+                            os.killpg(other.pid, signal.SIGTERM)
+                        except ProcessLookupError:
+                            pass
+        return [p.returncode for p in self.processes]
+
+
+def install_cancel_handlers(supervisor: Supervisor) -> None:
+    """SIGTERM (``cloudtrain cancel``) and SIGINT (Ctrl-C) end the job cleanly."""
+
+    def handler(signum: int, frame: Any) -> None:
+        supervisor.cancel()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeCommand], float]:
+    """The node commands of ``request.json``, with secrets (names -> source variables) filled in."""
+    request = json.loads((run_dir / "request.json").read_text())
+    secrets = {name: os.environ.get(source, "") for name, source in secret_env.items()}
+    commands = [NodeCommand(argv=n["argv"], env={**n["env"], **secrets}, cwd=n["cwd"]) for n in request["nodes"]]
+    return commands, float(request.get("grace_seconds", DEFAULT_GRACE_SECONDS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cloudtrain.providers.process RUN_DIR``: the detached supervisor of a submitted local job."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    run_dir = Path(args[0])
+    request = json.loads((run_dir / "request.json").read_text())
+    commands, grace = load_commands(run_dir, request.get("secret_env", {}))
+    supervisor = Supervisor(run_dir, commands, grace_seconds=grace)
+    install_cancel_handlers(supervisor)
+    status = supervisor.run()
+    return 0 if status["state"] == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The runner: plan -> check -> budget -> render -> record -> submit, and following jobs afterwards.
+
+It is the one place that ties a provider to the job store. The order of a submission matters:
+unsupported features and the budget are refused before anything is staged or created; the job is
+recorded in the store (state PENDING, with its name and submission token) *before* the provider
+sends the create request, so an interrupted submission can be found and retried without creating
+a second cloud job (``Runner.submit(..., job_id=...)`` resumes one).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from cloudtrain.cost import check_budget
+from cloudtrain.errors import CloudtrainError, UsageError
+from cloudtrain.plan import Plan, make_plan
+from cloudtrain.providers.base import JobState, JobStatus, NativeRequest
+from cloudtrain.providers.registry import get_provider
+from cloudtrain.specfile import LoadedSpec
+from cloudtrain.store import JobRecord, JobStore, new_record
+
+
+@dataclass(frozen=True)
+class Submission:
+    plan: Plan
+    request: NativeRequest
+    record: JobRecord | None  # None for a dry run
+
+
+class Runner:
+    def __init__(self, store: JobStore | None = None, providers: dict[str, Any] | None = None, catalog: Any = None) -> None:
+        self.store = store or JobStore()
+        self._providers = dict(providers or {})
+        self._catalog = catalog
+
+    def provider(self, cloud: str) -> Any:
+        if cloud not in self._providers:
+            self._providers[cloud] = get_provider(cloud)
+        return self._providers[cloud]
+
+    @property
+    def catalog(self) -> Any:
+        if self._catalog is None:
+            from cloudtrain.catalog import load_catalog
+            from cloudtrain.paths import catalog_cache_dir
+
+            self._catalog = load_catalog(catalog_cache_dir())
+        return self._catalog
+
+    # -- planning and submitting ----------------------------------------------------------------
+
+    def plan(self, loaded: LoadedSpec, cloud: str, *, region: str | None = None, spot: bool | None = None) -> Plan:
+        if cloud == "cheapest":
+            from cloudtrain.plan import cheapest_cloud
+
+            cloud = cheapest_cloud(loaded.spec, self.catalog, region=region, spot=spot)
+        if cloud == "local":
+            from cloudtrain.plan import processes_per_node
+            from cloudtrain.providers.local import local_gpu_count
+
+            runs_dir = loaded.local.get("runs_dir")
+            plan = make_plan(loaded.spec, "local", runs_dir=Path(runs_dir).expanduser().resolve() if runs_dir else None)
+            gpus = local_gpu_count()
+            if loaded.spec.distribution.processes_per_node == "auto":
+                from dataclasses import replace
+
+                plan = replace(plan, processes_per_node=processes_per_node(loaded.spec, gpus))
+        else:
+            plan = make_plan(loaded.spec, cloud, catalog=self.catalog, region=region, spot=spot)
+        self.provider(plan.cloud).check(plan)
+        return plan
+
+    def render(self, plan: Plan) -> NativeRequest:
+        return self.provider(plan.cloud).render(plan)
+
+    def submit(self, plan: Plan, *, dry_run: bool = False) -> Submission:
+        provider = self.provider(plan.cloud)
+        check_budget(plan.spec, plan.estimate)
+        request = provider.render(plan)
+        if dry_run:
+            return Submission(plan, request, None)
+        record = self._record(plan)
+        try:
+            ref = provider.submit(plan, request)
+        except CloudtrainError as error:
+            self.store.update(record.id, state=JobState.FAILED, message=error.message)
+            raise
+        except BaseException as error:  # an interrupted submit stays PENDING: it can be retried
+            self.store.update(record.id, message=f"submission interrupted: {type(error).__name__}")
+            raise
+        record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region, details=ref.details)
+        return Submission(plan, request, record)
+
+    def _record(self, plan: Plan) -> JobRecord:
+        existing = self.store.find_by_token(plan.cloud, plan.submission_token)
+        if existing is not None:
+            return existing
+        return self.store.insert(new_record(
+            plan.job_name, plan.cloud, plan.job_name, plan.spec.name, plan.spec.spec_hash(),
+            region=plan.region, instance_type=plan.instance_type,
+            estimate=plan.estimate.to_dict() if plan.estimate else None,
+            details={"submission_token": plan.submission_token},
+        ))
+
+    def run_local(self, plan: Plan, on_line: Callable[[str], None] | None = None) -> tuple[JobRecord, JobStatus]:
+        """Run a local job in the foreground (``cloudtrain run``)."""
+        provider = self.provider("local")
+        request = provider.render(plan)
+        record = self._record(plan)
+        try:
+            provider.prepare(plan, request)
+            self.store.update(record.id, state=JobState.RUNNING, details={"run_dir": request.payload["run_dir"]})
+            ref, status = provider.run_foreground(plan, request, on_line=on_line)
+        except CloudtrainError as error:
+            self.store.update(record.id, state=JobState.FAILED, message=error.message)
+            raise
+        return self._sync(self.store.get(record.id), status), status
+
+    # -- following --------------------------------------------------------------------------------
+
+    def _sync(self, record: JobRecord, status: JobStatus) -> JobRecord:
+        changes: dict[str, Any] = {}
+        if status.state != record.state:
+            changes["state"] = status.state
+        if status.native_state != record.native_state:
+            changes["native_state"] = status.native_state
+        if status.message != record.message and (status.message or status.state.is_terminal):
+            changes["message"] = status.message
+        for key in ("started_at", "ended_at"):
+            value = getattr(status, key)
+            if value is not None and getattr(record, key) is None:
+                changes[key] = value.isoformat()
+        if status.model_uri and record.details.get("model_uri") != status.model_uri:
+            changes["details"] = {"model_uri": status.model_uri}
+        return self.store.update(record.id, **changes) if changes else record
+
+    def status(self, key: str) -> tuple[JobRecord, JobStatus]:
+        record = self.store.resolve(key)
+        status = self.provider(record.cloud).status(record.ref())
+        return self._sync(record, status), status
+
+    def logs(self, key: str, follow: bool = False) -> Iterator[str]:
+        record = self.store.resolve(key)
+        return self.provider(record.cloud).logs(record.ref(), follow=follow)
+
+    def cancel(self, key: str) -> JobRecord:
+        record, status = self.status(key)
+        if status.state.is_terminal:
+            raise UsageError(f"job {record.id} has already ended ({status.state.value})", "nothing to cancel")
+        self.provider(record.cloud).cancel(record.ref())
+        return self.status(record.id)[0]
+
+    def wait(self, key: str, *, timeout: float | None = None, poll_seconds: float = 2.0,
+             on_change: Callable[[JobRecord, JobStatus], None] | None = None) -> tuple[JobRecord, JobStatus]:
+        """Poll until the job ends (or ``timeout`` seconds pass: UsageError)."""
+        deadline = time.monotonic() + timeout if timeout else None
+        last: JobState | None = None
+        while True:
+            record, status = self.status(key)
+            if status.state != last and on_change is not None:
+                on_change(record, status)
+            last = status.state
+            if status.state.is_terminal:
+                return record, status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise UsageError(f"job {record.id} is still {status.state.value} after {timeout:g} s", "wait again, or see `cloudtrain status`")
+            time.sleep(poll_seconds)
+
+    def list(self, cloud: str | None = None, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
+        records = self.store.list(cloud=cloud, limit=limit)
+        if not refresh:
+            return records
+        out = []
+        for record in records:
+            if not record.state.is_terminal:
+                try:
+                    record = self._sync(record, self.provider(record.cloud).status(record.ref()))
+                except CloudtrainError:
+                    pass  # unreachable cloud: show what the store knows
+            out.append(record)
+        return out

@@ -1,0 +1,276 @@
+"""The runtime contract: one :class:`RunContext`, read from whichever environment the job runs in.
+
+Environments, detected in this order:
+
+- **local** (cloudtrain's local executor and the emulators' inner runs): ``CLOUDTRAIN_RUN_DIR`` with
+  ``CLOUDTRAIN_MODEL_DIR``, ``CLOUDTRAIN_OUTPUT_DIR``, ``CLOUDTRAIN_CHECKPOINT_DIR``,
+  ``CLOUDTRAIN_INPUTS`` / ``CLOUDTRAIN_OUTPUTS`` (JSON name -> path), ``CLOUDTRAIN_HPS`` (JSON) and
+  ``CLOUDTRAIN_METRICS_FILE``. On every cloud, ``CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS`` carries the
+  spec's ``checkpoint.every``.
+- **sagemaker**: ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_CHANNELS`` and ``SM_CHANNEL_<NAME>``,
+  ``SM_HPS``, ``SM_HOSTS``, ``SM_CURRENT_HOST``, ``SM_NUM_GPUS``; checkpoints in ``/opt/ml/checkpoints``
+  (or ``CLOUDTRAIN_CHECKPOINT_DIR`` when the request sets another local path).
+- **azureml**: ``AZUREML_RUN_ID`` and friends; inputs and outputs arrive as command-line arguments
+  that :mod:`cloudtrain.runtime.launch` turns into ``CLOUDTRAIN_INPUTS`` / ``CLOUDTRAIN_OUTPUTS``;
+  the model goes to the ``model`` output when bound, else ``./outputs/model`` (uploaded by Azure ML).
+- **vertex**: ``AIP_MODEL_DIR``, ``AIP_CHECKPOINT_DIR``, ``AIP_TENSORBOARD_LOG_DIR`` (``gs://`` URIs,
+  read through the Cloud Storage FUSE mount ``/gcs/<bucket>/...``) and ``CLUSTER_SPEC``.
+
+Rank, local rank and world size come from ``RANK`` / ``LOCAL_RANK`` / ``WORLD_SIZE`` (set by torchrun
+and by Azure ML's PyTorch distribution) and otherwise from the cloud's host list.
+
+``log_metric`` (main process only) appends one JSON object per line to the metrics file and prints
+one line matching :data:`METRIC_PATTERN` to stdout, which cloud tuning services parse.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+METRIC_PREFIX = "cloudtrain-metric"
+#: Each metric line on stdout, e.g. ``cloudtrain-metric name=val_loss value=0.1234 step=10``.
+METRIC_PATTERN = METRIC_PREFIX + r" name=(?P<name>[A-Za-z0-9_.:/-]+) value=(?P<value>\S+)(?: step=(?P<step>\d+))?"
+
+
+def metric_regex(name: str) -> str:
+    """A regex whose first group captures the value of metric ``name`` (for SageMaker, Vertex...)."""
+    import re
+
+    return f"{METRIC_PREFIX} name={re.escape(name)} value=([-+]?[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+@dataclass
+class RunContext:
+    """Where a job's data and outputs are, its hyperparameters, and its place in a distributed run."""
+
+    environment: str
+    inputs: dict[str, Path]
+    outputs: dict[str, Path]
+    model_dir: Path
+    output_dir: Path
+    checkpoint_dir: Path | None
+    hyperparameters: dict[str, Any]
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    node_rank: int = 0
+    num_nodes: int = 1
+    num_gpus: int = 0
+    tensorboard_dir: Path | None = None
+    metrics_file: Path | None = None
+    #: Seconds between checkpoints asked for by the spec's ``checkpoint.every`` (None: the script's own choice).
+    checkpoint_every_seconds: float | None = None
+    _stdout: Any = field(default=None, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        """True in the one process that writes checkpoints, metrics and the model."""
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    def hp(self, name: str, default: Any = None) -> Any:
+        """A hyperparameter converted to the type of ``default`` (clouds may hand values as strings)."""
+        value = self.hyperparameters.get(name, default)
+        if default is None or value is None or isinstance(value, type(default)):
+            return value
+        if isinstance(default, bool):
+            return str(value).strip().lower() in ("1", "true", "yes", "on")
+        return type(default)(value)
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Record a metric (main process only): a JSON line in the metrics file and a stdout line."""
+        if not self.is_main:
+            return
+        value = float(value)
+        record: dict[str, Any] = {"name": name, "value": value if math.isfinite(value) else str(value), "time": time.time()}
+        if step is not None:
+            record["step"] = int(step)
+        if self.metrics_file is not None:
+            self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.metrics_file, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        line = f"{METRIC_PREFIX} name={name} value={value:.6g}" + (f" step={int(step)}" if step is not None else "")
+        print(line, file=self._stdout or sys.stdout, flush=True)
+
+
+def _json(environ: Mapping[str, str], key: str, default: Any) -> Any:
+    raw = environ.get(key)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"cloudtrain runtime: {key} is not valid JSON") from None
+
+
+def _decode_hps(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Clouds pass hyperparameters as strings; give back numbers and booleans where they are."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            try:
+                decoded = json.loads(value)
+                value = decoded if isinstance(decoded, (int, float, bool)) else value
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def _ranks(environ: Mapping[str, str], node_rank: int, num_nodes: int, num_gpus: int) -> dict[str, int]:
+    world = int(environ.get("WORLD_SIZE", num_nodes))
+    rank = int(environ.get("RANK", node_rank))
+    local_rank = int(environ.get("LOCAL_RANK", 0))
+    return {"rank": rank, "local_rank": local_rank, "world_size": world, "node_rank": node_rank,
+            "num_nodes": num_nodes, "num_gpus": num_gpus}
+
+
+def _paths(values: Mapping[str, str]) -> dict[str, Path]:
+    return {name: Path(path) for name, path in values.items()}
+
+
+def _local(environ: Mapping[str, str]) -> RunContext:
+    run_dir = Path(environ["CLOUDTRAIN_RUN_DIR"])
+    output_dir = Path(environ.get("CLOUDTRAIN_OUTPUT_DIR", run_dir / "output"))
+    checkpoint = environ.get("CLOUDTRAIN_CHECKPOINT_DIR")
+    node_rank = int(environ.get("NODE_RANK", environ.get("GROUP_RANK", 0)))
+    nodes = int(environ.get("CLOUDTRAIN_NUM_NODES", 1))
+    return RunContext(
+        environment=environ.get("CLOUDTRAIN_ENVIRONMENT", "local"),
+        inputs=_paths(_json(environ, "CLOUDTRAIN_INPUTS", {})),
+        outputs=_paths(_json(environ, "CLOUDTRAIN_OUTPUTS", {})),
+        model_dir=Path(environ.get("CLOUDTRAIN_MODEL_DIR", run_dir / "model")),
+        output_dir=output_dir,
+        checkpoint_dir=Path(checkpoint) if checkpoint else None,
+        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        tensorboard_dir=output_dir / "tensorboard",
+        metrics_file=Path(environ.get("CLOUDTRAIN_METRICS_FILE", run_dir / "metrics.jsonl")),
+        **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),
+    )
+
+
+def _sagemaker(environ: Mapping[str, str]) -> RunContext:
+    channels = _json(environ, "SM_CHANNELS", [])
+    inputs = {}
+    for name in channels:
+        path = environ.get(f"SM_CHANNEL_{name.upper()}")
+        if path:
+            inputs[name] = Path(path)
+    for key, path in environ.items():  # channels not listed in SM_CHANNELS
+        if key.startswith("SM_CHANNEL_") and not any(n.upper() == key[11:] for n in inputs):
+            inputs[key[11:].lower()] = Path(path)
+    hosts = _json(environ, "SM_HOSTS", ["algo-1"])
+    current = environ.get("SM_CURRENT_HOST", hosts[0] if hosts else "algo-1")
+    node_rank = hosts.index(current) if current in hosts else 0
+    output_dir = Path(environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    checkpoint = Path(environ.get("CLOUDTRAIN_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
+    metrics = environ.get("CLOUDTRAIN_METRICS_FILE")
+    return RunContext(
+        environment="sagemaker",
+        inputs=inputs,
+        outputs={},
+        model_dir=Path(environ.get("SM_MODEL_DIR", "/opt/ml/model")),
+        output_dir=output_dir,
+        checkpoint_dir=checkpoint,
+        hyperparameters=_decode_hps(_json(environ, "SM_HPS", {})),
+        tensorboard_dir=output_dir / "tensorboard",
+        metrics_file=Path(metrics) if metrics else output_dir / "metrics.jsonl",
+        **_ranks(environ, node_rank, len(hosts) or 1, int(environ.get("SM_NUM_GPUS", 0))),
+    )
+
+
+def gcs_path(uri: str, mount: str = "/gcs") -> Path:
+    """``gs://bucket/a/b`` -> ``/gcs/bucket/a/b`` (Vertex mounts buckets with Cloud Storage FUSE)."""
+    if uri.startswith("gs://"):
+        return Path(mount) / uri[len("gs://"):]
+    return Path(uri)
+
+
+def _vertex(environ: Mapping[str, str]) -> RunContext:
+    mount = environ.get("CLOUDTRAIN_GCS_MOUNT", "/gcs")
+    cluster = _json(environ, "CLUSTER_SPEC", {})
+    task = cluster.get("task", {})
+    pools = cluster.get("cluster", {})
+    primary = len(pools.get("workerpool0", [])) or 1
+    nodes = primary + len(pools.get("workerpool1", []))
+    pool, index = task.get("type", "workerpool0"), int(task.get("index", 0))
+    node_rank = index if pool == "workerpool0" else primary + index
+    model_dir = gcs_path(environ["AIP_MODEL_DIR"], mount)
+    output_dir = model_dir.parent
+    checkpoint = environ.get("AIP_CHECKPOINT_DIR")
+    tensorboard = environ.get("AIP_TENSORBOARD_LOG_DIR")
+    return RunContext(
+        environment="vertex",
+        inputs={k: gcs_path(v, mount) for k, v in _json(environ, "CLOUDTRAIN_INPUTS", {}).items()},
+        outputs={k: gcs_path(v, mount) for k, v in _json(environ, "CLOUDTRAIN_OUTPUTS", {}).items()},
+        model_dir=model_dir,
+        output_dir=output_dir,
+        checkpoint_dir=gcs_path(checkpoint, mount) if checkpoint else None,
+        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        tensorboard_dir=gcs_path(tensorboard, mount) if tensorboard else output_dir / "tensorboard",
+        metrics_file=output_dir / "metrics.jsonl",
+        **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),
+    )
+
+
+def _azureml(environ: Mapping[str, str]) -> RunContext:
+    outputs = _paths(_json(environ, "CLOUDTRAIN_OUTPUTS", {}))
+    outputs_dir = Path(environ.get("CLOUDTRAIN_AZUREML_OUTPUTS_DIR", "outputs")).absolute()
+    model_dir = outputs.get("model", outputs_dir / "model")
+    checkpoint = environ.get("CLOUDTRAIN_CHECKPOINT_DIR")
+    nodes = int(environ.get("AZUREML_NODE_COUNT", environ.get("CLOUDTRAIN_NUM_NODES", 1)))
+    node_rank = int(environ.get("NODE_RANK", environ.get("GROUP_RANK", 0)))
+    return RunContext(
+        environment="azureml",
+        inputs=_paths(_json(environ, "CLOUDTRAIN_INPUTS", {})),
+        outputs=outputs,
+        model_dir=model_dir,
+        output_dir=outputs_dir,
+        checkpoint_dir=Path(checkpoint) if checkpoint else outputs_dir / "checkpoints",
+        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        tensorboard_dir=outputs_dir / "tensorboard",
+        metrics_file=outputs_dir / "metrics.jsonl",
+        **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),
+    )
+
+
+def detect_environment(environ: Mapping[str, str]) -> str:
+    if environ.get("CLOUDTRAIN_RUN_DIR"):
+        return "local"
+    if environ.get("SM_MODEL_DIR") or environ.get("SM_HOSTS") or environ.get("SM_TRAINING_ENV"):
+        return "sagemaker"
+    if environ.get("AIP_MODEL_DIR") or environ.get("CLUSTER_SPEC"):
+        return "vertex"
+    if environ.get("AZUREML_RUN_ID") or environ.get("AZUREML_EXPERIMENT_ID"):
+        return "azureml"
+    return "bare"
+
+
+def context(environ: Mapping[str, str] | None = None) -> RunContext:
+    """The RunContext of this process. Outside any environment (plain ``python train.py``), it uses
+    ``./cloudtrain-run`` as the run directory so scripts still run."""
+    environ = os.environ if environ is None else environ
+    kind = detect_environment(environ)
+    if kind == "bare":
+        run_dir = Path("cloudtrain-run").absolute()
+        environ = {**environ, "CLOUDTRAIN_RUN_DIR": str(run_dir), "CLOUDTRAIN_ENVIRONMENT": "bare"}
+        kind = "local"
+    reader = {"local": _local, "sagemaker": _sagemaker, "vertex": _vertex, "azureml": _azureml}[kind]
+    ctx = reader(environ)
+    every = environ.get("CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS")
+    if every:
+        ctx.checkpoint_every_seconds = float(every)
+    for directory in (ctx.model_dir, ctx.output_dir, ctx.checkpoint_dir):
+        if directory is not None and ctx.is_main:
+            directory.mkdir(parents=True, exist_ok=True)
+    return ctx

@@ -1,0 +1,356 @@
+"""The provider-neutral training job spec.
+
+A :class:`JobSpec` is pure data: pydantic v2 models, frozen, unknown keys refused, units in the
+names (``memory_gib``, ``max_runtime``). It is written in YAML (see ``examples/``) or built in
+Python. Nothing here looks up the catalog, touches the network or prints; loading a spec from a
+file (with line numbers in errors, ``--set`` overrides and config-file settings) lives in
+:mod:`cloudtrain.specfile`.
+
+Conventions:
+- durations are strings such as ``90m``, ``2h``, ``1h30m`` or a number of seconds;
+- accelerators are ``NAME`` or ``NAME:COUNT`` per node (``A100:8``, ``T4``);
+- relative paths (``code``, local inputs) are relative to the spec file's directory;
+- secrets are references (an environment variable, or a secret in a cloud store), never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+CLOUDS = ("sagemaker", "azureml", "vertex")
+CloudName = Literal["sagemaker", "azureml", "vertex"]
+
+
+def parse_duration(value: Any) -> Any:
+    """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"``, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta) or value is None:
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration such as '90m' or '2h' is expected")
+    if isinstance(value, (int, float)):
+        seconds: float | None = float(value)
+    elif isinstance(value, str):
+        from pytimeparse import parse as _parse  # small; imported when a duration is read
+
+        seconds = _parse(value.strip())
+    else:
+        seconds = None
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration; write it like '90m', '2h', '1h30m' or '45s'")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact form: ``2h``, ``90m``, ``1h30m``, ``45s``."""
+    total = int(value.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{seconds}s" if seconds else ""]
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[a-z]+\s*)+$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: '90m', '2h', '1h30m', '45s', or seconds.",
+            "examples": ["90m", "2h"],
+        }
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+_ACCELERATOR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s*(?::\s*(\d+))?\s*$")
+
+
+class Accelerator(_Model):
+    """Accelerator type and count per node, written ``NAME`` or ``NAME:COUNT``."""
+
+    name: str = Field(description="Neutral accelerator name: T4, L4, A10G, V100, A100, A100-80GB, H100...")
+    count: int = Field(1, ge=1, le=16, description="Accelerators per node.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _ACCELERATOR.match(value)
+            if not match:
+                raise ValueError(f"{value!r} is not an accelerator; write it like 'T4' or 'A100:8'")
+            return {"name": match.group(1), "count": int(match.group(2) or 1)}
+        return value
+
+    def __str__(self) -> str:
+        return self.name if self.count == 1 else f"{self.name}:{self.count}"
+
+
+AcceleratorField = Annotated[
+    Accelerator,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_.-]*(:\d+)?$", "examples": ["T4", "A100:8"]},
+                {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "count": {"type": "integer", "minimum": 1}},
+                    "required": ["name"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
+class InstanceTypes(_Model):
+    """An exact instance type per cloud; it wins over the accelerator/cpus/memory search."""
+
+    sagemaker: str | None = Field(None, description="e.g. ml.g5.xlarge")
+    azureml: str | None = Field(None, description="e.g. Standard_NC4as_T4_v3")
+    vertex: str | None = Field(None, description="e.g. a2-highgpu-1g or n1-standard-8+NVIDIA_TESLA_T4x1")
+
+
+class Resources(_Model):
+    accelerator: AcceleratorField | None = Field(None, description="Per node, e.g. 'T4' or 'A100:8'.")
+    cpus: int | None = Field(None, ge=1, description="Minimum vCPUs per node.")
+    memory_gib: float | None = Field(None, gt=0, description="Minimum memory per node, GiB.")
+    disk_gib: int = Field(50, ge=1, le=16384, description="Disk (volume) per node, GiB.")
+    nodes: int = Field(1, ge=1, le=64, description="Number of nodes (instances).")
+    instance_type: InstanceTypes = Field(default_factory=InstanceTypes)
+
+    @field_validator("instance_type", mode="before")
+    @classmethod
+    def _instance_type_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("give the instance type per cloud, e.g. {sagemaker: ml.g5.xlarge}")
+        return value
+
+
+class Framework(_Model):
+    name: Literal["pytorch", "sklearn"] = Field(description="Training framework of the job's container.")
+    version: str = Field(description="Framework version, e.g. '2.5' for PyTorch or '1.2-1' for scikit-learn.")
+    python: str | None = Field(None, description="Python version of the image, e.g. 'py311'; newest if unset.")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_string(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, (int, float)) else value
+
+
+class Distribution(_Model):
+    type: Literal["none", "torchrun"] = "none"
+    processes_per_node: int | Literal["auto"] = Field(
+        "auto", description="Worker processes per node; 'auto' = one per GPU (one on a CPU-only node)."
+    )
+
+    @field_validator("processes_per_node")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("processes_per_node must be at least 1 or 'auto'")
+        return value
+
+
+class Spot(_Model):
+    enabled: bool = False
+    max_wait: Duration | None = Field(
+        None, description="Longest total time including waits for capacity; defaults to 2 x max_runtime."
+    )
+
+
+class Checkpoint(_Model):
+    enabled: bool = False
+    dir: str | None = Field(None, description="Local directory inside the job; the cloud's default if unset.")
+    every: Duration | None = Field(None, description="Interval between checkpoints, e.g. '10m'.")
+
+
+_URI_SCHEMES = ("s3://", "gs://", "azureml://", "https://", "http://")
+
+
+class Input(_Model):
+    """A named input: a local path (staged with the job) or a URI."""
+
+    uri: str = Field(description="Local path, s3://, gs://, azureml:// or https:// location.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, value: str) -> str:
+        if "://" in value and not value.startswith(_URI_SCHEMES):
+            raise ValueError(f"{value!r}: supported locations are a local path or {', '.join(_URI_SCHEMES)}")
+        if not value.strip():
+            raise ValueError("an input location must not be empty")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri
+
+    def scheme(self) -> str:
+        return "local" if self.is_local else self.uri.split("://", 1)[0]
+
+
+class Output(_Model):
+    uri: str | None = Field(None, description="Where the output goes; the job's default output location if unset.")
+
+
+class SecretRef(_Model):
+    """Where a secret's value is read from at submit/run time. Exactly one source."""
+
+    env: str | None = Field(None, description="Name of an environment variable on the submitting machine.")
+    aws_secret: str | None = Field(None, description="AWS Secrets Manager secret id or ARN.")
+    azure_key_vault: str | None = Field(None, description="https://<vault>.vault.azure.net/secrets/<name>")
+    gcp_secret: str | None = Field(None, description="projects/<p>/secrets/<name>/versions/<v>")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretRef":
+        given = [k for k in ("env", "aws_secret", "azure_key_vault", "gcp_secret") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("a secret names exactly one source: env, aws_secret, azure_key_vault or gcp_secret")
+        return self
+
+
+class Budget(_Model):
+    max_usd: float = Field(gt=0, description="Refuse to launch when the upper-bound cost exceeds this.")
+
+
+class SageMakerSettings(_Model):
+    region: str | None = None
+    role_arn: str | None = Field(None, description="IAM role SageMaker assumes to run the job.")
+    bucket: str | None = Field(None, description="S3 bucket for staged code, inputs and outputs.")
+    prefix: str = Field("cloudtrain", description="Key prefix inside the bucket.")
+
+
+class AzureMLSettings(_Model):
+    subscription_id: str | None = None
+    region: str | None = Field(None, description="The workspace's Azure region (e.g. eastus), used for pricing.")
+    resource_group: str | None = None
+    workspace: str | None = None
+    compute: str | None = Field(None, description="Compute cluster name; serverless when unset.")
+    experiment: str | None = None
+
+
+class VertexSettings(_Model):
+    project: str | None = None
+    location: str | None = None
+    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] for staged code and outputs.")
+    service_account: str | None = None
+
+
+class CloudSettings(_Model):
+    """Per-cloud settings; the same keys may come from config files and environment variables."""
+
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
+    azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
+
+
+_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+HyperValue = Union[bool, int, float, str]
+
+
+class JobSpec(_Model):
+    """One training job, the same on every cloud."""
+
+    name: str = Field(pattern=_NAME, description="Lowercase letters, digits and '-', at most 40 characters.")
+    code: str = Field(description="Directory staged with the job (relative to the spec file).")
+    entrypoint: str | None = Field(None, description="Script path inside `code`, e.g. entrypoints/train.py.")
+    module: str | None = Field(None, description="Python module to run with `python -m`, instead of entrypoint.")
+    args: list[str] = Field(default_factory=list)
+    hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+    framework: Framework | None = None
+    image: str | None = Field(None, description="Container image URI, instead of a framework.")
+    resources: Resources = Field(default_factory=Resources)
+    distribution: Distribution = Field(default_factory=Distribution)
+    spot: Spot = Field(default_factory=Spot)
+    max_runtime: Duration | None = None
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    inputs: dict[str, Input] = Field(default_factory=dict)
+    outputs: dict[str, Output] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+    budget: Budget | None = None
+    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
+    azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
+    vertex: VertexSettings = Field(default_factory=VertexSettings)
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+    @field_validator("inputs", "outputs", "env", "secrets")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r}: names are letters, digits and '_', not starting with a digit")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "JobSpec":
+        if bool(self.entrypoint) == bool(self.module):
+            raise ValueError("give exactly one of 'entrypoint' (a script path) or 'module' (a Python module)")
+        if self.framework and self.image:
+            raise ValueError("give either 'framework' or 'image', not both")
+        if self.spot.max_wait and not self.spot.enabled:
+            raise ValueError("spot.max_wait is set but spot.enabled is false")
+        if self.spot.max_wait and self.max_runtime and self.spot.max_wait < self.max_runtime:
+            raise ValueError("spot.max_wait must be at least max_runtime (it includes the run time)")
+        overlap = set(self.env) & set(self.secrets)
+        if overlap:
+            raise ValueError(f"{sorted(overlap)} appear in both env and secrets")
+        return self
+
+    @property
+    def command_kind(self) -> Literal["script", "module"]:
+        return "script" if self.entrypoint else "module"
+
+    def spec_hash(self) -> str:
+        """A stable hash of the spec's content (used to recognise resubmissions)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def cloud_settings(self, cloud: str) -> BaseModel:
+        return getattr(self, cloud)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a job file, for editors (``cloudtrain schema``)."""
+    schema = JobSpec.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cloudtrain job spec"
+    return schema

@@ -1,0 +1,307 @@
+"""Loading a job spec from a file, with config-file settings and ``--set`` overrides.
+
+Where the per-cloud settings (``sagemaker:``, ``azureml:``, ``vertex:``) come from, the first that
+sets a key wins:
+
+1. ``--set key.path=value`` on the command line (any field, not only cloud settings);
+2. environment variables ``CLOUDTRAIN_<CLOUD>_<KEY>``, e.g. ``CLOUDTRAIN_SAGEMAKER_ROLE_ARN``,
+   ``CLOUDTRAIN_VERTEX_STAGING_BUCKET``;
+3. the spec file itself;
+4. the project config ``cloudtrain.yaml``, the nearest one in the spec's directory or above it;
+5. the user config ``~/.config/cloudtrain/config.yaml`` (``$XDG_CONFIG_HOME`` is honoured).
+
+Config files hold the same per-cloud sections as a spec, plus ``local: {runs_dir: ...}``.
+Relative paths in a spec (``code``, local inputs) are relative to the spec file's directory and are
+made absolute here. Errors name the file, the field path and, for YAML, the line.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from cloudtrain.errors import SpecError
+from cloudtrain.spec import CLOUDS, JobSpec
+
+CONFIG_KEYS = ("sagemaker", "azureml", "vertex", "local")
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec and where it came from."""
+
+    spec: JobSpec
+    path: Path | None
+    base_dir: Path
+    local: dict[str, Any] = field(default_factory=dict)  # the config files' `local:` section
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "cloudtrain" / "config.yaml"
+
+
+def find_project_config(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        candidate = directory / "cloudtrain.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _yaml_load(path: Path) -> tuple[Any, Any]:
+    """Returns (data, node tree) so errors can point at lines."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpecError(f"cannot read {path}: {error.strerror}", "check the path") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise SpecError(f"{where}: not valid YAML: {problem}", "fix the YAML syntax at that line") from None
+    return data, node
+
+
+def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
+    """The 1-based line of the deepest YAML node along a pydantic error location."""
+    import yaml
+
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        else:
+            child = None
+        if child is None:
+            break
+        node, line = child, child.start_mark.line + 1
+    return line
+
+
+def format_validation_error(error: Any, source: str, node: Any = None) -> SpecError:
+    lines = []
+    for item in error.errors():
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union[")))]
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(node, loc) if node is not None else None
+        where = f"{source}:{line}" if line else source
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (see `cloudtrain schema` for the keys a job spec takes)"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"{where}: {path}: {message}")
+    count = len(lines)
+    head = "the job spec is not valid" if count == 1 else f"the job spec has {count} problems"
+    return SpecError(f"{head}:\n  " + "\n  ".join(lines), "fix the field(s) named above; `cloudtrain schema` lists every key")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``resources.nodes=2`` -> (["resources", "nodes"], 2); the value is read as YAML."""
+    import yaml
+
+    if "=" not in text:
+        raise SpecError(f"--set {text!r}: expected key.path=value", "e.g. --set resources.nodes=2")
+    key, raw = text.split("=", 1)
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if not key.strip() or any(p == "" for p in parts):
+        raise SpecError(f"--set {text!r}: the key path is empty", "e.g. --set hyperparameters.lr=0.01")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        target: Any = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(target, list) and isinstance(part, int):
+                if part >= len(target):
+                    raise SpecError(f"--set {text!r}: index {part} is past the end of the list", None)
+                target = target[part]
+                continue
+            if not isinstance(target, dict):
+                raise SpecError(f"--set {text!r}: {'.'.join(map(str, parts[: i + 1]))} is not a mapping", None)
+            if not isinstance(target.get(part), (dict, list)):
+                target[part] = [] if isinstance(nxt, int) else {}
+            target = target[part]
+        last = parts[-1]
+        if isinstance(target, list) and isinstance(last, int):
+            if last < len(target):
+                target[last] = value
+            elif last == len(target):
+                target.append(value)
+            else:
+                raise SpecError(f"--set {text!r}: index {last} is past the end of the list", None)
+        elif isinstance(target, dict):
+            target[str(last)] = value
+        else:
+            raise SpecError(f"--set {text!r}: cannot set a key inside a {type(target).__name__}", None)
+    return data
+
+
+def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    out = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    data, _ = _yaml_load(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a config file is a mapping of sections", f"allowed sections: {', '.join(CONFIG_KEYS)}")
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise SpecError(f"{path}: unknown config section(s) {unknown}", f"allowed sections: {', '.join(CONFIG_KEYS)}")
+    for key, value in data.items():
+        if value is not None and not isinstance(value, dict):
+            raise SpecError(f"{path}: section {key!r} must be a mapping", None)
+    return {k: v for k, v in data.items() if v}
+
+
+def _env_settings(environ: dict[str, str]) -> dict[str, Any]:
+    from cloudtrain.spec import AzureMLSettings, SageMakerSettings, VertexSettings
+
+    models = {"sagemaker": SageMakerSettings, "azureml": AzureMLSettings, "vertex": VertexSettings}
+    out: dict[str, Any] = {}
+    for cloud in CLOUDS:
+        for key in models[cloud].model_fields:
+            value = environ.get(f"CLOUDTRAIN_{cloud.upper()}_{key.upper()}")
+            if value:
+                out.setdefault(cloud, {})[key] = value
+    runs_dir = environ.get("CLOUDTRAIN_RUNS_DIR")
+    if runs_dir:
+        out["local"] = {"runs_dir": runs_dir}
+    return out
+
+
+def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings from config files, settings from environment variables)."""
+    environ = dict(os.environ) if environ is None else environ
+    files: dict[str, Any] = {}
+    for path in (user_config_path(), find_project_config(base_dir)):
+        if path is not None and path.is_file():
+            files = _merge(files, _read_config(path))
+    return files, _env_settings(environ)
+
+
+def _absolute(spec: JobSpec, base_dir: Path) -> JobSpec:
+    code = (base_dir / spec.code).resolve()
+    inputs = {
+        name: item.model_copy(update={"uri": str((base_dir / item.uri).resolve())}) if item.is_local else item
+        for name, item in spec.inputs.items()
+    }
+    return spec.model_copy(update={"code": str(code), "inputs": inputs})
+
+
+def build_spec(
+    data: Any,
+    *,
+    source: str,
+    base_dir: Path,
+    overrides: Iterable[str] = (),
+    node: Any = None,
+    environ: dict[str, str] | None = None,
+) -> LoadedSpec:
+    """Validate raw spec data merged with config layers and overrides."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a job spec is a mapping with at least name, code and entrypoint", "see examples/")
+    files, env = config_layers(base_dir, environ)
+    merged = dict(data)
+    for cloud in CLOUDS:
+        layered = _merge(_merge(files.get(cloud, {}), data.get(cloud) or {}), env.get(cloud, {}))
+        if layered:
+            merged[cloud] = layered
+    overrides = list(overrides)
+    merged = apply_overrides(merged, overrides)
+    try:
+        spec = JobSpec.model_validate(merged)
+    except ValidationError as error:
+        raise format_validation_error(error, source, None if overrides else node) from None
+    local = _merge(files.get("local", {}), env.get("local", {}))
+    return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir, local=local)
+
+
+def _load_python(path: Path) -> Any:
+    import runpy
+
+    try:
+        namespace = runpy.run_path(str(path), run_name="cloudtrain_spec")
+    except Exception as error:  # the user's file failed: show where, briefly
+        raise SpecError(f"{path}: running the Python spec failed: {type(error).__name__}: {error}", None) from None
+    job = namespace.get("job")
+    if job is None:
+        raise SpecError(f"{path}: a Python spec defines a module-level `job` (a JobSpec or a dict)", None)
+    if isinstance(job, JobSpec):
+        return job.model_dump(mode="json", exclude_defaults=True)
+    return job
+
+
+def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = (), check_files: bool = True) -> LoadedSpec:
+    """Load, merge and validate a YAML or Python job spec; optionally check code and entrypoint exist."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"no job spec at {path}", "give the path of a .yaml or .py job file, e.g. examples/digits-sklearn.yaml")
+    node = None
+    if path.suffix == ".py":
+        data = _load_python(path)
+    else:
+        data, node = _yaml_load(path)
+    loaded = build_spec(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides, node=node)
+    loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir, local=loaded.local)
+    if check_files:
+        check_spec_files(loaded, node)
+    return loaded
+
+
+def check_spec_files(loaded: LoadedSpec, node: Any = None) -> None:
+    """The code directory, the entrypoint and local inputs must exist."""
+    spec, source = loaded.spec, str(loaded.path or "<spec>")
+    problems: list[str] = []
+
+    def where(*loc: str) -> str:
+        line = _line_of(node, loc) if node is not None else None
+        return f"{source}:{line}" if line else source
+
+    code = Path(spec.code)
+    if not code.is_dir():
+        problems.append(f"{where('code')}: code: directory {code} does not exist")
+    elif spec.entrypoint:
+        script = code / spec.entrypoint
+        if not script.is_file():
+            problems.append(f"{where('entrypoint')}: entrypoint: {spec.entrypoint} not found in {code}")
+    elif spec.module:
+        parts = spec.module.split(".")
+        as_file = code.joinpath(*parts).with_suffix(".py")
+        as_package = code.joinpath(*parts) / "__main__.py"
+        if not (as_file.is_file() or as_package.is_file()):
+            problems.append(f"{where('module')}: module: {spec.module} not found in {code}")
+    for name, item in spec.inputs.items():
+        if item.is_local and not Path(item.uri).exists():
+            problems.append(f"{where('inputs', name)}: inputs.{name}: {item.uri} does not exist")
+    if problems:
+        raise SpecError("the job spec names files that do not exist:\n  " + "\n  ".join(problems), "fix the paths (relative to the spec file's directory)")
