@@ -305,6 +305,13 @@ class JobSpec(_Model):
     azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
     vertex: VertexSettings = Field(default_factory=VertexSettings)
 
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        return value
+
     @field_validator("env", mode="before")
     @classmethod
     def _env_values_as_strings(cls, value: Any) -> Any:

@@ -9,16 +9,25 @@ from typing import Any, Callable
 import click
 
 
+def _width(stream: Any) -> int | None:
+    """Terminals get their own width; pipes and files get a wide one so tables are not cut."""
+    import os
+
+    if stream.isatty():
+        return None
+    return int(os.environ.get("COLUMNS", 200))
+
+
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=_width(sys.stdout))
 
 
 def err_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def print_json(data: Any) -> None:

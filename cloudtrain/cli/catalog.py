@@ -1,0 +1,43 @@
+"""``cloudtrain catalog``: the offers and their prices, like a GPU price list."""
+
+from __future__ import annotations
+
+import click
+
+from cloudtrain.cli.common import console, err_console, json_option, print_json
+
+
+@click.command("catalog")
+@click.option("--cloud", type=click.Choice(["sagemaker", "azureml", "vertex"]), default=None)
+@click.option("--region", default=None)
+@click.option("--gpu", default=None, metavar="NAME", help="Only offers with this accelerator (T4, A100, H100...).")
+@click.option("--cpu-only", is_flag=True, help="Only offers without accelerators.")
+@json_option
+def command(cloud: str | None, region: str | None, gpu: str | None, cpu_only: bool, as_json: bool) -> None:
+    """List instance offers with their facts and prices (cheapest first within each cloud and region)."""
+    from cloudtrain.catalog import normalize_accelerator
+    from cloudtrain.cli.estimate import load_user_catalog
+
+    catalog = load_user_catalog()
+    offers = catalog.filter(cloud=cloud, region=region, gpu=False if cpu_only else None)
+    if gpu:
+        name = normalize_accelerator(gpu)
+        offers = [o for o in offers if o.accelerator == name]
+    if as_json:
+        print_json([o.to_dict() for o in offers])
+        return
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for column in ("cloud", "region", "instance", "accelerator", "acc. GiB", "vCPUs", "GiB", "$/h", "spot $/h", "as of"):
+        table.add_column(column, justify="right" if column in ("acc. GiB", "vCPUs", "GiB", "$/h", "spot $/h") else "left")
+    for o in offers:
+        table.add_row(o.cloud, o.region, o.instance_type, f"{o.accelerator} x{o.accelerator_count}" if o.accelerator else "-",
+                      f"{o.accelerator_memory_gib:g}" if o.accelerator_memory_gib else "-", str(o.vcpus), f"{o.memory_gib:g}",
+                      f"{o.usd_per_hour:,.3f}", f"{o.spot_usd_per_hour:,.3f}" if o.spot_usd_per_hour is not None else "-",
+                      str(o.price_as_of))
+    console().print(table)
+    for warning in catalog.warnings:
+        err_console().print(f"[yellow]warning:[/] {warning}")
+    if not offers:
+        err_console().print("no offer matches; drop a filter to see more")

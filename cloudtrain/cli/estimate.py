@@ -1,0 +1,77 @@
+"""``cloudtrain estimate SPEC``: per-hour and upper-bound cost on every cloud, before launching."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import click
+
+from cloudtrain.cli.common import console, err_console, json_option, load, print_json, spec_argument
+
+
+def load_user_catalog():  # type: ignore[no-untyped-def]
+    from cloudtrain.catalog import load_catalog
+    from cloudtrain.paths import catalog_cache_dir
+
+    return load_catalog(catalog_cache_dir())
+
+
+@click.command("estimate")
+@spec_argument
+@click.option("--cloud", type=click.Choice(["sagemaker", "azureml", "vertex"]), default=None, help="Only this cloud.")
+@click.option("--region", default=None, help="Only this region (default: the configured one, else the cheapest).")
+@click.option("--spot/--no-spot", default=None, help="Price spot capacity (default: the spec's spot.enabled).")
+@json_option
+def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, region: str | None, spot: bool | None, as_json: bool) -> None:
+    """Show what SPEC costs per hour and at most (nodes x $/h x max_runtime) on each cloud, cheapest first."""
+    from cloudtrain.cost import STALE_AFTER_DAYS, estimate_spec
+    from cloudtrain.errors import CatalogError
+    from cloudtrain.spec import CLOUDS
+
+    spec = load(spec_path, overrides, check_files=False).spec
+    catalog = load_user_catalog()
+    result = estimate_spec(spec, catalog, clouds=(cloud,) if cloud else CLOUDS, region=region, spot=spot)
+    if not result.offers:
+        reasons = "; ".join(f"{c}: {why}" for c, why in result.unavailable.items())
+        raise CatalogError(f"no cloud has an offer for this job's resources ({reasons})", "see `cloudtrain catalog` for what exists")
+    if as_json:
+        print_json(result.to_dict())
+        return
+    today = date.today()
+    from rich.table import Table
+
+    spot_wanted = spec.spot.enabled if spot is None else spot
+    runtime = f"{result.max_runtime_hours:g} h" if result.max_runtime_hours is not None else "no max_runtime"
+    table = Table(title=f"{spec.name}: {result.nodes} node(s), {runtime}", title_justify="left", header_style="bold")
+    for column in ("", "cloud", "region", "instance", "accelerator", "$/h per node", "$/h all nodes", "max total", "price as of"):
+        table.add_column(column, justify="right" if "$" in column or column == "max total" else "left")
+    for index, item in enumerate(result.offers):
+        accelerator = f"{item.accelerator} x{item.accelerator_count}" if item.accelerator else "-"
+        per_node = f"{item.usd_per_hour_per_node:,.2f}"
+        all_nodes = f"{item.usd_per_hour:,.2f}"
+        if item.spot:
+            per_node = f"{item.spot_usd_per_hour_per_node:,.2f} spot ({per_node})"
+            all_nodes = f"{item.spot_usd_per_hour:,.2f} spot ({all_nodes})"
+        total = "-" if item.max_total_usd is None else f"${item.max_total_usd:,.2f}"
+        if item.spot and item.on_demand_max_total_usd is not None:
+            total += f" (${item.on_demand_max_total_usd:,.2f})"
+        stale = item.age_days(today) > STALE_AFTER_DAYS
+        table.add_row("[green]cheapest[/]" if index == 0 else "", item.cloud, item.region, item.instance_type, accelerator,
+                      per_node, all_nodes, total, f"[yellow]{item.price_as_of}[/]" if stale else str(item.price_as_of))
+    out = console()
+    out.print(table)
+    notes = err_console()
+    if result.max_runtime_hours is None:
+        notes.print("note: the spec has no max_runtime, so there is no upper bound: only hourly figures are shown "
+                    "(set max_runtime, e.g. max_runtime: 2h, to get a total)")
+    if spot_wanted and any(not o.spot for o in result.offers):
+        missing = ", ".join(o.cloud for o in result.offers if not o.spot)
+        notes.print(f"note: no published spot price on {missing}; on-demand prices are used there (the bound)")
+    for item in result.stale(today):
+        notes.print(f"[yellow]warning:[/] the {item.cloud} price of {item.instance_type} is {item.age_days(today)} days old "
+                    f"(as of {item.price_as_of}); run `cloudtrain prices refresh --cloud {item.cloud}`")
+    for name, why in result.unavailable.items():
+        notes.print(f"not available on {name}: {why}", soft_wrap=True)
+    if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None:
+        verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
+        notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")
