@@ -1,0 +1,169 @@
+"""One priced offer per row: the record type and its CSV form.
+
+The CSV header is exactly :data:`FIELDS`, in that order. Empty cells mean "none": no accelerator
+(CPU-only offers, whose ``accelerator_count`` is 0), no published spot price. Prices are USD per
+hour for the whole instance (or node). ``price_as_of`` is the ISO date the figure was true and
+``source`` names the public page or API it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any, Iterable
+
+from cloudtrain.catalog.accelerators import normalize_accelerator
+
+CLOUDS: tuple[str, ...] = ("sagemaker", "azureml", "vertex")
+
+FIELDS: tuple[str, ...] = (
+    "cloud",
+    "region",
+    "instance_type",
+    "accelerator",
+    "accelerator_count",
+    "accelerator_memory_gib",
+    "vcpus",
+    "memory_gib",
+    "usd_per_hour",
+    "spot_usd_per_hour",
+    "price_as_of",
+    "source",
+)
+
+
+class OfferFormatError(ValueError):
+    """A catalog row or file is malformed."""
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An instance type a cloud sells in one region, with its facts and hourly prices."""
+
+    cloud: str
+    region: str
+    instance_type: str
+    accelerator: str | None
+    accelerator_count: int
+    accelerator_memory_gib: float | None
+    vcpus: int
+    memory_gib: float
+    usd_per_hour: float
+    spot_usd_per_hour: float | None
+    price_as_of: date
+    source: str
+
+    @property
+    def has_accelerator(self) -> bool:
+        return self.accelerator is not None and self.accelerator_count > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with exactly the catalog fields (the date as an ISO string)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["price_as_of"] = self.price_as_of.isoformat()
+        return data
+
+    def to_row(self) -> dict[str, str]:
+        """The CSV cells of this offer (deterministic number formatting)."""
+        return {name: _cell(value) for name, value in self.to_dict().items()}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _optional(text: str) -> str | None:
+    text = text.strip()
+    return text or None
+
+
+def _positive_float(name: str, text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise OfferFormatError(f"{name} must be a positive number, got {text!r}")
+    return value
+
+
+def offer_from_row(row: dict[str, str]) -> Offer:
+    """Parse one CSV row; raises :class:`OfferFormatError` on anything incomplete or insane."""
+    try:
+        missing = [name for name in FIELDS if name not in row or row[name] is None]
+        if missing:
+            raise OfferFormatError(f"missing columns: {', '.join(missing)}")
+        cloud = row["cloud"].strip()
+        if cloud not in CLOUDS:
+            raise OfferFormatError(f"unknown cloud {cloud!r}")
+        for name in ("region", "instance_type", "source", "price_as_of"):
+            if not row[name].strip():
+                raise OfferFormatError(f"{name} is empty")
+        accelerator = _optional(row["accelerator"])
+        if accelerator is not None:
+            accelerator = normalize_accelerator(accelerator)
+        count = int(row["accelerator_count"] or 0)
+        memory = _optional(row["accelerator_memory_gib"])
+        if (accelerator is None) != (count == 0):
+            raise OfferFormatError("accelerator and accelerator_count disagree")
+        usd = _positive_float("usd_per_hour", row["usd_per_hour"])
+        spot_text = _optional(row["spot_usd_per_hour"])
+        spot = _positive_float("spot_usd_per_hour", spot_text) if spot_text else None
+        if spot is not None and spot >= usd:
+            raise OfferFormatError("spot_usd_per_hour must be below usd_per_hour")
+        vcpus = int(row["vcpus"])
+        if vcpus <= 0:
+            raise OfferFormatError("vcpus must be positive")
+        return Offer(
+            cloud=cloud,
+            region=row["region"].strip(),
+            instance_type=row["instance_type"].strip(),
+            accelerator=accelerator,
+            accelerator_count=count,
+            accelerator_memory_gib=_positive_float("accelerator_memory_gib", memory) if memory else None,
+            vcpus=vcpus,
+            memory_gib=_positive_float("memory_gib", row["memory_gib"]),
+            usd_per_hour=usd,
+            spot_usd_per_hour=spot,
+            price_as_of=date.fromisoformat(row["price_as_of"].strip()),
+            source=row["source"].strip(),
+        )
+    except OfferFormatError:
+        raise
+    except Exception as exc:  # ValueError from int()/float()/fromisoformat, CatalogError...
+        raise OfferFormatError(str(exc)) from exc
+
+
+def read_offers(text: str, *, expected_cloud: str | None = None) -> list[Offer]:
+    """Parse a whole catalog CSV; the header must be exactly :data:`FIELDS`."""
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != FIELDS:
+        raise OfferFormatError(f"header must be {','.join(FIELDS)}")
+    offers = []
+    for line_number, row in enumerate(reader, start=2):
+        try:
+            offer = offer_from_row(row)
+        except OfferFormatError as exc:
+            raise OfferFormatError(f"line {line_number}: {exc}") from exc
+        if expected_cloud is not None and offer.cloud != expected_cloud:
+            raise OfferFormatError(f"line {line_number}: cloud {offer.cloud!r} in the {expected_cloud} file")
+        offers.append(offer)
+    return offers
+
+
+def sort_key(offer: Offer) -> tuple[Any, ...]:
+    return (offer.cloud, offer.region, offer.instance_type)
+
+
+def write_offers(offers: Iterable[Offer]) -> str:
+    """The CSV text of ``offers``, sorted by cloud, region and instance type (deterministic)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for offer in sorted(offers, key=sort_key):
+        writer.writerow(offer.to_row())
+    return buffer.getvalue()
