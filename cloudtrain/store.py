@@ -154,15 +154,15 @@ class JobStore:
         return self._record(row)
 
     def resolve(self, key: str) -> JobRecord:
-        """A job by exact id, unique id prefix, or spec name (the most recent job of that name)."""
+        """A job by exact id, by job name (the most recent job of that name), or by a unique id prefix."""
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (key,)).fetchone()
             if row is not None:
                 return self._record(row)
-            escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            rows = conn.execute("SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 6", (escaped + "%",)).fetchall()
+            rows = conn.execute("SELECT * FROM jobs WHERE name = ? ORDER BY created_at DESC, id DESC LIMIT 1", (key,)).fetchall()
             if not rows:
-                rows = conn.execute("SELECT * FROM jobs WHERE name = ? ORDER BY created_at DESC, id DESC LIMIT 1", (key,)).fetchall()
+                escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                rows = conn.execute("SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 6", (escaped + "%",)).fetchall()
         if not rows:
             raise JobNotFoundError(f"no job matches {key!r}", "give a job id (or its start, or the job's name) from `cloudtrain list`")
         if len(rows) > 1:

@@ -1,0 +1,183 @@
+"""The local executor: success, failure, cancel (foreground and detached), torchrun, run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudtrain.errors import SpecError, UnsupportedFeatureError
+from cloudtrain.providers.base import JobState
+from cloudtrain.runner import Runner
+from cloudtrain.specfile import load_spec
+
+OK_SCRIPT = """
+import json, os
+from cloudtrain.runtime import context
+ctx = context()
+print("inputs", json.dumps({k: str(v) for k, v in ctx.inputs.items()}))
+print("secret is set", bool(os.environ.get("TOKEN")))
+ctx.log_metric("accuracy", 0.75)
+(ctx.model_dir / "model.txt").write_text("trained")
+"""
+
+FAIL_SCRIPT = """
+import sys
+print("about to fail")
+raise ValueError("bad learning rate")
+"""
+
+# Prints "ready", then waits for SIGTERM, then exits on its own: a clean, cancellable job.
+WAIT_SCRIPT = """
+import signal, sys, threading
+done = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: (print("got SIGTERM", flush=True), done.set()))
+print("ready", flush=True)
+done.wait()
+sys.exit(0)
+"""
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    """Poll a condition (the job's own progress), failing after a generous deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_foreground_run_succeeds(project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("x\n1\n")
+    before = sorted(p.name for p in data.iterdir())
+    spec = project(OK_SCRIPT, "name: tiny\ncode: .\nentrypoint: train.py\ninputs: {train: ../data}\nsecrets: {TOKEN: {env: MY_TOKEN}}\n")
+    monkeypatch.setenv("MY_TOKEN", "s3cr3t-value")
+    lines: list[str] = []
+    runner = Runner()
+    plan = runner.plan(load_spec(spec), "local")
+    record, status = runner.run_local(plan, on_line=lines.append)
+    assert status.state is JobState.SUCCEEDED and status.exit_code == 0
+    run_dir = Path(record.details["run_dir"])
+    assert run_dir.parent == spec.parent / ".cloudtrain" / "runs"
+    assert (run_dir / "model" / "model.txt").read_text() == "trained"
+    assert json.loads((run_dir / "metrics.jsonl").read_text())["value"] == 0.75
+    assert json.loads((run_dir / "spec.json").read_text())["name"] == "tiny"
+    assert f'"train": "{data}"' in "\n".join(lines)
+    assert "secret is set True" in lines
+    assert sorted(p.name for p in data.iterdir()) == before  # inputs untouched
+    for path in run_dir.rglob("*"):  # the secret's value is written nowhere
+        if path.is_file():
+            assert "s3cr3t-value" not in path.read_text(errors="replace"), path
+    assert runner.store.get(record.id).state is JobState.SUCCEEDED
+
+
+def test_missing_secret_is_refused_before_running(project) -> None:  # type: ignore[no-untyped-def]
+    spec = project(OK_SCRIPT, "name: tiny\ncode: .\nentrypoint: train.py\nsecrets: {TOKEN: {env: NOT_SET_ANYWHERE}}\n")
+    runner = Runner()
+    with pytest.raises(SpecError, match="NOT_SET_ANYWHERE is not set"):
+        runner.run_local(runner.plan(load_spec(spec), "local"))
+
+
+def test_failure_is_reported_with_its_error(project) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    record, status = runner.run_local(runner.plan(load_spec(project(FAIL_SCRIPT)), "local"))
+    assert status.state is JobState.FAILED and status.exit_code == 1
+    assert "ValueError: bad learning rate" in status.message
+    assert runner.store.get(record.id).message == status.message
+
+
+def test_detached_submit_logs_and_wait(project) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    submission = runner.submit(runner.plan(load_spec(project(OK_SCRIPT)), "local"))
+    record, status = runner.wait(submission.record.id, poll_seconds=0.05, timeout=120)
+    assert status.state is JobState.SUCCEEDED
+    assert status.model_uri and Path(status.model_uri, "model.txt").exists()
+    assert any("cloudtrain-metric name=accuracy" in line for line in runner.logs(record.id))
+
+
+def test_cancel_a_detached_job(project) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    job = runner.submit(runner.plan(load_spec(project(WAIT_SCRIPT)), "local")).record.id
+    wait_for(lambda: "ready" in list(runner.logs(job)), "the job to start")
+    runner.cancel(job)
+    record, status = runner.wait(job, poll_seconds=0.05, timeout=60)
+    assert status.state is JobState.CANCELLED
+    assert "got SIGTERM" in list(runner.logs(job))  # it was asked to stop, not killed
+
+
+def test_cancel_kills_after_the_grace_period(project) -> None:  # type: ignore[no-untyped-def]
+    stubborn = "import signal, threading\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\nthreading.Event().wait()\n"
+    runner = Runner()
+    plan = runner.plan(load_spec(project(stubborn)), "local")
+    provider = runner.provider("local")
+    request = provider.render(plan)
+    request.payload["grace_seconds"] = 0.5
+    provider.submit(plan, request)
+    ref = provider.ref(plan, Path(request.payload["run_dir"]))
+    wait_for(lambda: "ready" in list(provider.logs(ref)), "the job to start")
+    provider.cancel(ref)
+    assert wait_for(lambda: provider.status(ref).state.is_terminal, "the job to end") is True
+    assert provider.status(ref).state is JobState.CANCELLED
+
+
+def test_foreground_ctrl_c_cancels_cleanly(project) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    plan = runner.plan(load_spec(project(WAIT_SCRIPT)), "local")
+
+    def on_line(line: str) -> None:
+        if line == "ready":  # the user presses Ctrl-C once the job runs
+            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        record, status = runner.run_local(plan, on_line=on_line)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    assert status.state is JobState.CANCELLED
+    assert runner.store.get(record.id).state is JobState.CANCELLED
+
+
+def test_torchrun_two_processes(project) -> None:  # type: ignore[no-untyped-def]
+    script = """
+import os, torch, torch.distributed as dist
+from cloudtrain.runtime import context
+dist.init_process_group("gloo")
+ctx = context()
+value = torch.tensor([float(ctx.rank + 1)])
+dist.all_reduce(value)
+print(f"rank {ctx.rank}/{ctx.world_size} local {ctx.local_rank} sum {value.item()}", flush=True)
+ctx.log_metric("sum", value.item())
+dist.destroy_process_group()
+"""
+    spec = project(script, "name: ddp\ncode: .\nentrypoint: train.py\ndistribution: {type: torchrun, processes_per_node: 2}\n")
+    runner = Runner()
+    plan = runner.plan(load_spec(spec), "local")
+    assert "torch.distributed.run" in runner.render(plan).payload["nodes"][0]["argv"]
+    record, status = runner.run_local(plan)
+    log = (Path(record.details["run_dir"]) / "logs" / "job.log").read_text()
+    assert status.state is JobState.SUCCEEDED, log
+    assert "rank 0/2 local 0 sum 3.0" in log and "rank 1/2 local 1 sum 3.0" in log
+    metrics = (Path(record.details["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1  # only rank 0 logs metrics
+
+
+def test_cloud_only_features_are_refused_at_plan_time(project) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    spec = project(OK_SCRIPT, "name: tiny\ncode: .\nentrypoint: train.py\ninputs: {train: s3://bucket/train}\n")
+    with pytest.raises(UnsupportedFeatureError, match=r"inputs.train: s3://bucket/train .* cannot read") as caught:
+        runner.plan(load_spec(spec), "local")
+    assert "--set inputs.train=" in caught.value.hint
+    with pytest.raises(UnsupportedFeatureError, match="^image:"):
+        runner.plan(load_spec(spec, ["inputs={}", "image=repo/img:1"]), "local")
+    with pytest.raises(UnsupportedFeatureError, match="distribution.type: torchrun"):
+        runner.plan(load_spec(spec, ["inputs={}", "resources.nodes=2"]), "local")
