@@ -300,6 +300,10 @@ class JobSpec(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="Names the entrypoint logs with log_metric that the cloud should track (e.g. val_loss).",
+    )
     budget: Budget | None = None
     sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
     azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
@@ -317,6 +321,14 @@ class JobSpec(_Model):
     def _env_values_as_strings(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,255}", name):
+                raise ValueError(f"{name!r}: metric names are letters, digits and _ . : / -")
         return value
 
     @field_validator("inputs", "outputs", "env", "secrets")

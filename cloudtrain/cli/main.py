@@ -88,4 +88,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as error:  # a bug in cloudtrain, not the user's input
+        import os
+
+        if os.environ.get("CLOUDTRAIN_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(error).__name__}: {error}\nThis is a bug in cloudtrain; run again with "
+                   "CLOUDTRAIN_DEBUG=1 for the traceback and report it.", err=True)
+        sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)

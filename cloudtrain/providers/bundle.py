@@ -1,0 +1,78 @@
+"""The code bundle staged with a cloud job: the spec's code directory plus ``cloudtrain/runtime``.
+
+The archive is deterministic (sorted entries, fixed timestamps and owners), so the same code gives
+the same bytes and the same digest: a retried submission uploads to the same key. Left out: version
+control and cache directories, virtual environments, cloudtrain's own run directories, and the
+patterns of a ``.cloudtrainignore`` file in the code directory (one ``fnmatch`` pattern a line,
+matched against each relative path and each of its parts).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".cloudtrain", ".pytest_cache",
+                   ".mypy_cache", ".ruff_cache", "node_modules", ".ipynb_checkpoints", ".DS_Store", "cloudtrain-run"}
+ENTRY_SHIM = "cloudtrain/runtime/entry.py"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    data: bytes
+    sha256: str
+    files: int
+
+
+def _ignore_patterns(code_dir: Path) -> list[str]:
+    path = code_dir / ".cloudtrainignore"
+    if not path.is_file():
+        return []
+    return [l.strip() for l in path.read_text().splitlines() if l.strip() and not l.startswith("#")]
+
+
+def _excluded(relative: str, patterns: list[str]) -> bool:
+    parts = relative.split("/")
+    if any(p in ALWAYS_EXCLUDED or p.endswith(".pyc") or p.endswith(".egg-info") for p in parts):
+        return True
+    return any(fnmatch.fnmatch(relative, pat) or any(fnmatch.fnmatch(p, pat) for p in parts) for pat in patterns)
+
+
+def bundle_files(code_dir: Path) -> dict[str, Path]:
+    """Archive name -> file on disk: the code directory, then cloudtrain's runtime (which wins)."""
+    code_dir = Path(code_dir)
+    patterns = _ignore_patterns(code_dir)
+    files: dict[str, Path] = {}
+    for root, dirs, names in os.walk(code_dir):
+        rel_root = Path(root).relative_to(code_dir).as_posix()
+        dirs[:] = sorted(d for d in dirs if not _excluded(f"{rel_root}/{d}".lstrip("./"), patterns))
+        for name in names:
+            relative = f"{rel_root}/{name}".lstrip("./") if rel_root != "." else name
+            path = Path(root) / name
+            if path.is_file() and not _excluded(relative, patterns):
+                files[relative] = path
+    package = Path(__file__).resolve().parents[1]
+    files["cloudtrain/__init__.py"] = package / "__init__.py"
+    for path in sorted((package / "runtime").glob("*.py")):
+        files[f"cloudtrain/runtime/{path.name}"] = path
+    return dict(sorted(files.items()))
+
+
+def make_bundle(code_dir: Path) -> Bundle:
+    buffer = io.BytesIO()
+    files = bundle_files(code_dir)
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, path in files.items():
+                info = tarfile.TarInfo(name)
+                data = path.read_bytes()
+                info.size, info.mtime, info.mode = len(data), 0, 0o755 if os.access(path, os.X_OK) else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    data = buffer.getvalue()
+    return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), files=len(files))

@@ -1,0 +1,183 @@
+"""Building and validating the SageMaker ``CreateTrainingJob`` request (pure: no network).
+
+The request is exactly the keyword arguments of boto3's ``create_training_job`` (the JSON that
+``aws sagemaker create-training-job --cli-input-json`` accepts). Script mode as the SageMaker
+framework containers run it: the code bundle's S3 location in the ``sagemaker_submit_directory``
+hyperparameter and the program in ``sagemaker_program``, which is cloudtrain's entry shim
+(:mod:`cloudtrain.runtime.entry`), so the entrypoint gets the spec's ``args`` and nothing else.
+
+Staging layout in the configured bucket (``<prefix>`` is ``sagemaker.prefix``, default cloudtrain):
+``s3://<bucket>/<prefix>/<job>/source/sourcedir.tar.gz`` (code), ``.../<job>/input/<name>/``
+(local inputs), ``.../<job>/checkpoints/`` (CheckpointConfig), and ``s3://<bucket>/<prefix>/output``
+as the output path (SageMaker writes ``<job>/output/model.tar.gz`` under it).
+
+Values left to SageMaker's defaults are noted: without ``max_runtime`` the job gets SageMaker's
+default limit of one day (and the estimate has no upper bound).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.errors import SpecError
+from cloudtrain.runtime.context import metric_regex
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+DEFAULT_MAX_RUNTIME_SECONDS = 86400
+DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
+
+
+def staging(plan: "Plan") -> dict[str, Any]:
+    bucket, prefix = plan.settings["bucket"], plan.settings.get("prefix", "cloudtrain").strip("/")
+    base = f"s3://{bucket}/{prefix}/{plan.job_name}"
+    return {
+        "code": f"{base}/source/sourcedir.tar.gz",
+        "inputs": {name: f"{base}/input/{name}/" for name, item in plan.spec.inputs.items() if item.is_local},
+        "checkpoints": f"{base}/checkpoints/",
+        "output": f"s3://{bucket}/{prefix}/output",
+    }
+
+
+def training_image(plan: "Plan") -> str:
+    """The spec's image, or the SageMaker framework training image for the region, resolved offline
+    by the sagemaker SDK from the image-URI data it ships."""
+    spec = plan.spec
+    if spec.image:
+        return spec.image
+    if spec.framework is None:
+        raise SpecError("framework: SageMaker needs a container: give framework {name, version} or image",
+                        'e.g. framework: {name: pytorch, version: "2.5"}')
+    from sagemaker.core import image_uris
+
+    try:
+        return image_uris.retrieve(spec.framework.name, region=plan.region, version=spec.framework.version,
+                                   py_version=spec.framework.python, instance_type=plan.instance_type, image_scope="training")
+    except ValueError as error:
+        raise SpecError(f"framework: {error}", "choose a version the SageMaker SDK lists, or give image:") from None
+
+
+def _hyperparameter(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def environment(plan: "Plan") -> dict[str, str]:
+    spec = plan.spec
+    env = dict(spec.env)
+    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
+    if spec.args:
+        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
+    if spec.distribution.type == "torchrun":
+        env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
+    if spec.checkpoint.enabled:
+        env["CLOUDTRAIN_CHECKPOINT_DIR"] = spec.checkpoint.dir or DEFAULT_CHECKPOINT_DIR
+        if spec.checkpoint.every:
+            env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    if spec.secrets:  # references only; the entry shim reads the values inside the job
+        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()})
+    return env
+
+
+def build_request(plan: "Plan") -> dict[str, Any]:
+    spec, where = plan.spec, staging(plan)
+    hyperparameters = {key: _hyperparameter(value) for key, value in spec.hyperparameters.items()}
+    hyperparameters.update({
+        "sagemaker_program": ENTRY_PROGRAM,
+        "sagemaker_submit_directory": where["code"],
+        "sagemaker_region": plan.region or "",
+        "sagemaker_container_log_level": "20",
+    })
+    if spec.distribution.type == "torchrun":
+        hyperparameters["sagemaker_torch_distributed_enabled"] = "true"
+    channels = []
+    for name, item in spec.inputs.items():
+        uri = where["inputs"][name] if item.is_local else item.uri
+        channels.append({
+            "ChannelName": name,
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
+            "InputMode": "File",
+        })
+    algorithm: dict[str, Any] = {"TrainingImage": training_image(plan), "TrainingInputMode": "File"}
+    if spec.metrics:
+        algorithm["MetricDefinitions"] = [{"Name": name, "Regex": metric_regex(name)} for name in spec.metrics]
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": plan.max_runtime_seconds or DEFAULT_MAX_RUNTIME_SECONDS}
+    if plan.spot:
+        stopping["MaxWaitTimeInSeconds"] = plan.max_wait_seconds or 2 * stopping["MaxRuntimeInSeconds"]
+    tags = [{"Key": k, "Value": v} for k, v in spec.tags.items()]
+    tags += [{"Key": "cloudtrain:job", "Value": spec.name}, {"Key": "cloudtrain:submission", "Value": plan.submission_token}]
+    request: dict[str, Any] = {
+        "TrainingJobName": plan.job_name,
+        "RoleArn": plan.settings["role_arn"],
+        "AlgorithmSpecification": algorithm,
+        "HyperParameters": hyperparameters,
+        "OutputDataConfig": {"S3OutputPath": where["output"]},
+        "ResourceConfig": {"InstanceType": plan.instance_type, "InstanceCount": plan.nodes, "VolumeSizeInGB": spec.resources.disk_gib},
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": plan.spot,
+        "Environment": environment(plan),
+        "Tags": tags,
+    }
+    if channels:
+        request["InputDataConfig"] = channels
+    if spec.checkpoint.enabled:
+        request["CheckpointConfig"] = {"S3Uri": where["checkpoints"], "LocalPath": spec.checkpoint.dir or DEFAULT_CHECKPOINT_DIR}
+    return request
+
+
+@functools.lru_cache(maxsize=None)
+def _pattern(pattern: str) -> Any:
+    """Service-model patterns use Java syntax (``\\p{L}``...), which the ``regex`` package reads."""
+    import regex
+
+    return regex.compile(pattern, flags=regex.DOTALL)
+
+
+def _strict_errors(shape: Any, value: Any, path: str) -> list[str]:
+    """What botocore's own validation skips: enums, patterns and maximums of the service model."""
+    errors, meta = [], shape.metadata
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for key, item in value.items():
+            if key in shape.members:
+                errors += _strict_errors(shape.members[key], item, f"{path}.{key}".lstrip("."))
+    elif shape.type_name == "list" and isinstance(value, list):
+        if "max" in meta and len(value) > meta["max"]:
+            errors.append(f"{path}: {len(value)} items, at most {meta['max']} allowed")
+        for index, item in enumerate(value):
+            errors += _strict_errors(shape.member, item, f"{path}[{index}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        if "max" in meta and len(value) > meta["max"]:
+            errors.append(f"{path}: {len(value)} entries, at most {meta['max']} allowed")
+        for key, item in value.items():
+            errors += _strict_errors(shape.key, key, f"{path} key {key!r}")
+            errors += _strict_errors(shape.value, item, f"{path}[{key!r}]")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
+            errors.append(f"{path}: {value!r} is not one of the {len(shape.enum)} values SageMaker accepts")
+        if "max" in meta and len(value) > meta["max"]:
+            errors.append(f"{path}: {len(value)} characters, at most {meta['max']} allowed")
+        if "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
+            errors.append(f"{path}: {value[:80]!r} does not match the pattern {meta['pattern']}")
+    elif shape.type_name in ("integer", "long") and isinstance(value, int) and not isinstance(value, bool):
+        if "max" in meta and value > meta["max"]:
+            errors.append(f"{path}: {value} is above the maximum {meta['max']}")
+    return errors
+
+
+def validate_request(request: dict[str, Any]) -> None:
+    """Validate against the service model botocore ships: botocore's checks (required, types,
+    unknown keys, minimums) and what it skips (enums, patterns, maximums). Errors name the field."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    report = ParamValidator().validate(request, model)
+    problems = [line.strip() for line in report.generate_report().splitlines() if line.strip()] if report.has_errors() else []
+    problems += _strict_errors(model, request, "")
+    if problems:
+        raise SpecError("the SageMaker CreateTrainingJob request is not valid:\n  " + "\n  ".join(problems),
+                        "fix the spec fields behind the request fields named above")
