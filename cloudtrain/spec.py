@@ -84,7 +84,7 @@ Duration = Annotated[
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
 
 _ACCELERATOR = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_.-]*)\s*(?::\s*(\d+))?\s*$")

@@ -170,21 +170,17 @@ class Supervisor:
         return self._status
 
     def _wait_all(self) -> list[int | None]:
-        """Wait for every process; if one node fails, the others are ended (as a cloud would)."""
-        remaining = list(self.processes)
-        while remaining:
-            for process in list(remaining):
-                try:
-                    code = process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    continue
-                remaining.remove(process)
-                if code != 0 and remaining and not self.cancelled.is_set():
-                    for other in remaining:
-                        try:
-                            os.killpg(other.pid, signal.SIGTERM)
-                        except ProcessLookupError:
-                            pass
+        """Wait for every process (one blocking waiter thread each, so an exit is seen at once);
+        if one node fails, the others are ended, as a cloud would."""
+        import queue
+
+        exited: "queue.Queue[subprocess.Popen[bytes]]" = queue.Queue()
+        for process in self.processes:
+            threading.Thread(target=lambda p=process: (p.wait(), exited.put(p)), daemon=True).start()
+        for remaining in range(len(self.processes), 0, -1):
+            process = exited.get()
+            if process.returncode != 0 and remaining > 1 and not self.cancelled.is_set():
+                self._signal_all(signal.SIGTERM)
         return [p.returncode for p in self.processes]
 
 
