@@ -1,0 +1,45 @@
+"""Backends for the provider conformance suite.
+
+Each backend is a context manager ``backend(tmp_path) -> Backend`` in a module
+``tests/providers/backend_<name>.py`` exposing ``NAME`` and ``backend``; this conftest discovers
+them, so adding a cloud means adding one file. A cloud backend starts its emulator, builds a
+:class:`~cloudtrain.runner.Runner` whose provider talks to it through the real SDK, and says how to
+inject faults and count the cloud jobs that exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+HERE = Path(__file__).parent
+BACKEND_MODULES = sorted(p.stem for p in HERE.glob("backend_*.py"))
+
+
+@dataclass
+class Backend:
+    name: str
+    runner: Any
+    overrides: list[str] = field(default_factory=list)  # --set overrides that point a spec at this backend
+    emulator: Any = None
+    created_jobs: Callable[[], int] | None = None  # how many jobs exist on the (emulated) cloud
+    inject: Callable[[str, int], None] | None = None  # fault name ("throttle", "server_error", "drop_after_create"), times
+    unsupported: tuple[list[str], str] = ([], "")  # overrides asking for what the backend refuses, and the message's start
+
+
+
+@pytest.fixture(params=[m.removeprefix("backend_") for m in BACKEND_MODULES])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    try:
+        module = importlib.import_module(f"backend_{request.param}")
+    finally:
+        sys.path.remove(str(HERE))
+    with module.backend(tmp_path) as value:
+        yield value

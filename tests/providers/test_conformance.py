@@ -1,0 +1,107 @@
+"""One suite, every backend: submit, follow, logs, model, cancel, failure, plan-time refusal, faults."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudtrain.errors import UnsupportedFeatureError
+from cloudtrain.providers.base import JobState
+from cloudtrain.specfile import load_spec
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "digits-sklearn.yaml"
+
+WAITS_FOR_SIGTERM = """
+import signal, sys, threading
+from cloudtrain.runtime import context
+context()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: stop.set())
+print("training started", flush=True)
+stop.wait()
+print("stopping cleanly", flush=True)
+sys.exit(0)
+"""
+
+FAILS = """
+from cloudtrain.runtime import context
+context()
+print("loading data", flush=True)
+raise RuntimeError("the training data is empty")
+"""
+
+
+def project(tmp_path: Path, script: str) -> Path:
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "train.py").write_text(textwrap.dedent(script))
+    spec = tmp_path / "proj" / "job.yaml"
+    spec.write_text("name: conformance\ncode: .\nentrypoint: train.py\nframework: {name: sklearn, version: '1.2-1'}\n"
+                    "resources: {cpus: 2}\nmax_runtime: 30m\n")
+    return spec
+
+
+def submit(backend, spec_path: Path, *extra: str):  # type: ignore[no-untyped-def]
+    loaded = load_spec(spec_path, [*backend.overrides, *extra])
+    runner = backend.runner
+    return runner.submit(runner.plan(loaded, backend.name)).record
+
+
+def wait_until(predicate, what: str, timeout: float = 120.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_example_job_succeeds_with_logs_and_model(backend) -> None:  # type: ignore[no-untyped-def]
+    record = submit(backend, EXAMPLE)
+    final, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    logs = "\n".join(backend.runner.logs(record.id))
+    assert status.state is JobState.SUCCEEDED, (status, logs)
+    assert "test accuracy" in logs and "cloudtrain-metric name=test_accuracy" in logs
+    assert status.model_uri
+    assert final.state is JobState.SUCCEEDED and backend.runner.store.get(record.id).state is JobState.SUCCEEDED
+
+
+def test_cancel_a_long_job(backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    record = submit(backend, project(tmp_path, WAITS_FOR_SIGTERM))
+    wait_until(lambda: any("training started" in line for line in backend.runner.logs(record.id)), "the job to start")
+    backend.runner.cancel(record.id)
+    _, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=120)
+    assert status.state is JobState.CANCELLED
+
+
+def test_failing_entrypoint_is_failed_with_its_error(backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    record = submit(backend, project(tmp_path, FAILS))
+    _, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=120)
+    assert status.state is JobState.FAILED
+    assert "the training data is empty" in (status.message or "")
+
+
+def test_unsupported_feature_is_refused_at_plan_time(backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    overrides, message = backend.unsupported
+    loaded = load_spec(project(tmp_path, FAILS), [*backend.overrides, *overrides], check_files=False)
+    before = backend.created_jobs() if backend.created_jobs else None
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        backend.runner.plan(loaded, backend.name)
+    assert caught.value.message.startswith(message)
+    if before is not None:
+        assert backend.created_jobs() == before
+
+
+@pytest.mark.parametrize("fault", ["throttle", "server_error", "drop_after_create"])
+def test_faults_create_exactly_one_job(backend, fault: str) -> None:  # type: ignore[no-untyped-def]
+    if backend.inject is None:
+        pytest.skip(f"{backend.name} has no control plane to fail")
+    before = backend.created_jobs()
+    backend.inject(fault, 2 if fault != "drop_after_create" else 1)
+    record = submit(backend, EXAMPLE)
+    _, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED
+    assert backend.created_jobs() == before + 1
