@@ -1,0 +1,158 @@
+"""Cost estimates against hand-computed values from the catalog's own rows, and the budget guard."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from cloudtrain.catalog import load_catalog
+from cloudtrain.cost import check_budget, estimate_spec
+from cloudtrain.errors import BudgetExceededError, CatalogError
+from cloudtrain.plan import cheapest_cloud, make_plan
+from cloudtrain.runner import Runner
+from cloudtrain.spec import JobSpec
+
+CATALOG = load_catalog()
+
+
+def spec(**fields) -> JobSpec:  # type: ignore[no-untyped-def]
+    return JobSpec.model_validate({"name": "job", "code": ".", "entrypoint": "t.py", **fields})
+
+
+def cheapest_row(cloud: str, accelerator: str, count: int):  # type: ignore[no-untyped-def]
+    rows = [o for o in CATALOG.offers if o.cloud == cloud and o.accelerator == accelerator and o.accelerator_count == count]
+    return min(rows, key=lambda o: o.usd_per_hour)
+
+
+def test_single_gpu_on_demand() -> None:
+    result = estimate_spec(spec(resources={"accelerator": "T4"}, max_runtime="90m"), CATALOG)
+    for offer in result.offers:
+        row = cheapest_row(offer.cloud, "T4", 1)
+        assert (offer.instance_type, offer.usd_per_hour) == (row.instance_type, row.usd_per_hour)
+        assert offer.max_total_usd == round(row.usd_per_hour * 1.5, 2)
+    assert result.cheapest.max_total_usd == min(o.max_total_usd for o in result.offers)
+    assert [o.max_total_usd for o in result.offers] == sorted(o.max_total_usd for o in result.offers)
+
+
+def test_eight_gpus_per_node_with_spot() -> None:
+    result = estimate_spec(spec(resources={"accelerator": "A100:8"}, max_runtime="3h", spot={"enabled": True}), CATALOG,
+                           clouds=("azureml",))
+    offer = result.offers[0]
+    row = cheapest_row("azureml", "A100", 8)
+    assert offer.accelerator_count == 8 and offer.instance_type == row.instance_type
+    assert offer.spot is (row.spot_usd_per_hour is not None)
+    expected = (row.spot_usd_per_hour if offer.spot else row.usd_per_hour) * 3
+    assert offer.max_total_usd == round(expected, 2)
+    assert offer.to_dict()["spot_usd_per_hour"] == row.spot_usd_per_hour
+
+
+def test_multi_node_multiplies_by_nodes() -> None:
+    one = estimate_spec(spec(resources={"accelerator": "T4"}, max_runtime="2h"), CATALOG, clouds=("sagemaker",)).offers[0]
+    four = estimate_spec(spec(resources={"accelerator": "T4", "nodes": 4}, max_runtime="2h"), CATALOG, clouds=("sagemaker",))
+    offer = four.offers[0]
+    row = cheapest_row("sagemaker", "T4", 1)
+    assert offer.usd_per_hour == round(row.usd_per_hour * 4, 6)
+    assert offer.max_total_usd == round(row.usd_per_hour * 4 * 2, 2)
+    assert one.max_total_usd == round(row.usd_per_hour * 2, 2)
+    data = four.to_dict()
+    assert data["nodes"] == 4 and data["max_runtime_hours"] == 2
+    assert set(data["offers"][0]) == {"cloud", "region", "instance_type", "accelerator", "accelerator_count", "nodes",
+                                      "usd_per_hour", "spot_usd_per_hour", "max_total_usd", "spot", "price_as_of"}
+
+
+def test_no_max_runtime_gives_hourly_only() -> None:
+    result = estimate_spec(spec(resources={"accelerator": "T4"}), CATALOG)
+    assert result.max_runtime_hours is None
+    assert all(o.max_total_usd is None and o.usd_per_hour > 0 for o in result.offers)
+
+
+def test_unknown_accelerator_lists_known_names() -> None:
+    with pytest.raises(CatalogError) as caught:
+        estimate_spec(spec(resources={"accelerator": "Z9000"}), CATALOG)
+    assert "T4" in str(caught.value) and "A100" in str(caught.value)
+
+
+def test_impossible_request_says_what_exists() -> None:
+    result = estimate_spec(spec(resources={"accelerator": "T4:16"}), CATALOG)
+    assert result.offers == [] and "T4" in result.unavailable["azureml"]
+
+
+def test_stale_prices_are_flagged() -> None:
+    result = estimate_spec(spec(resources={"accelerator": "T4"}), CATALOG)
+    oldest = min(o.price_as_of for o in result.offers)
+    assert result.stale(oldest + timedelta(days=91)) and not result.stale(oldest + timedelta(days=1))
+
+
+def test_budget_guard() -> None:
+    job = spec(resources={"accelerator": "T4", "nodes": 2}, max_runtime="10h", budget={"max_usd": 1})
+    plan = make_plan(job, "sagemaker", catalog=CATALOG)
+    with pytest.raises(BudgetExceededError) as caught:
+        check_budget(job, plan.estimate)
+    assert caught.value.exit_code == 4
+    assert f"${plan.estimate.max_total_usd:,.2f}" in caught.value.message and "$1.00" in caught.value.message
+    check_budget(job.model_copy(update={"budget": None}), plan.estimate)
+    with pytest.raises(BudgetExceededError, match="no upper bound"):
+        check_budget(spec(resources={"accelerator": "T4"}, budget={"max_usd": 1}), plan.estimate.__class__(**{**plan.estimate.__dict__, "max_runtime_hours": None}))
+
+
+class RecordingProvider:
+    """A provider that renders like SageMaker but records (and forbids) any submission."""
+
+    name = "sagemaker"
+
+    def __init__(self) -> None:
+        from cloudtrain.providers.sagemaker import SageMakerProvider
+
+        self.real = SageMakerProvider()
+        self.capabilities = self.real.capabilities
+        self.calls: list[str] = []
+
+    def check(self, plan) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append("check")
+        self.real.check(plan)
+
+    def render(self, plan):  # type: ignore[no-untyped-def]
+        self.calls.append("render")
+        return self.real.render(plan)
+
+    def submit(self, plan, request):  # type: ignore[no-untyped-def]
+        self.calls.append("submit")
+        raise AssertionError("an over-budget job must not be submitted")
+
+
+def test_over_budget_submit_makes_no_provider_call_and_records_nothing(tmp_path: Path) -> None:
+    from cloudtrain.specfile import build_spec
+
+    data = {"name": "big", "code": ".", "entrypoint": "t.py", "framework": {"name": "pytorch", "version": "2.5"},
+            "resources": {"accelerator": "T4", "nodes": 4}, "max_runtime": "24h", "budget": {"max_usd": 5},
+            "sagemaker": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/T", "bucket": "b"}}
+    loaded = build_spec(data, source="big.yaml", base_dir=tmp_path)
+    provider = RecordingProvider()
+    runner = Runner(providers={"sagemaker": provider})
+    plan = runner.plan(loaded, "sagemaker")
+    with pytest.raises(BudgetExceededError):
+        runner.submit(plan)
+    assert "submit" not in provider.calls and "render" not in provider.calls
+    assert runner.store.list() == []
+
+
+def test_cheapest_cloud() -> None:
+    job = spec(resources={"accelerator": "T4"}, max_runtime="1h")
+    assert cheapest_cloud(job, CATALOG) == estimate_spec(job, CATALOG).cheapest.cloud
+
+
+def test_estimate_cli_json_shape(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text("name: j\ncode: .\nentrypoint: t.py\nresources: {accelerator: T4, nodes: 2}\nmax_runtime: 2h\n")
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "estimate", str(tmp_path / "job.yaml"), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    data = json.loads(out)
+    assert data["job"] == "j" and data["nodes"] == 2 and data["max_runtime_hours"] == 2
+    assert data["cheapest"] == data["offers"][0]
+    row = cheapest_row(data["cheapest"]["cloud"], "T4", 1)
+    assert data["cheapest"]["max_total_usd"] == round((row.spot_usd_per_hour if data["cheapest"]["spot"] else row.usd_per_hour) * 4, 2)
+    date.fromisoformat(data["cheapest"]["price_as_of"])
