@@ -50,10 +50,10 @@ def bundle_files(code_dir: Path) -> dict[str, Path]:
     patterns = _ignore_patterns(code_dir)
     files: dict[str, Path] = {}
     for root, dirs, names in os.walk(code_dir):
-        rel_root = Path(root).relative_to(code_dir).as_posix()
-        dirs[:] = sorted(d for d in dirs if not _excluded(f"{rel_root}/{d}".lstrip("./"), patterns))
+        rel_root = Path(root).relative_to(code_dir)
+        dirs[:] = sorted(d for d in dirs if not _excluded((rel_root / d).as_posix(), patterns))
         for name in names:
-            relative = f"{rel_root}/{name}".lstrip("./") if rel_root != "." else name
+            relative = (rel_root / name).as_posix()
             path = Path(root) / name
             if path.is_file() and not _excluded(relative, patterns):
                 files[relative] = path

@@ -152,13 +152,20 @@ def test_hp_converts_to_the_default_type(tmp_path: Path) -> None:
 
 
 def test_runtime_imports_only_the_standard_library() -> None:
+    """The runtime travels in the code bundle and runs in any container: module-level imports are
+    stdlib only. Inside functions, only the entry shim may import the SDK a secret reference needs."""
     import ast
 
-    stdlib = {"__future__", "argparse", "json", "math", "os", "sys", "time", "dataclasses", "pathlib", "typing", "re"}
+    stdlib = {"__future__", "argparse", "json", "math", "os", "sys", "time", "dataclasses", "pathlib", "typing", "re", "runpy"}
+    secret_sdks = {"boto3", "google", "azure"}
     for path in Path(__file__).resolve().parents[2].joinpath("cloudtrain", "runtime").glob("*.py"):
         tree = ast.parse(path.read_text())
+        top_level = set(map(id, tree.body))
         for node in ast.walk(tree):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             for name in names:
                 root = name.split(".")[0]
-                assert root in stdlib or name.startswith("cloudtrain.runtime"), f"{path.name} imports {name}"
+                if root in stdlib or name.startswith("cloudtrain.runtime"):
+                    continue
+                assert id(node) not in top_level, f"{path.name} imports {name} at module level"
+                assert path.name == "entry.py" and root in secret_sdks, f"{path.name} imports {name}"

@@ -1,0 +1,43 @@
+"""``cloudtrain emulator start``: a local emulator of a cloud, in the foreground."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+EMULATED = ("sagemaker", "azureml", "vertex")
+
+
+@click.group("emulator")
+def command() -> None:
+    """Local emulators of the clouds, for testing pipelines offline."""
+
+
+@command.command("start")
+@click.option("--cloud", type=click.Choice(EMULATED), default="sagemaker", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+@click.option("--root", type=click.Path(file_okay=False), default=None, help="Where jobs run (a temporary directory by default).")
+@click.option("--fault", "faults", multiple=True, metavar="KIND[:OPERATION]=COUNT",
+              help="Inject faults: throttle, 5xx, drop-after, preempt (e.g. --fault throttle=2). Repeatable.")
+def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...]) -> None:
+    """Start the emulator of CLOUD on 127.0.0.1 until Ctrl-C.
+
+    \b
+    It prints `export KEY=value` lines, then a blank line: set them in another shell and
+    cloudtrain (and the cloud's SDK) talk to the emulator, e.g.
+      cloudtrain submit examples/digits-sklearn.yaml --cloud sagemaker --wait
+    """
+    from cloudtrain.errors import ProviderNotInstalledError, UsageError
+
+    try:
+        module = importlib.import_module(f"cloudtrain.emulators.{cloud}")
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith("cloudtrain.emulators"):
+            raise UsageError(f"there is no {cloud} emulator in this installation", f"choose one of the installed emulators") from None
+        raise ProviderNotInstalledError(f"the {cloud} emulator needs {error.name!r}, which is not installed",
+                                        "pip install 'cloudtrain[emulators]'") from None
+    try:
+        module.serve_forever(port=port, root=root, faults=list(faults))
+    except ValueError as error:
+        raise UsageError(f"--fault: {error}", "e.g. --fault throttle=2 or --fault 5xx:SageMaker.CreateTrainingJob=1") from None

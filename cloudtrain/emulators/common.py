@@ -1,0 +1,296 @@
+"""The cloud-neutral parts of the emulators: fault injection, the HTTP server thread, scratch roots,
+running one attempt of a job on top of :class:`cloudtrain.providers.process.Supervisor`, and
+mirroring a checkpoint directory to storage as files appear.
+
+Faults are described by :class:`Faults`, shared by the HTTP layer (:class:`FaultMiddleware`) and the
+job runners (preemption). Each rule answers the first ``count`` matching calls:
+
+- ``throttle``: the cloud's throttling error (HTTP 400 ``ThrottlingException`` on AWS JSON APIs);
+- ``server_error``: HTTP 500 (``InternalFailure``);
+- ``drop_after``: the call is processed, then the connection is closed without a response, so the
+  client retries a call that already took effect;
+- ``preempt`` (not an HTTP rule): the next ``count`` preemptible jobs are interrupted once each
+  after their first checkpoint, then restarted from it.
+
+Command-line form (``Faults.parse``): ``KIND[:OPERATION]=COUNT``, e.g. ``throttle=2``,
+``5xx:SageMaker.DescribeTrainingJob=1``, ``drop-after=1``, ``preempt=1``. OPERATION is a shell-style
+pattern over the emulator's operation names (``Service.Operation``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cloudtrain.providers.process import NodeCommand, Supervisor
+
+HTTP_FAULT_KINDS = ("throttle", "server_error", "drop_after")
+_KIND_ALIASES = {"throttle": "throttle", "throttling": "throttle", "5xx": "server_error", "server_error": "server_error",
+                 "server-error": "server_error", "drop_after": "drop_after", "drop-after": "drop_after",
+                 "drop": "drop_after", "preempt": "preempt", "spot": "preempt", "preemption": "preempt"}
+#: Request header that the emulators' own clients send so that faults never hit the emulator itself.
+INTERNAL_HEADER = "X-Cloudtrain-Emulator-Internal"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class FaultRule:
+    kind: str
+    operation: str
+    remaining: int
+    injected: int = 0
+
+
+@dataclass
+class Faults:
+    """Faults to inject (thread-safe); ``injected`` records ``(kind, operation)`` of each one used."""
+
+    rules: list[FaultRule] = field(default_factory=list)
+    preemptions: int = 0
+    injected: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, count: int = 1, operation: str = "*") -> "Faults":
+        kind = _KIND_ALIASES.get(kind, kind)
+        if count < 0:
+            raise ValueError("a fault count cannot be negative")
+        with self._lock:
+            if kind == "preempt":
+                self.preemptions += count
+            elif kind in HTTP_FAULT_KINDS:
+                self.rules.append(FaultRule(kind, operation, count))
+            else:
+                raise ValueError(f"unknown fault kind {kind!r}; use one of throttle, 5xx, drop-after, preempt")
+        return self
+
+    def clear(self) -> None:
+        with self._lock:
+            self.rules.clear()
+            self.preemptions = 0
+            self.injected.clear()
+
+    def take(self, operation: str) -> FaultRule | None:
+        """The rule to apply to this call (one use consumed), or None."""
+        with self._lock:
+            for rule in self.rules:
+                if rule.remaining > 0 and fnmatch.fnmatchcase(operation, rule.operation):
+                    rule.remaining -= 1
+                    rule.injected += 1
+                    self.injected.append((rule.kind, operation))
+                    return rule
+        return None
+
+    def take_preemption(self, job: str) -> bool:
+        with self._lock:
+            if self.preemptions <= 0:
+                return False
+            self.preemptions -= 1
+            self.injected.append(("preempt", job))
+            return True
+
+    def count(self, kind: str) -> int:
+        kind = _KIND_ALIASES.get(kind, kind)
+        with self._lock:
+            return sum(1 for k, _ in self.injected if k == kind)
+
+    @classmethod
+    def parse(cls, specs: Iterable[str], default_operation: str = "*") -> "Faults":
+        """Faults from command-line items ``KIND[:OPERATION]=COUNT`` (COUNT defaults to 1)."""
+        faults = cls()
+        for spec in specs:
+            match = re.fullmatch(r"\s*([A-Za-z0-9_-]+)(?::([^=]+))?(?:=(\d+))?\s*", spec)
+            if not match:
+                raise ValueError(f"bad fault {spec!r}: expected KIND[:OPERATION]=COUNT, e.g. throttle=2")
+            kind, operation, count = match.groups()
+            faults.add(kind, int(count) if count else 1, operation or default_operation)
+        return faults
+
+
+ErrorResponder = Callable[[str, str, dict[str, Any]], tuple[str, list[tuple[str, str]], bytes]]
+
+
+def drain_request_body(environ: dict[str, Any]) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    return environ["wsgi.input"].read(length) if length > 0 else b""
+
+
+class ConnectionDroppedByEmulator(ConnectionAbortedError):
+    """Raised inside the server to end a request without a response (werkzeug treats it as a drop)."""
+
+
+def drop_connection(environ: dict[str, Any]) -> None:
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise ConnectionDroppedByEmulator("emulator fault: connection dropped after the call was processed")
+
+
+class FaultMiddleware:
+    """WSGI layer that applies :class:`Faults` to calls named by ``operation_of(environ)``."""
+
+    def __init__(self, app: Callable[..., Any], faults: Faults, operation_of: Callable[[dict[str, Any]], str | None],
+                 error_response: ErrorResponder) -> None:
+        self.app, self.faults, self.operation_of, self.error_response = app, faults, operation_of, error_response
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        header = "HTTP_" + INTERNAL_HEADER.upper().replace("-", "_")
+        operation = None if environ.get(header) else self.operation_of(environ)
+        rule = self.faults.take(operation) if operation else None
+        if rule is None:
+            return self.app(environ, start_response)
+        if rule.kind == "drop_after":
+            result = self.app(environ, lambda *args, **kwargs: (lambda data: None))
+            try:
+                for _ in result:
+                    pass
+            finally:
+                close = getattr(result, "close", None)
+                if close:
+                    close()
+            drop_connection(environ)
+        drain_request_body(environ)
+        status, headers, body = self.error_response(rule.kind, operation, environ)
+        start_response(status, headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+
+class ServerThread:
+    """A threaded werkzeug server for ``app`` on ``host:port`` (0: a free port), in a daemon thread."""
+
+    def __init__(self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0,
+                 request_handler: Any = None) -> None:
+        self.app, self.host, self.port, self.request_handler = app, host, port, request_handler
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "ServerThread":
+        from werkzeug.serving import make_server
+
+        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=self.request_handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-http-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+class ScratchRoot:
+    """The directory an emulator lays jobs out under: the given one, or a temporary one it removes."""
+
+    def __init__(self, root: str | Path | None, prefix: str) -> None:
+        self.owned = root is None
+        self.path = Path(tempfile.mkdtemp(prefix=prefix)) if root is None else Path(root).absolute()
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        if self.owned:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+_NODE_PREFIX = re.compile(r"^\[node-(\d+)\] ?(.*)$", re.DOTALL)
+
+
+class NodeProcesses:
+    """One attempt of a job: its node commands under a Supervisor; each output line goes to
+    ``on_line(node_index, text)`` without the supervisor's ``[node-N]`` prefix."""
+
+    def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float,
+                 on_line: Callable[[int, str], None]) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._several = len(commands) > 1
+        self._on_line = on_line
+        self.supervisor = Supervisor(run_dir, commands, grace_seconds=grace_seconds, on_line=self._line)
+
+    def _line(self, line: str) -> None:
+        match = _NODE_PREFIX.match(line) if self._several else None
+        self._on_line(int(match.group(1)) if match else 0, match.group(2) if match else line)
+
+    def run(self) -> dict[str, Any]:
+        return self.supervisor.run()
+
+    def cancel(self) -> None:
+        self.supervisor.cancel()
+
+
+FileSignature = tuple[int, int]
+
+
+class DirectoryMirror:
+    """Uploads the files of local directories whose content settled (same size and mtime on two
+    scans in a row) through ``upload(relative_path, path)``; ``sync(final=True)`` uploads all."""
+
+    def __init__(self, directories: list[Path], upload: Callable[[str, Path], None]) -> None:
+        self.directories, self.upload = directories, upload
+        self._seen: dict[str, FileSignature] = {}
+        self._uploaded: dict[str, FileSignature] = {}
+        self.uploads = 0
+
+    def _scan(self) -> dict[str, tuple[FileSignature, Path]]:
+        found: dict[str, tuple[FileSignature, Path]] = {}
+        for directory in self.directories:
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.rglob("*")):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                if path.is_file():
+                    found[path.relative_to(directory).as_posix()] = ((stat.st_size, stat.st_mtime_ns), path)
+        return found
+
+    def sync(self, final: bool = False) -> list[str]:
+        """Upload what changed since the last upload; returns the relative paths uploaded."""
+        found = self._scan()
+        done = []
+        for relative, (signature, path) in found.items():
+            settled = final or self._seen.get(relative) == signature
+            if settled and self._uploaded.get(relative) != signature:
+                try:
+                    self.upload(relative, path)
+                except FileNotFoundError:
+                    continue
+                self._uploaded[relative] = signature
+                done.append(relative)
+        self._seen = {relative: signature for relative, (signature, _) in found.items()}
+        self.uploads += len(done)
+        return done

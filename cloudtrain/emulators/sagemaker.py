@@ -1,0 +1,413 @@
+"""A local SageMaker: an HTTP server on 127.0.0.1 that boto3 (and the SageMaker SDK) talk to unchanged.
+
+moto answers S3, IAM, CloudWatch Logs and the SageMaker API; a WSGI layer in front of it adds what
+moto lacks or gets wrong for training jobs:
+
+- CreateTrainingJob: server-side checks the real service makes and moto skips (job name pattern,
+  instance type, ``MaxWaitTimeInSeconds`` for spot, a name already used -> ValidationException),
+  then the job is created in moto and run (:mod:`cloudtrain.emulators.sagemaker_jobs`) with its
+  Environment and MetricDefinitions kept as sent;
+- StopTrainingJob (absent from moto): Stopping, SIGTERM, grace period, SIGKILL, Stopped;
+- fault injection (:mod:`cloudtrain.emulators.common`): throttling (HTTP 400 ThrottlingException),
+  HTTP 500 InternalFailure, a connection dropped after a create was processed, spot interruption.
+
+Operation names for faults are ``Service.Operation`` for JSON APIs (``SageMaker.CreateTrainingJob``,
+``Logs.GetLogEvents``) and ``Service.METHOD`` for the others (``S3.PUT``, ``IAM.POST``).
+
+moto keeps its state in process-wide backends: an emulator resets them when it starts (``reset=True``),
+so run one emulator per process at a time. The emulator's own S3 and IAM calls go through its HTTP
+endpoint with a header that exempts them from faults.
+
+    with SageMakerEmulator() as emulator:
+        sm = boto3.client("sagemaker", endpoint_url=emulator.endpoint_url, ...)
+        os.environ.update(emulator.environment())   # or: eval "$(cloudtrain emulator start ...)"
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shlex
+import sys
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from cloudtrain.emulators.common import (INTERNAL_HEADER, FaultMiddleware, Faults, ScratchRoot, ServerThread,
+                                         drain_request_body, wait_until)
+from cloudtrain.emulators.sagemaker_jobs import TERMINAL, JobServices, TrainingJobRun
+
+DEFAULT_REGION = "us-east-1"
+ROLE_NAME = "cloudtrain-emulator"
+CREATE = "SageMaker.CreateTrainingJob"
+#: The operation a fault given without one applies to (``throttle=2`` means CreateTrainingJob).
+DEFAULT_FAULT_OPERATION = CREATE
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_SERVICE_NAMES = {"Logs_20140328": "Logs", "AmazonSageMaker": "SageMaker"}
+_instance_types: set[str] | None = None
+
+
+def _credential_scope(environ: dict[str, Any]) -> list[str]:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=([^,\s]+)", auth)
+    return match.group(1).split("/") if match else []
+
+
+def operation_of(environ: dict[str, Any]) -> str | None:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        service, _, operation = target.partition(".")
+        return f"{_SERVICE_NAMES.get(service, service)}.{operation}"
+    scope = _credential_scope(environ)
+    service = scope[3] if len(scope) == 5 else "unknown"
+    return f"{service.upper() if len(service) <= 3 else service.capitalize()}.{environ.get('REQUEST_METHOD', 'GET')}"
+
+
+def _json_error(status: str, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    body = json.dumps({"__type": code, "message": message}).encode()
+    return status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", str(uuid.uuid4())),
+                    ("x-amzn-ErrorType", code)], body
+
+
+def error_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The error each fault answers with, in the protocol of the called API."""
+    throttle = kind == "throttle"
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        if throttle:
+            return _json_error("400 Bad Request", "ThrottlingException", "Rate exceeded")
+        return _json_error("500 Internal Server Error", "InternalFailure", "The request processing has failed because of an unknown error.")
+    if operation.startswith("S3."):
+        code, status = ("SlowDown", "503 Slow Down") if throttle else ("InternalError", "500 Internal Server Error")
+        body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>emulated fault</Message></Error>"
+    else:
+        code, status = ("Throttling", "400 Bad Request") if throttle else ("InternalFailure", "500 Internal Server Error")
+        body = (f"<ErrorResponse><Error><Type>{'Sender' if throttle else 'Receiver'}</Type><Code>{code}</Code>"
+                f"<Message>emulated fault</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
+    return status, [("Content-Type", "text/xml")], body.encode()
+
+
+def _valid_instance_types() -> set[str]:
+    global _instance_types
+    if _instance_types is None:
+        import botocore.session
+
+        model = botocore.session.get_session().get_service_model("sagemaker")
+        shape = model.operation_model("CreateTrainingJob").input_shape.members["ResourceConfig"].members["InstanceType"]
+        _instance_types = set(shape.enum)
+    return _instance_types
+
+
+def validate_create(request: dict[str, Any]) -> str | None:
+    """What the real service refuses and moto accepts (None: fine)."""
+    name = request.get("TrainingJobName", "")
+    if not JOB_NAME.match(name):
+        return (f"1 validation error detected: Value '{name}' at 'trainingJobName' failed to satisfy constraint: "
+                "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+    instance_type = (request.get("ResourceConfig") or {}).get("InstanceType")
+    if instance_type and instance_type not in _valid_instance_types():
+        return (f"1 validation error detected: Value '{instance_type}' at 'resourceConfig.instanceType' failed to "
+                "satisfy constraint: Member must satisfy enum value set")
+    stopping = request.get("StoppingCondition") or {}
+    if request.get("EnableManagedSpotTraining"):
+        wait, runtime = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
+        if wait is None or wait < runtime:
+            return "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to MaxRuntimeInSeconds"
+    return None
+
+
+class SageMakerApi:
+    """WSGI layer in front of moto: CreateTrainingJob and StopTrainingJob as the real service does them."""
+
+    def __init__(self, emulator: "SageMakerEmulator", moto_app: Callable[..., Any]) -> None:
+        self.emulator, self.moto_app = emulator, moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == CREATE:
+            return self._create(environ, start_response)
+        if target == "SageMaker.StopTrainingJob":
+            return self._stop(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def _answer(start_response: Callable[..., Any], response: tuple[str, list[tuple[str, str]], bytes]) -> list[bytes]:
+        status, headers, body = response
+        start_response(status, headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def _invalid(self, start_response: Callable[..., Any], message: str) -> list[bytes]:
+        return self._answer(start_response, _json_error("400 Bad Request", "ValidationException", message))
+
+    @staticmethod
+    def account_and_region(environ: dict[str, Any]) -> tuple[str, str]:
+        """The account and region moto files this call under (its own rules, in the same order)."""
+        scope = _credential_scope(environ)
+        region = scope[2] if len(scope) == 5 else DEFAULT_REGION
+        if "MOTO_ACCOUNT_ID" in os.environ:
+            return os.environ["MOTO_ACCOUNT_ID"], region
+        if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+            return environ["HTTP_X_MOTO_ACCOUNT_ID"], region
+        from moto.iam.models import get_account_id_from
+
+        return get_account_id_from(scope[0] if scope else "AKIAEXAMPLE"), region
+
+    def _create(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from moto.sagemaker.models import sagemaker_backends
+
+        body = drain_request_body(environ)
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            return self._invalid(start_response, "the request body is not JSON")
+        problem = validate_create(request)
+        if problem:
+            return self._invalid(start_response, problem)
+        account, region = self.account_and_region(environ)
+        name = request["TrainingJobName"]
+        with self.emulator._create_lock:
+            backend = sagemaker_backends[account][region]
+            if name in backend.training_jobs:
+                arn = backend.training_jobs[name].arn
+                return self._invalid(start_response, "Training job names must be unique within an AWS account and region, "
+                                                     f"and a training job with this name already exists ({arn})")
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            captured: dict[str, Any] = {}
+
+            def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+                captured.update(status=status, headers=headers)
+                return lambda data: None
+
+            result = self.moto_app(environ, capture)
+            chunks = b"".join(result)
+            if captured["status"].startswith("200") and name in backend.training_jobs:
+                self.emulator._job_created(request, backend.training_jobs[name], account, region)
+        start_response(captured["status"], captured["headers"])
+        return [chunks]
+
+    def _stop(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from moto.sagemaker.models import sagemaker_backends
+
+        name = json.loads(drain_request_body(environ) or b"{}").get("TrainingJobName", "")
+        account, region = self.account_and_region(environ)
+        fake = sagemaker_backends[account][region].training_jobs.get(name)
+        if fake is None:
+            return self._invalid(start_response, f"Could not find training job '{name}'.")
+        run = self.emulator._runs.get(name)
+        stopping = run.request_stop() if run is not None and run.fake is fake else fake.training_job_status not in TERMINAL
+        if not stopping:
+            return self._invalid(start_response, f"The request was rejected because the training job is in status {fake.training_job_status}.")
+        if run is None or run.fake is not fake:  # a job this emulator does not run: just record the stop
+            fake.training_job_status = fake.secondary_status = "Stopped"
+        return self._answer(start_response, ("200 OK", [("Content-Type", "application/x-amz-json-1.1")], b"{}"))
+
+
+def _request_handler(verbose: bool) -> Any:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    if verbose:
+        return MotoRequestHandler
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return QuietHandler
+
+
+class SageMakerEmulator:
+    """A local SageMaker endpoint (see the module docstring). ``start()``/``stop()`` or ``with``.
+
+    ``root``: where jobs are laid out (``<root>/jobs/<job>/algo-N/opt/ml``); default a temporary
+    directory removed at ``stop()``. ``faults``: a :class:`Faults`, or command-line items such as
+    ``["throttle=2", "5xx:SageMaker.DescribeTrainingJob=1", "drop-after", "preempt"]`` (or set them later with
+    :meth:`throttle`, :meth:`fail_with_server_error`, :meth:`drop_connection_after`,
+    :meth:`interrupt_spot_jobs`). ``stop_grace_seconds``: time between SIGTERM and SIGKILL on a stop.
+    """
+
+    def __init__(self, port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
+                 host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
+                 reset: bool = True, log_requests: bool = False) -> None:
+        self.port, self.root_arg, self.host, self.region = port, root, host, region
+        self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults or (), DEFAULT_FAULT_OPERATION)
+        self.stop_grace_seconds, self.reset, self.log_requests = stop_grace_seconds, reset, log_requests
+        self.account_id = "123456789012"
+        self._runs: dict[str, TrainingJobRun] = {}
+        self._create_lock = threading.Lock()
+        self._server: ServerThread | None = None
+        self._scratch: ScratchRoot | None = None
+        self._services: JobServices | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> "SageMakerEmulator":
+        import boto3
+        from botocore.config import Config
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        if self._server is not None:
+            return self
+        if self.reset:
+            from moto.moto_api._internal import moto_api_backend
+
+            moto_api_backend.reset()
+        self.account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+        self._scratch = ScratchRoot(self.root_arg, "cloudtrain-sagemaker-")
+        app = FaultMiddleware(SageMakerApi(self, DomainDispatcherApplication(create_backend_app)), self.faults,
+                              operation_of, error_response)
+        self._server = ServerThread(app, self.host, self.port, _request_handler(self.log_requests)).start()
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region)
+        clients = {}
+        for service in ("s3", "iam"):
+            client = session.client(service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"}))
+            client.meta.events.register("before-sign", lambda request, **kwargs: request.headers.__setitem__(INTERNAL_HEADER, "1"))
+            clients[service] = client
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                                                         "Action": "sts:AssumeRole"}]}
+        try:
+            clients["iam"].create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
+        except clients["iam"].exceptions.EntityAlreadyExistsException:
+            pass
+        try:
+            clients["s3"].create_bucket(Bucket=self.bucket)
+        except (clients["s3"].exceptions.BucketAlreadyOwnedByYou, clients["s3"].exceptions.BucketAlreadyExists):
+            pass
+        self._services = JobServices(clients["s3"], self.faults, grace_seconds=self.stop_grace_seconds)
+        return self
+
+    def stop(self) -> None:
+        """End running jobs (as StopTrainingJob would), shut the server down, remove a temporary root."""
+        for run in list(self._runs.values()):
+            run.cancel()
+        for run in list(self._runs.values()):
+            run.thread.join(timeout=self.stop_grace_seconds + 10)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def __enter__(self) -> "SageMakerEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- where it is --------------------------------------------------------------------------
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not started")
+        return self._server.url
+
+    @property
+    def root(self) -> Path:
+        assert self._scratch is not None, "the emulator is not started"
+        return self._scratch.path
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{ROLE_NAME}"
+
+    @property
+    def bucket(self) -> str:
+        return f"cloudtrain-emulator-{self.account_id}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point boto3 and cloudtrain at this emulator."""
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
+                "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket}
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def throttle(self, count: int = 1, operation: str = CREATE) -> None:
+        """The next ``count`` calls matching ``operation`` answer HTTP 400 ThrottlingException."""
+        self.faults.add("throttle", count, operation)
+
+    def fail_with_server_error(self, count: int = 1, operation: str = CREATE) -> None:
+        """The next ``count`` calls matching ``operation`` answer HTTP 500 InternalFailure."""
+        self.faults.add("server_error", count, operation)
+
+    def drop_connection_after(self, count: int = 1, operation: str = CREATE) -> None:
+        """The next ``count`` matching calls are processed, then their connection is closed unanswered."""
+        self.faults.add("drop_after", count, operation)
+
+    def interrupt_spot_jobs(self, count: int = 1) -> None:
+        """The next ``count`` managed-spot jobs are interrupted once after their first checkpoint."""
+        self.faults.add("preempt", count)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _job_created(self, request: dict[str, Any], fake: Any, account: str, region: str) -> None:
+        assert self._services is not None
+        name = request["TrainingJobName"]
+        root = self.root / "jobs" / name
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        run = TrainingJobRun(request, fake, account, region, root, self._services)
+        self._runs[name] = run
+        run.thread.start()
+
+    def training_jobs(self) -> list[str]:
+        """Names of the jobs created through this emulator, oldest first (each created once)."""
+        return list(self._runs)
+
+    @property
+    def create_count(self) -> int:
+        """How many CreateTrainingJob calls created a job."""
+        return len(self._runs)
+
+    def job(self, name: str) -> TrainingJobRun:
+        return self._runs[name]
+
+    def job_root(self, name: str) -> Path:
+        return self._runs[name].root
+
+    def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until every job this emulator runs has ended (TimeoutError after ``timeout`` s)."""
+        wait_until(lambda: not any(r.thread.is_alive() for r in list(self._runs.values())), timeout, what="jobs to end")
+
+    def wait_for_job(self, name: str, timeout: float = 60.0) -> str:
+        """Wait until job ``name`` ends; returns its TrainingJobStatus."""
+        run = self._runs[name]
+        run.thread.join(timeout)
+        if run.thread.is_alive():
+            raise TimeoutError(f"job {name} still {run.status} after {timeout:g}s")
+        return run.status
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
+def serve_forever(port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
+                  host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
+                  log_requests: bool = True, announce: Callable[[str], None] = _print_now,
+                  stop_event: threading.Event | None = None) -> None:
+    """Run an emulator in the foreground until Ctrl-C, SIGTERM or ``stop_event``, announcing the
+    ``export`` lines that point a shell at it; running jobs are stopped on the way out."""
+    import signal
+
+    emulator = SageMakerEmulator(port, root, faults, host=host, region=region, stop_grace_seconds=stop_grace_seconds,
+                                 log_requests=log_requests).start()
+    stop_event = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop_event.set())
+    try:
+        print(f"SageMaker emulator on {emulator.endpoint_url} (jobs under {emulator.root}); Ctrl-C stops it",
+              file=sys.stderr, flush=True)
+        for key, value in emulator.environment().items():
+            announce(f"export {key}={shlex.quote(value)}")
+        announce("")  # the exports are complete: a script reading them can stop here
+        while not stop_event.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()

@@ -1,0 +1,215 @@
+"""What a SageMaker framework container does in script mode, emulated on this machine.
+
+The SageMaker training toolkit (inside the PyTorch, scikit-learn... images) reads the request's
+HyperParameters: ``sagemaker_program`` (the script inside the code bundle),
+``sagemaker_submit_directory`` (``s3://.../sourcedir.tar.gz``), ``sagemaker_region`` and, for
+``torchrun``, ``sagemaker_torch_distributed_enabled``; every other key is a user hyperparameter
+(a JSON-encoded string). It extracts the bundle to ``/opt/ml/code``, sets ``SM_*`` variables and
+runs ``python <program> --key value ...`` there (``torchrun --nnodes N --nproc_per_node P
+--node_rank i --master_addr ... --master_port ...`` when torch distributed is enabled).
+
+Here each host ``algo-i`` gets its own ``<job root>/algo-i/opt/ml`` tree; every ``/opt/ml`` path the
+job sees (``SM_*`` variables, request Environment values starting with ``/opt/ml``, the checkpoint
+``LocalPath``) is rooted there. The interpreter is this one (``sys.executable``): no container image
+is pulled. Processes per node under torchrun: the request Environment's
+``CLOUDTRAIN_PROCESSES_PER_NODE``, else ``SM_NUM_GPUS`` (0 here), else 1. The rendezvous is on
+127.0.0.1 at a free port (hosts ``algo-N`` do not resolve locally). Runtime-contract variables of
+the emulator's own process (``CLOUDTRAIN_*``, ``SM_*``, ``RANK``...) are unset for the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloudtrain.providers.process import NodeCommand
+
+DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
+_LEAKY_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_")
+_LEAKY_NAMES = {"CLUSTER_SPEC", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
+                "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
+
+
+def decode_hyperparameter(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def user_hyperparameters(hyperparameters: dict[str, str]) -> dict[str, Any]:
+    """The user's hyperparameters, decoded, without the toolkit's ``sagemaker_*`` keys (``SM_HPS``)."""
+    return {k: decode_hyperparameter(v) for k, v in hyperparameters.items() if not k.startswith("sagemaker_")}
+
+
+def cli_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """``sagemaker_training.mapping.to_cmd_args``: sorted ``--key value`` pairs (``-k`` for one letter)."""
+    args: list[str] = []
+    for key in sorted(hyperparameters):
+        value = hyperparameters[key]
+        if isinstance(value, dict):
+            value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        args += [f"--{key}" if len(key) > 1 else f"-{key}", str(value)]
+    return args
+
+
+@dataclass
+class HostLayout:
+    """The ``/opt/ml`` tree of one host, rooted under ``base``."""
+
+    base: Path
+    checkpoint_local_path: str = DEFAULT_CHECKPOINT_PATH
+
+    def rooted(self, path: str) -> Path:
+        return self.base / path.lstrip("/")
+
+    @property
+    def ml(self) -> Path:
+        return self.base / "opt" / "ml"
+
+    code = property(lambda self: self.ml / "code")
+    input_dir = property(lambda self: self.ml / "input")
+    config_dir = property(lambda self: self.ml / "input" / "config")
+    model_dir = property(lambda self: self.ml / "model")
+    output_dir = property(lambda self: self.ml / "output")
+    output_data_dir = property(lambda self: self.ml / "output" / "data")
+    checkpoint_dir = property(lambda self: self.rooted(self.checkpoint_local_path))
+
+    def channel_dir(self, channel: str) -> Path:
+        return self.ml / "input" / "data" / channel
+
+    def make(self) -> None:
+        for directory in (self.code, self.config_dir, self.model_dir, self.output_data_dir, self.output_dir / "intermediate",
+                          self.checkpoint_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass
+class ScriptMode:
+    """The toolkit's view of one CreateTrainingJob request."""
+
+    request: dict[str, Any]
+    arn: str
+    region: str
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:
+        return dict(self.request.get("HyperParameters") or {})
+
+    @property
+    def program(self) -> str | None:
+        return decode_hyperparameter(self.hyperparameters.get("sagemaker_program")) or None
+
+    @property
+    def submit_directory(self) -> str | None:
+        return decode_hyperparameter(self.hyperparameters.get("sagemaker_submit_directory")) or None
+
+    @property
+    def torch_distributed(self) -> bool:
+        value = decode_hyperparameter(self.hyperparameters.get("sagemaker_torch_distributed_enabled", "false"))
+        return str(value).lower() == "true"
+
+    @property
+    def hosts(self) -> list[str]:
+        count = int(self.request.get("ResourceConfig", {}).get("InstanceCount", 1) or 1)
+        return [f"algo-{i + 1}" for i in range(count)]
+
+    @property
+    def instance_type(self) -> str:
+        return str(self.request.get("ResourceConfig", {}).get("InstanceType", "ml.m5.large"))
+
+    @property
+    def channels(self) -> list[dict[str, Any]]:
+        return list(self.request.get("InputDataConfig") or [])
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return dict(self.request.get("Environment") or {})
+
+    @property
+    def checkpoint_local_path(self) -> str:
+        return (self.request.get("CheckpointConfig") or {}).get("LocalPath") or DEFAULT_CHECKPOINT_PATH
+
+    def processes_per_node(self) -> int:
+        value = self.environment.get("CLOUDTRAIN_PROCESSES_PER_NODE", "")
+        return int(value) if value.strip().isdigit() and int(value) > 0 else 1
+
+    def write_config(self, layout: HostLayout, host: str) -> None:
+        """``/opt/ml/input/config/*.json`` as SageMaker writes them."""
+        config = layout.config_dir
+        (config / "hyperparameters.json").write_text(json.dumps(self.hyperparameters))
+        (config / "resourceconfig.json").write_text(json.dumps(self._resource_config(host)))
+        (config / "inputdataconfig.json").write_text(json.dumps({
+            c["ChannelName"]: {"TrainingInputMode": c.get("InputMode") or self.request["AlgorithmSpecification"].get("TrainingInputMode", "File"),
+                               "S3DistributionType": c.get("DataSource", {}).get("S3DataSource", {}).get("S3DataDistributionType", "FullyReplicated"),
+                               "RecordWrapperType": c.get("RecordWrapperType", "None")}
+            for c in self.channels}))
+        if self.request.get("CheckpointConfig"):
+            (config / "checkpointconfig.json").write_text(json.dumps(self.request["CheckpointConfig"]))
+
+    def _resource_config(self, host: str) -> dict[str, Any]:
+        return {"current_host": host, "current_instance_type": self.instance_type, "current_group_name": "homogeneousCluster",
+                "hosts": self.hosts, "network_interface_name": "eth0",
+                "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": self.instance_type,
+                                     "hosts": self.hosts}]}
+
+    def environment_for(self, layout: HostLayout, host: str) -> dict[str, str]:
+        """The variables the job's processes see on ``host``: the request's Environment (``/opt/ml``
+        paths rooted), then what the toolkit sets."""
+        hps = user_hyperparameters(self.hyperparameters)
+        names = [c["ChannelName"] for c in self.channels]
+        program = self.program or ""
+        training_env = {
+            "additional_framework_parameters": {k: decode_hyperparameter(v) for k, v in self.hyperparameters.items()
+                                                if k.startswith("sagemaker_") and k not in ("sagemaker_program", "sagemaker_submit_directory", "sagemaker_region")},
+            "channel_input_dirs": {n: str(layout.channel_dir(n)) for n in names},
+            "current_host": host, "current_instance_type": self.instance_type, "hosts": self.hosts,
+            "master_hostname": self.hosts[0], "is_master": host == self.hosts[0],
+            "hyperparameters": hps, "input_config_dir": str(layout.config_dir), "input_data_config": {n: {} for n in names},
+            "input_dir": str(layout.input_dir), "job_name": self.request["TrainingJobName"], "log_level": 20,
+            "model_dir": str(layout.model_dir), "module_dir": self.submit_directory or "",
+            "module_name": Path(program).stem, "network_interface_name": "eth0", "num_cpus": os.cpu_count() or 1,
+            "num_gpus": 0, "output_data_dir": str(layout.output_data_dir), "output_dir": str(layout.output_dir),
+            "output_intermediate_dir": str(layout.output_dir / "intermediate"),
+            "resource_config": self._resource_config(host), "user_entry_point": program,
+        }
+        env = {k: str(layout.rooted(v)) if v.startswith("/opt/ml") else v for k, v in self.environment.items()}
+        env.update({
+            "TRAINING_JOB_NAME": self.request["TrainingJobName"], "TRAINING_JOB_ARN": self.arn,
+            "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
+            "SM_HOSTS": json.dumps(self.hosts), "SM_CURRENT_HOST": host, "SM_CURRENT_INSTANCE_TYPE": self.instance_type,
+            "SM_NUM_GPUS": "0", "SM_NUM_CPUS": str(os.cpu_count() or 1), "SM_NETWORK_INTERFACE_NAME": "eth0",
+            "SM_MODEL_DIR": str(layout.model_dir), "SM_OUTPUT_DIR": str(layout.output_dir),
+            "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir), "SM_OUTPUT_INTERMEDIATE_DIR": str(layout.output_dir / "intermediate"),
+            "SM_INPUT_DIR": str(layout.input_dir), "SM_INPUT_CONFIG_DIR": str(layout.config_dir),
+            "SM_CHANNELS": json.dumps(sorted(names)), "SM_HPS": json.dumps(hps), "SM_USER_ARGS": json.dumps(cli_args(hps)),
+            "SM_USER_ENTRY_POINT": program, "SM_MODULE_NAME": Path(program).stem, "SM_MODULE_DIR": self.submit_directory or "",
+            "SM_LOG_LEVEL": "20", "SM_FRAMEWORK_MODULE": "", "SM_RESOURCE_CONFIG": json.dumps(self._resource_config(host)),
+            "SM_INPUT_DATA_CONFIG": json.dumps(training_env["input_data_config"]), "SM_TRAINING_ENV": json.dumps(training_env),
+            "CLOUDTRAIN_CHECKPOINT_DIR": str(layout.checkpoint_dir), "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(layout.code), os.environ.get("PYTHONPATH", "")) if p),
+        })
+        env.update({f"SM_CHANNEL_{n.upper()}": str(layout.channel_dir(n)) for n in names})
+        env.update({f"SM_HP_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in hps.items()})
+        return env
+
+    def node_command(self, layout: HostLayout, host: str, master_port: int) -> NodeCommand:
+        env = self.environment_for(layout, host)
+        program = self.program or ""
+        args = cli_args(user_hyperparameters(self.hyperparameters))
+        if self.torch_distributed:
+            argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(self.hosts)),
+                    "--nproc_per_node", str(self.processes_per_node()), "--node_rank", str(self.hosts.index(host)),
+                    "--master_addr", "127.0.0.1", "--master_port", str(master_port), program, *args]
+        else:
+            argv = [sys.executable, program, *args]
+        leaked = sorted(k for k in os.environ if k not in env and (k.startswith(_LEAKY_PREFIXES) or k in _LEAKY_NAMES))
+        if leaked:
+            argv = ["env", *[a for k in leaked for a in ("-u", k)], *argv]
+        return NodeCommand(argv=argv, env=env, cwd=str(layout.code))

@@ -1,0 +1,37 @@
+"""The code bundle: what goes in, what stays out, and that it is deterministic."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from cloudtrain.providers.bundle import make_bundle
+
+
+def names(data: bytes) -> set[str]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return set(tar.getnames())
+
+
+def test_bundle_contents(tmp_path: Path) -> None:
+    for path in ["train.py", "pkg/model.py", ".git/config", "pkg/__pycache__/m.pyc", ".venv/lib/x.py",
+                 ".cloudtrain/runs/a/log", "data/big.bin", "notes.tmp", "sub/.hidden"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(path)
+    (tmp_path / ".cloudtrainignore").write_text("# comments are ignored\ndata\n*.tmp\n")
+    bundle = make_bundle(tmp_path)
+    contents = names(bundle.data)
+    assert {"train.py", "pkg/model.py", "sub/.hidden", ".cloudtrainignore"} <= contents
+    assert {"cloudtrain/__init__.py", "cloudtrain/runtime/context.py", "cloudtrain/runtime/entry.py"} <= contents
+    assert not any(n.startswith((".git/", ".venv/", ".cloudtrain/", "data/")) or "__pycache__" in n or n.endswith(".tmp") for n in contents)
+    assert bundle.files == len(contents)
+
+
+def test_bundle_is_deterministic(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print(1)\n")
+    first = make_bundle(tmp_path)
+    (tmp_path / "train.py").touch()  # a new mtime changes nothing
+    assert make_bundle(tmp_path).sha256 == first.sha256
+    (tmp_path / "train.py").write_text("print(2)\n")
+    assert make_bundle(tmp_path).sha256 != first.sha256
