@@ -1,0 +1,357 @@
+"""A local Vertex AI: the JobService REST API plus a Cloud Storage emulator, on 127.0.0.1.
+
+The real ``aiplatform_v1.JobServiceClient`` (``transport="rest"``, ``api_endpoint`` =
+:meth:`VertexEmulator.environment`'s ``CLOUDTRAIN_VERTEX_API_ENDPOINT``) and ``google-cloud-storage``
+(``STORAGE_EMULATOR_HOST``, served by ``gcp-storage-emulator`` in memory) talk to it unchanged.
+Routes (``/v1/projects/{p}/locations/{l}/...``): ``customJobs`` POST (create) and GET (list, with
+``filter`` terms ``labels.KEY="VALUE"``, ``display_name="..."`` and ``state=JOB_STATE_...`` joined by
+AND, ``pageSize`` / ``pageToken``), ``customJobs/{id}`` GET and DELETE, ``customJobs/{id}:cancel``
+POST. Requests are parsed with ``CustomJob.from_json`` (unknown fields refused); errors are Google's
+JSON error body (``{"error": {"code", "message", "status"}}``), which the SDK turns into
+``google.api_core.exceptions``. Jobs run as :mod:`cloudtrain.emulators.vertex_jobs` describes.
+
+Faults (:class:`cloudtrain.emulators.common.Faults`; operations are ``JobService.CreateCustomJob``,
+``JobService.GetCustomJob``, ``JobService.ListCustomJobs``, ``JobService.CancelCustomJob``,
+``JobService.DeleteCustomJob``): ``throttle`` answers HTTP 429 RESOURCE_EXHAUSTED, ``server_error``
+HTTP 503 UNAVAILABLE, ``drop_after`` processes the call and closes the connection without an answer
+(a create accepted whose response is lost), ``preempt`` interrupts SPOT jobs once after a
+checkpoint. The storage emulator is not subject to faults.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+from cloudtrain.emulators.common import Faults, FaultMiddleware, ScratchRoot, ServerThread
+from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, JobServices, now
+
+DEFAULT_PROJECT = "emulator-project"
+DEFAULT_LOCATION = "us-central1"
+DEFAULT_BUCKET = "cloudtrain-staging"
+_PARENT = r"projects/[^/]+/locations/[^/]+"
+_ROUTES = [
+    ("POST", re.compile(rf"^/v1/({_PARENT})/customJobs$"), "CreateCustomJob"),
+    ("GET", re.compile(rf"^/v1/({_PARENT})/customJobs$"), "ListCustomJobs"),
+    ("GET", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "GetCustomJob"),
+    ("DELETE", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "DeleteCustomJob"),
+    ("POST", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+):cancel$"), "CancelCustomJob"),
+]
+_STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
+           500: "INTERNAL", 503: "UNAVAILABLE", 412: "FAILED_PRECONDITION"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
+            429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+_FILTER_TERM = re.compile(r'^\s*(labels\.[a-z][a-z0-9_-]*|display_name|displayName|state)\s*=\s*"?([^"]*)"?\s*$')
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def error_body(code: int, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "status": _STATUS.get(code, "UNKNOWN")}}).encode()
+
+
+def operation_of(environ: dict[str, Any]) -> str | None:
+    method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+    for verb, pattern, name in _ROUTES:
+        if verb == method and pattern.match(path):
+            return f"JobService.{name}"
+    return None
+
+
+def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    code, message = ((429, f"Quota exceeded for aiplatform.googleapis.com ({operation}): too many requests; retry later")
+                     if kind == "throttle" else (503, "The service is currently unavailable."))
+    return f"{code} {_REASONS[code]}", [("Content-Type", "application/json")], error_body(code, message)
+
+
+class JobService:
+    """The JobService's custom-job routes, as a WSGI app over the jobs it keeps in memory."""
+
+    def __init__(self, root: Path, services: JobServices) -> None:
+        self.root, self.services = root, services
+        self.lock = threading.Lock()
+        self.runs: dict[str, CustomJobRun] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from werkzeug.wrappers import Request
+
+        request = Request(environ)
+        try:
+            code, payload = self.dispatch(request.method, request.path, request.args, request.get_data())
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        except ApiError as error:
+            code, body = error.code, error_body(error.code, error.message)
+        except Exception as error:  # an emulator bug: answer as the service would
+            code, body = 500, error_body(500, f"emulator internal error: {type(error).__name__}: {error}")
+        start_response(f"{code} {_REASONS.get(code, 'Error')}", [("Content-Type", "application/json"),
+                                                                 ("Content-Length", str(len(body)))])
+        return [body]
+
+    def dispatch(self, method: str, path: str, args: Any, body: bytes) -> tuple[int, Any]:
+        for verb, pattern, name in _ROUTES:
+            match = pattern.match(path)
+            if match and verb == method:
+                return getattr(self, name)(match.group(1), args, body)
+        raise ApiError(404, f"the Vertex AI emulator has no route for {method} {path}")
+
+    def _json(self, job: Any) -> bytes:
+        from google.cloud import aiplatform_v1
+
+        with self.lock:
+            return aiplatform_v1.CustomJob.to_json(job, use_integers_for_enums=False, indent=None).encode()
+
+    def _run(self, name: str) -> CustomJobRun:
+        run = self.runs.get(name)
+        if run is None:
+            raise ApiError(404, f"The CustomJob does not exist: {name}")
+        return run
+
+    # -- routes -----------------------------------------------------------------------------------
+
+    def CreateCustomJob(self, parent: str, args: Any, body: bytes) -> tuple[int, Any]:
+        from google.cloud import aiplatform_v1
+
+        try:
+            job = aiplatform_v1.CustomJob.from_json(body or b"{}", ignore_unknown_fields=False)
+        except Exception as error:
+            raise ApiError(400, f"Invalid JSON payload received. {error}") from None
+        validate_job(job)
+        job_id = str(random.randrange(10**18, 10**19))
+        job.name = f"{parent}/customJobs/{job_id}"
+        job.state = aiplatform_v1.JobState.JOB_STATE_QUEUED
+        job.create_time = job.update_time = now()
+        run = CustomJobRun(job, self.root / job_id, self.services, self.lock)
+        with self.lock:
+            self.runs[job.name] = run
+        answer = self._json(job)  # as created (QUEUED), before the run moves it on
+        run.thread.start()
+        return 200, answer
+
+    def GetCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
+        return 200, self._json(self._run(name).job)
+
+    def ListCustomJobs(self, parent: str, args: Any, body: bytes) -> tuple[int, Any]:
+        terms = []
+        for part in re.split(r"\s+AND\s+", args.get("filter", "").strip()) if args.get("filter", "").strip() else []:
+            match = _FILTER_TERM.match(part)
+            if not match:
+                raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
+                                    "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
+            terms.append(match.groups())
+        with self.lock:
+            runs = [r for n, r in self.runs.items() if n.startswith(parent + "/")]
+            jobs = [r.job for r in runs if all(_matches(r.job, key, value) for key, value in terms)]
+        jobs.sort(key=lambda j: j.create_time, reverse=True)
+        size = int(args.get("pageSize") or 100)
+        start = int(args.get("pageToken") or 0)
+        page = jobs[start:start + size]
+        answer: dict[str, Any] = {"customJobs": [json.loads(self._json(j)) for j in page]}
+        if start + size < len(jobs):
+            answer["nextPageToken"] = str(start + size)
+        return 200, answer
+
+    def CancelCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
+        if not self._run(name).request_cancel():
+            raise ApiError(400, f"Cannot cancel {name}: the job is already in a final state")
+        return 200, {}
+
+    def DeleteCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
+        run = self._run(name)
+        if run.state not in TERMINAL:
+            raise ApiError(400, f"Cannot delete {name}: the job is still running; cancel it first")
+        with self.lock:
+            del self.runs[name]
+        return 200, {"name": f"{name}/operations/{random.randrange(10**18)}", "done": True}
+
+
+def _matches(job: Any, key: str, value: str) -> bool:
+    if key.startswith("labels."):
+        return job.labels.get(key[len("labels."):]) == value
+    if key in ("display_name", "displayName"):
+        return job.display_name == value
+    return job.state.name == value
+
+
+def validate_job(job: Any) -> None:
+    """What Vertex refuses that the proto parser does not."""
+    from cloudtrain.providers.vertex_job import MACHINE_FAMILIES
+
+    if not job.display_name:
+        raise ApiError(400, "CustomJob.display_name is required.")
+    pools = job.job_spec.worker_pool_specs
+    if not pools:
+        raise ApiError(400, "CustomJob.job_spec.worker_pool_specs is required.")
+    if int(pools[0].replica_count or 0) != 1:
+        raise ApiError(400, "The first worker pool (the primary replica) must have replica_count 1.")
+    for index, pool in enumerate(pools):
+        machine = pool.machine_spec.machine_type
+        if not machine and int(pool.replica_count or 0):
+            raise ApiError(400, f"worker_pool_specs[{index}].machine_spec.machine_type is required.")
+        if machine and machine.split("-")[0] not in MACHINE_FAMILIES:
+            raise ApiError(400, f"Machine type \"{machine}\" is not supported.")
+        if pool.machine_spec.accelerator_count and not pool.machine_spec.accelerator_type:
+            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count without accelerator_type.")
+        if pool.python_package_spec.executor_image_uri:
+            raise ApiError(400, "python_package_spec is not emulated: give container_spec with a command.")
+        if int(pool.replica_count or 0) and not pool.container_spec.image_uri:
+            raise ApiError(400, f"worker_pool_specs[{index}].container_spec.image_uri is required.")
+    for key, value in job.labels.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
+            raise ApiError(400, f"Invalid label {key}={value}: keys and values are lowercase letters, digits, '_' and '-'.")
+
+
+def _quiet_handler() -> Any:
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
+            pass
+
+    return QuietHandler
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class VertexEmulator:
+    """A local Vertex AI JobService (REST) and Cloud Storage; ``with VertexEmulator() as emulator:``.
+
+    ``bucket`` is created empty in the storage emulator; ``faults`` (or :attr:`faults` later) injects
+    failures; jobs are laid out under ``root`` (a temporary directory, removed on stop, by default)."""
+
+    def __init__(self, *, project: str = DEFAULT_PROJECT, location: str = DEFAULT_LOCATION, bucket: str = DEFAULT_BUCKET,
+                 host: str = "127.0.0.1", port: int = 0, storage_port: int = 0, root: str | Path | None = None,
+                 faults: Faults | None = None, grace_seconds: float = 10.0, poll_seconds: float = 0.1) -> None:
+        self.project, self.location, self.bucket, self.host = project, location, bucket, host
+        self.port, self.storage_port, self._root = port, storage_port, root
+        self.faults = faults or Faults()
+        self.grace_seconds, self.poll_seconds = grace_seconds, poll_seconds
+        self.service: JobService | None = None
+        self._scratch: ScratchRoot | None = None
+        self._http: ServerThread | None = None
+        self._gcs: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def start(self) -> "VertexEmulator":
+        from gcp_storage_emulator.server import create_server
+
+        self._scratch = ScratchRoot(self._root, "cloudtrain-vertex-")
+        self.storage_port = self.storage_port or _free_port(self.host)
+        self._gcs = create_server(self.host, self.storage_port, in_memory=True, default_bucket=self.bucket)
+        self._gcs.start()
+        services = JobServices(storage=self.storage_client, faults=self.faults, grace_seconds=self.grace_seconds,
+                               poll_seconds=self.poll_seconds)
+        self.service = JobService(self._scratch.path / "jobs", services)
+        app = FaultMiddleware(self.service, self.faults, operation_of, fault_response)
+        self._http = ServerThread(app, self.host, self.port, request_handler=_quiet_handler()).start()
+        self.port = self._http.port
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            runs = list(self.service.runs.values())
+            for run in runs:
+                run.request_cancel()
+            for run in runs:
+                run.thread.join(timeout=self.grace_seconds + 5)
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        if self._gcs is not None:
+            self._gcs.stop()
+            self._gcs = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def __enter__(self) -> "VertexEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- what users and tests use -------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def storage_host(self) -> str:
+        return f"http://{self.host}:{self.storage_port}"
+
+    def environment(self) -> dict[str, str]:
+        """The variables that point cloudtrain (and google-cloud-storage) at this emulator. With
+        ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` set, the provider uses anonymous credentials: no ADC needed."""
+        return {
+            "CLOUDTRAIN_VERTEX_API_ENDPOINT": self.endpoint,
+            "STORAGE_EMULATOR_HOST": self.storage_host,
+            "CLOUDTRAIN_VERTEX_PROJECT": self.project,
+            "CLOUDTRAIN_VERTEX_LOCATION": self.location,
+            "CLOUDTRAIN_VERTEX_STAGING_BUCKET": f"gs://{self.bucket}",
+        }
+
+    def job_client(self) -> Any:
+        """A real ``aiplatform_v1.JobServiceClient`` for this emulator (REST, anonymous)."""
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import aiplatform_v1
+
+        return aiplatform_v1.JobServiceClient(credentials=AnonymousCredentials(), transport="rest",
+                                              client_options=ClientOptions(api_endpoint=self.endpoint))
+
+    def storage_client(self) -> Any:
+        """A real ``google.cloud.storage.Client`` for the storage emulator."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project=self.project, credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.storage_host})
+
+    def jobs(self) -> list[Any]:
+        """Every custom job the emulator holds (``aiplatform_v1.CustomJob``), oldest first."""
+        if self.service is None:
+            return []
+        with self.service.lock:
+            return [run.job for run in self.service.runs.values()]
+
+    def run_of(self, name: str) -> CustomJobRun:
+        assert self.service is not None
+        return self.service._run(name)
+
+
+def serve_forever(*, host: str = "127.0.0.1", port: int = 0, storage_port: int = 0, root: str | Path | None = None,
+                  faults: Iterable[str] = (), project: str = DEFAULT_PROJECT, location: str = DEFAULT_LOCATION,
+                  bucket: str = DEFAULT_BUCKET, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
+    """``cloudtrain emulator start --cloud vertex``: start, print ``export KEY=value`` lines and a blank
+    line, then serve until SIGINT / SIGTERM (or until ``stop`` is set)."""
+    import shlex
+    import signal
+
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    emulator = VertexEmulator(project=project, location=location, bucket=bucket, host=host, port=port,
+                              storage_port=storage_port, root=root, faults=Faults.parse(faults, "JobService.*"))
+    with emulator:
+        for key, value in emulator.environment().items():
+            out.write(f"export {key}={shlex.quote(value)}\n")
+        out.write("\n")
+        out.flush()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+        stop.wait()

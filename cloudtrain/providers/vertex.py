@@ -1,0 +1,359 @@
+"""Vertex AI custom jobs, through ``google-cloud-aiplatform``'s low-level ``aiplatform_v1`` client.
+
+- ``render``: the ``CustomJob`` in its REST JSON form (:mod:`cloudtrain.providers.vertex_job`),
+  parsed by the SDK's own proto JSON parser before anything is sent.
+- ``submit``: uploads the code bundle and local inputs to the staging bucket with
+  ``google-cloud-storage``, then creates the job. Vertex assigns job ids on the server, so the
+  job carries the label ``cloudtrain-submission=<token>``: before each create attempt the provider
+  lists the location's jobs with that label and takes the one it finds. A create that failed
+  after Vertex accepted it (the response lost, a timeout) or a resubmission of the same plan
+  therefore never makes a second job. Throttling (RESOURCE_EXHAUSTED / 429), UNAVAILABLE and 5xx
+  are retried with exponential backoff, by the SDK's ``Retry`` for reads and by that look-then-create
+  loop for the create.
+- ``status``: ``JobState`` mapped through :data:`STATES`; the failure message from ``job.error``;
+  the model at ``AIP_MODEL_DIR`` (``<baseOutputDirectory>/model/``) once the job succeeded.
+- ``logs``: on Google Cloud a job's output goes to Cloud Logging, which users read in the console
+  (the job's "View logs" link), with ``gcloud ai custom-jobs stream-logs JOB_ID --region=LOCATION``
+  or ``gcloud logging read 'resource.labels.job_id="JOB_ID"'``. Cloud Logging is not emulated, and
+  cloudtrain does not depend on its client: ``logs`` reads the log object
+  ``<baseOutputDirectory>/cloudtrain-logs/job.log``, which the emulator keeps up to date while the
+  job runs. Against real Vertex AI that object does not exist and ``logs`` yields one line saying
+  where the log is.
+- ``cancel``: ``CancelCustomJob``; the job goes CANCELLING, then CANCELLED.
+
+Credentials: Application Default Credentials (``google.auth.default``: ``gcloud auth
+application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server), or the
+``credentials=`` handed in. Project, location and staging bucket come from the spec or config
+(``vertex: {project, location, staging_bucket}``, or ``CLOUDTRAIN_VERTEX_PROJECT`` and friends).
+
+Emulator: ``CLOUDTRAIN_VERTEX_API_ENDPOINT=http://127.0.0.1:PORT`` sends every JobService call to
+that endpoint over REST, with anonymous credentials; ``STORAGE_EMULATOR_HOST`` does the same for
+Cloud Storage (honoured by ``google-cloud-storage`` itself). ``cloudtrain emulator start --cloud
+vertex`` prints both.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
+
+from cloudtrain.errors import ProviderError, SpecError
+from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from cloudtrain.providers.vertex_job import LOG_OBJECT, SUBMISSION_LABEL, build_request, split_gcs, staging, validate_request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+ENDPOINT_VARIABLE = "CLOUDTRAIN_VERTEX_API_ENDPOINT"
+#: Vertex ``JobState`` -> neutral state.
+STATES = {
+    "JOB_STATE_UNSPECIFIED": JobState.PENDING,
+    "JOB_STATE_QUEUED": JobState.PENDING,
+    "JOB_STATE_PENDING": JobState.PENDING,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_UPDATING": JobState.RUNNING,
+    "JOB_STATE_PAUSED": JobState.PENDING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_CANCELLING": JobState.CANCELLING,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
+}
+CREDENTIALS_HINT = ("run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service "
+                    "account key file; to use the local emulator, run `cloudtrain emulator start --cloud vertex` and export what it prints")
+SETTINGS_EXAMPLES = {"project": "my-project", "staging_bucket": "gs://my-bucket"}
+
+
+def neutral_state(native: str) -> JobState:
+    return STATES.get(native, JobState.PENDING)
+
+
+class VertexProvider:
+    name: ClassVar[str] = "vertex"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=True, multi_node=True, checkpoints=True, log_streaming=True, sweeps=False, container_images=True,
+        input_schemes=("local", "gs"), secret_sources=("gcp_secret",),
+    )
+
+    def __init__(self, client: Any = None, storage_client: Any = None, credentials: Any = None,
+                 environ: Mapping[str, str] | None = None, retry_seconds: float = 1.0, retry_deadline: float = 120.0,
+                 poll_seconds: float = 2.0) -> None:
+        """``client``: a ``JobServiceClient``; ``storage_client``: a ``google.cloud.storage.Client``;
+        ``credentials``: google-auth credentials for both; ``environ``: where ``CLOUDTRAIN_VERTEX_API_ENDPOINT``
+        and ``STORAGE_EMULATOR_HOST`` are read (default ``os.environ``); ``retry_seconds``: the first
+        backoff of retried calls, doubling up to 30 s, for at most ``retry_deadline`` seconds."""
+        self._clients: dict[str, Any] = {"": client} if client is not None else {}
+        self._storage = storage_client
+        self._credentials = credentials
+        self._environ = environ
+        self.retry_seconds, self.retry_deadline, self.poll_seconds = retry_seconds, retry_deadline, poll_seconds
+
+    # -- clients: created here only -------------------------------------------------------------
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def credentials(self) -> Any:
+        if self._credentials is None:
+            if self.environ.get(ENDPOINT_VARIABLE):
+                from google.auth.credentials import AnonymousCredentials
+
+                self._credentials = AnonymousCredentials()
+            else:
+                import google.auth
+                from google.auth.exceptions import DefaultCredentialsError
+
+                try:
+                    self._credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                except DefaultCredentialsError:
+                    raise ProviderError("no Google Cloud credentials were found (Application Default Credentials)", CREDENTIALS_HINT) from None
+        return self._credentials
+
+    def client(self, location: str | None) -> Any:
+        if "" in self._clients:
+            return self._clients[""]
+        if not location:
+            raise ProviderError("no Vertex AI location is set", "set vertex.location in the spec or config, or CLOUDTRAIN_VERTEX_LOCATION")
+        if location not in self._clients:
+            from google.api_core.client_options import ClientOptions
+            from google.cloud import aiplatform_v1
+
+            endpoint = self.environ.get(ENDPOINT_VARIABLE)
+            if endpoint:
+                options = ClientOptions(api_endpoint=endpoint if "://" in endpoint else f"http://{endpoint}")
+                self._clients[location] = aiplatform_v1.JobServiceClient(credentials=self.credentials(), client_options=options, transport="rest")
+            else:
+                options = ClientOptions(api_endpoint=f"{location}-aiplatform.googleapis.com")
+                self._clients[location] = aiplatform_v1.JobServiceClient(credentials=self.credentials(), client_options=options)
+        return self._clients[location]
+
+    def storage(self, project: str | None) -> Any:
+        if self._storage is None:
+            from google.cloud import storage
+
+            host = self.environ.get("STORAGE_EMULATOR_HOST")
+            if host:
+                from google.auth.credentials import AnonymousCredentials
+
+                self._storage = storage.Client(project=project or "emulator", credentials=AnonymousCredentials(),
+                                               client_options={"api_endpoint": host if "://" in host else f"http://{host}"})
+            else:
+                self._storage = storage.Client(project=project, credentials=self.credentials())
+        return self._storage
+
+    def _retry(self) -> Any:
+        from google.api_core import exceptions, retry
+
+        return retry.Retry(predicate=retry.if_exception_type(exceptions.TooManyRequests, exceptions.ServiceUnavailable,
+                                                             exceptions.InternalServerError, exceptions.BadGateway,
+                                                             exceptions.GatewayTimeout, exceptions.DeadlineExceeded),
+                           initial=self.retry_seconds, maximum=30.0, multiplier=2.0, timeout=self.retry_deadline)
+
+    def _call(self, what: str, func: Callable[..., Any], **kwargs: Any) -> Any:
+        """One SDK call (with the SDK's retries where given); failures become one clear ProviderError."""
+        from google.api_core import exceptions
+        from google.auth.exceptions import GoogleAuthError
+
+        try:
+            return func(**kwargs)
+        except exceptions.RetryError as error:
+            cause = error.cause
+            detail = f"{type(cause).__name__}: {cause.message}" if isinstance(cause, exceptions.GoogleAPICallError) else str(cause or error)
+            raise ProviderError(f"Vertex AI kept failing while trying to {what}: {detail}",
+                                "retry later; if it persists, check quotas and the service status") from None
+        except exceptions.GoogleAPICallError as error:
+            raise ProviderError(f"Vertex AI refused to {what}: {type(error).__name__}: {error.message}", _hint_for(error)) from None
+        except GoogleAuthError as error:
+            raise ProviderError(f"Google Cloud authentication failed while trying to {what}: {error}", CREDENTIALS_HINT) from None
+        except OSError as error:  # requests' ConnectionError is an OSError too
+            raise ProviderError(f"cannot reach Google Cloud while trying to {what}: {error}",
+                                f"check your network, {ENDPOINT_VARIABLE} / STORAGE_EMULATOR_HOST (emulator) and the location") from None
+
+    # -- plan time -----------------------------------------------------------------------------------
+
+    def check(self, plan: "Plan") -> None:
+        check_capabilities(self, plan)
+        for key, example in SETTINGS_EXAMPLES.items():
+            if not plan.settings.get(key):
+                raise SpecError(f"vertex.{key} is not set", f"set it in the spec, in cloudtrain.yaml (vertex: {{{key}: {example}}}), "
+                                f"or with CLOUDTRAIN_VERTEX_{key.upper()}")
+        staging(plan)
+
+    def render(self, plan: "Plan") -> NativeRequest:
+        request = build_request(plan)
+        validate_request(request)
+        return NativeRequest(cloud="vertex", payload=request)
+
+    # -- submission -----------------------------------------------------------------------------------
+
+    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        from google.cloud import aiplatform_v1
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        from cloudtrain.providers.bundle import make_bundle
+
+        project, location = plan.settings["project"], plan.settings.get("location") or plan.region
+        where = staging(plan)
+        storage = self.storage(project)
+        bucket = storage.bucket(where["bucket"])
+        bundle = make_bundle(Path(plan.spec.code))
+        blob = bucket.blob(split_gcs(where["code"])[1])
+        blob.metadata = {"sha256": bundle.sha256}
+        self._call("upload the code bundle", blob.upload_from_string, data=bundle.data,
+                   content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
+        for name, uri in where["inputs"].items():
+            self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
+        client = self.client(location)
+        parent = f"projects/{project}/locations/{location}"
+        job = aiplatform_v1.CustomJob.from_json(request.to_text())
+        created = self._create_once(client, parent, job, plan.submission_token)
+        return self.ref(plan, created.name, location)
+
+    def _create_once(self, client: Any, parent: str, job: Any, token: str) -> Any:
+        """Create the job unless a job labelled with this submission's token exists; retried on
+        throttling and transient failures, looking again before each new attempt."""
+        from google.api_core import exceptions
+
+        transient = (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError,
+                     exceptions.BadGateway, exceptions.GatewayTimeout, exceptions.DeadlineExceeded,
+                     OSError)  # requests' ConnectionError (a response lost after the create was accepted) is an OSError
+        deadline, delay = time.monotonic() + self.retry_deadline, self.retry_seconds
+        while True:
+            existing = self.find_submission(client, parent, token)
+            if existing is not None:
+                return existing
+            try:
+                return client.create_custom_job(parent=parent, custom_job=job, retry=None)
+            except transient as error:
+                if time.monotonic() + delay > deadline:
+                    self._call("create the custom job", _raise, error=error)
+            except Exception as error:  # noqa: BLE001 - wrapped into one ProviderError
+                self._call("create the custom job", _raise, error=error)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def find_submission(self, client: Any, parent: str, token: str) -> Any:
+        """The job of this location labelled with the submission token, or None."""
+        pages = self._call("look for a job created by this submission", client.list_custom_jobs,
+                           request={"parent": parent, "filter": f'labels.{SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
+        for job in self._call("list custom jobs", lambda: list(pages)):
+            if job.labels.get(SUBMISSION_LABEL) == token:
+                return job
+        return None
+
+    def ref(self, plan: "Plan", native_id: str, location: str) -> JobRef:
+        return JobRef(job_id=plan.job_name, cloud="vertex", native_id=native_id, region=location,
+                      details={"submission_token": plan.submission_token, "project": plan.settings["project"],
+                               "base_output": staging(plan)["output"]})
+
+    def _upload_input(self, bucket: Any, path: Path, uri: str) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        prefix = split_gcs(uri)[1]
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            relative = file.name if path.is_file() else file.relative_to(path).as_posix()
+            self._call(f"upload input {file}", bucket.blob(prefix + relative).upload_from_filename, filename=str(file),
+                       retry=DEFAULT_RETRY)
+
+    # -- following ------------------------------------------------------------------------------------
+
+    def describe(self, ref: JobRef) -> Any:
+        client = self.client(ref.region or _location_of(ref.native_id))
+        return self._call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry())
+
+    def status(self, ref: JobRef) -> JobStatus:
+        job = self.describe(ref)
+        native = job.state.name
+        state = neutral_state(native)
+        message = None
+        if state in (JobState.FAILED, JobState.CANCELLED) and job.error.message:
+            message = job.error.message
+        elif native == "JOB_STATE_EXPIRED":
+            message = "the job expired before it could run (no capacity within the wait limit)"
+        model = None
+        output = job.job_spec.base_output_directory.output_uri_prefix
+        if state is JobState.SUCCEEDED and output:
+            model = output.rstrip("/") + "/model/"
+        return JobStatus(state=state, native_state=native, message=message, started_at=_time(job, "start_time"),
+                         ended_at=_time(job, "end_time"), model_uri=model)
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        job = self.describe(ref)
+        output = job.job_spec.base_output_directory.output_uri_prefix
+        if not output:
+            yield f"cloudtrain: the job has no base output directory; read its log with `gcloud ai custom-jobs stream-logs {ref.native_id}`"
+            return
+        bucket_name, prefix = split_gcs(output.rstrip("/") + "/" + LOG_OBJECT)
+        project = ref.details.get("project") or ref.native_id.split("/")[1]
+        blob = self.storage(project).bucket(bucket_name).blob(prefix)
+        sent = 0
+        while True:
+            terminal = self.status(ref).state.is_terminal  # read before the log: no line is missed
+            try:
+                text = self._call("read the job's log", blob.download_as_bytes).decode("utf-8", errors="replace")
+            except ProviderError as error:
+                if "NotFound" not in error.message:
+                    raise
+                text = None
+            if text is None and terminal:
+                if not sent:
+                    job_id = ref.native_id.rsplit("/", 1)[-1]
+                    yield (f"cloudtrain: no log object at {output.rstrip('/')}/{LOG_OBJECT}; on Vertex AI the log is in Cloud Logging: "
+                           f"gcloud ai custom-jobs stream-logs {job_id} --region={ref.region}")
+                return
+            lines = (text or "").split("\n")
+            complete = lines if terminal else lines[:-1]  # the last piece may be a line still being written
+            if complete and complete[-1] == "":
+                complete = complete[:-1]
+            for line in complete[sent:]:
+                yield line
+            sent = max(sent, len(complete))
+            if not follow or terminal:
+                return
+            time.sleep(self.poll_seconds)
+
+    def cancel(self, ref: JobRef) -> None:
+        from google.api_core import exceptions
+
+        client = self.client(ref.region or _location_of(ref.native_id))
+        try:
+            client.cancel_custom_job(name=ref.native_id, retry=self._retry())
+        except exceptions.FailedPrecondition:
+            if not self.status(ref).state.is_terminal:
+                raise ProviderError(f"Vertex AI cannot cancel {ref.native_id} now", "retry in a moment") from None
+        except Exception as error:  # noqa: BLE001
+            self._call(f"cancel custom job {ref.native_id}", _raise, error=error)
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def _location_of(name: str) -> str | None:
+    parts = name.split("/")
+    return parts[3] if len(parts) > 3 and parts[2] == "locations" else None
+
+
+def _hint_for(error: Any) -> str:
+    from google.api_core import exceptions
+
+    if isinstance(error, (exceptions.Unauthenticated, exceptions.PermissionDenied, exceptions.Forbidden, exceptions.Unauthorized)):
+        return CREDENTIALS_HINT + "; the account needs the Vertex AI User role and access to the staging bucket"
+    if isinstance(error, exceptions.TooManyRequests):
+        return "a quota was exceeded: request more in IAM & Admin > Quotas, or choose another machine or location"
+    if isinstance(error, (exceptions.InvalidArgument, exceptions.BadRequest)):
+        return "check the request with `cloudtrain submit SPEC --cloud vertex --dry-run`"
+    if isinstance(error, exceptions.NotFound):
+        return "check vertex.project, vertex.location and vertex.staging_bucket (the bucket must exist)"
+    return "see the message above; `cloudtrain submit --dry-run` shows the request that was sent"
+
+
+def _time(job: Any, field: str) -> datetime | None:
+    value = getattr(job, field, None)
+    return value if isinstance(value, datetime) and value.timestamp() > 0 else None

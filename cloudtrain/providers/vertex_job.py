@@ -1,0 +1,262 @@
+"""Building and validating the Vertex AI ``CustomJob`` (pure: no network, no upload).
+
+The request is the CustomJob resource in its REST JSON form: what ``CustomJob.to_json`` gives, what
+``POST https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/customJobs``
+and ``gcloud ai custom-jobs create --config`` accept (proto JSON field names, camelCase).
+
+Layout in the staging bucket (``vertex.staging_bucket`` is ``gs://bucket[/prefix]``; the prefix
+defaults to ``cloudtrain``), with ``<base>`` = ``gs://<bucket>/<prefix>/<job name>``:
+
+- ``<base>/staging/code.tar.gz``: the code bundle (:mod:`cloudtrain.providers.bundle`);
+- ``<base>/staging/inputs/<name>/``: local inputs;
+- ``<base>/`` is the job's ``baseOutputDirectory``, from which Vertex sets ``AIP_MODEL_DIR``
+  (``<base>/model/``), ``AIP_CHECKPOINT_DIR`` (``<base>/checkpoints/``) and
+  ``AIP_TENSORBOARD_LOG_DIR`` (``<base>/logs/``);
+- ``<base>/cloudtrain-logs/job.log``: the job's log as the emulator writes it (see
+  :mod:`cloudtrain.providers.vertex`).
+
+Worker pools: pool 0 is the primary replica (one), pool 1 the other ``nodes - 1`` replicas, all on
+the same machine. Each replica runs the framework's prebuilt training image (or the spec's
+``image``) with a ``bash -c`` command that unpacks the code bundle read through the Cloud Storage
+FUSE mount (``/gcs/<bucket>/...``; ``CLOUDTRAIN_GCS_MOUNT`` overrides the mount point, which the
+emulator uses) and runs cloudtrain's entry shim, under ``torchrun`` when the distribution asks for
+it (node rank, master address and port from the ``RANK`` / ``MASTER_ADDR`` / ``MASTER_PORT`` that
+Vertex sets for PyTorch images). Everything the entrypoint needs is in the container's env:
+``CLOUDTRAIN_ENTRYPOINT`` or ``CLOUDTRAIN_MODULE``, ``CLOUDTRAIN_ARGS``, ``CLOUDTRAIN_HPS``,
+``CLOUDTRAIN_INPUTS`` (name -> ``gs://`` URI, read through the mount), ``CLOUDTRAIN_SECRETS``.
+
+Decisions: the checkpoint directory is always ``AIP_CHECKPOINT_DIR`` (``checkpoint.dir`` is not
+used on Vertex); ``metrics`` are printed by ``log_metric`` but Vertex custom jobs have no metric
+definitions; spot jobs use ``strategy: SPOT`` with ``maxWaitDuration`` from ``spot.max_wait``;
+without ``max_runtime`` Vertex's default timeout (7 days) applies. The machine's accelerator comes
+from the catalog's instance type: ``n1-standard-8+NVIDIA_TESLA_T4x1`` (attached GPUs) or a machine
+type with bundled GPUs (``a2-highgpu-1g``), whose accelerator is named from the offer's neutral
+name; accelerator names are checked against ``aiplatform_v1.AcceleratorType``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+DEFAULT_PREFIX = "cloudtrain"
+LOG_OBJECT = "cloudtrain-logs/job.log"
+SUBMISSION_LABEL = "cloudtrain-submission"
+JOB_LABEL = "cloudtrain-job"
+#: Neutral accelerator name -> Vertex ``AcceleratorType`` (for machine types with bundled GPUs).
+ACCELERATORS = {
+    "T4": "NVIDIA_TESLA_T4", "V100": "NVIDIA_TESLA_V100", "A100": "NVIDIA_TESLA_A100", "A100-80GB": "NVIDIA_A100_80GB",
+    "L4": "NVIDIA_L4", "H100": "NVIDIA_H100_80GB", "H200": "NVIDIA_H200_141GB",
+}
+#: Machine families Vertex AI custom training offers (the SDK ships no list of machine types).
+MACHINE_FAMILIES = ("n1", "n2", "n2d", "e2", "c2", "c2d", "c3", "m1", "a2", "a3", "a4", "g2", "g4", "ct5lp", "ct6e")
+_MACHINE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)-[a-z0-9]+(-[a-z0-9]+)*$")
+#: Prebuilt training images (https://cloud.google.com/vertex-ai/docs/training/pre-built-containers):
+#: framework -> version -> image name suffix after the device (``pytorch-gpu.2-4.py310``).
+PREBUILT = {
+    "pytorch": {"2.0": ".py310", "2.1": ".py310", "2.2": ".py310", "2.3": ".py310", "2.4": ".py310"},
+    "sklearn": {"1.0": "", "1.2": "", "1.3": "", "1.5": "", "1.6": ""},
+}
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    bucket, _, path = uri[len("gs://"):].partition("/")
+    return bucket, path
+
+
+def staging(plan: "Plan") -> dict[str, Any]:
+    """Where this submission's code, inputs and outputs go (see the module docstring)."""
+    root = str(plan.settings.get("staging_bucket") or "")
+    if not root.startswith("gs://") or not split_gcs(root)[0]:
+        raise SpecError(f"vertex.staging_bucket: {root!r} is not a gs://bucket[/prefix] location",
+                        "e.g. vertex: {staging_bucket: gs://my-bucket}")
+    bucket, prefix = split_gcs(root.rstrip("/"))
+    base = f"gs://{bucket}/{(prefix or DEFAULT_PREFIX).strip('/')}/{plan.job_name}"
+    return {
+        "bucket": bucket,
+        "base": base,
+        "code": f"{base}/staging/code.tar.gz",
+        "inputs": {name: f"{base}/staging/inputs/{name}/" for name, item in plan.spec.inputs.items() if item.is_local},
+        "output": base + "/",
+        "model": base + "/model/",
+        "log": f"{base}/{LOG_OBJECT}",
+    }
+
+
+def accelerator_names() -> set[str]:
+    from google.cloud import aiplatform_v1
+
+    return {name for name in aiplatform_v1.AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"}
+
+
+def machine_spec(plan: "Plan") -> dict[str, Any]:
+    """``machineSpec`` from the offer: ``n1-standard-8+NVIDIA_TESLA_T4x1`` or ``a2-highgpu-1g``."""
+    offer = plan.offer
+    if offer is None:
+        raise SpecError("resources: no Vertex machine was chosen", "see `cloudtrain catalog --cloud vertex`")
+    machine, _, attached = offer.instance_type.partition("+")
+    accelerator, count = None, 0
+    if attached:
+        match = re.fullmatch(r"([A-Z0-9_]+)x(\d+)", attached)
+        if not match:
+            raise SpecError(f"resources.instance_type.vertex: {offer.instance_type!r} is not MACHINE+ACCELERATORxCOUNT",
+                            "e.g. n1-standard-8+NVIDIA_TESLA_T4x1")
+        accelerator, count = match.group(1), int(match.group(2))
+    elif offer.has_accelerator:
+        accelerator, count = ACCELERATORS.get(offer.accelerator or ""), offer.accelerator_count
+        if accelerator is None:
+            raise SpecError(f"resources.accelerator: Vertex AI has no accelerator for {offer.accelerator}",
+                            f"Vertex accelerators: {', '.join(sorted(ACCELERATORS))}")
+    found = _MACHINE.match(machine)
+    if not found or found.group("family") not in MACHINE_FAMILIES:
+        raise SpecError(f"resources.instance_type.vertex: {machine!r} is not a Vertex AI training machine type",
+                        f"machine families: {', '.join(MACHINE_FAMILIES)}; see `cloudtrain catalog --cloud vertex`")
+    spec: dict[str, Any] = {"machineType": machine}
+    if accelerator:
+        if accelerator not in accelerator_names():
+            raise SpecError(f"resources.instance_type.vertex: {accelerator!r} is not a Vertex AI accelerator type",
+                            f"one of: {', '.join(sorted(accelerator_names()))}")
+        spec.update(acceleratorType=accelerator, acceleratorCount=count)
+    return spec
+
+
+def training_image(plan: "Plan") -> str:
+    """The spec's image, or Vertex's prebuilt training image for the framework, in the registry
+    nearest the location (us-, europe- or asia-docker.pkg.dev)."""
+    spec = plan.spec
+    if spec.image:
+        return spec.image
+    if spec.framework is None:
+        raise SpecError("framework: Vertex AI needs a container: give framework {name, version} or image",
+                        'e.g. framework: {name: sklearn, version: "1.3"}')
+    name = spec.framework.name
+    version = ".".join(re.split(r"[.-]", spec.framework.version)[:2])
+    known = PREBUILT[name]
+    if version not in known:
+        raise SpecError(f"framework.version: Vertex AI has no prebuilt {name} {spec.framework.version} training image",
+                        f"choose one of {', '.join(known)}, or give image:")
+    location = plan.region or "us-central1"
+    registry = {"europe": "europe", "asia": "asia", "australia": "asia", "me": "europe"}.get(location.split("-")[0], "us")
+    major, minor = version.split(".")
+    if name == "pytorch":
+        device = "gpu" if plan.offer is not None and plan.offer.has_accelerator else "cpu"
+        image = f"pytorch-{device}.{major}-{minor}{known[version]}"
+    else:
+        image = f"sklearn-cpu.{major}-{minor}{known[version]}"
+    return f"{registry}-docker.pkg.dev/vertex-ai/training/{image}:latest"
+
+
+def environment(plan: "Plan") -> dict[str, str]:
+    """The container's variables: what the entry shim and the runtime context read."""
+    spec, where = plan.spec, staging(plan)
+    env = dict(spec.env)
+    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    env["CLOUDTRAIN_CODE_URI"] = where["code"]
+    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
+    if spec.args:
+        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
+    if spec.hyperparameters:
+        env["CLOUDTRAIN_HPS"] = json.dumps(spec.hyperparameters, sort_keys=True)
+    if spec.inputs:
+        env["CLOUDTRAIN_INPUTS"] = json.dumps({name: where["inputs"][name] if item.is_local else item.uri
+                                               for name, item in spec.inputs.items()}, sort_keys=True)
+    if spec.distribution.type == "torchrun":
+        env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
+    if spec.checkpoint.enabled and spec.checkpoint.every:
+        env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    if spec.secrets:  # references only; the entry shim reads the values inside the job
+        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()},
+                                               sort_keys=True)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def command(plan: "Plan") -> list[str]:
+    """``bash -c`` script: unpack the bundle read through the GCS mount, run the entry shim."""
+    launch = "python cloudtrain/runtime/entry.py"
+    if plan.spec.distribution.type == "torchrun":
+        launch = (f"torchrun --nnodes={plan.nodes} --nproc_per_node={plan.processes_per_node} "
+                  '--node_rank="${RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" '
+                  '--master_port="${MASTER_PORT:-29500}" cloudtrain/runtime/entry.py')
+    script = ('set -e; mount="${CLOUDTRAIN_GCS_MOUNT:-/gcs}"; code="$(mktemp -d)"; '
+              'tar -xzf "$mount/${CLOUDTRAIN_CODE_URI#gs://}" -C "$code"; cd "$code"; exec ' + launch)
+    return ["bash", "-c", script]
+
+
+def label_value(text: str) -> str:
+    """Vertex label rules: at most 63 of lowercase letters, digits, '_' and '-'."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
+
+
+def labels(plan: "Plan") -> dict[str, str]:
+    out = {}
+    for key, value in plan.spec.tags.items():
+        clean = label_value(key)
+        if not clean or not clean[0].isalpha():
+            clean = ("t-" + clean)[:63]
+        out[clean] = label_value(value)
+    out[JOB_LABEL] = label_value(plan.spec.name)
+    out[SUBMISSION_LABEL] = label_value(plan.submission_token)
+    return out
+
+
+def build_request(plan: "Plan") -> dict[str, Any]:
+    spec, where = plan.spec, staging(plan)
+    container = {"imageUri": training_image(plan), "command": command(plan),
+                 "env": [{"name": k, "value": v} for k, v in environment(plan).items()]}
+    pool = {"machineSpec": machine_spec(plan), "replicaCount": "1", "containerSpec": container,
+            "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": spec.resources.disk_gib}}
+    pools = [pool]
+    if plan.nodes > 1:
+        pools.append({**pool, "replicaCount": str(plan.nodes - 1)})
+    scheduling: dict[str, Any] = {}
+    if plan.max_runtime_seconds:
+        scheduling["timeout"] = f"{plan.max_runtime_seconds}s"
+    if spec.checkpoint.enabled:
+        scheduling["restartJobOnWorkerRestart"] = True
+    if plan.spot:
+        scheduling["strategy"] = "SPOT"
+        if plan.max_wait_seconds:
+            scheduling["maxWaitDuration"] = f"{plan.max_wait_seconds}s"
+    job_spec: dict[str, Any] = {"workerPoolSpecs": pools, "baseOutputDirectory": {"outputUriPrefix": where["output"]}}
+    if scheduling:
+        job_spec["scheduling"] = scheduling
+    if plan.settings.get("service_account"):
+        job_spec["serviceAccount"] = plan.settings["service_account"]
+    return {"displayName": plan.job_name, "jobSpec": job_spec, "labels": labels(plan)}
+
+
+def validate_request(request: dict[str, Any]) -> None:
+    """Parse with the SDK's own proto JSON parser (unknown fields, types and enum names refused),
+    then check what the proto does not: required fields and Vertex's label rules."""
+    from google.cloud import aiplatform_v1
+
+    try:
+        job = aiplatform_v1.CustomJob.from_json(json.dumps(request), ignore_unknown_fields=False)
+    except Exception as error:  # google.protobuf.json_format.ParseError and friends
+        raise SpecError(f"the Vertex AI CustomJob is not valid: {error}", "fix the spec fields behind the request fields named above") from None
+    problems = []
+    if not job.display_name:
+        problems.append("displayName is required")
+    if not job.job_spec.worker_pool_specs:
+        problems.append("jobSpec.workerPoolSpecs needs at least one pool")
+    for index, pool in enumerate(job.job_spec.worker_pool_specs):
+        if not pool.machine_spec.machine_type:
+            problems.append(f"jobSpec.workerPoolSpecs[{index}].machineSpec.machineType is required")
+        if not pool.container_spec.image_uri and not pool.python_package_spec.executor_image_uri:
+            problems.append(f"jobSpec.workerPoolSpecs[{index}]: a container image is required")
+    if len(job.labels) > 64:
+        problems.append(f"labels: {len(job.labels)} labels, at most 64 allowed")
+    for key, value in job.labels.items():
+        if not _LABEL_KEY.match(key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
+            problems.append(f"labels[{key!r}]: keys and values are lowercase letters, digits, '_' and '-' (at most 63)")
+    if problems:
+        raise SpecError("the Vertex AI CustomJob is not valid:\n  " + "\n  ".join(problems),
+                        "fix the spec fields behind the request fields named above")
