@@ -21,6 +21,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cloudtrain validate examples/digits-sklearn.yaml
 	$(VENV)/bin/cloudtrain run examples/digits-sklearn.yaml
+	$(VENV)/bin/cloudtrain estimate examples/digits-sklearn.yaml
+	$(PY) examples/sagemaker_emulator_demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
