@@ -95,7 +95,7 @@ class SageMakerProvider:
         except NoCredentialsError:
             raise ProviderError("no AWS credentials were found", CREDENTIALS_HINT) from None
         except EndpointConnectionError as error:
-            raise ProviderError(f"cannot reach SageMaker while trying to {what}: {error}",
+            raise ProviderError(f"cannot reach AWS while trying to {what}: {error}",
                                 "check your network, AWS_ENDPOINT_URL (emulator) and region") from None
         except ClientError as error:
             info = error.response.get("Error", {})
