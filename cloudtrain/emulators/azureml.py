@@ -1,0 +1,364 @@
+"""A local Azure ML workspace (control plane, run history and blob storage) that the real
+``azure-ai-ml`` ``MLClient`` talks to, running jobs on this machine.
+
+Two ways to reach it:
+
+- **in-process** (default): the SDK's HTTP (``requests`` under azure-core, blob uploads included) is
+  intercepted with the ``responses`` library while the emulator is started; URLs keep Azure's real
+  host names and stay ``https``. Hand :attr:`AzureMLEmulator.credential` (a fixed token) to
+  ``MLClient`` or to :class:`~cloudtrain.providers.azureml.AzureMLProvider`.
+- **server** (``server=True``): an HTTPS server on 127.0.0.1 with a certificate from a local CA
+  (trustme), for other processes. :meth:`AzureMLEmulator.environment` gives what they export:
+  ``AZUREML_DEV_URL_MFE`` (the SDK's control-plane URL), ``REQUESTS_CA_BUNDLE`` (trust the CA),
+  ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` (``DefaultAzureCredential`` takes a token from the
+  emulator as from an App Service managed identity) and ``CLOUDTRAIN_AZUREML_*`` (the workspace).
+  Limitation: the SDK uploads *local inputs* to ``https://<account>.blob.core.windows.net``, a name
+  that cannot point at a local server, so in server mode local inputs fail; code uploads work
+  (their URL comes from the emulator).
+
+Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
+:class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Faults
+(:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
+:func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
+``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the
+call and then drops the connection.
+
+    with AzureMLEmulator() as emulator:
+        provider = AzureMLProvider(credential=emulator.credential)
+        ...  # specs get the workspace from emulator.overrides (--set) or emulator.settings
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+from urllib.parse import unquote, urlsplit
+
+from cloudtrain.emulators.common import (ConnectionDroppedByEmulator, FaultMiddleware, Faults, ScratchRoot, ServerThread,
+                                         drain_request_body, wait_until)
+
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+TOKEN = "cloudtrain-emulator-token"
+IDENTITY_HEADER = "cloudtrain-emulator"
+TERMINAL = ("Completed", "Failed", "Canceled")
+
+
+class EmulatorCredential:
+    """A token credential that always returns the emulator's fixed token (no network)."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(TOKEN, int(time.time()) + 3600)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        from azure.core.credentials import AccessTokenInfo
+
+        return AccessTokenInfo(TOKEN, int(time.time()) + 3600)
+
+
+def azure_error_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The error Azure answers for an injected fault."""
+    if kind == "throttle":
+        body = {"error": {"code": "TooManyRequests", "message": f"emulator fault: {operation} is throttled"}}
+        return "429 Too Many Requests", [("Content-Type", "application/json"), ("Retry-After", "0.05"),
+                                         ("x-ms-error-code", "TooManyRequests")], json.dumps(body).encode()
+    body = {"error": {"code": "InternalServerError", "message": f"emulator fault: {operation} failed"}}
+    return "500 Internal Server Error", [("Content-Type", "application/json"), ("x-ms-error-code", "InternalServerError")], json.dumps(body).encode()
+
+
+class _MsiRoute:
+    """``GET /msi/token``: tokens for ``DefaultAzureCredential`` (App Service managed identity protocol)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/msi/token":
+            return self.app(environ, start_response)
+        drain_request_body(environ)
+        if environ.get("HTTP_X_IDENTITY_HEADER") != IDENTITY_HEADER:
+            body = json.dumps({"error": "invalid_request", "error_description": "missing X-IDENTITY-HEADER"}).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        resource = re.search(r"resource=([^&]*)", environ.get("QUERY_STRING", ""))
+        body = json.dumps({"access_token": TOKEN, "expires_on": str(int(time.time()) + 3600), "token_type": "Bearer",
+                           "resource": unquote(resource.group(1)) if resource else ""}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+class _HTTPSServerThread(ServerThread):
+    def __init__(self, app: Callable[..., Any], ssl_context: Any, host: str, port: int) -> None:
+        super().__init__(app, host, port)
+        self.ssl_context = ssl_context
+
+    def start(self) -> "_HTTPSServerThread":
+        from werkzeug.serving import make_server
+
+        self._server = make_server(self.host, self.port, self.app, threaded=True, ssl_context=self.ssl_context)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"azureml-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+
+class AzureMLEmulator:
+    """A local Azure ML workspace; see the module docstring. Start it (``start()`` or ``with``)."""
+
+    def __init__(self, root: str | Path | None = None, *, server: bool = False, host: str = "127.0.0.1", port: int = 0,
+                 subscription_id: str = DEFAULT_SUBSCRIPTION, resource_group: str = "cloudtrain-emulator",
+                 workspace: str = "emulator", region: str = "eastus", storage_account: str = "cloudtrainemulator",
+                 container: str = "azureml-blobstore-emulator", faults: Faults | None = None, grace_seconds: float = 10.0) -> None:
+        self.server, self.host, self.port = server, host, port
+        self.subscription_id, self.resource_group, self.workspace, self.region = subscription_id, resource_group, workspace, region
+        self.storage_account, self.container = storage_account, container
+        self.faults = faults or Faults()
+        self.grace_seconds = grace_seconds
+        self.credential = EmulatorCredential()
+        self._root_arg = root
+        self._scratch: ScratchRoot | None = None
+        self.service: Any = None
+        self.runs: dict[str, Any] = {}
+        self._mock: Any = None
+        self._server: _HTTPSServerThread | None = None
+        self._ca_path: Path | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        if self._scratch is None:
+            raise RuntimeError("the emulator is not started")
+        return self._scratch.path
+
+    def start(self) -> "AzureMLEmulator":
+        from cloudtrain.emulators.azureml_service import AzureMLService
+
+        self._scratch = ScratchRoot(self._root_arg, prefix="cloudtrain-azureml-")
+        ssl_context = None
+        if self.server:
+            ssl_context = self._certificate()
+            import socket
+
+            if not self.port:
+                with socket.socket() as sock:
+                    sock.bind((self.host, 0))
+                    self.port = sock.getsockname()[1]
+        base = f"https://{self.host}:{self.port}" if self.server else None
+        self.service = AzureMLService(self.root, region=self.region, storage_account=self.storage_account, container=self.container,
+                                      base=base, start_job=self._start_job, cancel_job=self._cancel_job)
+        app = FaultMiddleware(self.service, self.faults, self._operation_of, azure_error_response)
+        if self.server:
+            self._server = _HTTPSServerThread(_MsiRoute(app), ssl_context, self.host, self.port).start()
+        else:
+            import responses
+
+            self._mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+            hosts = (r"https://(management\.azure\.com|[a-z0-9-]+\.api\.azureml\.ms|"
+                     + re.escape(self.storage_account) + r"\.blob\.core\.windows\.net)(:443)?/.*")
+            for method in ("GET", "PUT", "POST", "HEAD", "DELETE", "PATCH"):
+                self._mock.add_callback(method, re.compile(hosts), callback=lambda request, app=app: self._answer(app, request))
+            self._mock.add_passthru(re.compile(r".*"))
+            self._mock.start()
+        return self
+
+    def stop(self) -> None:
+        for run in list(self.runs.values()):
+            run.cancel()
+        for run in list(self.runs.values()):
+            run.thread.join(timeout=self.grace_seconds + 5)
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock.reset()
+            self._mock = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def __enter__(self) -> "AzureMLEmulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- what clients need ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("url: the emulator runs in-process; start it with server=True")
+        return self._server.url
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The ``azureml`` settings of a spec that uses this workspace."""
+        return {"subscription_id": self.subscription_id, "resource_group": self.resource_group, "workspace": self.workspace,
+                "region": self.region}
+
+    @property
+    def overrides(self) -> list[str]:
+        """The same settings as ``--set`` overrides."""
+        return [f"azureml.{key}={value}" for key, value in self.settings.items()]
+
+    def environment(self) -> dict[str, str]:
+        """The variables another process exports to reach this (server-mode) emulator."""
+        env = {
+            "AZUREML_DEV_URL_MFE": self.url,
+            "REQUESTS_CA_BUNDLE": str(self._ca_path),
+            "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
+            "IDENTITY_HEADER": IDENTITY_HEADER,
+        }
+        env.update({f"CLOUDTRAIN_AZUREML_{key.upper()}": value for key, value in self.settings.items()})
+        return env
+
+    def ml_client(self) -> Any:
+        """An ``MLClient`` for the emulated workspace (in server mode, after ``AZUREML_DEV_URL_MFE`` is set)."""
+        from azure.ai.ml import MLClient
+
+        return MLClient(self.credential, self.subscription_id, self.resource_group, self.workspace, show_progress=False)
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def job_names(self) -> list[str]:
+        with self.service.lock:
+            return list(self.service.jobs)
+
+    def job_count(self) -> int:
+        return len(self.job_names())
+
+    def job_status(self, name: str) -> str:
+        return self.service.run_status(name)
+
+    def status_history(self, name: str) -> list[str]:
+        """Every status the job went through, in order."""
+        with self.service.lock:
+            return list(self.service.runs[name]["history"])
+
+    def wait_for_status(self, name: str, statuses: Iterable[str] = TERMINAL, timeout: float = 60.0) -> str:
+        wanted = set(statuses)
+        return wait_until(lambda: self.job_status(name) if self.job_status(name) in wanted else None, timeout=timeout,
+                          what=f"job {name} to reach {sorted(wanted)}")
+
+    def blob(self, name: str) -> bytes:
+        """A blob of the workspace's default container (e.g. ``ExperimentRun/dcid.<job>/user_logs/std_log.txt``)."""
+        return self.service.blobs.path(self.container, name).read_bytes()
+
+    def blob_names(self, prefix: str = "") -> list[str]:
+        return self.service.blobs.list(self.container, prefix)
+
+    def _start_job(self, document: dict[str, Any]) -> None:
+        from cloudtrain.emulators.azureml_execution import JobRun
+
+        self.runs[document["name"]] = JobRun(self.service, self.root, document, self.grace_seconds).start()
+
+    def _cancel_job(self, name: str) -> None:
+        run = self.runs.get(name)
+        if run is not None:
+            run.cancel()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _operation_of(environ: dict[str, Any]) -> str | None:
+        from cloudtrain.emulators.azureml_service import operation_of
+
+        return operation_of(environ)
+
+    def _certificate(self) -> Any:
+        import ssl
+
+        import trustme
+
+        authority = trustme.CA(organization_name="cloudtrain emulator")
+        certificate = authority.issue_cert(self.host, "localhost")
+        self._ca_path = self.root / "emulator-ca.pem"
+        authority.cert_pem.write_to_path(str(self._ca_path))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        certificate.configure_cert(context)
+        return context
+
+    @staticmethod
+    def _answer(app: Callable[..., Any], request: Any) -> tuple[int, dict[str, str], bytes]:
+        """Run one intercepted ``requests`` request through the WSGI app."""
+        import requests
+        from urllib3.exceptions import ProtocolError
+
+        url = urlsplit(request.url)
+        body = request.body
+        if body is None:
+            data = b""
+        elif isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, (bytes, bytearray)):
+            data = bytes(body)
+        elif hasattr(body, "read"):
+            data = body.read()
+            data = data.encode() if isinstance(data, str) else data
+        else:
+            data = b"".join(part.encode() if isinstance(part, str) else part for part in body)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": request.method, "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(url.path).encode("utf-8").decode("latin-1"), "QUERY_STRING": url.query,
+            "SERVER_NAME": url.hostname or "", "SERVER_PORT": str(url.port or 443), "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": url.netloc, "CONTENT_LENGTH": str(len(data)), "CONTENT_TYPE": request.headers.get("Content-Type", ""),
+            "wsgi.input": io.BytesIO(data), "wsgi.errors": sys.stderr, "wsgi.url_scheme": url.scheme, "wsgi.version": (1, 0),
+            "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        }
+        for key, value in request.headers.items():
+            name = key.upper().replace("-", "_")
+            if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[f"HTTP_{name}"] = value
+        captured: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"], captured["headers"] = int(status.split()[0]), headers
+            return lambda chunk: None
+
+        try:
+            result = app(environ, start_response)
+            payload = b"".join(result)
+        except ConnectionDroppedByEmulator:
+            from http.client import RemoteDisconnected
+
+            raise requests.exceptions.ConnectionError(
+                ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed connection without response"))) from None
+        headers = {k: v for k, v in captured["headers"] if k.lower() != "content-length"}
+        return captured["status"], headers, payload
+
+
+def serve_forever(*, host: str = "127.0.0.1", port: int = 0, root: str | Path | None = None, faults: Iterable[str] = (),
+                  out: TextIO | None = None, stop: threading.Event | None = None, **options: Any) -> None:
+    """Run a server-mode emulator until ``stop`` is set or the process is interrupted
+    (``cloudtrain emulator start --cloud azureml``). Prints ``export KEY=value`` lines, then a blank line."""
+    import shlex
+    import signal
+
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    emulator = AzureMLEmulator(root, server=True, host=host, port=port, faults=Faults.parse(faults), **options)
+    with emulator:
+        for key, value in emulator.environment().items():
+            out.write(f"export {key}={shlex.quote(value)}\n")
+        out.write("\n")
+        out.flush()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *args: stop.set())
+        while not stop.wait(0.5):
+            pass
+
+
+__all__ = ["AzureMLEmulator", "EmulatorCredential", "serve_forever", "DEFAULT_SUBSCRIPTION", "TERMINAL"]

@@ -1,0 +1,313 @@
+"""What Azure ML's compute does with a command job, emulated on this machine.
+
+One run of a job moves through Azure ML's states: ``NotStarted`` (created) -> ``Queued`` ->
+``Preparing`` (the code snapshot and the inputs are downloaded) -> ``Running`` -> ``Finalizing``
+(outputs uploaded) -> ``Completed`` / ``Failed`` / ``Canceled`` (``CancelRequested`` in between when
+a cancel arrives).
+
+Layout under ``<root>/jobs/<job>/``: ``node-<i>/wd`` (each node's working directory: the code
+snapshot, with ``./outputs`` that Azure ML uploads to the run's artifacts
+``ExperimentRun/dcid.<job>/outputs/``), ``inputs/<name>`` (downloaded inputs), ``outputs/<name>``
+(named outputs, uploaded at the end to their URI, by default
+``azureml://datastores/workspaceblobstore/paths/azureml/<job>/<name>/``) and ``run/`` (the
+supervisor's status and merged log). The command runs under ``bash -c`` with ``${{inputs.x}}`` and
+``${{outputs.y}}`` replaced by those local paths and ``python`` resolving to this interpreter.
+
+Processes: one per node, or ``process_count_per_instance`` per node for the PyTorch distribution,
+each with Azure ML's variables (``AZUREML_RUN_ID``, ``AZUREML_EXPERIMENT_NAME``,
+``AZUREML_NODE_COUNT``, ``AZUREML_ARM_*``) and, when distributed, ``MASTER_ADDR`` (127.0.0.1),
+``MASTER_PORT`` (a free port), ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and
+``NODE_RANK``. Their output goes to ``user_logs/std_log.txt`` (``std_log_process_<rank>.txt`` when
+there are several processes) in the run's log container, readable while the job runs.
+``limits.timeout`` ends the job as Azure ML does (Failed). Runtime-contract variables of the
+emulator's own process (``CLOUDTRAIN_*``, ``AZUREML_*``, ``RANK``...) are unset for the job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.emulators.common import NodeProcesses
+from cloudtrain.providers.process import NodeCommand, failure_summary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.emulators.azureml_service import AzureMLService
+
+_LEAKY_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_")
+_LEAKY_NAMES = {"CLUSTER_SPEC", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
+                "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
+_BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+class JobSetupError(Exception):
+    """The job cannot start (a missing input, an undeclared binding...): it fails as a UserError."""
+
+
+def iso_seconds(value: Any) -> float | None:
+    """``PT1H30M`` / ``PT5400S`` / a number -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", str(value))
+    if not match:
+        return None
+    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return days * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class JobRun:
+    """One Azure ML command job running on this machine (see the module docstring)."""
+
+    def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], grace_seconds: float) -> None:
+        self.service, self.document, self.grace_seconds = service, document, grace_seconds
+        self.name: str = document["name"]
+        self.props: dict[str, Any] = document["properties"]
+        self.root = root / "jobs" / self.name
+        self.processes: NodeProcesses | None = None
+        self.cancelled = threading.Event()
+        self.timed_out = threading.Event()
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run_safely, name=f"azureml-job-{self.name}", daemon=True)
+
+    @property
+    def log_prefix(self) -> str:
+        return f"ExperimentRun/dcid.{self.name}"
+
+    def start(self) -> "JobRun":
+        self.thread.start()
+        return self
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled.set()
+            if self.service.run_status(self.name) not in ("Completed", "Failed", "Canceled"):
+                self.service.set_run(self.name, status="CancelRequested")
+            if self.processes is not None:
+                self.processes.cancel()
+
+    # -- the lifecycle ---------------------------------------------------------------------------
+
+    def _run_safely(self) -> None:
+        try:
+            self._run()
+        except Exception as error:  # an emulator bug must still end the job
+            self._finish("Failed", {"code": "SystemError", "message": f"emulator error: {type(error).__name__}: {error}"})
+
+    def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
+        from cloudtrain.emulators.azureml_service import now_iso
+
+        self.service.set_run(self.name, status=status, error=error, endTimeUtc=now_iso())
+
+    def _advance(self, status: str) -> bool:
+        """Move to ``status`` unless a cancel came first (then the job ends Canceled)."""
+        with self._lock:
+            if self.cancelled.is_set():
+                self._finish("Canceled")
+                return False
+            self.service.set_run(self.name, status=status)
+            return True
+
+    def _run(self) -> None:
+        from cloudtrain.emulators.azureml_service import now_iso
+
+        if not self._advance("Queued") or not self._advance("Preparing"):
+            return
+        try:
+            commands, log_names = self._prepare()
+        except JobSetupError as error:
+            self._finish("Failed", {"code": "UserError", "message": str(error)})
+            return
+        logs = {index: self.service.blobs.path(self.service.container, f"{self.log_prefix}/{log}") for index, log in enumerate(log_names)}
+        for path in logs.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+        with self._lock:
+            if self.cancelled.is_set():
+                self._finish("Canceled")
+                return
+            self.service.set_run(self.name, status="Running", startTimeUtc=now_iso(),
+                                 logFiles={log: f"{self.log_prefix}/{log}" for log in log_names})
+            handles = {index: open(path, "a", encoding="utf-8") for index, path in logs.items()}
+
+            def on_line(index: int, text: str) -> None:
+                handle = handles.get(index, handles[0])
+                handle.write(text + "\n")
+                handle.flush()
+
+            self.processes = NodeProcesses(self.root / "run", commands, self.grace_seconds, on_line)
+        timeout = iso_seconds((self.props.get("limits") or {}).get("timeout"))
+        timer = threading.Timer(timeout, self._time_out) if timeout else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            result = self.processes.run()
+        finally:
+            if timer:
+                timer.cancel()
+            for handle in handles.values():
+                handle.close()
+        with self._lock:
+            if not self.cancelled.is_set() or self.timed_out.is_set():
+                self.service.set_run(self.name, status="Finalizing")
+        self._upload_outputs()
+        if self.timed_out.is_set():
+            self._finish("Failed", {"code": "UserError", "message": f"the job ran past its limits.timeout ({timeout:g} s) and was stopped"})
+        elif result.get("state") == "CANCELLED" or self.cancelled.is_set():
+            self._finish("Canceled")
+        elif result.get("state") == "SUCCEEDED":
+            self._finish("Completed")
+        else:
+            codes = result.get("exit_codes") or [result.get("exit_code")]
+            code = next((c for c in codes if c not in (0, None)), codes[0] if codes else None)
+            summary = failure_summary(self.root / "run" / "logs" / "job.log", codes)
+            detail = summary.split(": ", 1)[1] if ": " in summary else summary
+            self._finish("Failed", {"code": "UserError", "message": (
+                f"Execution failed. User process 'bash' exited with status code {code}. Please check log file "
+                f"'{log_names[0]}' for error details. Error: {detail}")})
+
+    def _time_out(self) -> None:
+        self.timed_out.set()
+        self.cancel()
+
+    # -- preparing: code, inputs, outputs, commands ---------------------------------------------------
+
+    def _download(self, uri: str, target: Path, folder: bool) -> None:
+        where = self.service.blob_for_uri(uri)
+        if where is None:
+            raise JobSetupError(f"the emulator cannot download {uri}: it reads azureml://datastores/workspaceblobstore/... "
+                                f"and its own storage URLs")
+        container, prefix = where
+        if folder:
+            prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+            names = self.service.blobs.list(container, prefix)
+            if not names:
+                raise JobSetupError(f"no data found at {uri}")
+            for name in names:
+                destination = target / name[len(prefix):]
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.service.blobs.path(container, name), destination)
+        else:
+            source = self.service.blobs.path(container, prefix)
+            if not source.is_file():
+                raise JobSetupError(f"no file found at {uri}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+
+    def _code_uri(self) -> str | None:
+        code_id = self.props.get("codeId")
+        if not code_id:
+            return None
+        match = re.search(r"/codes/([^/]+)/versions/([^/]+)$", code_id)
+        with self.service.lock:
+            doc = self.service.codes.get((match.group(1), match.group(2))) if match else None
+        if doc is None:
+            raise JobSetupError(f"code asset {code_id} does not exist")
+        return doc["properties"].get("codeUri")
+
+    def _prepare(self) -> tuple[list[NodeCommand], list[str]]:
+        props = self.props
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        nodes = int((props.get("resources") or {}).get("instanceCount") or 1)
+        distribution = props.get("distribution") or {}
+        per_node = int(distribution.get("processCountPerInstance") or 1) if distribution.get("distributionType") == "PyTorch" else 1
+        code_uri = self._code_uri()
+        working_dirs = []
+        for node in range(nodes):
+            wd = self.root / f"node-{node}" / "wd"
+            if code_uri:
+                self._download(code_uri, wd, folder=True)
+            (wd / "outputs").mkdir(parents=True, exist_ok=True)
+            working_dirs.append(wd)
+        bindings: dict[tuple[str, str], str] = {}
+        for name, item in (props.get("inputs") or {}).items():
+            kind = item.get("jobInputType", "uri_folder")
+            if kind == "literal":
+                bindings[("inputs", name)] = str(item.get("value", ""))
+                continue
+            folder = kind != "uri_file"
+            uri = item.get("uri") or ""
+            target = self.root / "inputs" / name
+            self._download(uri, target if folder else target / uri.split("?")[0].rstrip("/").rsplit("/", 1)[-1], folder)
+            bindings[("inputs", name)] = str(target if folder else next(target.iterdir()))
+        for name in (props.get("outputs") or {}):
+            target = self.root / "outputs" / name
+            target.mkdir(parents=True, exist_ok=True)
+            bindings[("outputs", name)] = str(target)
+
+        def substitute(match: re.Match[str]) -> str:
+            key = (match.group(1), match.group(2))
+            if key not in bindings:
+                raise JobSetupError(f"the command uses ${{{{{key[0]}.{key[1]}}}}}, which the job does not declare")
+            return shlex.quote(bindings[key])
+
+        command = _BINDING.sub(substitute, props["command"])
+        world = nodes * per_node
+        port = free_port()
+        commands = []
+        for node in range(nodes):
+            for local in range(per_node):
+                rank = node * per_node + local
+                env = self._environment(nodes, world > 1 or bool(distribution), node, local, per_node, rank, world, port)
+                shell = "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
+                leaked = sorted(k for k in os.environ if k not in env and (k.startswith(_LEAKY_PREFIXES) or k in _LEAKY_NAMES))
+                argv = ["env", *[a for k in leaked for a in ("-u", k)], shell, "-c", command] if leaked else [shell, "-c", command]
+                commands.append(NodeCommand(argv=argv, env=env, cwd=str(working_dirs[node])))
+        logs = (["user_logs/std_log.txt"] if world == 1 else
+                [f"user_logs/std_log_process_{rank:0{len(str(world - 1))}d}.txt" for rank in range(world)])
+        return commands, logs
+
+    def _environment(self, nodes: int, distributed: bool, node: int, local: int, per_node: int, rank: int, world: int,
+                     port: int) -> dict[str, str]:
+        props = self.props
+        sub, rg, ws = self.service.runs[self.name]["workspace"]
+        experiment = props.get("experimentName") or "Default"
+        env = {str(k): str(v) for k, v in (props.get("environmentVariables") or {}).items()}
+        env.update({
+            "AZUREML_RUN_ID": self.name, "AZUREML_EXPERIMENT_NAME": experiment, "AZUREML_ARM_PROJECT_NAME": experiment,
+            "AZUREML_ARM_SUBSCRIPTION": sub, "AZUREML_ARM_RESOURCEGROUP": rg, "AZUREML_ARM_WORKSPACE_NAME": ws,
+            "AZUREML_NODE_COUNT": str(nodes), "AZUREML_CR_NODE_RANK": str(node), "AZUREML_PROCESS_NAME": f"rank_{rank}",
+            "AZUREML_RUN_CONFIGURATION": "azureml-setup/mutated_run_configuration.json",
+            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")]),
+        })
+        if distributed:
+            env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world), "RANK": str(rank),
+                        "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(node)})
+        return env
+
+    # -- finalizing ------------------------------------------------------------------------------
+
+    def _upload_dir(self, source: Path, container: str, prefix: str) -> None:
+        if not source.is_dir():
+            return
+        for path in sorted(source.rglob("*")):
+            if path.is_file():
+                self.service.blobs.put(container, f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}", path.read_bytes())
+
+    def _upload_outputs(self) -> None:
+        container = self.service.container
+        for node_dir in sorted(self.root.glob("node-*")):
+            self._upload_dir(node_dir / "wd" / "outputs", container, f"{self.log_prefix}/outputs")
+        for name, item in (self.props.get("outputs") or {}).items():
+            uri = item.get("uri") or f"azureml://datastores/workspaceblobstore/paths/azureml/{self.name}/{name}/"
+            where = self.service.blob_for_uri(uri)
+            if where is not None:
+                self._upload_dir(self.root / "outputs" / name, *where)
+            self.service.set_output_uri(self.name, name, uri)

@@ -1,0 +1,343 @@
+"""Azure Machine Learning command jobs, through the ``azure-ai-ml`` SDK (v2) and ``azure-identity``.
+
+- ``render``: the job YAML of the Azure ML CLI v2 schema, built with the SDK's entities
+  (:mod:`cloudtrain.providers.azureml_job`) and validated client-side by the SDK: ``load_job``
+  (schema) and the entity validation ``MLClient.jobs.validate`` runs; errors name the field.
+- ``submit``: loads that YAML with ``code`` pointing at a staged copy of the code bundle (the spec's
+  code directory plus ``cloudtrain/runtime``) and calls ``MLClient.jobs.create_or_update``, which
+  uploads the code and local inputs and creates the job. Job names are unique in a workspace: a
+  submission first looks the job up by name and takes the one it finds (when its
+  ``cloudtrain:submission`` tag is this plan's token), and a create answered "already exists" is
+  taken the same way, so a retry never makes a second job. Transient failures (throttling, 5xx, a
+  dropped connection) that outlast the SDK's own retries make the whole, idempotent, submission
+  start again, a few times.
+- ``status``: the job's status mapped through :data:`STATES`; the failure reason and times come
+  from the run's details in run history.
+- ``logs``: the run's ``user_logs/std_log*.txt`` files, listed by run history and read from their
+  (SAS) URLs, as ``az ml job stream`` does; with several processes each line is prefixed with its
+  file's process.
+- ``cancel``: ``MLClient.jobs.begin_cancel`` (Azure ML answers at once and cancels in the background).
+
+The workspace comes from the ``azureml`` settings (spec, config file, or ``CLOUDTRAIN_AZUREML_*``);
+credentials from ``DefaultAzureCredential`` (environment, workload or managed identity, Azure CLI
+login...), or a credential / ``MLClient`` handed in. ``AZUREML_DEV_URL_MFE`` (with
+``REQUESTS_CA_BUNDLE``) points the SDK at an emulator. Secrets are read inside the job from Azure Key
+Vault by the entry shim, with the compute's identity; other secret stores are refused at plan time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+
+from cloudtrain.errors import ProviderError, SpecError, UnsupportedFeatureError
+from cloudtrain.providers.azureml_job import URI_SCHEMES, build_yaml, load_yaml_job, workspace
+from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+#: Azure ML job status -> neutral state.
+STATES = {
+    "NotStarted": JobState.PENDING,
+    "Queued": JobState.PENDING,
+    "Preparing": JobState.PENDING,
+    "Provisioning": JobState.PENDING,
+    "Starting": JobState.PENDING,
+    "Running": JobState.RUNNING,
+    "Finalizing": JobState.RUNNING,
+    "Paused": JobState.RUNNING,
+    "NotResponding": JobState.RUNNING,
+    "Completed": JobState.SUCCEEDED,
+    "Failed": JobState.FAILED,
+    "CancelRequested": JobState.CANCELLING,
+    "Canceled": JobState.CANCELLED,
+}
+USER_LOG_PREFIX = "user_logs/std_log"
+SUBMIT_ATTEMPTS = 4
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+CREDENTIALS_HINT = ("sign in with `az login`, or set AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET (a service principal), "
+                    "or run where a managed identity is available; to use the local emulator, run "
+                    "`cloudtrain emulator start --cloud azureml` and export what it prints")
+WORKSPACE_KEYS = {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "my-resource-group",
+                  "workspace": "my-workspace"}
+
+
+def neutral_state(status: str) -> JobState:
+    return STATES.get(status, JobState.PENDING)
+
+
+def default_output_uri(job_name: str, output: str) -> str:
+    return f"azureml://datastores/workspaceblobstore/paths/azureml/{job_name}/{output}/"
+
+
+class AzureMLProvider:
+    name: ClassVar[str] = "azureml"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        spot=True, multi_node=True, checkpoints=True, log_streaming=True, sweeps=False, container_images=True,
+        input_schemes=("local", "azureml", "https"), secret_sources=("azure_key_vault",),
+    )
+
+    def __init__(self, client: Any = None, credential: Any = None) -> None:
+        """``client``: an ``MLClient`` used for every job (tests and emulators hand one in);
+        ``credential``: a token credential to build clients with; else ``DefaultAzureCredential``."""
+        self._client = client
+        self._credential = credential
+        self._clients: dict[tuple[str, str, str], Any] = {}
+
+    # -- clients: created here only -------------------------------------------------------------
+
+    def client(self, where: dict[str, Any]) -> Any:
+        if self._client is not None:
+            return self._client
+        missing = [key for key in WORKSPACE_KEYS if not where.get(key)]
+        if missing:
+            raise _missing_settings(missing)
+        key = (where["subscription_id"], where["resource_group"], where["workspace"])
+        if key not in self._clients:
+            _quiet_sdk_logging()
+            from azure.ai.ml import MLClient
+
+            credential = self._credential
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            self._clients[key] = MLClient(credential, *key, show_progress=False, user_agent="cloudtrain")
+        return self._clients[key]
+
+    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """One SDK call (with the SDK's retries); failures become one clear ProviderError."""
+        try:
+            return func(*args, **kwargs)
+        except Exception as error:  # the SDK raises azure-core, azure-identity and its own errors
+            raise _provider_error(what, error) from None
+
+    # -- plan time -----------------------------------------------------------------------------------
+
+    def check(self, plan: "Plan") -> None:
+        check_capabilities(self, plan)
+        missing = [key for key in WORKSPACE_KEYS if not plan.settings.get(key)]
+        if missing:
+            raise _missing_settings(missing)
+        if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
+            raise UnsupportedFeatureError("resources.nodes: several Azure ML nodes need distribution.type: torchrun "
+                                          "(otherwise every node runs the whole job)", "set distribution: {type: torchrun} or resources.nodes: 1")
+        for name, output in plan.spec.outputs.items():
+            if output.uri and not output.uri.startswith(URI_SCHEMES):
+                raise UnsupportedFeatureError(f"outputs.{name}: {output.uri} is not a location Azure ML can write",
+                                              "give an azureml:// or https:// URI, or leave it unset for the job's default location")
+
+    def render(self, plan: "Plan") -> NativeRequest:
+        _quiet_sdk_logging()
+        document = build_yaml(plan)
+        load_yaml_job(document)
+        return NativeRequest(cloud="azureml", payload=document, format="yaml")
+
+    # -- submission -----------------------------------------------------------------------------------
+
+    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        ml = self.client(workspace(plan))
+        for attempt in range(SUBMIT_ATTEMPTS):
+            try:
+                self._submit_once(ml, plan, request)
+                return self.ref(plan)
+            except Exception as error:
+                if attempt + 1 == SUBMIT_ATTEMPTS or not _transient(error):
+                    if isinstance(error, (ProviderError, SpecError)):
+                        raise
+                    raise _provider_error("create the job", error) from None
+                time.sleep(min(4.0, 0.25 * 2 ** attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _submit_once(self, ml: Any, plan: "Plan", request: NativeRequest) -> None:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        if self._existing(ml, plan) is not None:
+            return  # created by an earlier attempt of this submission
+        with staged_code(Path(plan.spec.code)) as code_dir:
+            job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):  # the SDK prints a colour reset after uploads
+                    ml.jobs.create_or_update(job)
+            except (ResourceExistsError, HttpResponseError) as error:
+                if isinstance(error, ResourceExistsError) or "already exist" in str(error).lower():
+                    if self._existing(ml, plan) is not None:
+                        return
+                raise
+
+    def _existing(self, ml: Any, plan: "Plan") -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            job = ml.jobs.get(plan.job_name)
+        except ResourceNotFoundError:
+            return None
+        token = (job.tags or {}).get("cloudtrain:submission")
+        if token != plan.submission_token:
+            raise ProviderError(f"another job named {plan.job_name} already exists in the workspace (submission {token})",
+                                "submit again: a new submission gets a new job name")
+        return job
+
+    def ref(self, plan: "Plan") -> JobRef:
+        return JobRef(job_id=plan.job_name, cloud="azureml", native_id=plan.job_name, region=plan.region,
+                      details={"submission_token": plan.submission_token, **workspace(plan)})
+
+    # -- following ------------------------------------------------------------------------------------
+
+    def _ml(self, ref: JobRef) -> Any:
+        return self.client({key: ref.details.get(key) for key in WORKSPACE_KEYS})
+
+    def run_details(self, ref: JobRef) -> Any:
+        """The run's details in run history (status, error, times, log file URLs)."""
+        ml = self._ml(ref)
+        return self._call(f"read the run details of job {ref.native_id}", ml.jobs._runs_operations.get_run_details, ref.native_id)
+
+    def status(self, ref: JobRef) -> JobStatus:
+        ml = self._ml(ref)
+        job = self._call(f"get job {ref.native_id}", ml.jobs.get, ref.native_id)
+        native = str(getattr(job.status, "value", job.status) or "NotStarted")
+        state = neutral_state(native)
+        message, started, ended, model = None, None, None, None
+        if state.is_terminal:
+            details = self.run_details(ref)
+            started, ended = _time(details.start_time_utc), _time(details.end_time_utc)
+            if state is JobState.FAILED:
+                error = getattr(details.error, "error", None)
+                message = getattr(error, "message", None) or "the job failed; see `cloudtrain logs`"
+        if state is JobState.SUCCEEDED:
+            output = (job.outputs or {}).get("model")
+            model = getattr(output, "path", None) or default_output_uri(ref.native_id, "model")
+        return JobStatus(state=state, native_state=native, message=message, started_at=started, ended_at=ended, model_uri=model)
+
+    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+        from azure.ai.ml._utils.utils import download_text_from_url
+
+        ml = self._ml(ref)
+        read: dict[str, int] = {}
+        while True:
+            terminal = self.status(ref).state.is_terminal  # read before the logs: no line is missed
+            files = {name: url for name, url in (self.run_details(ref).log_files or {}).items()
+                     if name.startswith(USER_LOG_PREFIX) and name.endswith(".txt")}
+            for name in sorted(files):
+                text = self._call(f"read log file {name}", download_text_from_url, files[name], ml.jobs._requests_pipeline, timeout=60)
+                text = text if isinstance(text, str) else text.decode("utf-8", errors="replace")
+                start = read.get(name, 0)
+                end = len(text) if terminal else text.rfind("\n", start) + 1
+                if end <= start:
+                    continue
+                read[name] = end
+                prefix = f"[{name[len(USER_LOG_PREFIX):-4].strip('_')}] " if len(files) > 1 else ""
+                for line in text[start:end].splitlines():
+                    yield prefix + line
+            if not follow or terminal:
+                return
+            time.sleep(2.0)
+
+    def cancel(self, ref: JobRef) -> None:
+        ml = self._ml(ref)
+        self._call(f"cancel job {ref.native_id}", ml.jobs.begin_cancel, ref.native_id)
+
+
+@contextlib.contextmanager
+def staged_code(code_dir: Path) -> Iterator[Path]:
+    """A temporary directory holding the code bundle's files (the spec's code plus cloudtrain/runtime)."""
+    import shutil
+    import tempfile
+
+    from cloudtrain.providers.bundle import ALWAYS_EXCLUDED, bundle_files
+
+    root = Path(tempfile.mkdtemp(prefix="cloudtrain-azureml-"))
+    try:
+        target = root / "code"
+        code_dir = code_dir.resolve()
+        for name, path in bundle_files(code_dir).items():
+            resolved = path.resolve()
+            if resolved.is_relative_to(code_dir) and set(resolved.relative_to(code_dir).parts) & ALWAYS_EXCLUDED:
+                continue  # never ship run directories or caches, whatever their archive name
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
+        yield target
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _missing_settings(missing: list[str]) -> SpecError:
+    first = missing[0]
+    return SpecError(f"azureml.{first} is not set" + (f" (nor {', '.join('azureml.' + m for m in missing[1:])})" if missing[1:] else ""),
+                     f"set the workspace in the spec, in cloudtrain.yaml (azureml: {{{first}: {WORKSPACE_KEYS[first]}}}), "
+                     f"or with CLOUDTRAIN_AZUREML_{first.upper()}")
+
+
+def _transient(error: Exception) -> bool:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:  # the SDK wraps azure-core errors
+        seen.add(id(current))
+        if isinstance(current, (ServiceRequestError, ServiceResponseError)):
+            return True
+        if isinstance(current, HttpResponseError) and getattr(current, "status_code", None) in TRANSIENT_STATUS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _provider_error(what: str, error: Exception) -> ProviderError | SpecError:
+    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
+                                       ServiceRequestError, ServiceResponseError)
+
+    if isinstance(error, (ProviderError, SpecError)):
+        return error
+    text = " ".join(str(error).split())[:600]
+    if isinstance(error, ClientAuthenticationError):
+        return ProviderError(f"no usable Azure credentials to {what}: {text}", CREDENTIALS_HINT)
+    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+        return ProviderError(f"cannot reach Azure ML while trying to {what}: {text}",
+                             "check your network, or AZUREML_DEV_URL_MFE and REQUESTS_CA_BUNDLE when using the emulator")
+    if isinstance(error, ResourceNotFoundError):
+        return ProviderError(f"Azure ML found nothing to {what}: {text}",
+                             "check azureml.subscription_id, azureml.resource_group and azureml.workspace, and the job's name")
+    if isinstance(error, HttpResponseError):
+        hint = CREDENTIALS_HINT if error.status_code in (401, 403) else "`cloudtrain submit --dry-run` shows the job that was sent"
+        return ProviderError(f"Azure ML refused to {what}: {text}", hint)
+    from azure.ai.ml.exceptions import ValidationException
+
+    if isinstance(error, ValidationException):
+        return SpecError(f"the Azure ML job is not valid: {text}", "fix the spec fields behind the job fields named above")
+    return ProviderError(f"the Azure ML SDK failed to {what}: {type(error).__name__}: {text}",
+                         "retry; if it persists, check the workspace settings and credentials")
+
+
+def _quiet_sdk_logging() -> None:
+    """The SDK prints preview notices (WARNING, at import) and progress (INFO, on loggers it gives
+    their own stderr handler); keep them out of cloudtrain's output unless the user set those levels."""
+    noisy = ["azure.ai.ml._utils._experimental", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"]
+    for name in noisy:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)
+    import azure.ai.ml  # noqa: F401  (its loggers exist once it is imported)
+
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("azure.ai.ml") and isinstance(logger, logging.Logger) and logger.level == logging.INFO:
+            logger.setLevel(logging.WARNING)
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+

@@ -1,0 +1,248 @@
+"""Building and validating the Azure ML command job (pure: no network, no upload).
+
+The job is built with the SDK's own entities (``azure.ai.ml.command(...)``) and rendered as the job
+YAML of the Azure ML CLI v2 schema (``az ml job create -f job.yaml`` accepts it). What it holds:
+
+- ``command``: cloudtrain's launcher, which turns the bound inputs and outputs into the runtime
+  contract's variables, then the entry shim (:mod:`cloudtrain.runtime.entry`), which runs the spec's
+  entrypoint with its ``args``::
+
+      python -m cloudtrain.runtime.launch --input data=${{inputs.data}} --output model=${{outputs.model}} \
+          --hps '{"lr": 0.001}' -- python cloudtrain/runtime/entry.py
+
+- ``code``: the spec's code directory. ``submit`` uploads it together with ``cloudtrain/runtime``
+  (the files of the code bundle, :mod:`cloudtrain.providers.bundle`), so the launcher and the shim
+  travel with the job.
+- ``environment``: the spec's ``image`` (an inline environment), or Azure ML's curated environment
+  for the framework (:data:`CURATED_ENVIRONMENTS`): the one of the same major.minor version, else the
+  nearest newer one.
+- ``compute``: the configured cluster (``azureml:<compute>``), or serverless compute when no cluster
+  is configured, with ``resources.instance_type`` from the plan's offer; ``instance_count`` is the
+  number of nodes; ``shm_size`` is half the instance's memory (at most 64g).
+- ``distribution``: PyTorch with ``process_count_per_instance`` for ``distribution: torchrun``
+  (Azure ML starts the processes and sets MASTER_ADDR / RANK / WORLD_SIZE / LOCAL_RANK itself).
+- ``limits.timeout``: ``max_runtime``; ``queue_settings.job_tier: spot`` for spot jobs
+  (``spot.max_wait`` has no Azure ML counterpart and is not sent).
+- ``inputs``: local paths (uploaded by the SDK at submit), ``azureml://`` and ``https://`` URIs as
+  they are; ``uri_file`` for a file, ``uri_folder`` otherwise (a URI ending in ``/`` or without a
+  file extension is a folder). ``outputs``: the spec's, plus ``model`` (where the runtime contract
+  puts the model), all ``uri_folder``; without a URI Azure ML stores them at
+  ``azureml://datastores/workspaceblobstore/paths/azureml/<job>/<output>/``.
+- checkpoints: ``checkpoint.dir`` when given (``CLOUDTRAIN_CHECKPOINT_DIR``), else ``./outputs/checkpoints``,
+  which Azure ML uploads with the job's outputs. ``metrics`` are not scraped by Azure ML (jobs log
+  them with MLflow); they are not sent.
+- ``tags``: the spec's, plus ``cloudtrain:job`` and ``cloudtrain:submission`` (the plan's token);
+  ``experiment_name``: ``azureml.experiment``, default the spec's name; ``name``: the plan's job name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
+MODEL_OUTPUT = "model"
+#: (framework, major.minor) -> Azure ML curated environment in the ``azureml`` registry.
+CURATED_ENVIRONMENTS: dict[tuple[str, str], str] = {
+    ("pytorch", "2.2"): "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/versions/43",
+    ("pytorch", "2.8"): "azureml://registries/azureml/environments/acpt-pytorch-2.8-cuda12.6/labels/latest",
+    ("sklearn", "1.5"): "azureml://registries/azureml/environments/sklearn-1.5/versions/54",
+}
+URI_SCHEMES = ("azureml://", "https://")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:2]) or (0,)
+
+
+def curated_environment(framework: str, version: str) -> str:
+    """The curated environment of the same major.minor, else the nearest newer one."""
+    wanted = _version_key(version)
+    known = sorted((_version_key(v), uri) for (name, v), uri in CURATED_ENVIRONMENTS.items() if name == framework)
+    for key, uri in known:
+        if key >= wanted:
+            return uri
+    versions = ", ".join(v for (name, v) in CURATED_ENVIRONMENTS if name == framework)
+    raise SpecError(f"framework: Azure ML has no curated {framework} environment for version {version}",
+                    f"choose a version up to the newest curated one ({versions}), or give image:")
+
+
+def workspace(plan: "Plan") -> dict[str, str]:
+    return {key: plan.settings[key] for key in ("subscription_id", "resource_group", "workspace")}
+
+
+def environment_variables(plan: "Plan") -> dict[str, str]:
+    spec = plan.spec
+    env = dict(spec.env)
+    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
+    if spec.args:
+        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
+    if spec.checkpoint.enabled:
+        if spec.checkpoint.dir:
+            env["CLOUDTRAIN_CHECKPOINT_DIR"] = spec.checkpoint.dir
+        if spec.checkpoint.every:
+            env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    if spec.secrets:  # references only; the entry shim reads the values inside the job
+        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()})
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _is_file(location: str) -> bool:
+    if "://" not in location:
+        return Path(location).is_file()
+    last = location.split("?", 1)[0].rstrip("/") if not location.endswith("/") else ""
+    return bool(last) and "." in last.rsplit("/", 1)[-1]
+
+
+def command_line(plan: "Plan") -> str:
+    spec = plan.spec
+    parts = ["python", "-m", "cloudtrain.runtime.launch"]
+    for name in spec.inputs:
+        parts.append(f"--input {name}=${{{{inputs.{name}}}}}")
+    for name in output_names(plan):
+        parts.append(f"--output {name}=${{{{outputs.{name}}}}}")
+    if spec.hyperparameters:
+        parts.append("--hps " + shlex.quote(json.dumps(spec.hyperparameters, sort_keys=True)))
+    parts += ["--", "python", ENTRY_PROGRAM]
+    return " ".join(parts)
+
+
+def output_names(plan: "Plan") -> list[str]:
+    names = list(plan.spec.outputs)
+    return names if MODEL_OUTPUT in names else [*names, MODEL_OUTPUT]
+
+
+def build_job(plan: "Plan", code: str | None = None) -> Any:
+    """The SDK's command job entity for ``plan`` (``code`` replaces the spec's code directory)."""
+    from azure.ai.ml import Input, Output, PyTorchDistribution, command
+    from azure.ai.ml.entities import Environment, JobResourceConfiguration, QueueSettings
+
+    spec, settings = plan.spec, plan.settings
+    if spec.image:
+        environment: Any = Environment(image=spec.image)
+    elif spec.framework:
+        environment = curated_environment(spec.framework.name, spec.framework.version)
+    else:
+        raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
+                        'e.g. framework: {name: pytorch, version: "2.2"}')
+    inputs = {name: Input(type="uri_file" if _is_file(item.uri) else "uri_folder", path=item.uri)
+              for name, item in spec.inputs.items()}
+    outputs = {}
+    for name in output_names(plan):
+        uri = spec.outputs[name].uri if name in spec.outputs else None
+        outputs[name] = Output(type="uri_folder", path=uri) if uri else Output(type="uri_folder")
+    resources: dict[str, Any] = {"instance_count": plan.nodes}
+    if plan.instance_type:
+        resources["instance_type"] = plan.instance_type
+    if plan.offer is not None and plan.offer.memory_gib:
+        resources["shm_size"] = f"{max(1, min(64, int(plan.offer.memory_gib // 2)))}g"
+    tags = {**spec.tags, "cloudtrain:job": spec.name, "cloudtrain:submission": plan.submission_token}
+    kwargs: dict[str, Any] = dict(
+        name=plan.job_name,
+        display_name=spec.name,
+        experiment_name=settings.get("experiment") or spec.name,
+        tags=tags,
+        code=code or spec.code,
+        command=command_line(plan),
+        environment=environment,
+        environment_variables=environment_variables(plan),
+        inputs=inputs,
+        outputs=outputs,
+        instance_count=plan.nodes,
+        resources=JobResourceConfiguration(**resources),
+    )
+    if settings.get("compute"):
+        kwargs["compute"] = f"azureml:{settings['compute']}"
+    if spec.distribution.type == "torchrun":
+        kwargs["distribution"] = PyTorchDistribution(process_count_per_instance=plan.processes_per_node)
+    if plan.max_runtime_seconds:
+        kwargs["timeout"] = plan.max_runtime_seconds
+    if plan.spot:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs["queue_settings"] = QueueSettings(job_tier="spot")
+    return command(**kwargs)
+
+
+def build_yaml(plan: "Plan") -> dict[str, Any]:
+    """The job as the Azure ML CLI v2 YAML document (a plain dict, keys in the SDK's order)."""
+    import warnings
+
+    with warnings.catch_warnings():  # the SDK's schemas use deprecated marshmallow features
+        warnings.simplefilter("ignore")
+        document = json.loads(json.dumps(build_job(plan)._to_job()._to_dict()))
+    if isinstance(document.get("environment"), dict):  # an inline image: no anonymous name/version
+        document["environment"] = {"image": document["environment"]["image"]}
+    for key in ("properties", "parameters", "inputs", "outputs"):
+        if not document.get(key):
+            document.pop(key, None)
+    resources = document.get("resources", {})
+    if not resources.get("properties"):
+        resources.pop("properties", None)
+    for name, item in plan.spec.inputs.items():  # the SDK writes local paths as "azureml:<path>"
+        if item.is_local:
+            document["inputs"][name]["path"] = item.uri
+    return {"$schema": SCHEMA, **document}
+
+
+def _field_errors(result: Any) -> list[str]:
+    return [f"{path}: {message}" for path, message in (result.error_messages or {}).items()]
+
+
+def _summarize(text: str) -> list[str]:
+    """``field: message`` lines from the SDK's (nested, JSON-in-text) schema validation errors."""
+    flat = text
+    for _ in range(3):
+        flat = flat.replace("\\n", "\n").replace('\\"', '"')
+    found = []
+    for field, message in re.findall(r'"([A-Za-z_][\w.]*)":\s*\[\s*(?:\{\s*"_schema":\s*\[\s*)?"([^"]+)"', flat):
+        line = f"{field}: {message.strip()}"
+        if line not in found:
+            found.append(line)
+    named = [line for line in found if not line.startswith("_schema:")]  # the schema's alternatives add nothing
+    return named or found or [" ".join(text.split())[:800]]
+
+
+def load_yaml_job(document: dict[str, Any], base_dir: str | Path | None = None, overrides: list[dict[str, Any]] | None = None) -> Any:
+    """Load a job YAML document with the SDK (schema validation), then validate the entity as
+    ``MLClient.jobs.validate`` does (no network). Errors name the YAML field (SpecError)."""
+    import warnings
+
+    import yaml
+    from azure.ai.ml import load_job
+    from azure.ai.ml.exceptions import ValidationException
+    from marshmallow import ValidationError
+
+    text = yaml.safe_dump(document, sort_keys=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            job = load_job(io.StringIO(text), relative_origin=str(Path(base_dir) / "job.yaml") if base_dir else None, params_override=overrides or [])
+            result = job._validate(raise_error=False)
+            if result.passed:  # the command job's own checks (bindings to undeclared inputs/outputs) raise
+                try:
+                    job._to_job()._validate()
+                except ValidationException as error:
+                    raise SpecError(f"the Azure ML job is not valid:\n  command: {error}",
+                                    "fix the spec fields behind the job fields named above") from None
+        except (ValidationException, ValidationError) as error:
+            raise SpecError("the Azure ML job is not valid:\n  " + "\n  ".join(_summarize(str(error))),
+                            "fix the spec fields behind the job fields named above") from None
+    if not result.passed:
+        raise SpecError("the Azure ML job is not valid:\n  " + "\n  ".join(_field_errors(result)),
+                        "fix the spec fields behind the job fields named above")
+    return job
