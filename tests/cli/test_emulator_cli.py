@@ -9,7 +9,8 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("cloud, expected", [("sagemaker", "AWS_ENDPOINT_URL"), ("vertex", "CLOUDTRAIN_VERTEX_API_ENDPOINT")])
+@pytest.mark.parametrize("cloud, expected", [("sagemaker", "AWS_ENDPOINT_URL"), ("azureml", "AZUREML_DEV_URL_MFE"),
+                                             ("vertex", "CLOUDTRAIN_VERTEX_API_ENDPOINT")])
 def test_emulator_start_prints_exports_then_serves(cloud: str, expected: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     process = subprocess.Popen([sys.executable, "-m", "cloudtrain", "emulator", "start", "--cloud", cloud, "--root", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
