@@ -28,9 +28,12 @@ def command(cloud: str | None, region: str | None, gpu: str | None, cpu_only: bo
         return
     from rich.table import Table
 
-    table = Table(header_style="bold")
+    from rich import box
+
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD)
     for column in ("cloud", "region", "instance", "accelerator", "acc. GiB", "vCPUs", "GiB", "$/h", "spot $/h", "as of"):
-        table.add_column(column, justify="right" if column in ("acc. GiB", "vCPUs", "GiB", "$/h", "spot $/h") else "left")
+        table.add_column(column, justify="right" if column in ("acc. GiB", "vCPUs", "GiB", "$/h", "spot $/h") else "left",
+                         no_wrap=column == "instance")
     for o in offers:
         table.add_row(o.cloud, o.region, o.instance_type, f"{o.accelerator} x{o.accelerator_count}" if o.accelerator else "-",
                       f"{o.accelerator_memory_gib:g}" if o.accelerator_memory_gib else "-", str(o.vcpus), f"{o.memory_gib:g}",

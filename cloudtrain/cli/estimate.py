@@ -42,22 +42,29 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
 
     spot_wanted = spec.spot.enabled if spot is None else spot
     runtime = f"{result.max_runtime_hours:g} h" if result.max_runtime_hours is not None else "no max_runtime"
-    table = Table(title=f"{spec.name}: {result.nodes} node(s), {runtime}", title_justify="left", header_style="bold")
-    for column in ("", "cloud", "region", "instance", "accelerator", "$/h per node", "$/h all nodes", "max total", "price as of"):
-        table.add_column(column, justify="right" if "$" in column or column == "max total" else "left")
+    from rich import box
+
+    table = Table(title=f"{spec.name}: {result.nodes} node(s), {runtime}", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD)
+    any_spot = any(o.spot for o in result.offers)
+    columns = ["cloud", "region", "instance", "GPUs", "$/h node", "$/h all", "max total"]
+    columns += ["on-demand max"] if any_spot else []
+    for column in [*columns, "as of"]:
+        right = "$" in column or "max" in column
+        table.add_column(column, justify="right" if right else "left", no_wrap=column == "instance")
     for index, item in enumerate(result.offers):
         accelerator = f"{item.accelerator} x{item.accelerator_count}" if item.accelerator else "-"
-        per_node = f"{item.usd_per_hour_per_node:,.2f}"
-        all_nodes = f"{item.usd_per_hour:,.2f}"
-        if item.spot:
-            per_node = f"{item.spot_usd_per_hour_per_node:,.2f} spot ({per_node})"
-            all_nodes = f"{item.spot_usd_per_hour:,.2f} spot ({all_nodes})"
+        per_node = item.spot_usd_per_hour_per_node if item.spot else item.usd_per_hour_per_node
+        kind = " spot" if item.spot else ""
         total = "-" if item.max_total_usd is None else f"${item.max_total_usd:,.2f}"
-        if item.spot and item.on_demand_max_total_usd is not None:
-            total += f" (${item.on_demand_max_total_usd:,.2f})"
+        row = [f"[bold green]{item.cloud} *[/]" if index == 0 else item.cloud, item.region, item.instance_type, accelerator,
+               f"{per_node:,.2f}{kind}", f"{item.effective_usd_per_hour:,.2f}", total]
+        if any_spot:
+            row.append("-" if item.on_demand_max_total_usd is None or not item.spot else f"${item.on_demand_max_total_usd:,.2f}")
         stale = item.age_days(today) > STALE_AFTER_DAYS
-        table.add_row("[green]cheapest[/]" if index == 0 else "", item.cloud, item.region, item.instance_type, accelerator,
-                      per_node, all_nodes, total, f"[yellow]{item.price_as_of}[/]" if stale else str(item.price_as_of))
+        table.add_row(*row, f"[yellow]{item.price_as_of}[/]" if stale else str(item.price_as_of))
+    table.caption = "* cheapest"
+    table.caption_justify = "left"
     out = console()
     out.print(table)
     notes = err_console()
