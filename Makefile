@@ -28,7 +28,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	for script in bench/bench_*.py bench/catalog_coverage.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@echo "(bench/gpu_transformer.py needs a CUDA device: run it where one exists)"
 
 clean:
 	rm -rf $(VENV) .cloudtrain .pytest_cache build *.egg-info
