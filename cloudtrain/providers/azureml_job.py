@@ -82,20 +82,11 @@ def workspace(plan: "Plan") -> dict[str, str]:
 
 
 def environment_variables(plan: "Plan") -> dict[str, str]:
-    spec = plan.spec
-    env = dict(spec.env)
-    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
-    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
-    if spec.args:
-        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
-    if spec.checkpoint.enabled:
-        if spec.checkpoint.dir:
-            env["CLOUDTRAIN_CHECKPOINT_DIR"] = spec.checkpoint.dir
-        if spec.checkpoint.every:
-            env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
-    if spec.secrets:  # references only; the entry shim reads the values inside the job
-        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()})
-    env["PYTHONUNBUFFERED"] = "1"
+    from cloudtrain.providers.bundle import entry_environment
+
+    env = entry_environment(plan)
+    if plan.spec.checkpoint.enabled and plan.spec.checkpoint.dir:
+        env["CLOUDTRAIN_CHECKPOINT_DIR"] = plan.spec.checkpoint.dir
     return env
 
 

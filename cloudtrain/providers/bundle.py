@@ -13,10 +13,15 @@ import fnmatch
 import gzip
 import hashlib
 import io
+import json
 import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.plan import Plan
 
 ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".cloudtrain", ".pytest_cache",
                    ".mypy_cache", ".ruff_cache", "node_modules", ".ipynb_checkpoints", ".DS_Store", "cloudtrain-run"}
@@ -76,3 +81,24 @@ def make_bundle(code_dir: Path) -> Bundle:
                 tar.addfile(info, io.BytesIO(data))
     data = buffer.getvalue()
     return Bundle(data=data, sha256=hashlib.sha256(data).hexdigest(), files=len(files))
+
+
+def entry_environment(plan: "Plan") -> dict[str, str]:
+    """The variables every cloud job carries for the entry shim (:mod:`cloudtrain.runtime.entry`)
+    and the runtime context: the spec's ``env``, then what to run and how. Each provider adds its
+    cloud's own (checkpoint directory, inputs...)."""
+    spec = plan.spec
+    env = dict(spec.env)
+    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
+    if spec.args:
+        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
+    if spec.distribution.type == "torchrun":
+        env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
+    if spec.checkpoint.enabled and spec.checkpoint.every:
+        env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    if spec.secrets:  # references only; the entry shim reads the values inside the job
+        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()},
+                                               sort_keys=True)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

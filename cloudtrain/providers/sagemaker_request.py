@@ -66,20 +66,11 @@ def _hyperparameter(value: Any) -> str:
 
 
 def environment(plan: "Plan") -> dict[str, str]:
-    spec = plan.spec
-    env = dict(spec.env)
-    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
-    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
-    if spec.args:
-        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
-    if spec.distribution.type == "torchrun":
-        env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
-    if spec.checkpoint.enabled:
-        env["CLOUDTRAIN_CHECKPOINT_DIR"] = spec.checkpoint.dir or DEFAULT_CHECKPOINT_DIR
-        if spec.checkpoint.every:
-            env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
-    if spec.secrets:  # references only; the entry shim reads the values inside the job
-        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()})
+    from cloudtrain.providers.bundle import entry_environment
+
+    env = entry_environment(plan)
+    if plan.spec.checkpoint.enabled:
+        env["CLOUDTRAIN_CHECKPOINT_DIR"] = plan.spec.checkpoint.dir or DEFAULT_CHECKPOINT_DIR
     return env
 
 

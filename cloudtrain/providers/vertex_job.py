@@ -155,26 +155,16 @@ def training_image(plan: "Plan") -> str:
 
 def environment(plan: "Plan") -> dict[str, str]:
     """The container's variables: what the entry shim and the runtime context read."""
+    from cloudtrain.providers.bundle import entry_environment
+
     spec, where = plan.spec, staging(plan)
-    env = dict(spec.env)
-    env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    env = entry_environment(plan)
     env["CLOUDTRAIN_CODE_URI"] = where["code"]
-    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
-    if spec.args:
-        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
     if spec.hyperparameters:
         env["CLOUDTRAIN_HPS"] = json.dumps(spec.hyperparameters, sort_keys=True)
     if spec.inputs:
         env["CLOUDTRAIN_INPUTS"] = json.dumps({name: where["inputs"][name] if item.is_local else item.uri
                                                for name, item in spec.inputs.items()}, sort_keys=True)
-    if spec.distribution.type == "torchrun":
-        env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
-    if spec.checkpoint.enabled and spec.checkpoint.every:
-        env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
-    if spec.secrets:  # references only; the entry shim reads the values inside the job
-        env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()},
-                                               sort_keys=True)
-    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
