@@ -60,6 +60,11 @@ class ProviderError(CloudtrainError):
     exit_code = 3
 
 
+class SubmissionUncertainError(ProviderError):
+    """The create request may have been accepted but no answer came back; the job is kept PENDING
+    in the store so ``cloudtrain status`` can find out."""
+
+
 class ProviderNotInstalledError(ProviderError):
     """The optional dependencies of a provider are not installed."""
 

@@ -3,8 +3,9 @@
 It is the one place that ties a provider to the job store. The order of a submission matters:
 unsupported features and the budget are refused before anything is staged or created; the job is
 recorded in the store (state PENDING, with its name and submission token) *before* the provider
-sends the create request, so an interrupted submission can be found and retried without creating
-a second cloud job (``Runner.submit(..., job_id=...)`` resumes one).
+sends the create request, so an interrupted submission can still be followed by its name (the
+cloud job's name, or for Vertex its submission label), and calling ``submit`` again with the same
+plan finds the job created before instead of creating a second one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from cloudtrain.cost import check_budget
-from cloudtrain.errors import CloudtrainError, UsageError
+from cloudtrain.errors import CloudtrainError, SubmissionUncertainError, UsageError
 from cloudtrain.plan import Plan, make_plan
 from cloudtrain.providers.base import JobState, JobStatus, NativeRequest
 from cloudtrain.providers.registry import get_provider
@@ -85,6 +86,9 @@ class Runner:
         record = self._record(plan)
         try:
             ref = provider.submit(plan, request)
+        except SubmissionUncertainError as error:  # stays PENDING: `status` asks the cloud
+            self.store.update(record.id, message=error.message)
+            raise
         except CloudtrainError as error:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise
@@ -117,6 +121,12 @@ class Runner:
         except CloudtrainError as error:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise
+        except KeyboardInterrupt:
+            self.store.update(record.id, state=JobState.CANCELLED, message="interrupted before the job started")
+            raise
+        except OSError as error:
+            self.store.update(record.id, state=JobState.FAILED, message=str(error))
+            raise UsageError(f"cannot prepare the run directory: {error}", "check local.runs_dir / CLOUDTRAIN_RUNS_DIR") from None
         return self._sync(self.store.get(record.id), status), status
 
     # -- following --------------------------------------------------------------------------------
@@ -178,7 +188,7 @@ class Runner:
             if not record.state.is_terminal:
                 try:
                     record = self._sync(record, self.provider(record.cloud).status(record.ref()))
-                except CloudtrainError:
-                    pass  # unreachable cloud: show what the store knows
+                except Exception:  # noqa: BLE001 - an unreachable or misconfigured cloud: show what the store knows
+                    pass
             out.append(record)
         return out

@@ -52,9 +52,11 @@ def parse_duration(value: Any) -> Any:
         seconds = None
     if seconds is None:
         raise ValueError(f"{value!r} is not a duration; write it like '90m', '2h', '1h30m' or '45s'")
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return timedelta(seconds=seconds)
+    if seconds < 1 or seconds != int(seconds):
+        raise ValueError(f"{value!r}: a duration is a whole number of seconds, at least 1s")
+    if seconds > 28 * 86400:
+        raise ValueError(f"{value!r}: at most 28 days (the longest any of the clouds allows)")
+    return timedelta(seconds=int(seconds))
 
 
 def format_duration(value: timedelta) -> str:

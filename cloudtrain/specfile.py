@@ -233,6 +233,10 @@ def build_spec(
     files, env = config_layers(base_dir, environ)
     merged = dict(data)
     for cloud in CLOUDS:
+        if data.get(cloud) is not None and not isinstance(data[cloud], dict):
+            line = _line_of(node, [cloud]) if node is not None else None
+            raise SpecError(f"{source}{f':{line}' if line else ''}: {cloud}: the cloud's settings are a mapping",
+                            f"e.g. {cloud}: {{region: ...}}")
         layered = _merge(_merge(files.get(cloud, {}), data.get(cloud) or {}), env.get(cloud, {}))
         if layered:
             merged[cloud] = layered
@@ -243,6 +247,9 @@ def build_spec(
     except ValidationError as error:
         raise format_validation_error(error, source, None if overrides else node) from None
     local = _merge(files.get("local", {}), env.get("local", {}))
+    unknown = sorted(set(local) - {"runs_dir"})
+    if unknown or not isinstance(local.get("runs_dir", ""), str):
+        raise SpecError(f"config section local: {unknown or 'runs_dir'} is not valid", "local takes one key: runs_dir (a directory path)")
     return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir, local=local)
 
 

@@ -194,3 +194,15 @@ def test_json_schema_describes_keys() -> None:
     assert schema["additionalProperties"] is False
     assert {"name", "code"} <= set(schema["required"])
     assert "max_runtime" in schema["properties"] and "resources" in schema["properties"]
+
+
+@pytest.mark.parametrize("text", ["0.5s", "0s", "1.5s", "40d"])
+def test_durations_are_whole_seconds_within_limits(text: str) -> None:
+    with pytest.raises(Exception, match="duration|at most 28 days"):
+        JobSpec.model_validate({"name": "a", "code": ".", "entrypoint": "t.py", "max_runtime": text})
+
+
+def test_scalar_cloud_section_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nsagemaker: us-east-1\n")
+    with pytest.raises(SpecError, match=r"job.yaml:4: sagemaker: the cloud's settings are a mapping"):
+        load_spec(path)

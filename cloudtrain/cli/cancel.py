@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, json_option, print_json, runner, styled_state
+from cloudtrain.cli.common import console, json_option, plain, print_json, runner, styled_state
 
 
 @click.command("cancel")
@@ -16,4 +16,4 @@ def command(job: str, as_json: bool) -> None:
     if as_json:
         print_json(record.to_dict())
     else:
-        console().print(f"{record.id}: {styled_state(record.state.value)}")
+        console().print(f"{plain(record.id)}: {styled_state(record.state.value)}")

@@ -41,6 +41,6 @@ def command(cloud: str | None, region: str | None, gpu: str | None, cpu_only: bo
                       str(o.price_as_of))
     console().print(table)
     for warning in catalog.warnings:
-        err_console().print(f"[yellow]warning:[/] {warning}")
+        err_console().print(f"warning: {warning}", markup=False)
     if not offers:
         err_console().print("no offer matches; drop a filter to see more")

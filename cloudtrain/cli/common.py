@@ -62,6 +62,13 @@ STATE_STYLE = {
 }
 
 
+def plain(text: object) -> str:
+    """User or job text made safe for rich markup (``[`` is literal)."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 def styled_state(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 

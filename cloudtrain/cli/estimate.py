@@ -78,7 +78,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
         notes.print(f"[yellow]warning:[/] the {item.cloud} price of {item.instance_type} is {item.age_days(today)} days old "
                     f"(as of {item.price_as_of}); run `cloudtrain prices refresh --cloud {item.cloud}`")
     for name, why in result.unavailable.items():
-        notes.print(f"not available on {name}: {why}", soft_wrap=True)
+        notes.print(f"not available on {name}: {why}", soft_wrap=True, markup=False)
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, json_option, print_json, runner, styled_state
+from cloudtrain.cli.common import console, json_option, plain, print_json, runner, styled_state
 
 
 @click.command("list")
@@ -23,7 +23,7 @@ def command(cloud: str | None, limit: int, no_refresh: bool, as_json: bool) -> N
     table = Table("job", "cloud", "state", "instance", "created", "est. max $", box=None, header_style="bold")
     for r in records:
         total = (r.estimate or {}).get("max_total_usd")
-        table.add_row(r.id, r.cloud, styled_state(r.state.value), r.instance_type or "-", r.created_at.replace("T", " ")[:19],
+        table.add_row(plain(r.id), r.cloud, styled_state(r.state.value), r.instance_type or "-", r.created_at.replace("T", " ")[:19],
                       f"{total:,.2f}" if total is not None else "-")
     out = console()
     if records:

@@ -63,10 +63,12 @@ def cli() -> None:
 def print_error(error: Any) -> None:
     from cloudtrain.cli.common import err_console
 
+    from rich.markup import escape
+
     console = err_console()
-    console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True, soft_wrap=True)
     if getattr(error, "hint", None):
-        console.print(f"[yellow]hint:[/] {error.hint}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]hint:[/] {escape(error.hint)}", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

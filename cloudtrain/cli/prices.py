@@ -20,6 +20,8 @@ def refresh_command(cloud: tuple[str, ...], regions: tuple[str, ...]) -> None:
     """Fetch current prices and write them to the user's catalog cache ($CLOUDTRAIN_HOME/catalog).
 
     The bundled catalog stays the fallback: a cloud whose refresh fails keeps its previous prices."""
+    from rich.markup import escape
+
     from cloudtrain.catalog.refresh import refresh
     from cloudtrain.errors import CatalogError
     from cloudtrain.paths import catalog_cache_dir
@@ -31,9 +33,9 @@ def refresh_command(cloud: tuple[str, ...], regions: tuple[str, ...]) -> None:
             summary = refresh(name, catalog_cache_dir(), regions=tuple(regions) or None)
         except CatalogError as error:
             failures.append(error)
-            out.print(f"[red]{name}[/]: {error.message}", soft_wrap=True)
+            out.print(f"[red]{name}[/]: {escape(error.message)}", soft_wrap=True)
             if error.hint:
-                out.print(f"  hint: {error.hint}", soft_wrap=True)
+                out.print(f"  hint: {error.hint}", soft_wrap=True, markup=False)
             continue
         per_region = ", ".join(f"{r}: {n}" for r, n in summary.rows_per_region.items())
         out.print(f"[green]{name}[/]: {summary.total} offers ({per_region}) -> {summary.path}", soft_wrap=True)

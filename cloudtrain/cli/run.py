@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, load, print_json, runner, spec_argument, styled_state
+from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument, styled_state
 
 
 def final_metrics(run_dir: Path) -> dict[str, float]:
@@ -99,13 +99,13 @@ def show_summary(result: dict[str, Any]) -> None:
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    table.add_row("job", result["job_id"])
-    table.add_row("state", styled_state(result["state"]) + (f"  {result['message']}" if result["message"] else ""))
+    table.add_row("job", plain(result["job_id"]))
+    table.add_row("state", styled_state(result["state"]) + (f"  {plain(result['message'])}" if result["message"] else ""))
     table.add_row("duration", f"{result['duration_seconds']:.1f} s")
     for name, value in sorted(result["metrics"].items()):
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         table.add_row(name, shown)
-    table.add_row("run dir", result["run_dir"])
+    table.add_row("run dir", plain(result["run_dir"]))
     if result["model_dir"]:
-        table.add_row("model", result["model_dir"])
+        table.add_row("model", plain(result["model_dir"]))
     out.print(table)

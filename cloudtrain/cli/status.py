@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, json_option, print_json, runner, status_dict, styled_state
+from cloudtrain.cli.common import console, json_option, plain, print_json, runner, status_dict, styled_state
 
 
 @click.command("status")
@@ -19,12 +19,12 @@ def command(job: str, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(show_header=False, box=None, padding=(0, 2))
-    table.add_row("job", record.id)
+    table.add_row("job", plain(record.id))
     table.add_row("cloud", record.cloud + (f" ({record.region})" if record.region else ""))
     native = f" ({status.native_state})" if status.native_state and status.native_state != status.state.value else ""
     table.add_row("state", styled_state(status.state.value) + native)
     if status.message:
-        table.add_row("message", status.message)
+        table.add_row("message", plain(status.message))
     if record.instance_type:
         table.add_row("instance", record.instance_type)
     table.add_row("created", record.created_at)

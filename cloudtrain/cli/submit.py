@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, load, print_json, runner, spec_argument, styled_state
+from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument, styled_state
 
 CLOUD_CHOICES = ["sagemaker", "azureml", "vertex", "local", "cheapest"]
 
@@ -56,8 +56,8 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str, region: str 
     if as_json:
         print_json({**record.to_dict(), "model_uri": status.model_uri})
     else:
-        console().print(f"{record.id}: {styled_state(status.state.value)}" + (f"  {status.message}" if status.message else "")
-                        + (f"\nmodel: {status.model_uri}" if status.model_uri else ""))
+        console().print(f"{plain(record.id)}: {styled_state(status.state.value)}" + (f"  {plain(status.message)}" if status.message else "")
+                        + (f"\nmodel: {plain(status.model_uri)}" if status.model_uri else ""))
     if status.state.value != "SUCCEEDED":
         sys.exit(130 if status.state.value == "CANCELLED" else 1)
 

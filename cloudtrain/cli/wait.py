@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cloudtrain.cli.common import err_console, json_option, print_json, runner, status_dict, styled_state
+from cloudtrain.cli.common import err_console, json_option, plain, print_json, runner, status_dict, styled_state
 
 
 @click.command("wait")
@@ -20,7 +20,7 @@ def command(job: str, timeout: float | None, poll_seconds: float, as_json: bool)
 
     def changed(record, status) -> None:  # type: ignore[no-untyped-def]
         if not as_json:
-            out.print(f"{record.id}: {styled_state(status.state.value)}" + (f"  {status.message}" if status.message else ""))
+            out.print(f"{plain(record.id)}: {styled_state(status.state.value)}" + (f"  {plain(status.message)}" if status.message else ""))
 
     record, status = runner().wait(job, timeout=timeout, poll_seconds=poll_seconds, on_change=changed)
     if as_json:

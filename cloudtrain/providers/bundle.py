@@ -4,7 +4,8 @@ The archive is deterministic (sorted entries, fixed timestamps and owners), so t
 the same bytes and the same digest: a retried submission uploads to the same key. Left out: version
 control and cache directories, virtual environments, cloudtrain's own run directories, and the
 patterns of a ``.cloudtrainignore`` file in the code directory (one ``fnmatch`` pattern a line,
-matched against each relative path and each of its parts).
+matched against each relative path and each of its parts), and, always, files that usually hold
+credentials (:data:`SECRET_PATTERNS`: ``.env``, keys, ``.aws``...).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
 
+#: Never staged: they hold credentials far more often than code needs them.
+SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", ".aws", ".ssh", ".azure", ".netrc",
+                   "credentials.json", "*.p12")
 ALWAYS_EXCLUDED = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".cloudtrain", ".pytest_cache",
                    ".mypy_cache", ".ruff_cache", "node_modules", ".ipynb_checkpoints", ".DS_Store", "cloudtrain-run"}
 ENTRY_SHIM = "cloudtrain/runtime/entry.py"
@@ -44,6 +48,7 @@ def _ignore_patterns(code_dir: Path) -> list[str]:
 
 def _excluded(relative: str, patterns: list[str]) -> bool:
     parts = relative.split("/")
+    patterns = [*SECRET_PATTERNS, *patterns]
     if any(p in ALWAYS_EXCLUDED or p.endswith(".pyc") or p.endswith(".egg-info") for p in parts):
         return True
     return any(fnmatch.fnmatch(relative, pat) or any(fnmatch.fnmatch(p, pat) for p in parts) for pat in patterns)

@@ -102,6 +102,10 @@ class LocalProvider:
 
     def check(self, plan: "Plan") -> None:
         check_capabilities(self, plan)
+        for name, ref in plan.spec.secrets.items():
+            if ref.env and ref.env not in os.environ:
+                raise SpecError(f"secrets.{name}: environment variable {ref.env} is not set",
+                                f"export {ref.env}=... before running, or remove the secret from the spec")
         if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
             from cloudtrain.errors import UnsupportedFeatureError
 
@@ -171,8 +175,11 @@ class LocalProvider:
         run_dir = self.prepare(plan, request)
         commands, grace = load_commands(run_dir, request.payload["secret_env"])
         supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line)
-        install_cancel_handlers(supervisor)
-        supervisor.run()
+        restore = install_cancel_handlers(supervisor)
+        try:
+            supervisor.run()
+        finally:
+            restore()
         ref = self.ref(plan, run_dir)
         return ref, self.status(ref)
 

@@ -93,6 +93,7 @@ class Supervisor:
         self.on_line = on_line
         self.processes: list[subprocess.Popen[bytes]] = []
         self.cancelled = threading.Event()
+        self.finished = threading.Event()
         self._log_lock = threading.Lock()
         self._status: dict[str, Any] = read_status(self.run_dir)
 
@@ -112,7 +113,7 @@ class Supervisor:
 
     def cancel(self) -> None:
         """End the job: SIGTERM to every process group, SIGKILL after the grace period."""
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or self.finished.is_set():
             return
         self.cancelled.set()
         self._set_status(state="CANCELLING")
@@ -146,6 +147,8 @@ class Supervisor:
                     process = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
                     self.processes.append(process)
+                    if self.cancelled.is_set():  # a cancel that came while it started
+                        self._signal_all(signal.SIGTERM)
                     prefix = f"[node-{index}] " if len(self.commands) > 1 else ""
                     pump = threading.Thread(target=self._pump, args=(process, prefix, log), daemon=True)
                     pump.start()
@@ -164,6 +167,7 @@ class Supervisor:
             state, message = "SUCCEEDED", None
         else:
             state, message = "FAILED", failure_summary(log_path, codes)
+        self.finished.set()
         nonzero = [c for c in codes if c not in (0, None)]
         self._set_status(state=state, message=message, exit_code=nonzero[0] if nonzero else (codes[0] if codes else None),
                          exit_codes=codes, ended_at=now_iso(), duration_seconds=round(time.monotonic() - started, 3))
@@ -181,17 +185,28 @@ class Supervisor:
             process = exited.get()
             if process.returncode != 0 and remaining > 1 and not self.cancelled.is_set():
                 self._signal_all(signal.SIGTERM)
+                killer = threading.Timer(self.grace_seconds, self._signal_all, args=(signal.SIGKILL,))
+                killer.daemon = True
+                killer.start()
         return [p.returncode for p in self.processes]
 
 
-def install_cancel_handlers(supervisor: Supervisor) -> None:
-    """SIGTERM (``cloudtrain cancel``) and SIGINT (Ctrl-C) end the job cleanly."""
+def install_cancel_handlers(supervisor: Supervisor) -> Callable[[], None]:
+    """SIGTERM (``cloudtrain cancel``) and SIGINT (Ctrl-C) end the job cleanly; returns a function
+    that puts the previous handlers back. The handler does no I/O itself: a thread does the cancel."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum: int, frame: Any) -> None:
-        supervisor.cancel()
+        threading.Thread(target=supervisor.cancel, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for sig in previous:
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeCommand], float]:

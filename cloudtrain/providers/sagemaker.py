@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
-from cloudtrain.errors import ProviderError, SpecError
+from cloudtrain.errors import ProviderError, SpecError, SubmissionUncertainError
 from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
 from cloudtrain.providers.sagemaker_request import build_request, staging, validate_request
 
@@ -73,14 +73,23 @@ class SageMakerProvider:
             import boto3
             from botocore.config import Config
 
-            session = self._session or boto3.Session()
-            if session.get_credentials() is None:
+            from botocore.exceptions import BotoCoreError
+
+            try:
+                session = self._session or boto3.Session()
+                credentials = session.get_credentials()
+                attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", 8))
+            except BotoCoreError as error:
+                raise ProviderError(f"the AWS configuration cannot be used: {error}", CREDENTIALS_HINT) from None
+            except ValueError:
+                raise ProviderError("AWS_MAX_ATTEMPTS is not a whole number", "unset it or set it to e.g. 8") from None
+            if credentials is None:
                 raise ProviderError("no AWS credentials were found", CREDENTIALS_HINT)
             region = region or session.region_name
             if not region:
                 raise ProviderError("no AWS region is set", "set sagemaker.region in the spec or config, or AWS_DEFAULT_REGION")
             config = Config(
-                retries={"mode": os.environ.get("AWS_RETRY_MODE", "standard"), "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", 8))},
+                retries={"mode": os.environ.get("AWS_RETRY_MODE", "standard"), "max_attempts": attempts},
                 connect_timeout=10, read_timeout=60, user_agent_extra="cloudtrain",
             )
             self._clients[key] = session.client(service, region_name=region, config=config)
@@ -135,10 +144,15 @@ class SageMakerProvider:
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
         sagemaker = self.client("sagemaker", plan.region)
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             sagemaker.create_training_job(**payload)
+        except BotoCoreError as error:  # retries exhausted on a dropped or timed-out connection
+            raise SubmissionUncertainError(
+                f"no answer from SageMaker to the create request of {plan.job_name} ({error}); it may have been accepted",
+                f"`cloudtrain status {plan.job_name}` asks SageMaker whether the job exists",
+            ) from None
         except ClientError as error:
             info = error.response.get("Error", {})
             if not _already_exists(info):

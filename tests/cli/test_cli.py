@@ -95,3 +95,16 @@ def test_unsupported_feature_exits_2(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("")
     (tmp_path / "job.yaml").write_text("name: tiny\ncode: .\nentrypoint: train.py\ninputs: {train: gs://b/x}\n")
     assert_clean_error(cli("run", str(tmp_path / "job.yaml")), 2, "inputs.train", "hint:")
+
+
+def test_brackets_in_user_text_are_printed_literally() -> None:
+    assert_clean_error(cli("status", "[/]"), 2, "no job matches '[/]'")
+    assert_clean_error(cli("validate", str(REPO / "examples" / "digits-sklearn.yaml"), "--set", "name=Bad"), 2, "[a-z0-9]")
+
+
+def test_failure_message_with_brackets_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("raise RuntimeError('bad [/x] value')\n")
+    (tmp_path / "job.yaml").write_text("name: tiny\ncode: .\nentrypoint: train.py\n")
+    result = cli("run", str(tmp_path / "job.yaml"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr.split("bad [/x] value")[-1]
+    assert "bad [/x] value" in result.stdout + result.stderr

@@ -35,3 +35,12 @@ def test_bundle_is_deterministic(tmp_path: Path) -> None:
     assert make_bundle(tmp_path).sha256 == first.sha256
     (tmp_path / "train.py").write_text("print(2)\n")
     assert make_bundle(tmp_path).sha256 != first.sha256
+
+
+def test_credential_files_are_never_staged(tmp_path: Path) -> None:
+    for path in ["train.py", ".env", ".env.local", "keys/server.pem", ".aws/credentials", "config/settings.py"]:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    contents = names(make_bundle(tmp_path).data)
+    assert {"train.py", "config/settings.py"} <= contents
+    assert not {".env", ".env.local", "keys/server.pem", ".aws/credentials"} & contents

@@ -181,3 +181,10 @@ def test_cloud_only_features_are_refused_at_plan_time(project) -> None:  # type:
         runner.plan(load_spec(spec, ["inputs={}", "image=repo/img:1"]), "local")
     with pytest.raises(UnsupportedFeatureError, match="distribution.type: torchrun"):
         runner.plan(load_spec(spec, ["inputs={}", "resources.nodes=2"]), "local")
+
+
+def test_foreground_run_puts_the_signal_handlers_back(project) -> None:  # type: ignore[no-untyped-def]
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    runner = Runner()
+    runner.run_local(runner.plan(load_spec(project(OK_SCRIPT)), "local"))
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
