@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from conftest import read_until
+from entrypoint_jobs import read_until
 
 # about 20 ms a step on two cores: the kill lands long before the 66th and last step
 HPS = {"epochs": 3, "image_size": 16, "width": 32, "batch_size": 64, "warmup_steps": 10,
@@ -17,7 +17,7 @@ CHECKPOINT_LINE = r"checkpoint saved: step-\d+\.pt \(step (\d+)\)"
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    from conftest import Job
+    from entrypoint_jobs import Job
 
     run = Job(tmp_path_factory.mktemp("uninterrupted"), HPS)
     run.run("train_cnn.py")

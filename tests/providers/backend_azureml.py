@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import Backend
+from provider_backends import Backend
 
 pytest.importorskip("azure.ai.ml")
 pytest.importorskip("responses")

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from conftest import Backend
+from provider_backends import Backend
 
 from cloudtrain.runner import Runner
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from conftest import Backend
+from provider_backends import Backend
 
 from cloudtrain.emulators.vertex import VertexEmulator
 from cloudtrain.providers.vertex import VertexProvider

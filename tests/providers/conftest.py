@@ -10,26 +10,13 @@ inject faults and count the cloud jobs that exist.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 HERE = Path(__file__).parent
 BACKEND_MODULES = sorted(p.stem for p in HERE.glob("backend_*.py"))
-
-
-@dataclass
-class Backend:
-    name: str
-    runner: Any
-    overrides: list[str] = field(default_factory=list)  # --set overrides that point a spec at this backend
-    emulator: Any = None
-    created_jobs: Callable[[], int] | None = None  # how many jobs exist on the (emulated) cloud
-    inject: Callable[[str, int], None] | None = None  # fault name ("throttle", "server_error", "drop_after_create"), times
-    unsupported: tuple[list[str], str] = ([], "")  # overrides asking for what the backend refuses, and the message's start
-
 
 
 @pytest.fixture(params=[m.removeprefix("backend_") for m in BACKEND_MODULES])
