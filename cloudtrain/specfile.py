@@ -8,7 +8,10 @@ sets a key wins:
    ``CLOUDTRAIN_VERTEX_STAGING_BUCKET``;
 3. the spec file itself;
 4. the project config ``cloudtrain.yaml``, the nearest one in the spec's directory or above it;
-5. the user config ``~/.config/cloudtrain/config.yaml`` (``$XDG_CONFIG_HOME`` is honoured).
+5. the user config ``~/.config/cloudtrain/config.yaml`` (``$XDG_CONFIG_HOME`` is honoured);
+6. the clouds' own variables, as their SDKs read them: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
+   (sagemaker.region), ``AZURE_SUBSCRIPTION_ID`` (azureml.subscription_id), ``GOOGLE_CLOUD_PROJECT``
+   (vertex.project).
 
 Config files hold the same per-cloud sections as a spec, plus ``local: {runs_dir: ...}``.
 Relative paths in a spec (``code``, local inputs) are relative to the spec file's directory and are
@@ -197,10 +200,26 @@ def _env_settings(environ: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+NATIVE_VARIABLES = {
+    ("sagemaker", "region"): ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    ("azureml", "subscription_id"): ("AZURE_SUBSCRIPTION_ID",),
+    ("vertex", "project"): ("GOOGLE_CLOUD_PROJECT",),
+}
+
+
+def _native_settings(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for (cloud, key), names in NATIVE_VARIABLES.items():
+        value = next((environ[n] for n in names if environ.get(n)), None)
+        if value:
+            out.setdefault(cloud, {})[key] = value
+    return out
+
+
 def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings from config files, settings from environment variables)."""
+    """(settings from config files over the clouds' own variables, settings from cloudtrain's variables)."""
     environ = dict(os.environ) if environ is None else environ
-    files: dict[str, Any] = {}
+    files: dict[str, Any] = _native_settings(environ)
     for path in (user_config_path(), find_project_config(base_dir)):
         if path is not None and path.is_file():
             files = _merge(files, _read_config(path))

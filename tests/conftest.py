@@ -18,7 +18,8 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("CLOUDTRAIN_HOME", str(home / "cloudtrain"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     for key in list(__import__("os").environ):
-        if key.startswith(("CLOUDTRAIN_SAGEMAKER_", "CLOUDTRAIN_AZUREML_", "CLOUDTRAIN_VERTEX_", "CLOUDTRAIN_RUNS_DIR")):
+        if key.startswith(("CLOUDTRAIN_SAGEMAKER_", "CLOUDTRAIN_AZUREML_", "CLOUDTRAIN_VERTEX_", "CLOUDTRAIN_RUNS_DIR")) or key in (
+                "AWS_REGION", "AWS_DEFAULT_REGION", "AZURE_SUBSCRIPTION_ID", "GOOGLE_CLOUD_PROJECT"):
             monkeypatch.delenv(key)
     return home
 

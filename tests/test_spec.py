@@ -167,6 +167,14 @@ def test_config_precedence(tmp_path: Path, isolated_home: Path, monkeypatch: pyt
     assert load_spec(path, ["vertex.project=cli-proj"]).spec.vertex.project == "cli-proj"  # --set beats all
 
 
+def test_cloud_sdk_variables_are_the_lowest_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "gcp-proj")
+    path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nvertex: {project: spec-proj}\n")
+    spec = load_spec(path).spec
+    assert spec.sagemaker.region == "eu-west-1" and spec.vertex.project == "spec-proj"
+
+
 def test_bad_config_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "cloudtrain.yaml").write_text("aws: {region: x}\n")
     path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\n")
