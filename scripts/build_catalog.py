@@ -32,10 +32,12 @@ A price that could not be sourced is left out.
   snapshot covers US regions only (no westeurope), hence eastus / westus2 / southcentralus (and
   eastus2 where westus2 has none). Its H100 rows repeat the on-demand price as "spot" (no spot
   meter); those spot cells are left empty here.
-* Vertex AI: custom-training prices of https://cloud.google.com/vertex-ai/pricing. Only the
-  ``n1-standard-4`` training price in us-central1 could be sourced (checked 2026-09-06); the
-  accelerator lines (T4, V100, A100, L4, H100) and the a2/a3/g2 machine prices per region were
-  not found in any stored copy of the page, so they are absent rather than guessed.
+* Vertex AI: custom-training prices of https://cloud.google.com/vertex-ai/pricing. Two rows could
+  be sourced: ``n1-standard-4`` in us-central1 (checked 2026-09-06), and ``a3-highgpu-8g`` in
+  us-central1 as the sum of the Vertex training SKUs billed for it (8 x H100, 208 vCPU, 1872 GiB;
+  unit prices of a billing report dated 2025-08-15, so flagged as stale by ``estimate``). The
+  other accelerator lines (T4, V100, A100, L4) and the a2/g2 machine prices per region were not
+  found in any stored copy of the page, so they are absent rather than guessed.
   Naming convention for Vertex rows: the machine type alone for CPU-only and for bundled GPU
   families (``a2-highgpu-1g``, ``a3-highgpu-8g``, ``g2-standard-8``), and
   ``<machine>+<ACCELERATOR_TYPE>x<count>`` for attached accelerators
