@@ -101,10 +101,7 @@ def choose_offer(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | No
         min_memory_gib=res.memory_gib,
         instance_type=getattr(res.instance_type, cloud),
     )
-    offers = catalog.find(cloud, **query)
-    if not offers:
-        raise catalog.explain_no_match(cloud, **query)
-    return offers[0]
+    return catalog.cheapest(cloud, **query)
 
 
 def _cloud_region(cloud: str, settings: dict[str, Any]) -> str | None:
