@@ -199,8 +199,9 @@ class SageMakerProvider:
         while True:
             terminal = self.status(ref).state.is_terminal  # read before the logs: no line is missed
             try:
-                streams = self._call("list log streams", logs.describe_log_streams, logGroupName=LOG_GROUP,
-                                     logStreamNamePrefix=ref.native_id + "/")["logStreams"]
+                pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=LOG_GROUP,
+                                                                             logStreamNamePrefix=ref.native_id + "/")
+                streams = self._call("list log streams", lambda: [s for page in pages for s in page["logStreams"]])
             except ProviderError as error:
                 if "ResourceNotFoundException" not in error.message:
                     raise
