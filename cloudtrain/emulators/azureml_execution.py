@@ -34,15 +34,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloudtrain.emulators.common import NodeProcesses
-from cloudtrain.providers.process import NodeCommand, failure_summary
+from cloudtrain.emulators.common import NodeProcesses, without_inherited
+from cloudtrain.providers.process import NodeCommand, failure_summary, free_port
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
-_LEAKY_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_")
-_LEAKY_NAMES = {"CLUSTER_SPEC", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
-                "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
 _BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -61,14 +58,6 @@ def iso_seconds(value: Any) -> float | None:
         return None
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class JobRun:
@@ -267,9 +256,7 @@ class JobRun:
                 rank = node * per_node + local
                 env = self._environment(nodes, world > 1 or bool(distribution), node, local, per_node, rank, world, port)
                 shell = "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
-                leaked = sorted(k for k in os.environ if k not in env and (k.startswith(_LEAKY_PREFIXES) or k in _LEAKY_NAMES))
-                argv = ["env", *[a for k in leaked for a in ("-u", k)], shell, "-c", command] if leaked else [shell, "-c", command]
-                commands.append(NodeCommand(argv=argv, env=env, cwd=str(working_dirs[node])))
+                commands.append(NodeCommand(argv=without_inherited([shell, "-c", command], env), env=env, cwd=str(working_dirs[node])))
         logs = (["user_logs/std_log.txt"] if world == 1 else
                 [f"user_logs/std_log_process_{rank:0{len(str(world - 1))}d}.txt" for rank in range(world)])
         return commands, logs

@@ -40,6 +40,22 @@ _KIND_ALIASES = {"throttle": "throttle", "throttling": "throttle", "5xx": "serve
 INTERNAL_HEADER = "X-Cloudtrain-Emulator-Internal"
 
 
+# Variables of the emulator's own process that belong to some job's contract; a job started by an
+# emulator must see only what its cloud sets (the Supervisor merges in os.environ).
+INHERITED_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_", "CLOUD_ML_")
+INHERITED_NAMES = {"CLUSTER_SPEC", "TF_CONFIG", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
+                   "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
+
+
+def without_inherited(argv: list[str], env: dict[str, str]) -> list[str]:
+    """``argv`` prefixed with ``env -u NAME...`` for each contract variable this process has and
+    ``env`` does not set."""
+    import os
+
+    leaked = sorted(k for k in os.environ if k not in env and (k.startswith(INHERITED_PREFIXES) or k in INHERITED_NAMES))
+    return ["env", *[a for k in leaked for a in ("-u", k)], *argv] if leaked else argv
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout

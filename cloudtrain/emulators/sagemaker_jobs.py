@@ -25,7 +25,6 @@ import io
 import re
 import shlex
 import shutil
-import socket
 import sys
 import tarfile
 import threading
@@ -38,6 +37,7 @@ from typing import Any
 
 from cloudtrain.emulators.common import DirectoryMirror, Faults, NodeProcesses
 from cloudtrain.emulators.sagemaker_toolkit import HostLayout, ScriptMode
+from cloudtrain.providers.process import free_port
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -293,7 +293,7 @@ class TrainingJobRun:
             self._download_prefix(source["S3Uri"], destination, (index, len(self.layouts)) if sharded else (0, 1))
 
     def _train_once(self) -> str:
-        port = _free_port()
+        port = free_port()
         commands = [self.mode.node_command(layout, host, port) for host, layout in self.layouts.items()]
         for host, command in zip(self.layouts, commands):
             shown = command.argv[command.argv.index(sys.executable):]  # without the `env -u ...` prefix
@@ -398,7 +398,3 @@ def _now() -> Any:
     return utcnow()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

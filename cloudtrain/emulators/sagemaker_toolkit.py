@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cloudtrain.emulators.common import without_inherited
 from cloudtrain.providers.process import NodeCommand
 
 DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints"
-_LEAKY_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_")
-_LEAKY_NAMES = {"CLUSTER_SPEC", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
-                "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
 
 
 def decode_hyperparameter(value: Any) -> Any:
@@ -209,7 +207,4 @@ class ScriptMode:
                     "--master_addr", "127.0.0.1", "--master_port", str(master_port), program, *args]
         else:
             argv = [sys.executable, program, *args]
-        leaked = sorted(k for k in os.environ if k not in env and (k.startswith(_LEAKY_PREFIXES) or k in _LEAKY_NAMES))
-        if leaked:
-            argv = ["env", *[a for k in leaked for a in ("-u", k)], *argv]
-        return NodeCommand(argv=argv, env=env, cwd=str(layout.code))
+        return NodeCommand(argv=without_inherited(argv, env), env=env, cwd=str(layout.code))

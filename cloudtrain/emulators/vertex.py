@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import random
 import re
-import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from cloudtrain.emulators.common import Faults, FaultMiddleware, ScratchRoot, ServerThread
+from cloudtrain.providers.process import free_port
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, JobServices, now
 
 DEFAULT_PROJECT = "emulator-project"
@@ -220,12 +220,6 @@ def _quiet_handler() -> Any:
     return QuietHandler
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 class VertexEmulator:
     """A local Vertex AI JobService (REST) and Cloud Storage; ``with VertexEmulator() as emulator:``.
 
@@ -250,7 +244,7 @@ class VertexEmulator:
         from gcp_storage_emulator.server import create_server
 
         self._scratch = ScratchRoot(self._root, "cloudtrain-vertex-")
-        self.storage_port = self.storage_port or _free_port(self.host)
+        self.storage_port = self.storage_port or free_port(self.host)
         self._gcs = create_server(self.host, self.storage_port, in_memory=True, default_bucket=self.bucket)
         self._gcs.start()
         services = JobServices(storage=self.storage_client, faults=self.faults, grace_seconds=self.grace_seconds,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sys
 import threading
 import time
@@ -40,15 +39,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cloudtrain.emulators.common import DirectoryMirror, Faults, NodeProcesses
-from cloudtrain.providers.process import NodeCommand
+from cloudtrain.emulators.common import DirectoryMirror, Faults, NodeProcesses, without_inherited
+from cloudtrain.providers.process import NodeCommand, free_port
 from cloudtrain.providers.vertex_job import LOG_OBJECT
 
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 _GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]*(?:/[^\s\"',;]*)?")
-_LEAKY_PREFIXES = ("CLOUDTRAIN_", "SM_", "AIP_", "AZUREML_", "CLOUD_ML_")
-_LEAKY_NAMES = {"CLUSTER_SPEC", "TF_CONFIG", "RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
-                "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
 # Files the job does not write: not copied back to the bucket.
 _NOT_OUTPUTS = ("staging/", "cloudtrain-logs/")
 
@@ -236,9 +232,7 @@ class CustomJobRun:
                 "CLOUDTRAIN_GCS_MOUNT": str(self.mount), "TMPDIR": str(replica_dir / "tmp"), "PYTHONUNBUFFERED": "1",
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             })
-            leaked = sorted(k for k in os.environ if k not in env and (k.startswith(_LEAKY_PREFIXES) or k in _LEAKY_NAMES))
-            prefix = ["env", *[a for k in leaked for a in ("-u", k)]] if leaked else []
-            commands.append(NodeCommand(argv=prefix + argv, env=env, cwd=str(replica_dir)))
+            commands.append(NodeCommand(argv=without_inherited(argv, env), env=env, cwd=str(replica_dir)))
         return commands
 
     def run(self) -> None:
@@ -269,7 +263,7 @@ class CustomJobRun:
 
     def _run_once(self) -> str:
         replicas = self.replicas()
-        commands = self.commands(_free_port())
+        commands = self.commands(free_port())
         names = [f"{pool}-{index}" for pool, index, _ in replicas]
         self._tails = {i: [] for i in range(len(commands))}
         nodes = NodeProcesses(self.root / f"run-{self.interruptions}", commands, self.services.grace_seconds,
@@ -368,10 +362,6 @@ class JobFailure(Exception):
     """A problem with the job's request or data: the job fails with this message."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Any, timeout: float) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from cloudtrain.errors import SpecError, UsageError
 from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
-from cloudtrain.providers.process import Supervisor, install_cancel_handlers, pid_alive, read_status, write_json_atomic
+from cloudtrain.providers.process import Supervisor, free_port, install_cancel_handlers, pid_alive, read_status, write_json_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -147,7 +146,7 @@ class LocalProvider:
         run_dir.mkdir(parents=True, exist_ok=False)
         payload = json.loads(json.dumps(request.payload))
         if plan.nodes > 1:
-            port = _free_port()
+            port = free_port()
             for node in payload["nodes"]:
                 node["argv"] = [str(port) if a == MASTER_PORT else a for a in node["argv"]]
         for sub in ("logs", "model", "output"):
@@ -257,8 +256,3 @@ class LocalProvider:
         else:  # never started, or died before recording anything
             write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -70,6 +70,15 @@ class NodeCommand:
     cwd: str
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (for rendezvous and emulator servers)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def failure_summary(log_file: Path, exit_codes: list[int | None]) -> str:
     """The exit codes and the last meaningful log lines (usually the traceback's last line)."""
     try:
