@@ -120,10 +120,16 @@ class JobStore:
         data["details"] = json.loads(data["details"] or "{}")
         return JobRecord(**data)
 
-    def insert(self, record: JobRecord) -> JobRecord:
+    @staticmethod
+    def _columns(record: JobRecord) -> dict[str, Any]:
+        """A record as column values (JSON text for the estimate and details)."""
         data = record.to_dict()
         data["estimate"] = json.dumps(record.estimate) if record.estimate is not None else None
         data["details"] = json.dumps(record.details)
+        return data
+
+    def insert(self, record: JobRecord) -> JobRecord:
+        data = self._columns(record)
         columns = ", ".join(data)
         with self._connect(write=True) as conn:
             conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' * len(data))})", list(data.values()))
@@ -139,9 +145,7 @@ class JobStore:
             if "details" in changes:
                 changes["details"] = {**record.details, **changes["details"]}
             record = replace(record, **changes, updated_at=_now())
-            data = record.to_dict()
-            data["estimate"] = json.dumps(record.estimate) if record.estimate is not None else None
-            data["details"] = json.dumps(record.details)
+            data = self._columns(record)
             sets = ", ".join(f"{k} = ?" for k in data if k != "id")
             conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", [v for k, v in data.items() if k != "id"] + [job_id])
         return record
