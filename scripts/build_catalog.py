@@ -23,15 +23,24 @@ A price that could not be sourced is left out.
   ``ml.m5.large`` (2026-08-11) and ``ml.g5.2xlarge`` (2026-08-20) are Price List Query API
   answers quoted with their SKU / usage type; ``ap-northeast-1`` ``ml.g6.xlarge`` is the
   2026-09-22 price list. AWS publishes no fixed spot price for SageMaker managed spot training
-  ("up to 90 %" savings), so every SageMaker spot cell is empty. No sourced training price was
-  found for us-west-2, eu-west-1 or for the p3/p4d/p5/trn1 families: they are absent.
+  ("up to 90 %" savings), so every SageMaker spot cell is empty. The four ``eu-west-1`` rows
+  (m5.xlarge, g4dn.xlarge, g5.xlarge, p3.2xlarge) are the rates on a published AWS bill for
+  December 2023 ("$0.257 per Training ml.m5.xlarge hour in EU (Ireland)"...), dated the last day
+  of that month and so shown as stale. No sourced training price was found for us-west-2 or for
+  the p4d/p5/trn1 families: they are absent.
 * Azure ML bills the VM price. Prices are the Azure Retail Prices API (Linux pay-as-you-go
   ``Consumption`` meters and ``Spot`` meters) as captured in the SkyPilot catalog snapshot
   ``catalogs/v6/azure/vms.csv`` at commit 098741e70562 of skypilot-org/skypilot-catalog. That
   snapshot carries no capture date, so ``price_as_of`` is the date it was read, 2026-11-25. The
-  snapshot covers US regions only (no westeurope), hence eastus / westus2 / southcentralus (and
-  eastus2 where westus2 has none). Its H100 rows repeat the on-demand price as "spot" (no spot
-  meter); those spot cells are left empty here.
+  snapshot covers US regions only, hence eastus / westus2 / southcentralus (and eastus2 where
+  westus2 has none). Its H100 rows repeat the on-demand price as "spot" (no spot meter); those
+  spot cells are left empty here. ``westeurope`` comes from the Retail Prices API snapshot that
+  Azure/karpenter-provider-azure generates into ``pkg/providers/pricing/zz_generated.pricing.go``
+  (Consumption meters, Windows products and Spot/Low Priority meters dropped; generated
+  2023-12-18), each figure checked against the 2023-08-15 snapshot of Azure/gpu-provisioner and
+  against its siblings' per-vCPU rate. That generator can let a Windows rate through (its
+  Standard_D8as_v5 reads 0.784 = 0.416 + 8 x 0.046 licence), so that size takes the August
+  figure. It has no spot prices, and the rows are stale (2023).
 * Vertex AI: custom-training prices of https://cloud.google.com/vertex-ai/pricing. Two rows could
   be sourced: ``n1-standard-4`` in us-central1 (checked 2026-09-06), and ``a3-highgpu-8g`` in
   us-central1 as the sum of the Vertex training SKUs billed for it (8 x H100, 208 vCPU, 1872 GiB;
@@ -50,6 +59,8 @@ Instance facts
   ``sagemaker/core/image_uri_config/instance_gpu_info.json`` when it lists the type for that
   region, else from the EC2 data's ``GpuInfo`` / ``NeuronInfo``. (The two disagree on A10G/L4
   memory: 24 GiB in SageMaker's file, 22 888 MiB in the EC2 data.)
+* SageMaker types that moto's EC2 data no longer lists (``ml.p3.2xlarge``):
+  ``scripts/catalog_sources/sagemaker_facts.csv``, citing the AWS documentation it was taken from.
 * Azure and Vertex: ``scripts/catalog_sources/<cloud>_facts.csv``, each row citing the public
   documentation it was taken from (neither SDK ships such data).
 """
@@ -100,6 +111,7 @@ class SageMakerFacts:
     """Facts of ``ml.*`` types from the data files the sagemaker and moto packages ship."""
 
     def __init__(self) -> None:
+        self.table = _table_facts("sagemaker")  # types moto's EC2 data no longer lists (retired ones)
         gpu_path = _site_packages_file("sagemaker", "core", "image_uri_config", "instance_gpu_info.json")
         ec2_path = _site_packages_file("moto", "ec2", "resources", "instance_types.json.gz")
         self.gpu_info = json.loads(gpu_path.read_text(encoding="utf-8"))
@@ -110,7 +122,10 @@ class SageMakerFacts:
         ec2_type = instance_type.removeprefix("ml.")
         ec2 = self.ec2.get(ec2_type)
         if ec2 is None:
-            raise SystemExit(f"no EC2 facts for {instance_type} in moto's instance_types.json.gz")
+            if instance_type in self.table:
+                return self.table[instance_type]
+            raise SystemExit(f"no EC2 facts for {instance_type} in moto's instance_types.json.gz "
+                             "nor in scripts/catalog_sources/sagemaker_facts.csv")
         facts: dict[str, object] = {
             "vcpus": int(ec2["VCpuInfo"]["DefaultVCpus"]),
             "memory_gib": _gib(ec2["MemoryInfo"]["SizeInMiB"]),
