@@ -8,7 +8,13 @@ Trains ``train_transformer.GPT`` as the entrypoint does on a GPU (bf16 autocast,
 ``torch.compile``, gradient clipping) on random tokens, times ``--steps`` steps after ``--warmup``
 and prints tokens/s, MFU and peak memory. Model FLOPs per token follow the PaLM / nanoGPT
 convention: 6 x (matmul parameters) + 12 x layers x width x context (attention, causal mask not
-discounted). The peak defaults to 989 dense bf16 TFLOP/s (H100 SXM). Target: >= 40 % MFU.
+discounted). The peak defaults to 989 dense bf16 TFLOP/s (H100 SXM; the H200 has the same
+compute). Target: >= 40 % MFU.
+
+Measured 2026-11-26 on one NVIDIA H200 (torch 2.11.0+cu130, driver 580.159.04), defaults:
+1.28B parameters, batch 8: 60,866 tokens/s, 539 model TFLOP/s, MFU 54.5 %, peak memory 53.7 GiB;
+``--batch-size 16``: 63,439 tokens/s, MFU 56.8 %, 86.0 GiB. (On that machine a plain 8192^3 bf16
+matrix product reaches about 790 TFLOP/s, i.e. 80 % of the nominal peak.)
 """
 
 from __future__ import annotations
