@@ -92,6 +92,35 @@ def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
     return line
 
 
+def _models_in(annotation: Any) -> list[type]:
+    """The pydantic models an annotation holds directly or through Optional, unions, lists, dicts."""
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+
+
+def _close_key(loc: list[Any]) -> str | None:
+    """For an unknown key at ``loc``, the most similar key the spec takes at that place."""
+    import difflib
+
+    from cloudtrain.spec import JobSpec
+
+    if not loc or not isinstance(loc[-1], str):
+        return None
+    models: list[type] = [JobSpec]
+    for part in loc[:-1]:
+        inner = [m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)]
+        models = inner or models  # a dict key or list index: the same models go on
+    keys = {name for model in models for name in model.model_fields}
+    keys |= {f.alias for model in models for f in model.model_fields.values() if f.alias}
+    found = difflib.get_close_matches(loc[-1], sorted(keys), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
 def format_validation_error(error: Any, source: str, node: Any = None) -> SpecError:
     lines = []
     for item in error.errors():
@@ -101,7 +130,9 @@ def format_validation_error(error: Any, source: str, node: Any = None) -> SpecEr
         where = f"{source}:{line}" if line else source
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key (see `cloudtrain schema` for the keys a job spec takes)"
+            close = _close_key(loc)
+            message = f"unknown key; did you mean {close!r}?" if close else \
+                "unknown key (see `cloudtrain schema` for the keys a job spec takes)"
         elif item["type"] == "missing":
             message = "required key is missing"
         lines.append(f"{where}: {path}: {message}")

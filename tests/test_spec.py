@@ -79,6 +79,18 @@ def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
     assert f"{path}:5: resources.gpus: unknown key" in caught.value.message
 
 
+def test_a_misspelt_key_gets_the_closest_key_at_its_place(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nmax_runtim: 1h\n"
+                           "spot: {enabled: true, max_wiat: 2h}\ninputs: {train: {uri: ., uir: x}}\nzzz: 1\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = caught.value.message
+    assert f"{path}:4: max_runtim: unknown key; did you mean 'max_runtime'?" in message
+    assert f"{path}:5: spot.max_wiat: unknown key; did you mean 'max_wait'?" in message
+    assert f"{path}:6: inputs.train.uir: unknown key; did you mean 'uri'?" in message  # through the dict
+    assert f"{path}:7: zzz: unknown key (see `cloudtrain schema`" in message  # nothing close: no guess
+
+
 def test_bad_values_are_all_reported_with_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "name: Bad_Name\ncode: .\nentrypoint: train.py\nmax_runtime: soon\nresources: {accelerator: 'A100:x'}\n")
     with pytest.raises(SpecError) as caught:
