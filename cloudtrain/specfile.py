@@ -121,13 +121,18 @@ def _close_key(loc: list[Any]) -> str | None:
     return found[0] if found else None
 
 
-def format_validation_error(error: Any, source: str, node: Any = None) -> SpecError:
+def format_validation_error(error: Any, source: str, node: Any = None,
+                            overridden: Iterable[list[str | int]] = ()) -> SpecError:
+    """One line per problem: ``file:line: field.path: message``, or ``--set key: ...`` where the
+    value came from (or sits under) a ``--set`` override."""
     lines = []
+    overridden = list(overridden)
     for item in error.errors():
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union[")))]
         path = ".".join(str(p) for p in loc) or "(top level)"
-        line = _line_of(node, loc) if node is not None else None
-        where = f"{source}:{line}" if line else source
+        by_set = next((o for o in overridden if loc[:len(o)] == o or (loc and o[:len(loc)] == loc)), None)
+        line = _line_of(node, loc) if node is not None and by_set is None else None
+        where = f"--set {'.'.join(map(str, by_set))}" if by_set else f"{source}:{line}" if line else source
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             close = _close_key(loc)
@@ -295,7 +300,7 @@ def build_spec(
     try:
         spec = JobSpec.model_validate(merged)
     except ValidationError as error:
-        raise format_validation_error(error, source, None if overrides else node) from None
+        raise format_validation_error(error, source, node, [parse_override(o)[0] for o in overrides]) from None
     local = _merge(files.get("local", {}), env.get("local", {}))
     unknown = sorted(set(local) - {"runs_dir"})
     if unknown or not isinstance(local.get("runs_dir", ""), str):

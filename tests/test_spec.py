@@ -91,6 +91,15 @@ def test_a_misspelt_key_gets_the_closest_key_at_its_place(tmp_path: Path) -> Non
     assert f"{path}:7: zzz: unknown key (see `cloudtrain schema`" in message  # nothing close: no guess
 
 
+def test_with_set_overrides_errors_name_the_override_and_keep_the_files_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nmax_runtime: soon\nresources: {cpus: 4}\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, ["resources.nodes=0"])
+    message = caught.value.message
+    assert f"{path}:4: max_runtime: 'soon' is not a duration" in message
+    assert "--set resources.nodes: resources.nodes:" in message and "greater than or equal to 1" in message
+
+
 def test_bad_values_are_all_reported_with_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "name: Bad_Name\ncode: .\nentrypoint: train.py\nmax_runtime: soon\nresources: {accelerator: 'A100:x'}\n")
     with pytest.raises(SpecError) as caught:
