@@ -74,6 +74,39 @@ class Runner:
         self.provider(plan.cloud).check(plan)
         return plan
 
+    def resume_plan(self, loaded: LoadedSpec, key: str) -> Plan:
+        """The plan of a submission left PENDING (no answer to the create call, or interrupted),
+        rebuilt with its original name and submission token, so that submitting it again finds the
+        cloud job if the first create reached the cloud and creates it once if it did not."""
+        from datetime import datetime, timezone
+
+        record = self.store.resolve(key)
+        if record.cloud == "local":
+            raise UsageError(f"{record.id} is a local job; there is no submission to resume", "run it again with `cloudtrain run`")
+        if record.state is not JobState.PENDING:
+            raise UsageError(f"{record.id} is {record.state.value}: only a submission left PENDING can be resumed",
+                             f"follow it with `cloudtrain status {record.id}`")
+        if loaded.spec.spec_hash() != record.spec_hash:
+            raise UsageError(f"this spec differs from the one {record.id} was submitted with",
+                             "resume with the same spec file and --set options, or submit it as a new job")
+        token = record.details.get("submission_token")
+        stamp = record.details.get("planned_at") or record.id[len(loaded.spec.name) + 1:len(loaded.spec.name) + 16]
+        try:
+            created_at = (datetime.fromisoformat(stamp) if "T" in stamp
+                          else datetime.strptime(stamp, "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc))
+        except ValueError:
+            created_at = None
+        if not token or created_at is None:
+            raise UsageError(f"{record.id} does not hold its submission token", "submit it as a new job")
+        spot = (record.estimate or {}).get("spot")
+        plan = make_plan(loaded.spec, record.cloud, catalog=self.catalog, region=record.region, spot=spot,
+                         created_at=created_at, token=token)
+        if plan.job_name != record.id:
+            raise UsageError(f"cannot rebuild the submission of {record.id} (it would be named {plan.job_name})",
+                             "submit it as a new job")
+        self.provider(plan.cloud).check(plan)
+        return plan
+
     def render(self, plan: Plan) -> NativeRequest:
         return self.provider(plan.cloud).render(plan)
 
@@ -93,7 +126,8 @@ class Runner:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise
         except BaseException as error:  # an interrupted submit stays PENDING: it can be retried
-            self.store.update(record.id, message=f"submission interrupted: {type(error).__name__}")
+            self.store.update(record.id, message=f"submission interrupted ({type(error).__name__}); "
+                                                 f"`cloudtrain submit SPEC --resume {record.id}` sends it again")
             raise
         record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region, details=ref.details)
         return Submission(plan, request, record)
@@ -106,7 +140,7 @@ class Runner:
             plan.job_name, plan.cloud, plan.job_name, plan.spec.name, plan.spec.spec_hash(),
             region=plan.region, instance_type=plan.instance_type,
             estimate=plan.estimate.to_dict() if plan.estimate else None,
-            details={"submission_token": plan.submission_token},
+            details={"submission_token": plan.submission_token, "planned_at": plan.created_at.isoformat()},
         ))
 
     def run_local(self, plan: Plan, on_line: Callable[[str], None] | None = None) -> tuple[JobRecord, JobStatus]:

@@ -13,20 +13,28 @@ CLOUD_CHOICES = ["sagemaker", "azureml", "vertex", "local", "cheapest"]
 
 @click.command("submit")
 @spec_argument
-@click.option("--cloud", required=True, type=click.Choice(CLOUD_CHOICES),
+@click.option("--cloud", type=click.Choice(CLOUD_CHOICES),
               help="Where to run; 'cheapest' picks the cloud with the lowest upper-bound cost.")
+@click.option("--resume", "resume", metavar="JOB", default=None,
+              help="Send again a submission left PENDING (no answer to the create call, or interrupted), "
+                   "with its original name and token: the cloud job is created once at most.")
 @click.option("--region", default=None, help="Region (location) to run in; the configured one otherwise.")
 @click.option("--spot/--no-spot", default=None, help="Override the spec's spot setting.")
 @click.option("--dry-run", is_flag=True, help="Print the exact native request and the estimate; touch nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="Stream the job's logs until it ends; exit non-zero unless it succeeded.")
 @json_option
-def command(spec_path: str, overrides: tuple[str, ...], cloud: str, region: str | None, spot: bool | None,
-            dry_run: bool, wait_: bool, as_json: bool) -> None:
+def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resume: str | None, region: str | None,
+            spot: bool | None, dry_run: bool, wait_: bool, as_json: bool) -> None:
     """Submit SPEC to a cloud. Unsupported features and an exceeded budget.max_usd are refused
     before anything is staged or created."""
+    if resume is None and cloud is None:
+        raise click.UsageError("Missing option '--cloud'.")
+    if resume is not None and (cloud is not None or region is not None or spot is not None):
+        raise click.UsageError("--resume takes the cloud, region and spot setting of the job it resumes; "
+                               "leave out --cloud, --region and --spot/--no-spot.")
     loaded = load(spec_path, overrides)
     jobs = runner()
-    plan = jobs.plan(loaded, cloud, region=region, spot=spot)
+    plan = jobs.resume_plan(loaded, resume) if resume else jobs.plan(loaded, cloud, region=region, spot=spot)
     submission = jobs.submit(plan, dry_run=dry_run)
     estimate = plan.estimate.to_dict() if plan.estimate else None
     if dry_run:

@@ -151,7 +151,8 @@ class SageMakerProvider:
         except BotoCoreError as error:  # retries exhausted on a dropped or timed-out connection
             raise SubmissionUncertainError(
                 f"no answer from SageMaker to the create request of {plan.job_name} ({error}); it may have been accepted",
-                f"`cloudtrain status {plan.job_name}` asks SageMaker whether the job exists",
+                f"`cloudtrain status {plan.job_name}` asks SageMaker whether the job exists; "
+                f"`cloudtrain submit SPEC --resume {plan.job_name}` sends it again (it is never created twice)",
             ) from None
         except ClientError as error:
             info = error.response.get("Error", {})

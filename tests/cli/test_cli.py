@@ -57,6 +57,13 @@ def test_unknown_job_exits_2() -> None:
         assert_clean_error(cli(verb, "no-such-job"), 2, "no job matches 'no-such-job'")
 
 
+def test_submit_resume_options() -> None:
+    spec = str(REPO / "examples" / "digits-sklearn.yaml")
+    assert_clean_error(cli("submit", spec), 2, "Missing option '--cloud'")
+    assert_clean_error(cli("submit", spec, "--resume", "x", "--cloud", "vertex"), 2, "--resume takes the cloud")
+    assert_clean_error(cli("submit", spec, "--resume", "no-such-job"), 2, "no job matches 'no-such-job'")
+
+
 def test_usage_error_exits_2() -> None:
     result = cli("submit", str(REPO / "examples" / "digits-sklearn.yaml"), "--cloud", "mars")
     assert result.returncode == 2 and "Traceback" not in result.stderr

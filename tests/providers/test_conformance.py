@@ -105,3 +105,34 @@ def test_faults_create_exactly_one_job(backend, fault: str) -> None:  # type: ig
     _, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED
     assert backend.created_jobs() == before + 1
+
+
+@pytest.mark.parametrize("reached_the_cloud", [True, False], ids=["create-reached-the-cloud", "create-never-sent"])
+def test_an_interrupted_submission_is_resumed_into_exactly_one_job(backend, reached_the_cloud: bool) -> None:  # type: ignore[no-untyped-def]
+    if backend.created_jobs is None:
+        pytest.skip(f"{backend.name} has no cloud side to count jobs on")
+    runner, before = backend.runner, backend.created_jobs()
+    provider = runner.provider(backend.name)
+    real_submit = provider.submit
+
+    def interrupted(plan, request):  # type: ignore[no-untyped-def]
+        if reached_the_cloud:
+            real_submit(plan, request)
+        raise KeyboardInterrupt  # the user's Ctrl-C (or a crash) before the answer was recorded
+
+    loaded = load_spec(EXAMPLE, backend.overrides)
+    plan = runner.plan(loaded, backend.name)
+    provider.submit = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.submit(plan)
+    finally:
+        del provider.submit
+    pending = runner.store.find_by_token(backend.name, plan.submission_token)
+    assert pending.state is JobState.PENDING and "--resume" in (pending.message or "")
+
+    record = runner.submit(runner.resume_plan(loaded, pending.id)).record
+    assert record.id == pending.id
+    _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED
+    assert backend.created_jobs() == before + 1
