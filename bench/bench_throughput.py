@@ -10,10 +10,11 @@ subprocess. Each run reports its best epoch after the first; the runs alternate 
 minimal, entrypoint...) and each side's figure is its best run of ``--repeats`` (the one least
 disturbed by other load).
 
-Both sides run with ``--threads`` intra-op threads (default 1). On this 2-core machine the tiny
-digits CNN gives figures that vary by +-20 % from one process to the next with 2 threads (how much
-the second thread helps on 8x8 images depends on scheduling) and by about 2 % with one, so one
-thread measures what the features cost; ``--threads 2`` shows the other case.
+Both sides run with ``--threads`` intra-op threads (default 1). On the 2-core development
+machine, the minimal loop of the tiny digits CNN measured between 6,200 and 9,200 samples/s from
+one process to the next with 2 threads (how much the second thread helps on 8x8 images depends on
+scheduling) and within about 2 % with one, so one thread measures what the features cost;
+``--threads 2`` shows the other case.
 Target: the entrypoint within 10 % of the minimal loop.
 """
 

@@ -83,12 +83,17 @@ class Runner:
         record = self.store.resolve(key)
         if record.cloud == "local":
             raise UsageError(f"{record.id} is a local job; there is no submission to resume", "run it again with `cloudtrain run`")
-        if record.state is not JobState.PENDING:
-            raise UsageError(f"{record.id} is {record.state.value}: only a submission left PENDING can be resumed",
+        if record.state is not JobState.PENDING or not record.details.get("resumable"):
+            what = record.state.value if record.state is not JobState.PENDING else "PENDING but not interrupted (submitted, or still being submitted)"
+            raise UsageError(f"{record.id} is {what}: only a submission that was interrupted or got no answer can be resumed",
                              f"follow it with `cloudtrain status {record.id}`")
         if loaded.spec.spec_hash() != record.spec_hash:
-            raise UsageError(f"this spec differs from the one {record.id} was submitted with",
-                             "resume with the same spec file and --set options, or submit it as a new job")
+            raise UsageError(f"this spec differs from the one {record.id} was submitted with (its file, --set options, "
+                             "cloudtrain.yaml or CLOUDTRAIN_* variables changed)",
+                             "resume with the same spec and settings, or submit it as a new job")
+        if record.details.get("code_sha256") not in (None, _code_fingerprint(loaded.spec.code)):
+            raise UsageError(f"the code under {loaded.spec.code} changed since {record.id} was submitted",
+                             "resuming would stage other code under the same job; submit it as a new job")
         token = record.details.get("submission_token")
         stamp = record.details.get("planned_at") or record.id[len(loaded.spec.name) + 1:len(loaded.spec.name) + 16]
         try:
@@ -97,12 +102,12 @@ class Runner:
         except ValueError:
             created_at = None
         if not token or created_at is None:
-            raise UsageError(f"{record.id} does not hold its submission token", "submit it as a new job")
-        spot = (record.estimate or {}).get("spot")
-        plan = make_plan(loaded.spec, record.cloud, catalog=self.catalog, region=record.region, spot=spot,
-                         created_at=created_at, token=token)
-        if plan.job_name != record.id:
-            raise UsageError(f"cannot rebuild the submission of {record.id} (it would be named {plan.job_name})",
+            raise UsageError(f"{record.id} does not hold its submission token and time", "submit it as a new job")
+        plan = make_plan(loaded.spec, record.cloud, catalog=self.catalog, region=record.region,
+                         spot=record.details.get("spot"), created_at=created_at, token=token)
+        if plan.job_name != record.id or plan.instance_type != record.instance_type:
+            raise UsageError(f"cannot rebuild the submission of {record.id}: it would now be {plan.job_name} on "
+                             f"{plan.instance_type}, not {record.instance_type} (was the catalog refreshed?)",
                              "submit it as a new job")
         self.provider(plan.cloud).check(plan)
         return plan
@@ -120,27 +125,32 @@ class Runner:
         try:
             ref = provider.submit(plan, request)
         except SubmissionUncertainError as error:  # stays PENDING: `status` asks the cloud
-            self.store.update(record.id, message=error.message)
+            self.store.update(record.id, message=error.message, details={"resumable": True})
             raise
         except CloudtrainError as error:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise
-        except BaseException as error:  # an interrupted submit stays PENDING: it can be retried
-            self.store.update(record.id, message=f"submission interrupted ({type(error).__name__}); "
-                                                 f"`cloudtrain submit SPEC --resume {record.id}` sends it again")
+        except BaseException as error:  # an interrupted submit stays PENDING: `submit --resume` retries it
+            hint = "" if plan.cloud == "local" else f"; `cloudtrain submit SPEC --resume {record.id}` sends it again"
+            self.store.update(record.id, message=f"submission interrupted ({type(error).__name__}){hint}",
+                              details={"resumable": plan.cloud != "local"})
             raise
-        record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region, details=ref.details)
+        record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region,
+                                   message=None, details={**ref.details, "resumable": False})
         return Submission(plan, request, record)
 
     def _record(self, plan: Plan) -> JobRecord:
         existing = self.store.find_by_token(plan.cloud, plan.submission_token)
         if existing is not None:
             return existing
+        details: dict[str, Any] = {"submission_token": plan.submission_token}
+        if plan.cloud != "local":  # what `submit --resume` needs to send the same submission again
+            details.update(planned_at=plan.created_at.isoformat(), spot=plan.spot,
+                           code_sha256=_code_fingerprint(plan.spec.code))
         return self.store.insert(new_record(
             plan.job_name, plan.cloud, plan.job_name, plan.spec.name, plan.spec.spec_hash(),
             region=plan.region, instance_type=plan.instance_type,
-            estimate=plan.estimate.to_dict() if plan.estimate else None,
-            details={"submission_token": plan.submission_token, "planned_at": plan.created_at.isoformat()},
+            estimate=plan.estimate.to_dict() if plan.estimate else None, details=details,
         ))
 
     def run_local(self, plan: Plan, on_line: Callable[[str], None] | None = None) -> tuple[JobRecord, JobStatus]:
@@ -226,3 +236,10 @@ class Runner:
                     pass
             out.append(record)
         return out
+
+
+def _code_fingerprint(code_dir: str) -> str:
+    """The sha256 of the (deterministic) code bundle a submission stages from ``code_dir``."""
+    from cloudtrain.providers.bundle import make_bundle
+
+    return make_bundle(Path(code_dir)).sha256

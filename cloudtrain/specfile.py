@@ -76,9 +76,14 @@ def _yaml_load(path: Path) -> tuple[Any, Any]:
 
 def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
     """The 1-based line of the deepest YAML node along a pydantic error location."""
+    return _locate(node, loc)[0]
+
+
+def _locate(node: Any, loc: Iterable[Any]) -> tuple[int | None, int]:
+    """(line of the deepest YAML node along ``loc``, how many parts of ``loc`` the file holds)."""
     import yaml
 
-    line = node.start_mark.line + 1 if node is not None else None
+    line, depth = (node.start_mark.line + 1 if node is not None else None), 0
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             child = next((v for k, v in node.value if k.value == str(part)), None)
@@ -88,8 +93,8 @@ def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
             child = None
         if child is None:
             break
-        node, line = child, child.start_mark.line + 1
-    return line
+        node, line, depth = child, child.start_mark.line + 1, depth + 1
+    return line, depth
 
 
 def _models_in(annotation: Any) -> list[type]:
@@ -116,6 +121,8 @@ def _close_key(loc: list[Any]) -> str | None:
         inner = [m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)]
         models = inner or models  # a dict key or list index: the same models go on
     keys = {name for model in models for name in model.model_fields}
+    if loc[-1].lower() in ("gpu", "gpus") and "accelerator" in keys:
+        return "accelerator"  # closer in meaning than 'cpus' is in spelling
     keys |= {f.alias for model in models for f in model.model_fields.values() if f.alias}
     found = difflib.get_close_matches(loc[-1], sorted(keys), n=1, cutoff=0.6)
     return found[0] if found else None
@@ -131,19 +138,29 @@ def format_validation_error(error: Any, source: str, node: Any = None,
         loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union[")))]
         path = ".".join(str(p) for p in loc) or "(top level)"
         by_set = next((o for o in overridden if loc[:len(o)] == o or (loc and o[:len(loc)] == loc)), None)
-        line = _line_of(node, loc) if node is not None and by_set is None else None
+        line, depth = _locate(node, loc) if node is not None and by_set is None else (None, 0)
+        if line is not None and depth < len(loc) - 1:  # the mapping holding the key is not in the file
+            by_set = max((o for o in overridden if o[:depth + 1] == loc[:depth + 1]), key=len, default=None)
+            line = None  # its nearest ancestor's line would point at the wrong place
+        if by_set == loc:
+            lines.append(f"--set {path}: {_message(item, loc)}")
+            continue
         where = f"--set {'.'.join(map(str, by_set))}" if by_set else f"{source}:{line}" if line else source
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            close = _close_key(loc)
-            message = f"unknown key; did you mean {close!r}?" if close else \
-                "unknown key (see `cloudtrain schema` for the keys a job spec takes)"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        lines.append(f"{where}: {path}: {message}")
+        lines.append(f"{where}: {path}: {_message(item, loc)}")
     count = len(lines)
     head = "the job spec is not valid" if count == 1 else f"the job spec has {count} problems"
     return SpecError(f"{head}:\n  " + "\n  ".join(lines), "fix the field(s) named above; `cloudtrain schema` lists every key")
+
+
+def _message(item: dict[str, Any], loc: list[Any]) -> str:
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        close = _close_key(loc)
+        return f"unknown key; did you mean {close!r}?" if close else \
+            "unknown key (see `cloudtrain schema` for the keys a job spec takes)"
+    if item["type"] == "missing":
+        return "required key is missing"
+    return message
 
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:

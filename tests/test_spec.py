@@ -89,6 +89,9 @@ def test_a_misspelt_key_gets_the_closest_key_at_its_place(tmp_path: Path) -> Non
     assert f"{path}:5: spot.max_wiat: unknown key; did you mean 'max_wait'?" in message
     assert f"{path}:6: inputs.train.uir: unknown key; did you mean 'uri'?" in message  # through the dict
     assert f"{path}:7: zzz: unknown key (see `cloudtrain schema`" in message  # nothing close: no guess
+    with pytest.raises(SpecError) as caught:
+        load_spec(write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nresources: {gpus: 1}\n"))
+    assert "resources.gpus: unknown key; did you mean 'accelerator'?" in caught.value.message
 
 
 def test_with_set_overrides_errors_name_the_override_and_keep_the_files_lines(tmp_path: Path) -> None:
@@ -97,7 +100,13 @@ def test_with_set_overrides_errors_name_the_override_and_keep_the_files_lines(tm
         load_spec(path, ["resources.nodes=0"])
     message = caught.value.message
     assert f"{path}:4: max_runtime: 'soon' is not a duration" in message
-    assert "--set resources.nodes: resources.nodes:" in message and "greater than or equal to 1" in message
+    assert "--set resources.nodes: Input should be greater than or equal to 1" in message
+    with pytest.raises(SpecError) as caught:  # --set made the mapping: no line of the file is to blame
+        load_spec(path, ["max_runtime=1h", "inputs.train.uir=x"])
+    message = caught.value.message
+    assert "--set inputs.train.uir: inputs.train.uri: required key is missing" in message
+    assert "--set inputs.train.uir: unknown key; did you mean 'uri'?" in message
+    assert f"{path}:1" not in message
 
 
 def test_bad_values_are_all_reported_with_lines(tmp_path: Path) -> None:

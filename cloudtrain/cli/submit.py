@@ -14,7 +14,7 @@ CLOUD_CHOICES = ["sagemaker", "azureml", "vertex", "local", "cheapest"]
 @click.command("submit")
 @spec_argument
 @click.option("--cloud", type=click.Choice(CLOUD_CHOICES),
-              help="Where to run; 'cheapest' picks the cloud with the lowest upper-bound cost.")
+              help="Where to run (required unless --resume); 'cheapest' picks the cloud with the lowest upper-bound cost.")
 @click.option("--resume", "resume", metavar="JOB", default=None,
               help="Send again a submission left PENDING (no answer to the create call, or interrupted), "
                    "with its original name and token: the cloud job is created once at most.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudtrain.errors import UnsupportedFeatureError
+from cloudtrain.errors import UnsupportedFeatureError, UsageError
 from cloudtrain.providers.base import JobState
 from cloudtrain.specfile import load_spec
 
@@ -132,7 +132,40 @@ def test_an_interrupted_submission_is_resumed_into_exactly_one_job(backend, reac
     assert pending.state is JobState.PENDING and "--resume" in (pending.message or "")
 
     record = runner.submit(runner.resume_plan(loaded, pending.id)).record
-    assert record.id == pending.id
+    assert record.id == pending.id and record.message is None
+    with pytest.raises(UsageError, match="only a submission that was interrupted"):
+        runner.resume_plan(loaded, pending.id)  # sent now: a second resume could only duplicate it
     _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED
     assert backend.created_jobs() == before + 1
+
+
+def test_resume_keeps_spot_and_refuses_changed_code_or_spec(backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    if backend.created_jobs is None:
+        pytest.skip(f"{backend.name} has no cloud side to resume on")
+    spec_path = project(tmp_path, FAILS)
+    loaded = load_spec(spec_path, [*backend.overrides, "spot.enabled=true"])
+    runner = backend.runner
+    provider = runner.provider(backend.name)
+    plan = runner.plan(loaded, backend.name)
+    assert plan.spot
+
+    def interrupted(plan, request):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    provider.submit = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.submit(plan)
+    finally:
+        del provider.submit
+    job_id = plan.job_name
+    resumed = runner.resume_plan(loaded, job_id)
+    assert (resumed.job_name, resumed.submission_token, resumed.spot) == (plan.job_name, plan.submission_token, True)
+    assert resumed.instance_type == plan.instance_type
+
+    with pytest.raises(UsageError, match="this spec differs"):
+        runner.resume_plan(load_spec(spec_path, backend.overrides), job_id)  # spot off: another submission
+    (spec_path.parent / "train.py").write_text("print('edited')\n")
+    with pytest.raises(UsageError, match="the code under .* changed"):
+        runner.resume_plan(loaded, job_id)
