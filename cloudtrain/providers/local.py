@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 from cloudtrain.errors import SpecError, UsageError
 from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
-from cloudtrain.providers.process import Supervisor, free_port, install_cancel_handlers, pid_alive, read_status, write_json_atomic
+from cloudtrain.providers.process import (Supervisor, free_port, install_cancel_handlers, read_status, supervisor_alive,
+                                         write_json_atomic)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -212,7 +213,7 @@ class LocalProvider:
         state = JobState(data.get("state", "PENDING"))
         message = data.get("message")
         pid = self._supervisor_pid(run_dir, data)
-        if not state.is_terminal and pid and not pid_alive(pid):
+        if not state.is_terminal and pid and not supervisor_alive(run_dir, pid):
             data = read_status(run_dir)  # it may have finished between the two reads
             state, message = JobState(data.get("state", "PENDING")), data.get("message")
             if not state.is_terminal:
@@ -251,7 +252,7 @@ class LocalProvider:
         if JobState(data.get("state", "PENDING")).is_terminal:
             return
         pid = self._supervisor_pid(run_dir, data)
-        if pid and pid_alive(pid):
+        if pid and supervisor_alive(run_dir, pid):  # never a process that merely inherited its pid
             os.kill(pid, signal.SIGTERM)
         else:  # never started, or died before recording anything
             write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})

@@ -12,6 +12,10 @@ decide SUCCEEDED or FAILED; a cancel records CANCELLED.
 
 Secret values are read from the supervisor's own environment when the processes start; they are
 never written to the run directory.
+
+While it runs, the supervisor holds an exclusive lock on ``supervisor.lock`` in the run directory
+(released by the operating system however it ends). Whether a job's supervisor is alive is read
+from that lock, not from its pid alone, which the system may have given to another process since.
 """
 
 from __future__ import annotations
@@ -49,6 +53,40 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / "status.json").read_text())
     except (OSError, json.JSONDecodeError):
         return {"state": "PENDING"}
+
+
+LOCK_NAME = "supervisor.lock"
+
+
+def _hold_lock(run_dir: Path) -> int:
+    """Take the run directory's supervisor lock; it is held until the returned descriptor closes
+    (or the process ends). Locked under a temporary name, then moved into place, so that a lock
+    file that exists is never seen unlocked while its supervisor starts."""
+    import fcntl
+
+    tmp = run_dir / f".{LOCK_NAME}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o644)  # not inherited by the job's processes
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.replace(tmp, run_dir / LOCK_NAME)
+    return fd
+
+
+def supervisor_alive(run_dir: Path, pid: int | None) -> bool:
+    """Whether the supervisor of ``run_dir`` still runs: its lock is held. Before it has taken the
+    lock (just started, or a run directory of an older version) the pid is all there is."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return pid_alive(pid)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the shared lock, if it was taken
+    return False
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -141,6 +179,13 @@ class Supervisor:
 
     def run(self) -> dict[str, Any]:
         """Start every node's process, wait for all, and return the final status."""
+        lock = _hold_lock(self.run_dir)
+        try:
+            return self._run()
+        finally:
+            os.close(lock)  # after the final status is written
+
+    def _run(self) -> dict[str, Any]:
         logs_dir = self.run_dir / "logs"
         logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = logs_dir / "job.log"

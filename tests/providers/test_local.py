@@ -188,3 +188,40 @@ def test_foreground_run_puts_the_signal_handlers_back(project) -> None:  # type:
     runner = Runner()
     runner.run_local(runner.plan(load_spec(project(OK_SCRIPT)), "local"))
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_dead_supervisor_whose_pid_was_reused_is_neither_trusted_nor_signalled(project) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from cloudtrain.providers.process import write_json_atomic
+
+    runner = Runner()
+    job = runner.submit(runner.plan(load_spec(project(WAIT_SCRIPT)), "local")).record.id
+    wait_for(lambda: "ready" in list(runner.logs(job)), "the job to start")
+    run_dir = Path(runner.store.get(job).details["run_dir"])
+    assert runner.status(job)[1].state is JobState.RUNNING  # the live supervisor holds its lock
+
+    # The supervisor dies without a word (its job with it) and the system gives its pid to another
+    # process: here a process whose pid is written into the run directory as the supervisor's.
+    data = json.loads((run_dir / "status.json").read_text())
+    os.killpg(data["pids"][0], signal.SIGKILL)
+    os.kill(data["supervisor_pid"], signal.SIGKILL)
+    wait_for(lambda: _lock_free(run_dir), "the supervisor's lock to be released")
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_json_atomic(run_dir / "status.json", {**data, "supervisor_pid": stranger.pid})
+        provider = runner.provider("local")
+        ref = runner.store.get(job).ref()
+        assert provider.status(ref).state is JobState.FAILED  # not RUNNING because some pid is alive
+        provider.cancel(ref)
+        assert stranger.poll() is None  # the stranger was not sent SIGTERM
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def _lock_free(run_dir: Path) -> bool:
+    from cloudtrain.providers.process import supervisor_alive
+
+    return not supervisor_alive(run_dir, None)
