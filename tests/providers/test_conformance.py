@@ -107,27 +107,33 @@ def test_faults_create_exactly_one_job(backend, fault: str) -> None:  # type: ig
     assert backend.created_jobs() == before + 1
 
 
-@pytest.mark.parametrize("reached_the_cloud", [True, False], ids=["create-reached-the-cloud", "create-never-sent"])
-def test_an_interrupted_submission_is_resumed_into_exactly_one_job(backend, reached_the_cloud: bool) -> None:  # type: ignore[no-untyped-def]
-    if backend.created_jobs is None:
-        pytest.skip(f"{backend.name} has no cloud side to count jobs on")
-    runner, before = backend.runner, backend.created_jobs()
-    provider = runner.provider(backend.name)
+def submit_interrupted(backend, plan, reached_the_cloud: bool) -> None:  # type: ignore[no-untyped-def]
+    """Submit ``plan`` as if the user's Ctrl-C (or a crash) came before the answer was recorded:
+    after the provider's create call, or before it."""
+    provider = backend.runner.provider(backend.name)
     real_submit = provider.submit
 
     def interrupted(plan, request):  # type: ignore[no-untyped-def]
         if reached_the_cloud:
             real_submit(plan, request)
-        raise KeyboardInterrupt  # the user's Ctrl-C (or a crash) before the answer was recorded
+        raise KeyboardInterrupt
 
-    loaded = load_spec(EXAMPLE, backend.overrides)
-    plan = runner.plan(loaded, backend.name)
     provider.submit = interrupted
     try:
         with pytest.raises(KeyboardInterrupt):
-            runner.submit(plan)
+            backend.runner.submit(plan)
     finally:
         del provider.submit
+
+
+@pytest.mark.parametrize("reached_the_cloud", [True, False], ids=["create-reached-the-cloud", "create-never-sent"])
+def test_an_interrupted_submission_is_resumed_into_exactly_one_job(backend, reached_the_cloud: bool) -> None:  # type: ignore[no-untyped-def]
+    if backend.created_jobs is None:
+        pytest.skip(f"{backend.name} has no cloud side to count jobs on")
+    runner, before = backend.runner, backend.created_jobs()
+    loaded = load_spec(EXAMPLE, backend.overrides)
+    plan = runner.plan(loaded, backend.name)
+    submit_interrupted(backend, plan, reached_the_cloud)
     pending = runner.store.find_by_token(backend.name, plan.submission_token)
     assert pending.state is JobState.PENDING and "--resume" in (pending.message or "")
 
@@ -146,19 +152,9 @@ def test_resume_keeps_spot_and_refuses_changed_code_or_spec(backend, tmp_path: P
     spec_path = project(tmp_path, FAILS)
     loaded = load_spec(spec_path, [*backend.overrides, "spot.enabled=true"])
     runner = backend.runner
-    provider = runner.provider(backend.name)
     plan = runner.plan(loaded, backend.name)
     assert plan.spot
-
-    def interrupted(plan, request):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt
-
-    provider.submit = interrupted
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            runner.submit(plan)
-    finally:
-        del provider.submit
+    submit_interrupted(backend, plan, reached_the_cloud=False)
     job_id = plan.job_name
     resumed = runner.resume_plan(loaded, job_id)
     assert (resumed.job_name, resumed.submission_token, resumed.spot) == (plan.job_name, plan.submission_token, True)
