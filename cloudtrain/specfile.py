@@ -142,11 +142,11 @@ def format_validation_error(error: Any, source: str, node: Any = None,
         if line is not None and depth < len(loc) - 1:  # the mapping holding the key is not in the file
             by_set = max((o for o in overridden if o[:depth + 1] == loc[:depth + 1]), key=len, default=None)
             line = None  # its nearest ancestor's line would point at the wrong place
-        if by_set == loc:
-            lines.append(f"--set {path}: {_message(item, loc)}")
-            continue
-        where = f"--set {'.'.join(map(str, by_set))}" if by_set else f"{source}:{line}" if line else source
-        lines.append(f"{where}: {path}: {_message(item, loc)}")
+        if by_set == loc:  # the override names the field itself
+            where = f"--set {path}"
+        else:
+            where = (f"--set {'.'.join(map(str, by_set))}" if by_set else f"{source}:{line}" if line else source) + f": {path}"
+        lines.append(f"{where}: {_message(item, loc)}")
     count = len(lines)
     head = "the job spec is not valid" if count == 1 else f"the job spec has {count} problems"
     return SpecError(f"{head}:\n  " + "\n  ".join(lines), "fix the field(s) named above; `cloudtrain schema` lists every key")
