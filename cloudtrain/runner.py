@@ -239,7 +239,7 @@ class Runner:
 
 
 def _code_fingerprint(code_dir: str) -> str:
-    """The sha256 of the (deterministic) code bundle a submission stages from ``code_dir``."""
-    from cloudtrain.providers.bundle import make_bundle
+    """The fingerprint of the code a submission stages from ``code_dir`` (the bundle's files)."""
+    from cloudtrain.providers.bundle import code_fingerprint
 
-    return make_bundle(Path(code_dir)).sha256
+    return code_fingerprint(Path(code_dir))

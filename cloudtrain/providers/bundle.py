@@ -74,6 +74,14 @@ def bundle_files(code_dir: Path) -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
+def code_fingerprint(code_dir: Path) -> str:
+    """A sha256 of what a bundle of ``code_dir`` holds (names and contents), without building it."""
+    digest = hashlib.sha256()
+    for name, path in bundle_files(code_dir).items():
+        digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def make_bundle(code_dir: Path) -> Bundle:
     buffer = io.BytesIO()
     files = bundle_files(code_dir)
