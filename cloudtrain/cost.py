@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from cloudtrain.errors import BudgetExceededError, CatalogError
-from cloudtrain.spec import CLOUDS, JobSpec
+from cloudtrain.spec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.catalog import Catalog, Offer
@@ -92,10 +92,17 @@ class SpecEstimate:
     max_runtime_hours: float | None
     offers: list[CostEstimate]
     unavailable: dict[str, str] = field(default_factory=dict)  # cloud -> why no offer matched
+    unpriced: dict[str, str] = field(default_factory=dict)  # backend -> why it has no sourced price
 
     @property
     def cheapest(self) -> CostEstimate | None:
         return self.offers[0] if self.offers else None
+
+    def __iter__(self) -> Iterator[CostEstimate]:
+        return iter(self.offers)
+
+    def __len__(self) -> int:
+        return len(self.offers)
 
     def stale(self, today: date) -> list[CostEstimate]:
         return [o for o in self.offers if o.age_days(today) > STALE_AFTER_DAYS]
@@ -107,6 +114,8 @@ class SpecEstimate:
             "max_runtime_hours": self.max_runtime_hours,
             "offers": [o.to_dict() for o in self.offers],
             "cheapest": self.cheapest.to_dict() if self.cheapest else None,
+            "unavailable": dict(self.unavailable),
+            "unpriced": dict(self.unpriced),
         }
 
 
@@ -140,21 +149,25 @@ def estimate_spec(
     spec: JobSpec,
     catalog: "Catalog",
     *,
-    clouds: tuple[str, ...] = CLOUDS,
+    clouds: Mapping[str, str | None] | Iterable[str] | None = None,
     region: str | None = None,
+    unpriced: Mapping[str, str] | None = None,
     spot: bool | None = None,
 ) -> SpecEstimate:
     """The cheapest matching offer on each cloud, ranked by upper-bound (else hourly) cost.
 
-    The region is the one given, else the cloud's configured region, else the cheapest region."""
-    from cloudtrain.catalog import normalize_accelerator
-    from cloudtrain.plan import _cloud_region, choose_offer
+    ``clouds``: the backends whose offers are in the catalog (all the catalog's clouds by default),
+    as names (priced in ``region``, else the cheapest region) or as a map to each one's region.
+    ``unpriced``: backends shown without a price, and why."""
+    from cloudtrain.catalog import CLOUDS, normalize_accelerator
+    from cloudtrain.catalog.choice import choose_offer
 
+    if not isinstance(clouds, Mapping):
+        clouds = {name: region for name in (CLOUDS if clouds is None else clouds)}
     if spec.resources.accelerator:
         normalize_accelerator(spec.resources.accelerator.name)  # an unknown name is an error on every cloud
     offers, unavailable = [], {}
-    for cloud in clouds:
-        cloud_region = region or _cloud_region(cloud, spec.cloud_settings(cloud).model_dump())
+    for cloud, cloud_region in clouds.items():
         try:
             offer = choose_offer(spec, cloud, catalog, cloud_region)
         except CatalogError as error:
@@ -163,7 +176,7 @@ def estimate_spec(
         offers.append(estimate_offer(spec, offer, spot))
     offers.sort(key=_rank_key)
     return SpecEstimate(job=spec.name, nodes=spec.resources.nodes, max_runtime_hours=runtime_hours(spec),
-                        offers=offers, unavailable=unavailable)
+                        offers=offers, unavailable=unavailable, unpriced=dict(unpriced or {}))
 
 
 def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:

@@ -1,10 +1,12 @@
 """Resolving a spec into a Plan: where and how one submission of a job will run.
 
-``make_plan`` is a pure function of the spec, the catalog, the cloud settings and the two values
-that make a submission unique (the time and a random token, both passed in by the caller). It picks
-the offer (instance type, region, prices) for a cloud, the number of worker processes per node, the
-job name and the staging locations, and computes the cost upper bound. Providers render Plans; they
-never look at the catalog themselves.
+``make_plan`` is a pure function of the spec, the catalog, the backend's settings and the two
+values that make a submission unique (the time and a random token, both passed in by the caller). It
+picks the offer (instance type, region, prices) for a backend whose machines come from the catalog,
+the number of worker processes per node and the job name, and computes the cost upper bound. A
+backend without catalog offers (the local executor, a plugin) gets a plan with ``offer=None``.
+Backends render Plans; they never look at the catalog themselves. Which backends exist is the
+registry's business (the runner asks it), not this module's.
 """
 
 from __future__ import annotations
@@ -12,17 +14,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloudtrain.errors import CatalogError, UsageError
-from cloudtrain.spec import CLOUDS, JobSpec
+from cloudtrain.errors import CatalogError
+from cloudtrain.spec import JobSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.catalog import Catalog, Offer
     from cloudtrain.cost import CostEstimate
-
-BACKENDS = ("local", *CLOUDS)
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,7 @@ class Plan:
     offer: "Offer | None" = None
     spot: bool = False
     estimate: "CostEstimate | None" = None
-    settings: dict[str, Any] = field(default_factory=dict)  # the cloud's settings, merged from config layers
-    runs_dir: Path | None = None  # local backend: where run directories go
+    settings: dict[str, Any] = field(default_factory=dict)  # the backend's validated section, merged from config layers
 
     @property
     def instance_type(self) -> str | None:
@@ -87,77 +85,43 @@ def processes_per_node(spec: JobSpec, accelerator_count: int | None = None) -> i
     return max(1, count)
 
 
-def choose_offer(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | None = None) -> "Offer":
-    """The cheapest offer on ``cloud`` satisfying the spec's resources (an exact instance type wins)."""
-    from cloudtrain.catalog import normalize_accelerator
-
-    res = spec.resources
-    accelerator = normalize_accelerator(res.accelerator.name) if res.accelerator else None
-    query = dict(
-        region=region,
-        accelerator=accelerator,
-        accelerator_count=res.accelerator.count if res.accelerator else None,
-        min_vcpus=res.cpus,
-        min_memory_gib=res.memory_gib,
-        instance_type=getattr(res.instance_type, cloud),
-    )
-    return catalog.cheapest(cloud, **query)
-
-
-def _cloud_region(cloud: str, settings: dict[str, Any]) -> str | None:
-    key = {"sagemaker": "region", "azureml": "region", "vertex": "location"}.get(cloud)
-    return settings.get(key) if key else None
-
-
 def make_plan(
     spec: JobSpec,
     cloud: str,
     *,
     catalog: "Catalog | None" = None,
+    settings: dict[str, Any] | None = None,
     region: str | None = None,
     spot: bool | None = None,
     created_at: datetime | None = None,
     token: str | None = None,
-    runs_dir: Path | None = None,
 ) -> Plan:
-    """Resolve ``spec`` for one backend. ``region`` and ``spot`` override the spec when given."""
-    if cloud not in BACKENDS:
-        raise UsageError(f"unknown cloud {cloud!r}", f"choose one of: {', '.join(BACKENDS)}")
-    if created_at is None or token is None:
-        created_at, token = new_submission(created_at)
-    use_spot = spec.spot.enabled if spot is None else spot
-    name = job_name(spec, created_at, token)
-    if cloud == "local":
-        return Plan(spec=spec, cloud=cloud, job_name=name, submission_token=token, created_at=created_at,
-                    nodes=spec.resources.nodes, processes_per_node=processes_per_node(spec), spot=False,
-                    runs_dir=runs_dir)
-    settings = spec.cloud_settings(cloud).model_dump()
-    if catalog is None:
-        from cloudtrain.catalog import load_catalog
-
-        catalog = load_catalog()
-    offer = choose_offer(spec, cloud, catalog, region or _cloud_region(cloud, settings))
+    """Resolve ``spec`` for one backend. ``catalog``: where the backend's offers come from (None for
+    a backend without catalog offers); ``settings``: the backend's section (the spec's by default);
+    ``region`` and ``spot`` override the spec when given."""
+    from cloudtrain.catalog.choice import choose_offer
     from cloudtrain.cost import estimate_offer
 
-    plan = Plan(
-        spec=spec, cloud=cloud, job_name=name, submission_token=token, created_at=created_at,
-        nodes=spec.resources.nodes, processes_per_node=processes_per_node(spec, offer.accelerator_count),
-        region=offer.region, offer=offer, spot=bool(use_spot), settings=settings,
-    )
-    return _with_estimate(plan, estimate_offer(spec, offer, spot=bool(use_spot)))
+    if created_at is None or token is None:
+        created_at, token = new_submission(created_at)
+    use_spot = bool(spec.spot.enabled if spot is None else spot)
+    settings = spec.cloud_settings(cloud) if settings is None else settings
+    common = dict(spec=spec, cloud=cloud, job_name=job_name(spec, created_at, token), submission_token=token,
+                  created_at=created_at, nodes=spec.resources.nodes, spot=use_spot, settings=settings)
+    if catalog is None:
+        return Plan(**common, processes_per_node=processes_per_node(spec), region=region)
+    offer = choose_offer(spec, cloud, catalog, region)
+    return Plan(**common, processes_per_node=processes_per_node(spec, offer.accelerator_count), region=offer.region,
+                offer=offer, estimate=estimate_offer(spec, offer, spot=use_spot))
 
 
-def _with_estimate(plan: Plan, estimate: "CostEstimate") -> Plan:
-    from dataclasses import replace
-
-    return replace(plan, estimate=estimate)
-
-
-def cheapest_cloud(spec: JobSpec, catalog: "Catalog", region: str | None = None, spot: bool | None = None) -> str:
-    """The cloud whose cheapest matching offer has the lowest upper-bound (or hourly) cost."""
+def cheapest_cloud(spec: JobSpec, catalog: "Catalog", clouds: dict[str, str | None] | None = None,
+                   spot: bool | None = None) -> str:
+    """The cloud whose cheapest matching offer has the lowest upper-bound (or hourly) cost;
+    ``clouds``: the backends to compare, each with its region (None: any; default: the catalog's)."""
     from cloudtrain.cost import estimate_spec
 
-    estimates = estimate_spec(spec, catalog, region=region, spot=spot).offers
+    estimates = estimate_spec(spec, catalog, clouds=clouds, spot=spot).offers
     if not estimates:
         raise CatalogError("no cloud has an offer that satisfies this spec's resources", "loosen resources, or see `cloudtrain catalog`")
     return estimates[0].cloud

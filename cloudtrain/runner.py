@@ -54,25 +54,33 @@ class Runner:
     # -- planning and submitting ----------------------------------------------------------------
 
     def plan(self, loaded: LoadedSpec, cloud: str, *, region: str | None = None, spot: bool | None = None) -> Plan:
+        """Resolve a loaded spec for a backend (or ``cheapest``), refined and checked by the backend."""
         if cloud == "cheapest":
             from cloudtrain.plan import cheapest_cloud
 
-            cloud = cheapest_cloud(loaded.spec, self.catalog, region=region, spot=spot)
-        if cloud == "local":
-            from cloudtrain.plan import processes_per_node
-            from cloudtrain.providers.local import local_gpu_count
+            cloud = cheapest_cloud(loaded.spec, self.catalog, self.priced_backends(loaded.spec, region), spot=spot)
+        return self._plan(loaded.spec, cloud, region=region, spot=spot)
 
-            runs_dir = loaded.local.get("runs_dir")
-            plan = make_plan(loaded.spec, "local", runs_dir=Path(runs_dir).expanduser().resolve() if runs_dir else None)
-            gpus = local_gpu_count()
-            if loaded.spec.distribution.processes_per_node == "auto":
-                from dataclasses import replace
-
-                plan = replace(plan, processes_per_node=processes_per_node(loaded.spec, gpus))
-        else:
-            plan = make_plan(loaded.spec, cloud, catalog=self.catalog, region=region, spot=spot)
-        self.provider(plan.cloud).check(plan)
+    def _plan(self, spec: Any, cloud: str, *, region: str | None = None, spot: bool | None = None,
+              created_at: Any = None, token: str | None = None) -> Plan:
+        provider = self.provider(cloud)
+        settings = spec.cloud_settings(cloud)
+        catalog = self.catalog if provider.machines_from_catalog else None
+        plan = make_plan(spec, cloud, catalog=catalog, settings=settings, region=region or provider.region_of(settings),
+                         spot=spot, created_at=created_at, token=token)
+        plan = provider.adjust_plan(plan)
+        provider.check(plan)
         return plan
+
+    def priced_backends(self, spec: Any, region: str | None = None) -> dict[str, str | None]:
+        """The backends whose offers are in the catalog, each with the region to price it in."""
+        from cloudtrain.providers import registry
+
+        backends = {}
+        for name, cls in registry.available().items():
+            if cls.machines_from_catalog:
+                backends[name] = region or cls.region_of(spec.cloud_settings(name))
+        return backends
 
     def resume_plan(self, loaded: LoadedSpec, key: str) -> Plan:
         """The plan of a submission left PENDING (no answer to the create call, or interrupted),
@@ -103,13 +111,12 @@ class Runner:
             created_at = None
         if not token or created_at is None:
             raise UsageError(f"{record.id} does not hold its submission token and time", "submit it as a new job")
-        plan = make_plan(loaded.spec, record.cloud, catalog=self.catalog, region=record.region,
-                         spot=record.details.get("spot"), created_at=created_at, token=token)
+        plan = self._plan(loaded.spec, record.cloud, region=record.region, spot=record.details.get("spot"),
+                          created_at=created_at, token=token)
         if plan.job_name != record.id or plan.instance_type != record.instance_type:
             raise UsageError(f"cannot rebuild the submission of {record.id}: it would now be {plan.job_name} on "
                              f"{plan.instance_type}, not {record.instance_type} (was the catalog refreshed?)",
                              "submit it as a new job")
-        self.provider(plan.cloud).check(plan)
         return plan
 
     def render(self, plan: Plan) -> NativeRequest:
@@ -154,14 +161,16 @@ class Runner:
         ))
 
     def run_local(self, plan: Plan, on_line: Callable[[str], None] | None = None) -> tuple[JobRecord, JobStatus]:
-        """Run a local job in the foreground (``cloudtrain run``)."""
-        provider = self.provider("local")
+        """Run a job in the foreground (``cloudtrain run``): the backend returns when it ends."""
+        provider = self.provider(plan.cloud)
         request = provider.render(plan)
         record = self._record(plan)
+
+        def started(ref: Any) -> None:
+            self.store.update(record.id, state=JobState.RUNNING, native_id=ref.native_id, details=dict(ref.details))
+
         try:
-            provider.prepare(plan, request)
-            self.store.update(record.id, state=JobState.RUNNING, details={"run_dir": request.payload["run_dir"]})
-            ref, status = provider.run_foreground(plan, request, on_line=on_line)
+            ref, status = provider.run_foreground(plan, request, on_line=on_line, on_start=started)
         except CloudtrainError as error:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise

@@ -32,10 +32,6 @@ from pydantic import (
     model_validator,
 )
 
-CLOUDS = ("sagemaker", "azureml", "vertex")
-CloudName = Literal["sagemaker", "azureml", "vertex"]
-
-
 def parse_duration(value: Any) -> Any:
     """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"``, a number of seconds, or a timedelta."""
     if isinstance(value, timedelta) or value is None:
@@ -130,21 +126,16 @@ AcceleratorField = Annotated[
 ]
 
 
-class InstanceTypes(_Model):
-    """An exact instance type per cloud; it wins over the accelerator/cpus/memory search."""
-
-    sagemaker: str | None = Field(None, description="e.g. ml.g5.xlarge")
-    azureml: str | None = Field(None, description="e.g. Standard_NC4as_T4_v3")
-    vertex: str | None = Field(None, description="e.g. a2-highgpu-1g or n1-standard-8+NVIDIA_TESLA_T4x1")
-
-
 class Resources(_Model):
     accelerator: AcceleratorField | None = Field(None, description="Per node, e.g. 'T4' or 'A100:8'.")
     cpus: int | None = Field(None, ge=1, description="Minimum vCPUs per node.")
     memory_gib: float | None = Field(None, gt=0, description="Minimum memory per node, GiB.")
     disk_gib: int = Field(50, ge=1, le=16384, description="Disk (volume) per node, GiB.")
     nodes: int = Field(1, ge=1, le=64, description="Number of nodes (instances).")
-    instance_type: InstanceTypes = Field(default_factory=InstanceTypes)
+    instance_type: dict[str, str] = Field(
+        default_factory=dict,
+        description="An exact instance type per backend, e.g. {sagemaker: ml.g5.xlarge, vertex: a2-highgpu-1g}; "
+                    "it wins over the accelerator/cpus/memory search.")
 
     @field_validator("instance_type", mode="before")
     @classmethod
@@ -246,37 +237,6 @@ class Budget(_Model):
     max_usd: float = Field(gt=0, description="Refuse to launch when the upper-bound cost exceeds this.")
 
 
-class SageMakerSettings(_Model):
-    region: str | None = None
-    role_arn: str | None = Field(None, description="IAM role SageMaker assumes to run the job.")
-    bucket: str | None = Field(None, description="S3 bucket for staged code, inputs and outputs.")
-    prefix: str = Field("cloudtrain", description="Key prefix inside the bucket.")
-
-
-class AzureMLSettings(_Model):
-    subscription_id: str | None = None
-    region: str | None = Field(None, description="The workspace's Azure region (e.g. eastus), used for pricing.")
-    resource_group: str | None = None
-    workspace: str | None = None
-    compute: str | None = Field(None, description="Compute cluster name; serverless when unset.")
-    experiment: str | None = None
-
-
-class VertexSettings(_Model):
-    project: str | None = None
-    location: str | None = None
-    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] for staged code and outputs.")
-    service_account: str | None = None
-
-
-class CloudSettings(_Model):
-    """Per-cloud settings; the same keys may come from config files and environment variables."""
-
-    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
-    azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
-    vertex: VertexSettings = Field(default_factory=VertexSettings)
-
-
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 HyperValue = Union[bool, int, float, str]
 
@@ -307,9 +267,8 @@ class JobSpec(_Model):
         description="Names the entrypoint logs with log_metric that the cloud should track (e.g. val_loss).",
     )
     budget: Budget | None = None
-    sagemaker: SageMakerSettings = Field(default_factory=SageMakerSettings)
-    azureml: AzureMLSettings = Field(default_factory=AzureMLSettings)
-    vertex: VertexSettings = Field(default_factory=VertexSettings)
+    # Each backend's own section (``sagemaker: {region: ...}``, a plugin's ``toy: {...}``) is a field
+    # of the spec model that :func:`cloudtrain.sections.spec_model` builds from the registry.
 
     @field_validator("args", mode="before")
     @classmethod
@@ -365,13 +324,16 @@ class JobSpec(_Model):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-    def cloud_settings(self, cloud: str) -> BaseModel:
-        return getattr(self, cloud)
+    def cloud_settings(self, cloud: str) -> dict[str, Any]:
+        """The backend's validated section of this spec as a dict (empty when it has none)."""
+        section = getattr(self, cloud, None) if cloud in type(self).model_fields else None
+        return section.model_dump() if isinstance(section, BaseModel) else dict(section or {})
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a job file, for editors (``cloudtrain schema``)."""
-    schema = JobSpec.model_json_schema(mode="validation")
+def json_schema(model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The JSON Schema of a job file, for editors (``cloudtrain schema``); ``model`` is the spec
+    model with the backends' sections (:func:`cloudtrain.sections.spec_model`)."""
+    schema = (model or JobSpec).model_json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "cloudtrain job spec"
     return schema

@@ -1,19 +1,20 @@
 """Loading a job spec from a file, with config-file settings and ``--set`` overrides.
 
-Where the per-cloud settings (``sagemaker:``, ``azureml:``, ``vertex:``) come from, the first that
+Each backend's settings section (``sagemaker:``, ``azureml:``, ``vertex:``, ``local:``, a plugin's)
+is taken from the registry (:mod:`cloudtrain.sections`). Where its keys come from, the first that
 sets a key wins:
 
 1. ``--set key.path=value`` on the command line (any field, not only cloud settings);
-2. environment variables ``CLOUDTRAIN_<CLOUD>_<KEY>``, e.g. ``CLOUDTRAIN_SAGEMAKER_ROLE_ARN``,
-   ``CLOUDTRAIN_VERTEX_STAGING_BUCKET``;
+2. environment variables ``CLOUDTRAIN_<BACKEND>_<KEY>``, e.g. ``CLOUDTRAIN_SAGEMAKER_ROLE_ARN``,
+   ``CLOUDTRAIN_VERTEX_STAGING_BUCKET``, ``CLOUDTRAIN_RUNS_DIR`` (local.runs_dir);
 3. the spec file itself;
 4. the project config ``cloudtrain.yaml``, the nearest one in the spec's directory or above it;
 5. the user config ``~/.config/cloudtrain/config.yaml`` (``$XDG_CONFIG_HOME`` is honoured);
-6. the clouds' own variables, as their SDKs read them: ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
-   (sagemaker.region), ``AZURE_SUBSCRIPTION_ID`` (azureml.subscription_id), ``GOOGLE_CLOUD_PROJECT``
-   (vertex.project).
+6. the clouds' own variables, as their SDKs read them and each backend declares
+   (``native_variables``): ``AWS_REGION`` / ``AWS_DEFAULT_REGION`` (sagemaker.region),
+   ``AZURE_SUBSCRIPTION_ID`` (azureml.subscription_id), ``GOOGLE_CLOUD_PROJECT`` (vertex.project).
 
-Config files hold the same per-cloud sections as a spec, plus ``local: {runs_dir: ...}``.
+Config files hold the same per-backend sections as a spec (``local: {runs_dir: ...}`` among them).
 Relative paths in a spec (``code``, local inputs) are relative to the spec file's directory and are
 made absolute here. Errors name the file, the field path and, for YAML, the line.
 """
@@ -22,14 +23,12 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 from cloudtrain.errors import SpecError
-from cloudtrain.spec import CLOUDS, JobSpec
-
-CONFIG_KEYS = ("sagemaker", "azureml", "vertex", "local")
+from cloudtrain.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,11 @@ class LoadedSpec:
     spec: JobSpec
     path: Path | None
     base_dir: Path
-    local: dict[str, Any] = field(default_factory=dict)  # the config files' `local:` section
+
+    @property
+    def local(self) -> dict[str, Any]:
+        """The local backend's settings (``runs_dir``), from the spec and config layers."""
+        return self.spec.cloud_settings("local")
 
 
 def user_config_path() -> Path:
@@ -112,11 +115,11 @@ def _close_key(loc: list[Any]) -> str | None:
     """For an unknown key at ``loc``, the most similar key the spec takes at that place."""
     import difflib
 
-    from cloudtrain.spec import JobSpec
+    from cloudtrain.sections import spec_model
 
     if not loc or not isinstance(loc[-1], str):
         return None
-    models: list[type] = [JobSpec]
+    models: list[type] = [spec_model()]
     for part in loc[:-1]:
         inner = [m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)]
         models = inner or models  # a dict key or list index: the same models go on
@@ -223,60 +226,33 @@ def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    from cloudtrain.sections import config_sections
+
     data, _ = _yaml_load(path)
     if data is None:
         return {}
+    sections = config_sections()
     if not isinstance(data, dict):
-        raise SpecError(f"{path}: a config file is a mapping of sections", f"allowed sections: {', '.join(CONFIG_KEYS)}")
-    unknown = sorted(set(data) - set(CONFIG_KEYS))
+        raise SpecError(f"{path}: a config file is a mapping of sections", f"allowed sections: {', '.join(sections)}")
+    unknown = sorted(set(map(str, data)) - set(sections))
     if unknown:
-        raise SpecError(f"{path}: unknown config section(s) {unknown}", f"allowed sections: {', '.join(CONFIG_KEYS)}")
+        raise SpecError(f"{path}: unknown config section(s) {unknown}", f"allowed sections (one per backend): {', '.join(sections)}")
     for key, value in data.items():
         if value is not None and not isinstance(value, dict):
-            raise SpecError(f"{path}: section {key!r} must be a mapping", None)
+            raise SpecError(f"{path}: section {key!r} must be a mapping", f"e.g. {key}: {{region: ...}}")
     return {k: v for k, v in data.items() if v}
-
-
-def _env_settings(environ: dict[str, str]) -> dict[str, Any]:
-    from cloudtrain.spec import AzureMLSettings, SageMakerSettings, VertexSettings
-
-    models = {"sagemaker": SageMakerSettings, "azureml": AzureMLSettings, "vertex": VertexSettings}
-    out: dict[str, Any] = {}
-    for cloud in CLOUDS:
-        for key in models[cloud].model_fields:
-            value = environ.get(f"CLOUDTRAIN_{cloud.upper()}_{key.upper()}")
-            if value:
-                out.setdefault(cloud, {})[key] = value
-    runs_dir = environ.get("CLOUDTRAIN_RUNS_DIR")
-    if runs_dir:
-        out["local"] = {"runs_dir": runs_dir}
-    return out
-
-
-NATIVE_VARIABLES = {
-    ("sagemaker", "region"): ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    ("azureml", "subscription_id"): ("AZURE_SUBSCRIPTION_ID",),
-    ("vertex", "project"): ("GOOGLE_CLOUD_PROJECT",),
-}
-
-
-def _native_settings(environ: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for (cloud, key), names in NATIVE_VARIABLES.items():
-        value = next((environ[n] for n in names if environ.get(n)), None)
-        if value:
-            out.setdefault(cloud, {})[key] = value
-    return out
 
 
 def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings from config files over the clouds' own variables, settings from cloudtrain's variables)."""
+    from cloudtrain.sections import native_settings, variable_settings
+
     environ = dict(os.environ) if environ is None else environ
-    files: dict[str, Any] = _native_settings(environ)
+    files: dict[str, Any] = native_settings(environ)
     for path in (user_config_path(), find_project_config(base_dir)):
         if path is not None and path.is_file():
             files = _merge(files, _read_config(path))
-    return files, _env_settings(environ)
+    return files, variable_settings(environ)
 
 
 def _absolute(spec: JobSpec, base_dir: Path) -> JobSpec:
@@ -302,12 +278,14 @@ def build_spec(
 
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a job spec is a mapping with at least name, code and entrypoint", "see examples/")
+    from cloudtrain.sections import config_sections, spec_model
+
     files, env = config_layers(base_dir, environ)
     merged = dict(data)
-    for cloud in CLOUDS:
+    for cloud in config_sections():
         if data.get(cloud) is not None and not isinstance(data[cloud], dict):
             line = _line_of(node, [cloud]) if node is not None else None
-            raise SpecError(f"{source}{f':{line}' if line else ''}: {cloud}: the cloud's settings are a mapping",
+            raise SpecError(f"{source}{f':{line}' if line else ''}: {cloud}: the backend's settings are a mapping",
                             f"e.g. {cloud}: {{region: ...}}")
         layered = _merge(_merge(files.get(cloud, {}), data.get(cloud) or {}), env.get(cloud, {}))
         if layered:
@@ -315,14 +293,26 @@ def build_spec(
     overrides = list(overrides)
     merged = apply_overrides(merged, overrides)
     try:
-        spec = JobSpec.model_validate(merged)
+        spec = spec_model().model_validate(merged)
     except ValidationError as error:
         raise format_validation_error(error, source, node, [parse_override(o)[0] for o in overrides]) from None
-    local = _merge(files.get("local", {}), env.get("local", {}))
-    unknown = sorted(set(local) - {"runs_dir"})
-    if unknown or not isinstance(local.get("runs_dir", ""), str):
-        raise SpecError(f"config section local: {unknown or 'runs_dir'} is not valid", "local takes one key: runs_dir (a directory path)")
-    return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir, local=local)
+    check_instance_types(spec, source, node)
+    return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir)
+
+
+def check_instance_types(spec: JobSpec, source: str, node: Any = None) -> None:
+    """``resources.instance_type`` is keyed by backend names the registry knows."""
+    import difflib
+
+    from cloudtrain.providers import registry
+
+    known = registry.names()
+    for key in spec.resources.instance_type:
+        if key not in known:
+            line = _line_of(node, ["resources", "instance_type", key]) if node is not None else None
+            close = difflib.get_close_matches(key, known, n=1)
+            raise SpecError(f"{source}{f':{line}' if line else ''}: resources.instance_type.{key}: no backend is named {key!r}"
+                            + (f"; did you mean {close[0]!r}?" if close else ""), f"backends: {', '.join(known)}")
 
 
 def _load_python(path: Path) -> Any:
@@ -351,7 +341,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = (), check
     else:
         data, node = _yaml_load(path)
     loaded = build_spec(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides, node=node)
-    loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir, local=loaded.local)
+    loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir)
     if check_files:
         check_spec_files(loaded, node)
     return loaded

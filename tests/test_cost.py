@@ -100,29 +100,28 @@ def test_budget_guard() -> None:
         check_budget(spec(resources={"accelerator": "T4"}, budget={"max_usd": 1}), plan.estimate.__class__(**{**plan.estimate.__dict__, "max_runtime_hours": None}))
 
 
-class RecordingProvider:
-    """A provider that renders like SageMaker but records (and forbids) any submission."""
+def recording_provider():  # type: ignore[no-untyped-def]
+    """A SageMaker provider that records each step and forbids any submission."""
+    from cloudtrain.providers.sagemaker import SageMakerProvider
 
-    name = "sagemaker"
+    class RecordingProvider(SageMakerProvider):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
 
-    def __init__(self) -> None:
-        from cloudtrain.providers.sagemaker import SageMakerProvider
+        def check(self, plan) -> None:  # type: ignore[no-untyped-def]
+            self.calls.append("check")
+            super().check(plan)
 
-        self.real = SageMakerProvider()
-        self.capabilities = self.real.capabilities
-        self.calls: list[str] = []
+        def render(self, plan):  # type: ignore[no-untyped-def]
+            self.calls.append("render")
+            return super().render(plan)
 
-    def check(self, plan) -> None:  # type: ignore[no-untyped-def]
-        self.calls.append("check")
-        self.real.check(plan)
+        def submit(self, plan, request):  # type: ignore[no-untyped-def]
+            self.calls.append("submit")
+            raise AssertionError("an over-budget job must not be submitted")
 
-    def render(self, plan):  # type: ignore[no-untyped-def]
-        self.calls.append("render")
-        return self.real.render(plan)
-
-    def submit(self, plan, request):  # type: ignore[no-untyped-def]
-        self.calls.append("submit")
-        raise AssertionError("an over-budget job must not be submitted")
+    return RecordingProvider()
 
 
 def test_over_budget_submit_makes_no_provider_call_and_records_nothing(tmp_path: Path) -> None:
@@ -132,7 +131,7 @@ def test_over_budget_submit_makes_no_provider_call_and_records_nothing(tmp_path:
             "resources": {"accelerator": "T4", "nodes": 4}, "max_runtime": "24h", "budget": {"max_usd": 5},
             "sagemaker": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/T", "bucket": "b"}}
     loaded = build_spec(data, source="big.yaml", base_dir=tmp_path)
-    provider = RecordingProvider()
+    provider = recording_provider()
     runner = Runner(providers={"sagemaker": provider})
     plan = runner.plan(loaded, "sagemaker")
     with pytest.raises(BudgetExceededError):

@@ -52,7 +52,7 @@ def test_full_example_loads_with_units(tmp_path: Path) -> None:
     assert spec.max_runtime == timedelta(hours=2)
     assert spec.spot.max_wait == timedelta(hours=4)
     assert spec.checkpoint.every == timedelta(minutes=10)
-    assert spec.resources.instance_type.sagemaker == "ml.p4d.24xlarge"
+    assert spec.resources.instance_type["sagemaker"] == "ml.p4d.24xlarge"
     assert spec.inputs["train"].scheme() == "s3"
     assert spec.inputs["extra"].uri == str((tmp_path / "data" / "extra").resolve())  # made absolute
     assert spec.code == str(tmp_path.resolve())
@@ -242,5 +242,5 @@ def test_durations_are_whole_seconds_within_limits(text: str) -> None:
 
 def test_scalar_cloud_section_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "name: a\ncode: .\nentrypoint: train.py\nsagemaker: us-east-1\n")
-    with pytest.raises(SpecError, match=r"job.yaml:4: sagemaker: the cloud's settings are a mapping"):
+    with pytest.raises(SpecError, match=r"job.yaml:4: sagemaker: the backend's settings are a mapping"):
         load_spec(path)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, print_json
+from cloudtrain.cli.common import BackendChoice, console, err_console, json_option, print_json, runner
 
 
 @click.command("catalog")
-@click.option("--cloud", type=click.Choice(["sagemaker", "azureml", "vertex"]), default=None)
+@click.option("--cloud", type=BackendChoice(priced_only=True), default=None)
 @click.option("--region", default=None)
 @click.option("--gpu", default=None, metavar="NAME", help="Only offers with this accelerator (T4, A100, H100...).")
 @click.option("--cpu-only", is_flag=True, help="Only offers without accelerators.")
@@ -16,9 +16,7 @@ from cloudtrain.cli.common import console, err_console, json_option, print_json
 def command(cloud: str | None, region: str | None, gpu: str | None, cpu_only: bool, as_json: bool) -> None:
     """List instance offers with their facts and prices (cheapest first within each cloud and region)."""
     from cloudtrain.catalog import normalize_accelerator
-    from cloudtrain.cli.estimate import load_user_catalog
-
-    catalog = load_user_catalog()
+    catalog = runner().catalog
     offers = catalog.filter(cloud=cloud, region=region, gpu=False if cpu_only else None)
     if gpu:
         name = normalize_accelerator(gpu)

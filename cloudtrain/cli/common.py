@@ -34,6 +34,38 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+class BackendChoice(click.ParamType):
+    """A backend name from the registry (built-ins and installed plugins), plus ``extra`` words
+    such as ``cheapest``; the names are read only when an option is used or help is shown."""
+
+    name = "backend"
+
+    def __init__(self, *extra: str, priced_only: bool = False) -> None:
+        self.extra, self.priced_only = extra, priced_only
+
+    def choices(self) -> list[str]:
+        from cloudtrain.providers import registry
+
+        if self.priced_only:
+            names = [name for name, cls in registry.available().items() if cls.machines_from_catalog]
+        else:
+            names = registry.names()
+        return [*names, *self.extra]
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[" + "|".join(self.choices()) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        choices = self.choices()
+        if value in choices:
+            return value
+        import difflib
+
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        self.fail(f"{value!r} is not a backend{f'; did you mean {close[0]!r}?' if close else ''} "
+                  f"(choose from {', '.join(choices)})", param, ctx)
+
+
 def spec_argument(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
                         help="Override a spec field, e.g. --set resources.nodes=2 (repeatable).")(func)

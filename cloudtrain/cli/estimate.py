@@ -6,32 +6,25 @@ from datetime import date
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, load, print_json, spec_argument
-
-
-def load_user_catalog():  # type: ignore[no-untyped-def]
-    from cloudtrain.catalog import load_catalog
-    from cloudtrain.paths import catalog_cache_dir
-
-    return load_catalog(catalog_cache_dir())
+from cloudtrain.cli.common import BackendChoice, console, err_console, json_option, load, print_json, runner, spec_argument
 
 
 @click.command("estimate")
 @spec_argument
-@click.option("--cloud", type=click.Choice(["sagemaker", "azureml", "vertex"]), default=None, help="Only this cloud.")
+@click.option("--cloud", type=BackendChoice(), default=None, help="Only this backend.")
 @click.option("--region", default=None, help="Only this region (default: the configured one, else the cheapest).")
 @click.option("--spot/--no-spot", default=None, help="Price spot capacity (default: the spec's spot.enabled).")
 @json_option
 def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, region: str | None, spot: bool | None, as_json: bool) -> None:
     """Show what SPEC costs per hour and at most (nodes x $/h x max_runtime) on each cloud, cheapest first."""
-    from cloudtrain.cost import STALE_AFTER_DAYS, estimate_spec
+    from cloudtrain.api import Job
+    from cloudtrain.cost import STALE_AFTER_DAYS
     from cloudtrain.errors import CatalogError
-    from cloudtrain.spec import CLOUDS
 
-    spec = load(spec_path, overrides, check_files=False).spec
-    catalog = load_user_catalog()
-    result = estimate_spec(spec, catalog, clouds=(cloud,) if cloud else CLOUDS, region=region, spot=spot)
-    if not result.offers:
+    job = Job.from_loaded(load(spec_path, overrides, check_files=False), runner=runner())
+    spec = job.spec
+    result = job.estimate(cloud, region=region, spot=spot)
+    if not result.offers and not result.unpriced:
         reasons = "; ".join(f"{c}: {why}" for c, why in result.unavailable.items())
         raise CatalogError(f"no cloud has an offer for this job's resources ({reasons})", "see `cloudtrain catalog` for what exists")
     if as_json:
@@ -63,6 +56,8 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
             row.append("-" if item.on_demand_max_total_usd is None or not item.spot else f"${item.on_demand_max_total_usd:,.2f}")
         stale = item.age_days(today) > STALE_AFTER_DAYS
         table.add_row(*row, f"[yellow]{item.price_as_of}[/]" if stale else str(item.price_as_of))
+    for name in result.unpriced:
+        table.add_row(name, "-", "-", "-", "[yellow]no sourced price[/]", *["-"] * (len(columns) - 4))
     table.caption = "* cheapest"
     table.caption_justify = "left"
     out = console()
@@ -79,6 +74,8 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
                     f"(as of {item.price_as_of}); run `cloudtrain prices refresh --cloud {item.cloud}`")
     for name, why in result.unavailable.items():
         notes.print(f"not available on {name}: {why}", soft_wrap=True, markup=False)
+    for name, why in result.unpriced.items():
+        notes.print(f"{name}: {why}", soft_wrap=True, markup=False)
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, json_option, plain, print_json, runner, styled_state
+from cloudtrain.cli.common import BackendChoice, console, json_option, plain, print_json, runner, styled_state
 
 
 @click.command("list")
-@click.option("--cloud", default=None, help="Only jobs on this backend (local, sagemaker, azureml, vertex).")
+@click.option("--cloud", type=BackendChoice(), default=None, help="Only jobs on this backend.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--no-refresh", is_flag=True, help="Show what the store knows without asking the backends.")
 @json_option

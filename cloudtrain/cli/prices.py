@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console
+from cloudtrain.cli.common import BackendChoice, console
 
 
 @click.group("prices")
@@ -13,7 +13,7 @@ def command() -> None:
 
 
 @command.command("refresh")
-@click.option("--cloud", type=click.Choice(["sagemaker", "azureml", "vertex"]), multiple=True,
+@click.option("--cloud", type=BackendChoice(priced_only=True), multiple=True,
               help="Only this cloud (repeatable); all three by default.")
 @click.option("--region", "regions", multiple=True, help="Only these regions (repeatable).")
 def refresh_command(cloud: tuple[str, ...], regions: tuple[str, ...]) -> None:
@@ -28,7 +28,7 @@ def refresh_command(cloud: tuple[str, ...], regions: tuple[str, ...]) -> None:
 
     out = console()
     failures = []
-    for name in cloud or ("sagemaker", "azureml", "vertex"):
+    for name in cloud or BackendChoice(priced_only=True).choices():
         try:
             summary = refresh(name, catalog_cache_dir(), regions=tuple(regions) or None)
         except CatalogError as error:

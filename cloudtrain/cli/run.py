@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,22 +10,6 @@ from typing import Any
 import click
 
 from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument, styled_state
-
-
-def final_metrics(run_dir: Path) -> dict[str, float]:
-    """The last value of each metric the job logged."""
-    metrics: dict[str, float] = {}
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    except OSError:
-        return metrics
-    for line in lines:
-        try:
-            record = json.loads(line)
-            metrics[record["name"]] = record["value"]
-        except (ValueError, KeyError, TypeError):
-            continue
-    return metrics
 
 
 class LiveDisplay:
@@ -64,20 +47,21 @@ def command(spec_path: str, overrides: tuple[str, ...], as_json: bool, quiet: bo
     The run directory (logs, metrics, model, checkpoints, resolved spec) is
     .cloudtrain/runs/<job-id>/ under the job's code directory unless configured.
     """
-    loaded = load(spec_path, overrides)
-    jobs = runner()
-    plan = jobs.plan(loaded, "local")
+    from cloudtrain.api import Job
+
+    job = Job.from_loaded(load(spec_path, overrides), runner=runner())
     started = time.monotonic()
     if as_json or quiet:
         echo = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-        record, status = jobs.run_local(plan, on_line=echo)
+        run = job.run(on_line=echo)
     else:
-        display = LiveDisplay(plan.job_name)
+        display = LiveDisplay(job.spec.name)
         with display.progress:
-            record, status = jobs.run_local(plan, on_line=display.on_line)
+            run = job.run(on_line=display.on_line)
     elapsed = time.monotonic() - started
+    status, record = run.status(), run.record
     run_dir = Path(record.details["run_dir"])
-    metrics = final_metrics(run_dir)
+    metrics = run.metrics
     model_dir = run_dir / "model"
     result: dict[str, Any] = {
         "job_id": record.id, "state": status.state.value, "exit_code": status.exit_code, "message": status.message,

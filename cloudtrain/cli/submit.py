@@ -6,14 +6,13 @@ import sys
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument, styled_state
-
-CLOUD_CHOICES = ["sagemaker", "azureml", "vertex", "local", "cheapest"]
+from cloudtrain.cli.common import (BackendChoice, console, err_console, json_option, load, plain, print_json, runner, spec_argument,
+                                   styled_state)
 
 
 @click.command("submit")
 @spec_argument
-@click.option("--cloud", type=click.Choice(CLOUD_CHOICES),
+@click.option("--cloud", type=BackendChoice("cheapest"),
               help="Where to run (required unless --resume); 'cheapest' picks the cloud with the lowest upper-bound cost.")
 @click.option("--resume", "resume", metavar="JOB", default=None,
               help="Send again a submission left PENDING (no answer to the create call, or interrupted), "

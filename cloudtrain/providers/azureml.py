@@ -30,14 +30,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
-from cloudtrain.errors import ProviderError, SpecError, UnsupportedFeatureError
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudtrain.errors import CloudtrainError, ProviderError, SpecError, UnsupportedFeatureError
 from cloudtrain.providers.azureml_job import URI_SCHEMES, build_yaml, load_yaml_job, workspace
-from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider,
+                                       missing_settings_error)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -59,7 +61,6 @@ STATES = {
     "Canceled": JobState.CANCELLED,
 }
 USER_LOG_PREFIX = "user_logs/std_log"
-SUBMIT_ATTEMPTS = 4
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 CREDENTIALS_HINT = ("sign in with `az login`, or set AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET (a service principal), "
                     "or run where a managed identity is available; to use the local emulator, run "
@@ -76,12 +77,31 @@ def default_output_uri(job_name: str, output: str) -> str:
     return f"azureml://datastores/workspaceblobstore/paths/azureml/{job_name}/{output}/"
 
 
-class AzureMLProvider:
+class AzureMLSettings(BaseModel):
+    """The ``azureml:`` section of a spec or config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subscription_id: str | None = None
+    region: str | None = Field(None, description="The workspace's Azure region (e.g. eastus), used for pricing.")
+    resource_group: str | None = None
+    workspace: str | None = None
+    compute: str | None = Field(None, description="Compute cluster name; serverless when unset.")
+    experiment: str | None = None
+
+
+class AzureMLProvider(Provider):
     name: ClassVar[str] = "azureml"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        spot=True, multi_node=True, checkpoints=True, log_streaming=True, sweeps=False, container_images=True,
+        spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
         input_schemes=("local", "azureml", "https"), secret_sources=("azure_key_vault",),
     )
+    settings_model = AzureMLSettings
+    region_setting = "region"
+    native_variables = {"subscription_id": ("AZURE_SUBSCRIPTION_ID",)}
+    machines_from_catalog = True
+    settings_examples = WORKSPACE_KEYS
+    lookup_before_create = True  # job names are the workspace's keys: look before each attempt
 
     def __init__(self, client: Any = None, credential: Any = None) -> None:
         """``client``: an ``MLClient`` used for every job (tests and emulators hand one in);
@@ -97,7 +117,7 @@ class AzureMLProvider:
             return self._client
         missing = [key for key in WORKSPACE_KEYS if not where.get(key)]
         if missing:
-            raise _missing_settings(missing)
+            raise missing_settings_error(self.name, missing, WORKSPACE_KEYS)
         key = (where["subscription_id"], where["resource_group"], where["workspace"])
         if key not in self._clients:
             _quiet_sdk_logging()
@@ -111,20 +131,13 @@ class AzureMLProvider:
             self._clients[key] = MLClient(credential, *key, show_progress=False, user_agent="cloudtrain")
         return self._clients[key]
 
-    def _call(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """One SDK call (with the SDK's retries); failures become one clear ProviderError."""
-        try:
-            return func(*args, **kwargs)
-        except Exception as error:  # the SDK raises azure-core, azure-identity and its own errors
-            raise _provider_error(what, error) from None
+    def translate_error(self, what: str, error: Exception) -> CloudtrainError:
+        return _provider_error(what, error)
 
     # -- plan time -----------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan") -> None:
-        check_capabilities(self, plan)
-        missing = [key for key in WORKSPACE_KEYS if not plan.settings.get(key)]
-        if missing:
-            raise _missing_settings(missing)
+    def check_settings(self, plan: "Plan") -> None:
+        super().check_settings(plan)
         if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
             raise UnsupportedFeatureError("resources.nodes: several Azure ML nodes need distribution.type: torchrun "
                                           "(otherwise every node runs the whole job)", "set distribution: {type: torchrun} or resources.nodes: 1")
@@ -141,51 +154,42 @@ class AzureMLProvider:
 
     # -- submission -----------------------------------------------------------------------------------
 
-    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+    def create(self, plan: "Plan", request: NativeRequest) -> str:
+        """Stage the code bundle and create the job; the SDK uploads the code and local inputs."""
         ml = self.client(workspace(plan))
-        for attempt in range(SUBMIT_ATTEMPTS):
-            try:
-                self._submit_once(ml, plan, request)
-                return self.ref(plan)
-            except Exception as error:
-                if attempt + 1 == SUBMIT_ATTEMPTS or not _transient(error):
-                    if isinstance(error, (ProviderError, SpecError)):
-                        raise
-                    raise _provider_error("create the job", error) from None
-                time.sleep(min(4.0, 0.25 * 2 ** attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _submit_once(self, ml: Any, plan: "Plan", request: NativeRequest) -> None:
-        from azure.core.exceptions import HttpResponseError, ResourceExistsError
-
-        if self._existing(ml, plan) is not None:
-            return  # created by an earlier attempt of this submission
         with staged_code(Path(plan.spec.code)) as code_dir:
             job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])
-            try:
-                with contextlib.redirect_stderr(io.StringIO()):  # the SDK prints a colour reset after uploads
-                    ml.jobs.create_or_update(job)
-            except (ResourceExistsError, HttpResponseError) as error:
-                if isinstance(error, ResourceExistsError) or "already exist" in str(error).lower():
-                    if self._existing(ml, plan) is not None:
-                        return
-                raise
+            with contextlib.redirect_stderr(io.StringIO()):  # the SDK prints a colour reset after uploads
+                ml.jobs.create_or_update(job)
+        return plan.job_name
 
-    def _existing(self, ml: Any, plan: "Plan") -> Any:
+    def classify_create_error(self, error: Exception) -> CreateOutcome:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        if isinstance(error, ResourceExistsError) or (isinstance(error, HttpResponseError) and "already exist" in str(error).lower()):
+            return CreateOutcome.ALREADY_EXISTS
+        return CreateOutcome.TRANSIENT if _transient(error) else CreateOutcome.FATAL
+
+    def find_submission(self, plan: "Plan") -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
 
+        ml = self.client(workspace(plan))
         try:
             job = ml.jobs.get(plan.job_name)
         except ResourceNotFoundError:
             return None
+        except Exception as error:  # noqa: BLE001
+            if _transient(error):
+                return None  # the create attempt that follows meets the same trouble and is retried
+            raise self.translate_error(f"look up job {plan.job_name}", error) from None
         token = (job.tags or {}).get("cloudtrain:submission")
         if token != plan.submission_token:
             raise ProviderError(f"another job named {plan.job_name} already exists in the workspace (submission {token})",
                                 "submit again: a new submission gets a new job name")
-        return job
+        return plan.job_name
 
-    def ref(self, plan: "Plan") -> JobRef:
-        return JobRef(job_id=plan.job_name, cloud="azureml", native_id=plan.job_name, region=plan.region,
+    def ref(self, plan: "Plan", native_id: str) -> JobRef:
+        return JobRef(job_id=plan.job_name, cloud="azureml", native_id=native_id, region=plan.region,
                       details={"submission_token": plan.submission_token, **workspace(plan)})
 
     # -- following ------------------------------------------------------------------------------------
@@ -196,11 +200,11 @@ class AzureMLProvider:
     def run_details(self, ref: JobRef) -> Any:
         """The run's details in run history (status, error, times, log file URLs)."""
         ml = self._ml(ref)
-        return self._call(f"read the run details of job {ref.native_id}", ml.jobs._runs_operations.get_run_details, ref.native_id)
+        return self.call(f"read the run details of job {ref.native_id}", ml.jobs._runs_operations.get_run_details, ref.native_id)
 
     def status(self, ref: JobRef) -> JobStatus:
         ml = self._ml(ref)
-        job = self._call(f"get job {ref.native_id}", ml.jobs.get, ref.native_id)
+        job = self.call(f"get job {ref.native_id}", ml.jobs.get, ref.native_id)
         native = str(getattr(job.status, "value", job.status) or "NotStarted")
         state = neutral_state(native)
         message, started, ended, model = None, None, None, None
@@ -215,33 +219,30 @@ class AzureMLProvider:
             model = getattr(output, "path", None) or default_output_uri(ref.native_id, "model")
         return JobStatus(state=state, native_state=native, message=message, started_at=started, ended_at=ended, model_uri=model)
 
-    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+    def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
+        """The run's ``user_logs/std_log*.txt`` files after the characters already read of each."""
         from azure.ai.ml._utils.utils import download_text_from_url
 
         ml = self._ml(ref)
-        read: dict[str, int] = {}
-        while True:
-            terminal = self.status(ref).state.is_terminal  # read before the logs: no line is missed
-            files = {name: url for name, url in (self.run_details(ref).log_files or {}).items()
-                     if name.startswith(USER_LOG_PREFIX) and name.endswith(".txt")}
-            for name in sorted(files):
-                text = self._call(f"read log file {name}", download_text_from_url, files[name], ml.jobs._requests_pipeline, timeout=60)
-                text = text if isinstance(text, str) else text.decode("utf-8", errors="replace")
-                start = read.get(name, 0)
-                end = len(text) if terminal else text.rfind("\n", start) + 1
-                if end <= start:
-                    continue
-                read[name] = end
-                prefix = f"[{name[len(USER_LOG_PREFIX):-4].strip('_')}] " if len(files) > 1 else ""
-                for line in text[start:end].splitlines():
-                    yield prefix + line
-            if not follow or terminal:
-                return
-            time.sleep(2.0)
+        read: dict[str, int] = dict(cursor or {})
+        files = {name: url for name, url in (self.run_details(ref).log_files or {}).items()
+                 if name.startswith(USER_LOG_PREFIX) and name.endswith(".txt")}
+        lines: list[str] = []
+        for name in sorted(files):
+            text = self.call(f"read log file {name}", download_text_from_url, files[name], ml.jobs._requests_pipeline, timeout=60)
+            text = text if isinstance(text, str) else text.decode("utf-8", errors="replace")
+            start = read.get(name, 0)
+            end = len(text) if final else text.rfind("\n", start) + 1
+            if end <= start:
+                continue
+            read[name] = end
+            prefix = f"[{name[len(USER_LOG_PREFIX):-4].strip('_')}] " if len(files) > 1 else ""
+            lines += [prefix + line for line in text[start:end].splitlines()]
+        return lines, read
 
     def cancel(self, ref: JobRef) -> None:
         ml = self._ml(ref)
-        self._call(f"cancel job {ref.native_id}", ml.jobs.begin_cancel, ref.native_id)
+        self.call(f"cancel job {ref.native_id}", ml.jobs.begin_cancel, ref.native_id)
 
 
 @contextlib.contextmanager
@@ -266,13 +267,6 @@ def staged_code(code_dir: Path) -> Iterator[Path]:
         yield target
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _missing_settings(missing: list[str]) -> SpecError:
-    first = missing[0]
-    return SpecError(f"azureml.{first} is not set" + (f" (nor {', '.join('azureml.' + m for m in missing[1:])})" if missing[1:] else ""),
-                     f"set the workspace in the spec, in cloudtrain.yaml (azureml: {{{first}: {WORKSPACE_KEYS[first]}}}), "
-                     f"or with CLOUDTRAIN_AZUREML_{first.upper()}")
 
 
 def _transient(error: Exception) -> bool:

@@ -20,12 +20,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from cloudtrain.errors import SpecError, UsageError
-from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudtrain.errors import SpecError, UnsupportedFeatureError, UsageError
+from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, Provider
 from cloudtrain.providers.process import (Supervisor, free_port, install_cancel_handlers, read_status, supervisor_alive,
                                          write_json_atomic)
 
@@ -91,31 +92,50 @@ def entry_argv(plan: "Plan", node_rank: int) -> list[str]:
     return [*launcher, *(target[1:] if spec.module else target), *spec.args]
 
 
-class LocalProvider:
+class LocalSettings(BaseModel):
+    """The ``local:`` section of a spec or config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    runs_dir: str | None = Field(None, description="Where run directories go; `.cloudtrain/runs` in the code directory if unset.")
+
+
+class LocalProvider(Provider):
     """Runs jobs on this machine (see the module docstring)."""
 
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        spot=False, multi_node=True, checkpoints=True, log_streaming=True, sweeps=True,
+        spot=False, multi_node=True, checkpoints=True, log_streaming=True,
         container_images=False, input_schemes=("local",), secret_sources=("env",),
     )
+    settings_model = LocalSettings
+    poll_seconds = 0.2
 
-    def check(self, plan: "Plan") -> None:
-        check_capabilities(self, plan)
+    def check_settings(self, plan: "Plan") -> None:
         for name, ref in plan.spec.secrets.items():
             if ref.env and ref.env not in os.environ:
                 raise SpecError(f"secrets.{name}: environment variable {ref.env} is not set",
                                 f"export {ref.env}=... before running, or remove the secret from the spec")
         if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
-            from cloudtrain.errors import UnsupportedFeatureError
-
             raise UnsupportedFeatureError(
                 "resources.nodes: several local nodes need distribution.type: torchrun",
                 "set distribution: {type: torchrun} or resources.nodes: 1",
             )
 
+    def adjust_plan(self, plan: "Plan") -> "Plan":
+        """One worker per GPU of this machine under ``processes_per_node: auto``."""
+        from dataclasses import replace
+
+        from cloudtrain.plan import processes_per_node
+
+        if plan.spec.distribution.processes_per_node == "auto":
+            return replace(plan, processes_per_node=processes_per_node(plan.spec, local_gpu_count()))
+        return plan
+
     def run_dir(self, plan: "Plan") -> Path:
-        return (plan.runs_dir or default_runs_dir(plan.spec.code)) / plan.job_name
+        runs_dir = plan.settings.get("runs_dir")
+        base = Path(runs_dir).expanduser().resolve() if runs_dir else default_runs_dir(plan.spec.code)
+        return base / plan.job_name
 
     def render(self, plan: "Plan") -> NativeRequest:
         spec, run_dir = plan.spec, self.run_dir(plan)
@@ -157,7 +177,7 @@ class LocalProvider:
         write_json_atomic(run_dir / "status.json", {"state": "PENDING", "job_id": plan.job_name})
         return run_dir
 
-    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:  # no remote create: nothing to make idempotent
         """Start a detached supervisor for the job and return at once."""
         run_dir = self.prepare(plan, request)
         pid_file = run_dir / "supervisor.pid"
@@ -166,13 +186,16 @@ class LocalProvider:
                 process = subprocess.Popen([sys.executable, "-m", "cloudtrain.providers.process", str(run_dir)],
                                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             pid_file.write_text(str(process.pid))
-        return self.ref(plan, run_dir)
+        return self.local_ref(plan, run_dir)
 
-    def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None) -> tuple[JobRef, JobStatus]:
+    def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None,
+                       on_start: Callable[[JobRef], None] | None = None) -> tuple[JobRef, JobStatus]:
         """Run the job in this process (``cloudtrain run``); Ctrl-C cancels it cleanly."""
         from cloudtrain.providers.process import load_commands
 
         run_dir = self.prepare(plan, request)
+        if on_start is not None:
+            on_start(self.local_ref(plan, run_dir))
         commands, grace = load_commands(run_dir, request.payload["secret_env"])
         supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line)
         restore = install_cancel_handlers(supervisor)
@@ -180,10 +203,10 @@ class LocalProvider:
             supervisor.run()
         finally:
             restore()
-        ref = self.ref(plan, run_dir)
+        ref = self.local_ref(plan, run_dir)
         return ref, self.status(ref)
 
-    def ref(self, plan: "Plan", run_dir: Path) -> JobRef:
+    def local_ref(self, plan: "Plan", run_dir: Path) -> JobRef:
         return JobRef(job_id=plan.job_name, cloud="local", native_id=plan.job_name,
                       details={"run_dir": str(run_dir), "submission_token": plan.submission_token})
 
@@ -225,24 +248,19 @@ class LocalProvider:
                          model_uri=str(model_dir) if model_dir.is_dir() and any(model_dir.iterdir()) else None,
                          exit_code=data.get("exit_code"))
 
-    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
-        run_dir = self._run_dir(ref)
-        path = run_dir / "logs" / "job.log"
-        position = 0
-        while True:
-            terminal = self.status(ref).state.is_terminal  # read before the file: no line is missed
-            if path.exists():
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    handle.seek(position)
-                    while True:
-                        line = handle.readline()
-                        if not line.endswith("\n"):
-                            break
-                        position = handle.tell()
-                        yield line.rstrip("\n")
-            if not follow or terminal:
-                return
-            time.sleep(0.2)
+    def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
+        path = self._run_dir(ref) / "logs" / "job.log"
+        position, lines = cursor or 0, []
+        if path.exists():
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(position)
+                while True:
+                    line = handle.readline()
+                    if not line.endswith("\n") and not (final and line):
+                        break
+                    position = handle.tell()
+                    lines.append(line.rstrip("\n"))
+        return lines, position
 
     def cancel(self, ref: JobRef) -> None:
         import signal

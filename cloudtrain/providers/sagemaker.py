@@ -18,13 +18,14 @@ Credentials and region come from the usual AWS chain (environment, profile, SSO,
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from cloudtrain.errors import ProviderError, SpecError, SubmissionUncertainError
-from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudtrain.errors import CloudtrainError, ProviderError, SpecError
+from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
 from cloudtrain.providers.sagemaker_request import build_request, staging, validate_request
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,16 +54,34 @@ def neutral_state(status: str, secondary: str | None) -> JobState:
     return STATES.get(status, JobState.PENDING)
 
 
-class SageMakerProvider:
+class SageMakerSettings(BaseModel):
+    """The ``sagemaker:`` section of a spec or config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str | None = None
+    role_arn: str | None = Field(None, description="IAM role SageMaker assumes to run the job.")
+    bucket: str | None = Field(None, description="S3 bucket for staged code, inputs and outputs.")
+    prefix: str = Field("cloudtrain", description="Key prefix inside the bucket.")
+
+
+class SageMakerProvider(Provider):
     name: ClassVar[str] = "sagemaker"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        spot=True, multi_node=True, checkpoints=True, log_streaming=True, sweeps=True, container_images=True,
+        spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
         input_schemes=("local", "s3"), secret_sources=("aws_secret",),
     )
+    settings_model = SageMakerSettings
+    region_setting = "region"
+    native_variables = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    machines_from_catalog = True
+    settings_examples = {"role_arn": "arn:aws:iam::123456789012:role/SageMakerTraining", "bucket": "my-training-bucket"}
+    create_attempts = 1  # botocore retries the call itself; what is left is uncertain or refused
 
-    def __init__(self, session: Any = None) -> None:
-        """``session``: a ``boto3.Session`` to use (tests and emulators hand one in); else the default chain."""
-        self._session = session
+    def __init__(self, client: Any = None) -> None:
+        """``client``: a ``boto3.Session`` to create the service clients with (tests and emulators hand
+        one in); else the default credential chain."""
+        self._session = client
         self._clients: dict[tuple[str, str | None], Any] = {}
 
     # -- clients: created here only -------------------------------------------------------------
@@ -95,32 +114,26 @@ class SageMakerProvider:
             self._clients[key] = session.client(service, region_name=region, config=config)
         return self._clients[key]
 
-    def _call(self, what: str, func: Any, **kwargs: Any) -> Any:
-        """One SDK call with the SDK's retries; failures become one clear ProviderError."""
+    def translate_error(self, what: str, error: Exception) -> CloudtrainError:
         from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-        try:
-            return func(**kwargs)
-        except NoCredentialsError:
-            raise ProviderError("no AWS credentials were found", CREDENTIALS_HINT) from None
-        except EndpointConnectionError as error:
-            raise ProviderError(f"cannot reach AWS while trying to {what}: {error}",
-                                "check your network, AWS_ENDPOINT_URL (emulator) and region") from None
-        except ClientError as error:
+        if isinstance(error, NoCredentialsError):
+            return ProviderError("no AWS credentials were found", CREDENTIALS_HINT)
+        if isinstance(error, EndpointConnectionError):
+            return ProviderError(f"cannot reach AWS while trying to {what}: {error}",
+                                 "check your network, AWS_ENDPOINT_URL (emulator) and region")
+        if isinstance(error, ClientError):
             info = error.response.get("Error", {})
-            raise ProviderError(f"SageMaker refused to {what}: {info.get('Code')}: {info.get('Message')}",
-                                _hint_for(info.get("Code", ""))) from None
-        except BotoCoreError as error:
-            raise ProviderError(f"the AWS SDK failed to {what}: {error}", "retry; if it persists, check the AWS configuration") from None
+            return ProviderError(f"SageMaker refused to {what}: {info.get('Code')}: {info.get('Message')}",
+                                 _hint_for(info.get("Code", "")))
+        if isinstance(error, BotoCoreError):
+            return ProviderError(f"the AWS SDK failed to {what}: {error}", "retry; if it persists, check the AWS configuration")
+        return super().translate_error(what, error)
 
     # -- plan time -----------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan") -> None:
-        check_capabilities(self, plan)
-        for key, example in (("role_arn", "arn:aws:iam::123456789012:role/SageMakerTraining"), ("bucket", "my-training-bucket")):
-            if not plan.settings.get(key):
-                raise SpecError(f"sagemaker.{key} is not set", f"set it in the spec, in cloudtrain.yaml (sagemaker: {{{key}: {example}}}), "
-                                f"or with CLOUDTRAIN_SAGEMAKER_{key.upper()}")
+    def check_settings(self, plan: "Plan") -> None:
+        super().check_settings(plan)
         if plan.spec.checkpoint.dir and not plan.spec.checkpoint.dir.startswith("/"):
             raise SpecError("checkpoint.dir: on SageMaker it is an absolute path inside the job", "e.g. /opt/ml/checkpoints")
 
@@ -131,52 +144,47 @@ class SageMakerProvider:
 
     # -- submission -----------------------------------------------------------------------------------
 
-    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
+    def stage(self, plan: "Plan", request: NativeRequest) -> None:
         from cloudtrain.providers.bundle import make_bundle
 
-        payload = request.payload
         s3 = self.client("s3", plan.region)
         where = staging(plan)
         bucket, key = _split_s3(where["code"])
         bundle = make_bundle(Path(plan.spec.code))
-        self._call("upload the code bundle", s3.put_object, Bucket=bucket, Key=key, Body=bundle.data,
-                   Metadata={"sha256": bundle.sha256})
+        self.call("upload the code bundle", s3.put_object, Bucket=bucket, Key=key, Body=bundle.data,
+                  Metadata={"sha256": bundle.sha256})
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
-        sagemaker = self.client("sagemaker", plan.region)
+
+    def create(self, plan: "Plan", request: NativeRequest) -> str:
+        self.client("sagemaker", plan.region).create_training_job(**request.payload)
+        return plan.job_name
+
+    def classify_create_error(self, error: Exception) -> CreateOutcome:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            sagemaker.create_training_job(**payload)
-        except BotoCoreError as error:  # retries exhausted on a dropped or timed-out connection
-            raise SubmissionUncertainError(
-                f"no answer from SageMaker to the create request of {plan.job_name} ({error}); it may have been accepted",
-                f"`cloudtrain status {plan.job_name}` asks SageMaker whether the job exists; "
-                f"`cloudtrain submit SPEC --resume {plan.job_name}` sends it again (it is never created twice)",
-            ) from None
-        except ClientError as error:
-            info = error.response.get("Error", {})
-            if not _already_exists(info):
-                self._call("create the training job", _raise, error=error)
-            # accepted before (a retry after a lost response, or a resubmitted plan): same job
-        return self.ref(plan)
+        if isinstance(error, ClientError) and _already_exists(error.response.get("Error", {})):
+            return CreateOutcome.ALREADY_EXISTS
+        if isinstance(error, BotoCoreError):  # retries exhausted on a dropped or timed-out connection
+            return CreateOutcome.UNCERTAIN
+        return CreateOutcome.FATAL
 
-    def ref(self, plan: "Plan") -> JobRef:
-        return JobRef(job_id=plan.job_name, cloud="sagemaker", native_id=plan.job_name, region=plan.region,
-                      details={"submission_token": plan.submission_token})
+    def find_submission(self, plan: "Plan") -> str | None:
+        """Job names are unique per submission: a job of that name is this submission's."""
+        return plan.job_name
 
     def _upload_input(self, s3: Any, path: Path, uri: str) -> None:
         bucket, prefix = _split_s3(uri)
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
             relative = file.name if path.is_file() else file.relative_to(path).as_posix()
-            self._call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative)
+            self.call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative)
 
     # -- following ------------------------------------------------------------------------------------
 
     def describe(self, ref: JobRef) -> dict[str, Any]:
         sagemaker = self.client("sagemaker", ref.region)
-        return self._call(f"describe job {ref.native_id}", sagemaker.describe_training_job, TrainingJobName=ref.native_id)
+        return self.call(f"describe job {ref.native_id}", sagemaker.describe_training_job, TrainingJobName=ref.native_id)
 
     def status(self, ref: JobRef) -> JobStatus:
         job = self.describe(ref)
@@ -192,53 +200,44 @@ class SageMakerProvider:
                          started_at=_time(job.get("TrainingStartTime")), ended_at=_time(job.get("TrainingEndTime")),
                          model_uri=model)
 
-    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
-        logs = self.client("logs", ref.region)
-        tokens: dict[str, str | None] = {}
+    def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
+        """CloudWatch events of every host's stream after the per-stream tokens in ``cursor``."""
         from botocore.exceptions import ClientError
 
-        while True:
-            terminal = self.status(ref).state.is_terminal  # read before the logs: no line is missed
-            try:
-                pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=LOG_GROUP,
-                                                                             logStreamNamePrefix=ref.native_id + "/")
-                streams = self._call("list log streams", lambda: [s for page in pages for s in page["logStreams"]])
-            except ProviderError as error:
-                if "ResourceNotFoundException" not in error.message:
-                    raise
-                streams = []  # no log group yet: the job has not started writing
-            names = sorted(s["logStreamName"] for s in streams)
-            events = []
-            for stream in names:
-                while True:
-                    kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-                    if tokens.get(stream):
-                        kwargs["nextToken"] = tokens[stream]
-                    try:
-                        page = logs.get_log_events(**kwargs)
-                    except ClientError as error:
-                        self._call("read log events", _raise, error=error)
-                    for event in page["events"]:
-                        host = stream.split("/", 1)[-1].rsplit("-", 1)[0]
-                        events.append((event["timestamp"], stream, f"[{host}] " if len(names) > 1 else "", event["message"]))
-                    next_token = page.get("nextForwardToken")
-                    if not page["events"] or next_token == tokens.get(stream):
-                        tokens[stream] = next_token
-                        break
-                    tokens[stream] = next_token
-            for _, _, prefix, message in sorted(events, key=lambda e: (e[0], e[1])):
-                yield prefix + message.rstrip("\n")
-            if not follow or terminal:
-                return
-            time.sleep(2.0)
+        logs = self.client("logs", ref.region)
+        tokens: dict[str, str | None] = dict(cursor or {})
+        try:
+            pages = logs.get_paginator("describe_log_streams").paginate(logGroupName=LOG_GROUP,
+                                                                         logStreamNamePrefix=ref.native_id + "/")
+            streams = [s for page in pages for s in page["logStreams"]]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise self.translate_error("list log streams", error) from None
+            streams = []  # no log group yet: the job has not started writing
+        except Exception as error:  # noqa: BLE001
+            raise self.translate_error("list log streams", error) from None
+        names = sorted(s["logStreamName"] for s in streams)
+        events = []
+        for stream in names:
+            while True:
+                kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+                if tokens.get(stream):
+                    kwargs["nextToken"] = tokens[stream]
+                page = self.call("read log events", logs.get_log_events, **kwargs)
+                for event in page["events"]:
+                    host = stream.split("/", 1)[-1].rsplit("-", 1)[0]
+                    events.append((event["timestamp"], stream, f"[{host}] " if len(names) > 1 else "", event["message"]))
+                next_token = page.get("nextForwardToken")
+                done = not page["events"] or next_token == tokens.get(stream)
+                tokens[stream] = next_token
+                if done:
+                    break
+        lines = [prefix + message.rstrip("\n") for _, _, prefix, message in sorted(events, key=lambda e: (e[0], e[1]))]
+        return lines, tokens
 
     def cancel(self, ref: JobRef) -> None:
         sagemaker = self.client("sagemaker", ref.region)
-        self._call(f"stop job {ref.native_id}", sagemaker.stop_training_job, TrainingJobName=ref.native_id)
-
-
-def _raise(error: Exception) -> None:
-    raise error
+        self.call(f"stop job {ref.native_id}", sagemaker.stop_training_job, TrainingJobName=ref.native_id)
 
 
 def _already_exists(info: dict[str, Any]) -> bool:

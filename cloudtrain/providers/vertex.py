@@ -35,13 +35,14 @@ vertex`` prints both.
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from cloudtrain.errors import ProviderError, SpecError
-from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, check_capabilities
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloudtrain.errors import CloudtrainError, ProviderError
+from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
 from cloudtrain.providers.vertex_job import LOG_OBJECT, SUBMISSION_LABEL, build_request, split_gcs, staging, validate_request
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,12 +73,30 @@ def neutral_state(native: str) -> JobState:
     return STATES.get(native, JobState.PENDING)
 
 
-class VertexProvider:
+class VertexSettings(BaseModel):
+    """The ``vertex:`` section of a spec or config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project: str | None = None
+    location: str | None = None
+    staging_bucket: str | None = Field(None, description="gs://bucket[/prefix] for staged code and outputs.")
+    service_account: str | None = None
+
+
+class VertexProvider(Provider):
     name: ClassVar[str] = "vertex"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        spot=True, multi_node=True, checkpoints=True, log_streaming=True, sweeps=False, container_images=True,
+        spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
         input_schemes=("local", "gs"), secret_sources=("gcp_secret",),
     )
+    settings_model = VertexSettings
+    region_setting = "location"
+    native_variables = {"project": ("GOOGLE_CLOUD_PROJECT",)}
+    machines_from_catalog = True
+    settings_examples = SETTINGS_EXAMPLES
+    lookup_before_create = True  # Vertex assigns ids: the submission label finds an earlier create
+    create_attempts = 6
 
     def __init__(self, client: Any = None, storage_client: Any = None, credentials: Any = None,
                  environ: Mapping[str, str] | None = None, retry_seconds: float = 1.0, retry_deadline: float = 120.0,
@@ -154,34 +173,28 @@ class VertexProvider:
                                                              exceptions.GatewayTimeout, exceptions.DeadlineExceeded),
                            initial=self.retry_seconds, maximum=30.0, multiplier=2.0, timeout=self.retry_deadline)
 
-    def _call(self, what: str, func: Callable[..., Any], **kwargs: Any) -> Any:
-        """One SDK call (with the SDK's retries where given); failures become one clear ProviderError."""
+    def translate_error(self, what: str, error: Exception) -> CloudtrainError:
         from google.api_core import exceptions
         from google.auth.exceptions import GoogleAuthError
 
-        try:
-            return func(**kwargs)
-        except exceptions.RetryError as error:
+        if isinstance(error, exceptions.RetryError):
             cause = error.cause
             detail = f"{type(cause).__name__}: {cause.message}" if isinstance(cause, exceptions.GoogleAPICallError) else str(cause or error)
-            raise ProviderError(f"Vertex AI kept failing while trying to {what}: {detail}",
-                                "retry later; if it persists, check quotas and the service status") from None
-        except exceptions.GoogleAPICallError as error:
-            raise ProviderError(f"Vertex AI refused to {what}: {type(error).__name__}: {error.message}", _hint_for(error)) from None
-        except GoogleAuthError as error:
-            raise ProviderError(f"Google Cloud authentication failed while trying to {what}: {error}", CREDENTIALS_HINT) from None
-        except OSError as error:  # requests' ConnectionError is an OSError too
-            raise ProviderError(f"cannot reach Google Cloud while trying to {what}: {error}",
-                                f"check your network, {ENDPOINT_VARIABLE} / STORAGE_EMULATOR_HOST (emulator) and the location") from None
+            return ProviderError(f"Vertex AI kept failing while trying to {what}: {detail}",
+                                 "retry later; if it persists, check quotas and the service status")
+        if isinstance(error, exceptions.GoogleAPICallError):
+            return ProviderError(f"Vertex AI refused to {what}: {type(error).__name__}: {error.message}", _hint_for(error))
+        if isinstance(error, GoogleAuthError):
+            return ProviderError(f"Google Cloud authentication failed while trying to {what}: {error}", CREDENTIALS_HINT)
+        if isinstance(error, OSError):  # requests' ConnectionError is an OSError too
+            return ProviderError(f"cannot reach Google Cloud while trying to {what}: {error}",
+                                 f"check your network, {ENDPOINT_VARIABLE} / STORAGE_EMULATOR_HOST (emulator) and the location")
+        return super().translate_error(what, error)
 
     # -- plan time -----------------------------------------------------------------------------------
 
-    def check(self, plan: "Plan") -> None:
-        check_capabilities(self, plan)
-        for key, example in SETTINGS_EXAMPLES.items():
-            if not plan.settings.get(key):
-                raise SpecError(f"vertex.{key} is not set", f"set it in the spec, in cloudtrain.yaml (vertex: {{{key}: {example}}}), "
-                                f"or with CLOUDTRAIN_VERTEX_{key.upper()}")
+    def check_settings(self, plan: "Plan") -> None:
+        super().check_settings(plan)
         staging(plan)
 
     def render(self, plan: "Plan") -> NativeRequest:
@@ -191,63 +204,53 @@ class VertexProvider:
 
     # -- submission -----------------------------------------------------------------------------------
 
-    def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:
-        from google.cloud import aiplatform_v1
+    def stage(self, plan: "Plan", request: NativeRequest) -> None:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         from cloudtrain.providers.bundle import make_bundle
 
-        project, location = plan.settings["project"], plan.settings.get("location") or plan.region
         where = staging(plan)
-        storage = self.storage(project)
-        bucket = storage.bucket(where["bucket"])
+        bucket = self.storage(plan.settings["project"]).bucket(where["bucket"])
         bundle = make_bundle(Path(plan.spec.code))
         blob = bucket.blob(split_gcs(where["code"])[1])
         blob.metadata = {"sha256": bundle.sha256}
-        self._call("upload the code bundle", blob.upload_from_string, data=bundle.data,
-                   content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
+        self.call("upload the code bundle", blob.upload_from_string, data=bundle.data,
+                  content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
         for name, uri in where["inputs"].items():
             self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
-        client = self.client(location)
-        parent = f"projects/{project}/locations/{location}"
-        job = aiplatform_v1.CustomJob.from_json(request.to_text())
-        created = self._create_once(client, parent, job, plan.submission_token)
-        return self.ref(plan, created.name, location)
 
-    def _create_once(self, client: Any, parent: str, job: Any, token: str) -> Any:
-        """Create the job unless a job labelled with this submission's token exists; retried on
-        throttling and transient failures, looking again before each new attempt."""
+    def _parent(self, plan: "Plan") -> tuple[Any, str]:
+        location = plan.settings.get("location") or plan.region
+        return self.client(location), f"projects/{plan.settings['project']}/locations/{location}"
+
+    def create(self, plan: "Plan", request: NativeRequest) -> str:
+        from google.cloud import aiplatform_v1
+
+        client, parent = self._parent(plan)
+        job = aiplatform_v1.CustomJob.from_json(request.to_text())
+        return client.create_custom_job(parent=parent, custom_job=job, retry=None).name
+
+    def classify_create_error(self, error: Exception) -> CreateOutcome:
         from google.api_core import exceptions
 
         transient = (exceptions.TooManyRequests, exceptions.ServiceUnavailable, exceptions.InternalServerError,
                      exceptions.BadGateway, exceptions.GatewayTimeout, exceptions.DeadlineExceeded,
                      OSError)  # requests' ConnectionError (a response lost after the create was accepted) is an OSError
-        deadline, delay = time.monotonic() + self.retry_deadline, self.retry_seconds
-        while True:
-            existing = self.find_submission(client, parent, token)
-            if existing is not None:
-                return existing
-            try:
-                return client.create_custom_job(parent=parent, custom_job=job, retry=None)
-            except transient as error:
-                if time.monotonic() + delay > deadline:
-                    self._call("create the custom job", _raise, error=error)
-            except Exception as error:  # noqa: BLE001 - wrapped into one ProviderError
-                self._call("create the custom job", _raise, error=error)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        return CreateOutcome.TRANSIENT if isinstance(error, transient) else CreateOutcome.FATAL
 
-    def find_submission(self, client: Any, parent: str, token: str) -> Any:
+    def find_submission(self, plan: "Plan") -> str | None:
         """The job of this location labelled with the submission token, or None."""
-        pages = self._call("look for a job created by this submission", client.list_custom_jobs,
-                           request={"parent": parent, "filter": f'labels.{SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
-        for job in self._call("list custom jobs", lambda: list(pages)):
+        client, parent = self._parent(plan)
+        token = plan.submission_token
+        pages = self.call("look for a job created by this submission", client.list_custom_jobs,
+                          request={"parent": parent, "filter": f'labels.{SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
+        for job in self.call("list custom jobs", lambda: list(pages)):
             if job.labels.get(SUBMISSION_LABEL) == token:
-                return job
+                return job.name
         return None
 
-    def ref(self, plan: "Plan", native_id: str, location: str) -> JobRef:
-        return JobRef(job_id=plan.job_name, cloud="vertex", native_id=native_id, region=location,
+    def ref(self, plan: "Plan", native_id: str) -> JobRef:
+        return JobRef(job_id=plan.job_name, cloud="vertex", native_id=native_id, region=plan.settings.get("location") or plan.region,
                       details={"submission_token": plan.submission_token, "project": plan.settings["project"],
                                "base_output": staging(plan)["output"]})
 
@@ -258,14 +261,14 @@ class VertexProvider:
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
             relative = file.name if path.is_file() else file.relative_to(path).as_posix()
-            self._call(f"upload input {file}", bucket.blob(prefix + relative).upload_from_filename, filename=str(file),
+            self.call(f"upload input {file}", bucket.blob(prefix + relative).upload_from_filename, filename=str(file),
                        retry=DEFAULT_RETRY)
 
     # -- following ------------------------------------------------------------------------------------
 
     def describe(self, ref: JobRef) -> Any:
         client = self.client(ref.region or _location_of(ref.native_id))
-        return self._call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry())
+        return self.call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry())
 
     def status(self, ref: JobRef) -> JobStatus:
         job = self.describe(ref)
@@ -283,40 +286,33 @@ class VertexProvider:
         return JobStatus(state=state, native_state=native, message=message, started_at=_time(job, "start_time"),
                          ended_at=_time(job, "end_time"), model_uri=model)
 
-    def logs(self, ref: JobRef, follow: bool = False) -> Iterator[str]:
+    def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
         job = self.describe(ref)
         output = job.job_spec.base_output_directory.output_uri_prefix
+        sent = cursor or 0
         if not output:
-            yield f"cloudtrain: the job has no base output directory; read its log with `gcloud ai custom-jobs stream-logs {ref.native_id}`"
-            return
+            return ([] if sent else [f"cloudtrain: the job has no base output directory; read its log with "
+                                     f"`gcloud ai custom-jobs stream-logs {ref.native_id}`"]), 1
         bucket_name, prefix = split_gcs(output.rstrip("/") + "/" + LOG_OBJECT)
         project = ref.details.get("project") or ref.native_id.split("/")[1]
         blob = self.storage(project).bucket(bucket_name).blob(prefix)
-        sent = 0
-        while True:
-            terminal = self.status(ref).state.is_terminal  # read before the log: no line is missed
-            try:
-                text = self._call("read the job's log", blob.download_as_bytes).decode("utf-8", errors="replace")
-            except ProviderError as error:
-                if "NotFound" not in error.message:
-                    raise
-                text = None
-            if text is None and terminal:
-                if not sent:
-                    job_id = ref.native_id.rsplit("/", 1)[-1]
-                    yield (f"cloudtrain: no log object at {output.rstrip('/')}/{LOG_OBJECT}; on Vertex AI the log is in Cloud Logging: "
-                           f"gcloud ai custom-jobs stream-logs {job_id} --region={ref.region}")
-                return
-            lines = (text or "").split("\n")
-            complete = lines if terminal else lines[:-1]  # the last piece may be a line still being written
-            if complete and complete[-1] == "":
-                complete = complete[:-1]
-            for line in complete[sent:]:
-                yield line
-            sent = max(sent, len(complete))
-            if not follow or terminal:
-                return
-            time.sleep(self.poll_seconds)
+        try:
+            text = self.call("read the job's log", blob.download_as_bytes).decode("utf-8", errors="replace")
+        except ProviderError as error:
+            if "NotFound" not in error.message:
+                raise
+            text = None
+        if text is None:
+            if final and not sent:
+                job_id = ref.native_id.rsplit("/", 1)[-1]
+                return [f"cloudtrain: no log object at {output.rstrip('/')}/{LOG_OBJECT}; on Vertex AI the log is in Cloud Logging: "
+                        f"gcloud ai custom-jobs stream-logs {job_id} --region={ref.region}"], -1
+            return [], sent
+        lines = text.split("\n")
+        complete = lines if final else lines[:-1]  # the last piece may be a line still being written
+        if complete and complete[-1] == "":
+            complete = complete[:-1]
+        return complete[max(sent, 0):], max(sent, len(complete))
 
     def cancel(self, ref: JobRef) -> None:
         from google.api_core import exceptions
@@ -328,11 +324,7 @@ class VertexProvider:
             if not self.status(ref).state.is_terminal:
                 raise ProviderError(f"Vertex AI cannot cancel {ref.native_id} now", "retry in a moment") from None
         except Exception as error:  # noqa: BLE001
-            self._call(f"cancel custom job {ref.native_id}", _raise, error=error)
-
-
-def _raise(error: BaseException) -> None:
-    raise error
+            raise self.translate_error(f"cancel custom job {ref.native_id}", error) from None
 
 
 def _location_of(name: str) -> str | None:

@@ -119,7 +119,7 @@ def test_missing_workspace_names_the_setting() -> None:
     plan = plan_for("custom-image.yaml", [])
     with pytest.raises(SpecError) as caught:
         get_provider("azureml").check(plan)
-    assert caught.value.message.startswith("azureml.subscription_id is not set")
+    assert caught.value.message == "azureml.subscription_id, azureml.resource_group, azureml.workspace are not set"
     assert "CLOUDTRAIN_AZUREML_SUBSCRIPTION_ID" in (caught.value.hint or "")
 
 

@@ -122,7 +122,7 @@ def test_cancel_kills_after_the_grace_period(project) -> None:  # type: ignore[n
     request = provider.render(plan)
     request.payload["grace_seconds"] = 0.5
     provider.submit(plan, request)
-    ref = provider.ref(plan, Path(request.payload["run_dir"]))
+    ref = provider.local_ref(plan, Path(request.payload["run_dir"]))
     wait_for(lambda: "ready" in list(provider.logs(ref)), "the job to start")
     provider.cancel(ref)
     assert wait_for(lambda: provider.status(ref).state.is_terminal, "the job to end") is True

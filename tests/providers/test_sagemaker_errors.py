@@ -25,8 +25,8 @@ def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_missing_settings_exit_2_with_hint() -> None:
     result = run(["submit", EXAMPLE, "--cloud", "sagemaker"])
-    assert result.returncode == 2 and "sagemaker.role_arn is not set" in result.stderr
-    assert "CLOUDTRAIN_SAGEMAKER_ROLE_ARN" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "sagemaker.role_arn, sagemaker.bucket are not set" in result.stderr  # both at once
+    assert "CLOUDTRAIN_SAGEMAKER_ROLE_ARN" in result.stderr and "CLOUDTRAIN_SAGEMAKER_BUCKET" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_credentials_exit_3_without_traceback() -> None:
