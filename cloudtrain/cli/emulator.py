@@ -6,7 +6,8 @@ import importlib
 
 import click
 
-EMULATED = ("sagemaker", "azureml", "vertex")
+#: Emulated cloud -> its emulator class in ``cloudtrain.emulators.<cloud>``.
+EMULATED = {"sagemaker": "SageMakerEmulator", "azureml": "AzureMLEmulator", "vertex": "VertexEmulator"}
 
 
 @click.group("emulator")
@@ -15,7 +16,7 @@ def command() -> None:
 
 
 @command.command("start")
-@click.option("--cloud", type=click.Choice(EMULATED), default="sagemaker", show_default=True)
+@click.option("--cloud", type=click.Choice(list(EMULATED)), default="sagemaker", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Where jobs run (a temporary directory by default).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:OPERATION]=COUNT",
@@ -28,6 +29,7 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...]) -> N
     cloudtrain (and the cloud's SDK) talk to the emulator, e.g.
       cloudtrain submit examples/digits-sklearn.yaml --cloud sagemaker --wait
     """
+    from cloudtrain.emulators.common import serve_forever
     from cloudtrain.errors import ProviderNotInstalledError, UsageError
 
     try:
@@ -38,6 +40,7 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...]) -> N
         raise ProviderNotInstalledError(f"the {cloud} emulator needs {error.name!r}, which is not installed",
                                         "pip install 'cloudtrain[emulators]'") from None
     try:
-        module.serve_forever(port=port, root=root, faults=list(faults))
+        emulator = getattr(module, EMULATED[cloud]).from_command_line(port=port, root=root, faults=list(faults))
     except ValueError as error:
         raise UsageError(f"--fault: {error}", "e.g. --fault throttle=2 or --fault 5xx:SageMaker.CreateTrainingJob=1") from None
+    serve_forever(emulator)

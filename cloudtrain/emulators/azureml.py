@@ -34,14 +34,14 @@ import io
 import json
 import re
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
-from cloudtrain.emulators.common import (ConnectionDroppedByEmulator, FaultMiddleware, Faults, ScratchRoot, ServerThread,
+from cloudtrain.emulators.common import (ConnectionDroppedByEmulator, Emulator, FaultMiddleware, Faults, ServerThread,
                                          drain_request_body, wait_until)
+from cloudtrain.emulators.job_runner import JobSettings
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 TOKEN = "cloudtrain-emulator-token"
@@ -94,58 +94,33 @@ class _MsiRoute:
         return [body]
 
 
-class _HTTPSServerThread(ServerThread):
-    def __init__(self, app: Callable[..., Any], ssl_context: Any, host: str, port: int) -> None:
-        super().__init__(app, host, port)
-        self.ssl_context = ssl_context
-
-    def start(self) -> "_HTTPSServerThread":
-        from werkzeug.serving import make_server
-
-        self._server = make_server(self.host, self.port, self.app, threaded=True, ssl_context=self.ssl_context)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"azureml-emulator-{self.port}", daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-
-class AzureMLEmulator:
+class AzureMLEmulator(Emulator):
     """A local Azure ML workspace; see the module docstring. Start it (``start()`` or ``with``)."""
+
+    title = "Azure ML"
+    scratch_prefix = "cloudtrain-azureml-"
+    command_line_options = {"server": True}
 
     def __init__(self, root: str | Path | None = None, *, server: bool = False, host: str = "127.0.0.1", port: int = 0,
                  subscription_id: str = DEFAULT_SUBSCRIPTION, resource_group: str = "cloudtrain-emulator",
                  workspace: str = "emulator", region: str = "eastus", storage_account: str = "cloudtrainemulator",
-                 container: str = "azureml-blobstore-emulator", faults: Faults | None = None, grace_seconds: float = 10.0) -> None:
+                 container: str = "azureml-blobstore-emulator", faults: Faults | Iterable[str] | None = None,
+                 grace_seconds: float = 10.0) -> None:
+        super().__init__(root, faults, grace_seconds)
         self.server, self.host, self.port = server, host, port
         self.subscription_id, self.resource_group, self.workspace, self.region = subscription_id, resource_group, workspace, region
         self.storage_account, self.container = storage_account, container
-        self.faults = faults or Faults()
-        self.grace_seconds = grace_seconds
         self.credential = EmulatorCredential()
-        self._root_arg = root
-        self._scratch: ScratchRoot | None = None
         self.service: Any = None
         self.runs: dict[str, Any] = {}
         self._mock: Any = None
-        self._server: _HTTPSServerThread | None = None
         self._ca_path: Path | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    @property
-    def root(self) -> Path:
-        if self._scratch is None:
-            raise RuntimeError("the emulator is not started")
-        return self._scratch.path
-
-    def start(self) -> "AzureMLEmulator":
+    def start_services(self) -> None:
         from cloudtrain.emulators.azureml_service import AzureMLService
 
-        self._scratch = ScratchRoot(self._root_arg, prefix="cloudtrain-azureml-")
         ssl_context = None
         if self.server:
             ssl_context = self._certificate()
@@ -160,7 +135,7 @@ class AzureMLEmulator:
                                       base=base, start_job=self._start_job, cancel_job=self._cancel_job)
         app = FaultMiddleware(self.service, self.faults, self._operation_of, azure_error_response)
         if self.server:
-            self._server = _HTTPSServerThread(_MsiRoute(app), ssl_context, self.host, self.port).start()
+            self.http = ServerThread(_MsiRoute(app), self.host, self.port, ssl_context=ssl_context).start()
         else:
             import responses
 
@@ -171,36 +146,17 @@ class AzureMLEmulator:
                 self._mock.add_callback(method, re.compile(hosts), callback=lambda request, app=app: self._answer(app, request))
             self._mock.add_passthru(re.compile(r".*"))
             self._mock.start()
-        return self
 
-    def stop(self) -> None:
-        for run in list(self.runs.values()):
-            run.cancel()
-        for run in list(self.runs.values()):
-            run.thread.join(timeout=self.grace_seconds + 5)
+    def stop_services(self) -> None:
         if self._mock is not None:
             self._mock.stop()
             self._mock.reset()
             self._mock = None
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self._scratch is not None:
-            self._scratch.cleanup()
 
-    def __enter__(self) -> "AzureMLEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def emulated_jobs(self) -> list[Any]:
+        return list(self.runs.values())
 
     # -- what clients need ------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("url: the emulator runs in-process; start it with server=True")
-        return self._server.url
 
     @property
     def settings(self) -> dict[str, str]:
@@ -216,9 +172,9 @@ class AzureMLEmulator:
     def environment(self) -> dict[str, str]:
         """The variables another process exports to reach this (server-mode) emulator."""
         env = {
-            "AZUREML_DEV_URL_MFE": self.url,
+            "AZUREML_DEV_URL_MFE": self.endpoint_url,
             "REQUESTS_CA_BUNDLE": str(self._ca_path),
-            "IDENTITY_ENDPOINT": f"{self.url}/msi/token",
+            "IDENTITY_ENDPOINT": f"{self.endpoint_url}/msi/token",
             "IDENTITY_HEADER": IDENTITY_HEADER,
         }
         env.update({f"CLOUDTRAIN_AZUREML_{key.upper()}": value for key, value in self.settings.items()})
@@ -262,7 +218,7 @@ class AzureMLEmulator:
     def _start_job(self, document: dict[str, Any]) -> None:
         from cloudtrain.emulators.azureml_execution import JobRun
 
-        self.runs[document["name"]] = JobRun(self.service, self.root, document, self.grace_seconds).start()
+        self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds)).start()
 
     def _cancel_job(self, name: str) -> None:
         run = self.runs.get(name)
@@ -339,26 +295,4 @@ class AzureMLEmulator:
         return captured["status"], headers, payload
 
 
-def serve_forever(*, host: str = "127.0.0.1", port: int = 0, root: str | Path | None = None, faults: Iterable[str] = (),
-                  out: TextIO | None = None, stop: threading.Event | None = None, **options: Any) -> None:
-    """Run a server-mode emulator until ``stop`` is set or the process is interrupted
-    (``cloudtrain emulator start --cloud azureml``). Prints ``export KEY=value`` lines, then a blank line."""
-    import shlex
-    import signal
-
-    out = out or sys.stdout
-    stop = stop or threading.Event()
-    emulator = AzureMLEmulator(root, server=True, host=host, port=port, faults=Faults.parse(faults), **options)
-    with emulator:
-        for key, value in emulator.environment().items():
-            out.write(f"export {key}={shlex.quote(value)}\n")
-        out.write("\n")
-        out.flush()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *args: stop.set())
-        while not stop.wait(0.5):
-            pass
-
-
-__all__ = ["AzureMLEmulator", "EmulatorCredential", "serve_forever", "DEFAULT_SUBSCRIPTION", "TERMINAL"]
+__all__ = ["AzureMLEmulator", "EmulatorCredential", "DEFAULT_SUBSCRIPTION", "TERMINAL"]

@@ -21,6 +21,7 @@ each with Azure ML's variables (``AZUREML_RUN_ID``, ``AZUREML_EXPERIMENT_NAME``,
 there are several processes) in the run's log container, readable while the job runs.
 ``limits.timeout`` ends the job as Azure ML does (Failed). Runtime-contract variables of the
 emulator's own process (``CLOUDTRAIN_*``, ``AZUREML_*``, ``RANK``...) are unset for the job.
+The run loop itself is :class:`cloudtrain.emulators.job_runner.EmulatedJob`.
 """
 
 from __future__ import annotations
@@ -30,21 +31,21 @@ import re
 import shlex
 import shutil
 import sys
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from cloudtrain.emulators.common import NodeProcesses, without_inherited
+from cloudtrain.emulators.common import without_inherited
+from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
 from cloudtrain.providers.process import NodeCommand, failure_summary, free_port
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
 _BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-
-
-class JobSetupError(Exception):
-    """The job cannot start (a missing input, an undeclared binding...): it fails as a UserError."""
+#: Phase -> run status (INTERRUPTED and RESTARTING: Azure ML shows no state of its own).
+STATUSES = {Phase.QUEUED: "Queued", Phase.PREPARING: "Preparing", Phase.RUNNING: "Running", Phase.CANCELLING: "CancelRequested",
+            Phase.FINALIZING: "Finalizing", Phase.SUCCEEDED: "Completed", Phase.FAILED: "Failed", Phase.CANCELLED: "Canceled",
+            Phase.TIMED_OUT: "Failed"}
 
 
 def iso_seconds(value: Any) -> float | None:
@@ -60,120 +61,66 @@ def iso_seconds(value: Any) -> float | None:
     return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
-class JobRun:
+class JobRun(EmulatedJob):
     """One Azure ML command job running on this machine (see the module docstring)."""
 
-    def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], grace_seconds: float) -> None:
-        self.service, self.document, self.grace_seconds = service, document, grace_seconds
-        self.name: str = document["name"]
+    def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], settings: JobSettings) -> None:
+        super().__init__(document["name"], root / "jobs" / document["name"], settings)
+        self.service, self.document = service, document
         self.props: dict[str, Any] = document["properties"]
-        self.root = root / "jobs" / self.name
-        self.processes: NodeProcesses | None = None
-        self.cancelled = threading.Event()
-        self.timed_out = threading.Event()
-        self._lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run_safely, name=f"azureml-job-{self.name}", daemon=True)
+        self._commands: list[NodeCommand] = []
+        self.log_names: list[str] = []
+        self._handles: dict[int, TextIO] = {}
 
     @property
     def log_prefix(self) -> str:
         return f"ExperimentRun/dcid.{self.name}"
 
-    def start(self) -> "JobRun":
-        self.thread.start()
-        return self
+    # -- states and logs ---------------------------------------------------------------------------
 
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled.set()
-            if self.service.run_status(self.name) not in ("Completed", "Failed", "Canceled"):
-                self.service.set_run(self.name, status="CancelRequested")
-            if self.processes is not None:
-                self.processes.cancel()
-
-    # -- the lifecycle ---------------------------------------------------------------------------
-
-    def _run_safely(self) -> None:
-        try:
-            self._run()
-        except Exception as error:  # an emulator bug must still end the job
-            self._finish("Failed", {"code": "SystemError", "message": f"emulator error: {type(error).__name__}: {error}"})
-
-    def _finish(self, status: str, error: dict[str, Any] | None = None) -> None:
+    def record_state(self, phase: Phase, failure: Failure | None) -> None:
         from cloudtrain.emulators.azureml_service import now_iso
 
-        self.service.set_run(self.name, status=status, error=error, endTimeUtc=now_iso())
-
-    def _advance(self, status: str) -> bool:
-        """Move to ``status`` unless a cancel came first (then the job ends Canceled)."""
-        with self._lock:
-            if self.cancelled.is_set():
-                self._finish("Canceled")
-                return False
-            self.service.set_run(self.name, status=status)
-            return True
-
-    def _run(self) -> None:
-        from cloudtrain.emulators.azureml_service import now_iso
-
-        if not self._advance("Queued") or not self._advance("Preparing"):
+        if phase not in STATUSES:
             return
-        try:
-            commands, log_names = self._prepare()
-        except JobSetupError as error:
-            self._finish("Failed", {"code": "UserError", "message": str(error)})
+        changes: dict[str, Any] = {"status": STATUSES[phase]}
+        if phase is Phase.RUNNING:
+            changes.update(startTimeUtc=now_iso(), logFiles={log: f"{self.log_prefix}/{log}" for log in self.log_names})
+        if phase.is_terminal:
+            changes["endTimeUtc"] = now_iso()
+        if phase is Phase.TIMED_OUT:
+            changes["error"] = {"code": "UserError", "message": f"the job ran past its limits.timeout "
+                                                                f"({self.max_runtime_seconds():g} s) and was stopped"}
+        elif failure is not None:
+            internal = failure.kind == "internal"
+            changes["error"] = {"code": "SystemError" if internal else "UserError",
+                                "message": f"emulator error: {failure.message}" if internal else failure.message}
+        self.service.set_run(self.name, **changes)
+
+    def write_line(self, node: int, text: str) -> None:
+        if not self.log_names:
             return
-        logs = {index: self.service.blobs.path(self.service.container, f"{self.log_prefix}/{log}") for index, log in enumerate(log_names)}
-        for path in logs.values():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
-        with self._lock:
-            if self.cancelled.is_set():
-                self._finish("Canceled")
-                return
-            self.service.set_run(self.name, status="Running", startTimeUtc=now_iso(),
-                                 logFiles={log: f"{self.log_prefix}/{log}" for log in log_names})
-            handles = {index: open(path, "a", encoding="utf-8") for index, path in logs.items()}
+        index = node if node < len(self.log_names) else 0
+        if index not in self._handles:
+            self._handles[index] = open(self.service.blobs.path(self.service.container, f"{self.log_prefix}/{self.log_names[index]}"),
+                                        "a", encoding="utf-8")
+        self._handles[index].write(text + "\n")
+        self._handles[index].flush()
 
-            def on_line(index: int, text: str) -> None:
-                handle = handles.get(index, handles[0])
-                handle.write(text + "\n")
-                handle.flush()
+    def attempt_ended(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
 
-            self.processes = NodeProcesses(self.root / "run", commands, self.grace_seconds, on_line)
-        timeout = iso_seconds((self.props.get("limits") or {}).get("timeout"))
-        timer = threading.Timer(timeout, self._time_out) if timeout else None
-        if timer:
-            timer.daemon = True
-            timer.start()
-        try:
-            result = self.processes.run()
-        finally:
-            if timer:
-                timer.cancel()
-            for handle in handles.values():
-                handle.close()
-        with self._lock:
-            if not self.cancelled.is_set() or self.timed_out.is_set():
-                self.service.set_run(self.name, status="Finalizing")
-        self._upload_outputs()
-        if self.timed_out.is_set():
-            self._finish("Failed", {"code": "UserError", "message": f"the job ran past its limits.timeout ({timeout:g} s) and was stopped"})
-        elif result.get("state") == "CANCELLED" or self.cancelled.is_set():
-            self._finish("Canceled")
-        elif result.get("state") == "SUCCEEDED":
-            self._finish("Completed")
-        else:
-            codes = result.get("exit_codes") or [result.get("exit_code")]
-            code = next((c for c in codes if c not in (0, None)), codes[0] if codes else None)
-            summary = failure_summary(self.root / "run" / "logs" / "job.log", codes)
-            detail = summary.split(": ", 1)[1] if ": " in summary else summary
-            self._finish("Failed", {"code": "UserError", "message": (
-                f"Execution failed. User process 'bash' exited with status code {code}. Please check log file "
-                f"'{log_names[0]}' for error details. Error: {detail}")})
+    def max_runtime_seconds(self) -> float | None:
+        return iso_seconds((self.props.get("limits") or {}).get("timeout"))
 
-    def _time_out(self) -> None:
-        self.timed_out.set()
-        self.cancel()
+    def failure_message(self, exit_codes: list[int | None], node: int) -> str:
+        code = next((c for c in exit_codes if c not in (0, None)), exit_codes[0] if exit_codes else None)
+        summary = failure_summary((self.run_directory or self.root / "run") / "logs" / "job.log", exit_codes)
+        detail = summary.split(": ", 1)[1] if ": " in summary else summary
+        return (f"Execution failed. User process 'bash' exited with status code {code}. Please check log file "
+                f"'{self.log_names[0]}' for error details. Error: {detail}")
 
     # -- preparing: code, inputs, outputs, commands ---------------------------------------------------
 
@@ -209,6 +156,18 @@ class JobRun:
         if doc is None:
             raise JobSetupError(f"code asset {code_id} does not exist")
         return doc["properties"].get("codeUri")
+
+    def node_commands(self) -> list[NodeCommand]:
+        return self._commands
+
+    def prepare(self, restart: bool) -> None:
+        """Download the code snapshot and inputs, lay out the outputs, build the commands and create
+        the (empty) log files."""
+        self._commands, self.log_names = self._prepare()
+        for log in self.log_names:
+            path = self.service.blobs.path(self.service.container, f"{self.log_prefix}/{log}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
 
     def _prepare(self) -> tuple[list[NodeCommand], list[str]]:
         props = self.props
@@ -288,7 +247,7 @@ class JobRun:
             if path.is_file():
                 self.service.blobs.put(container, f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}", path.read_bytes())
 
-    def _upload_outputs(self) -> None:
+    def upload_outputs(self, outcome: Phase) -> None:
         container = self.service.container
         for node_dir in sorted(self.root.glob("node-*")):
             self._upload_dir(node_dir / "wd" / "outputs", container, f"{self.log_prefix}/outputs")

@@ -1,6 +1,7 @@
 """The cloud-neutral parts of the emulators: fault injection, the HTTP server thread, scratch roots,
-running one attempt of a job on top of :class:`cloudtrain.providers.process.Supervisor`, and
-mirroring a checkpoint directory to storage as files appear.
+the :class:`Emulator` base (start / stop / ``with`` / ``endpoint_url``) and the one
+:func:`serve_forever` of ``cloudtrain emulator start``. The run loop of the jobs themselves is in
+:mod:`cloudtrain.emulators.job_runner`.
 
 Faults are described by :class:`Faults`, shared by the HTTP layer (:class:`FaultMiddleware`) and the
 job runners (preemption). Each rule answers the first ``count`` matching calls:
@@ -28,9 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-from cloudtrain.providers.process import NodeCommand, Supervisor
+from typing import Any, Callable, ClassVar, Iterable, TextIO
 
 HTTP_FAULT_KINDS = ("throttle", "server_error", "drop_after")
 _KIND_ALIASES = {"throttle": "throttle", "throttling": "throttle", "5xx": "server_error", "server_error": "server_error",
@@ -198,18 +197,21 @@ class FaultMiddleware:
 
 
 class ServerThread:
-    """A threaded werkzeug server for ``app`` on ``host:port`` (0: a free port), in a daemon thread."""
+    """A threaded werkzeug server for ``app`` on ``host:port`` (0: a free port), in a daemon thread;
+    HTTPS with ``ssl_context``."""
 
     def __init__(self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0,
-                 request_handler: Any = None) -> None:
+                 request_handler: Any = None, ssl_context: Any = None) -> None:
         self.app, self.host, self.port, self.request_handler = app, host, port, request_handler
+        self.ssl_context = ssl_context
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> "ServerThread":
         from werkzeug.serving import make_server
 
-        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=self.request_handler)
+        self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=self.request_handler,
+                                   ssl_context=self.ssl_context)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"emulator-http-{self.port}", daemon=True)
         self._thread.start()
@@ -217,7 +219,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         if self._server is not None:
@@ -242,71 +244,118 @@ class ScratchRoot:
             shutil.rmtree(self.path, ignore_errors=True)
 
 
-_NODE_PREFIX = re.compile(r"^\[node-(\d+)\] ?(.*)$", re.DOTALL)
+class Emulator:
+    """What every emulator shares: ``start()`` / ``stop()`` / ``with``, its scratch :attr:`root`, the
+    jobs it runs (cancelled and awaited on ``stop()``), its faults and :attr:`endpoint_url` (the one
+    HTTP endpoint its SDKs are pointed at). A subclass supplies :meth:`start_services` (which sets
+    :attr:`http` when it serves HTTP), :meth:`stop_services`, :meth:`emulated_jobs` and
+    :meth:`environment` (the variables that point the cloud's SDK and cloudtrain at it)."""
+
+    title: ClassVar[str] = "cloud"
+    scratch_prefix: ClassVar[str] = "cloudtrain-emulator-"
+    #: The operation a fault given without one applies to (``Faults.parse``).
+    default_fault_operation: ClassVar[str] = "*"
+    #: Constructor options of ``cloudtrain emulator start`` beyond port, root and faults.
+    command_line_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, root: str | Path | None, faults: "Faults | Iterable[str] | None", grace_seconds: float) -> None:
+        self.root_argument = root
+        self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults or (), self.default_fault_operation)
+        self.grace_seconds = grace_seconds
+        self.http: ServerThread | None = None
+        self._scratch: ScratchRoot | None = None
+        self._running = False
+
+    @classmethod
+    def from_command_line(cls, **options: Any) -> Any:
+        """The emulator ``cloudtrain emulator start`` runs (``port``, ``root``, ``faults`` as text)."""
+        return cls(**{**cls.command_line_options, **options})
+
+    def start_services(self) -> None:
+        raise NotImplementedError
+
+    def stop_services(self) -> None:
+        """Stop what :meth:`start_services` started, besides :attr:`http` (stopped by ``stop()``)."""
+
+    def emulated_jobs(self) -> list[Any]:
+        """The :class:`cloudtrain.emulators.job_runner.EmulatedJob` of every job created."""
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        if self._running:
+            return self
+        self._scratch = ScratchRoot(self.root_argument, self.scratch_prefix)
+        self._running = True
+        try:
+            self.start_services()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """End running jobs (as a cancel would), stop the servers, remove a temporary root."""
+        jobs = list(self.emulated_jobs()) if self._running else []
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            job.join(timeout=self.grace_seconds + 10)
+        if self._running:
+            self.stop_services()
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+        self._running = False
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def root(self) -> Path:
+        if self._scratch is None:
+            raise RuntimeError(f"the {self.title} emulator is not started")
+        return self._scratch.path
+
+    @property
+    def endpoint_url(self) -> str:
+        """The emulator's HTTP(S) endpoint, ``http://127.0.0.1:PORT``."""
+        if self.http is None:
+            raise RuntimeError(f"the {self.title} emulator serves no HTTP endpoint: it is not started (or runs in-process)")
+        return self.http.url
 
 
-class NodeProcesses:
-    """One attempt of a job: its node commands under a Supervisor; each output line goes to
-    ``on_line(node_index, text)`` without the supervisor's ``[node-N]`` prefix."""
+def serve_forever(emulator: Emulator, *, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
+    """``cloudtrain emulator start``: start ``emulator``, print ``export KEY=value`` lines and a blank
+    line to ``out`` (stdout), serve until SIGINT / SIGTERM (or until ``stop`` is set), then stop it,
+    ending its running jobs."""
+    import shlex
+    import signal
+    import sys
 
-    def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float,
-                 on_line: Callable[[int, str], None]) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self._several = len(commands) > 1
-        self._on_line = on_line
-        self.supervisor = Supervisor(run_dir, commands, grace_seconds=grace_seconds, on_line=self._line)
-
-    def _line(self, line: str) -> None:
-        match = _NODE_PREFIX.match(line) if self._several else None
-        self._on_line(int(match.group(1)) if match else 0, match.group(2) if match else line)
-
-    def run(self) -> dict[str, Any]:
-        return self.supervisor.run()
-
-    def cancel(self) -> None:
-        self.supervisor.cancel()
-
-
-FileSignature = tuple[int, int]
-
-
-class DirectoryMirror:
-    """Uploads the files of local directories whose content settled (same size and mtime on two
-    scans in a row) through ``upload(relative_path, path)``; ``sync(final=True)`` uploads all."""
-
-    def __init__(self, directories: list[Path], upload: Callable[[str, Path], None]) -> None:
-        self.directories, self.upload = directories, upload
-        self._seen: dict[str, FileSignature] = {}
-        self._uploaded: dict[str, FileSignature] = {}
-        self.uploads = 0
-
-    def _scan(self) -> dict[str, tuple[FileSignature, Path]]:
-        found: dict[str, tuple[FileSignature, Path]] = {}
-        for directory in self.directories:
-            if not directory.is_dir():
-                continue
-            for path in sorted(directory.rglob("*")):
-                try:
-                    stat = path.stat()
-                except OSError:
-                    continue
-                if path.is_file():
-                    found[path.relative_to(directory).as_posix()] = ((stat.st_size, stat.st_mtime_ns), path)
-        return found
-
-    def sync(self, final: bool = False) -> list[str]:
-        """Upload what changed since the last upload; returns the relative paths uploaded."""
-        found = self._scan()
-        done = []
-        for relative, (signature, path) in found.items():
-            settled = final or self._seen.get(relative) == signature
-            if settled and self._uploaded.get(relative) != signature:
-                try:
-                    self.upload(relative, path)
-                except FileNotFoundError:
-                    continue
-                self._uploaded[relative] = signature
-                done.append(relative)
-        self._seen = {relative: signature for relative, (signature, _) in found.items()}
-        self.uploads += len(done)
-        return done
+    out = out or sys.stdout
+    stop = stop or threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        with emulator:
+            print(f"{emulator.title} emulator on {emulator.endpoint_url} (jobs under {emulator.root}); Ctrl-C stops it",
+                  file=sys.stderr, flush=True)
+            for key, value in emulator.environment().items():
+                out.write(f"export {key}={shlex.quote(value)}\n")
+            out.write("\n")  # the exports are complete: a script reading them can stop here
+            out.flush()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -29,17 +29,16 @@ import io
 import json
 import os
 import re
-import shlex
-import sys
 import shutil
 import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cloudtrain.emulators.common import (INTERNAL_HEADER, FaultMiddleware, Faults, ScratchRoot, ServerThread,
-                                         drain_request_body, wait_until)
-from cloudtrain.emulators.sagemaker_jobs import TERMINAL, JobServices, TrainingJobRun
+from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, drain_request_body,
+                                         wait_until)
+from cloudtrain.emulators.job_runner import JobSettings
+from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
 
 DEFAULT_REGION = "us-east-1"
 ROLE_NAME = "cloudtrain-emulator"
@@ -197,7 +196,7 @@ class SageMakerApi:
         if fake is None:
             return self._invalid(start_response, f"Could not find training job '{name}'.")
         run = self.emulator._runs.get(name)
-        stopping = run.request_stop() if run is not None and run.fake is fake else fake.training_job_status not in TERMINAL
+        stopping = run.cancel() if run is not None and run.fake is fake else fake.training_job_status not in TERMINAL
         if not stopping:
             return self._invalid(start_response, f"The request was rejected because the training job is in status {fake.training_job_status}.")
         if run is None or run.fake is not fake:  # a job this emulator does not run: just record the stop
@@ -218,7 +217,7 @@ def _request_handler(verbose: bool) -> Any:
     return QuietHandler
 
 
-class SageMakerEmulator:
+class SageMakerEmulator(Emulator):
     """A local SageMaker endpoint (see the module docstring). ``start()``/``stop()`` or ``with``.
 
     ``root``: where jobs are laid out (``<root>/jobs/<job>/algo-N/opt/ml``); default a temporary
@@ -228,38 +227,38 @@ class SageMakerEmulator:
     :meth:`interrupt_spot_jobs`). ``stop_grace_seconds``: time between SIGTERM and SIGKILL on a stop.
     """
 
+    title = "SageMaker"
+    scratch_prefix = "cloudtrain-sagemaker-"
+    default_fault_operation = DEFAULT_FAULT_OPERATION
+    command_line_options = {"log_requests": True}
+
     def __init__(self, port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
                  host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
                  reset: bool = True, log_requests: bool = False) -> None:
-        self.port, self.root_arg, self.host, self.region = port, root, host, region
-        self.faults = faults if isinstance(faults, Faults) else Faults.parse(faults or (), DEFAULT_FAULT_OPERATION)
-        self.stop_grace_seconds, self.reset, self.log_requests = stop_grace_seconds, reset, log_requests
+        super().__init__(root, faults, stop_grace_seconds)
+        self.port, self.host, self.region = port, host, region
+        self.reset, self.log_requests = reset, log_requests
         self.account_id = "123456789012"
         self._runs: dict[str, TrainingJobRun] = {}
         self._create_lock = threading.Lock()
-        self._server: ServerThread | None = None
-        self._scratch: ScratchRoot | None = None
-        self._services: JobServices | None = None
+        self._s3: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> "SageMakerEmulator":
+    def start_services(self) -> None:
         import boto3
         from botocore.config import Config
         from moto.core import DEFAULT_ACCOUNT_ID
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        if self._server is not None:
-            return self
         if self.reset:
             from moto.moto_api._internal import moto_api_backend
 
             moto_api_backend.reset()
         self.account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
-        self._scratch = ScratchRoot(self.root_arg, "cloudtrain-sagemaker-")
         app = FaultMiddleware(SageMakerApi(self, DomainDispatcherApplication(create_backend_app)), self.faults,
                               operation_of, error_response)
-        self._server = ServerThread(app, self.host, self.port, _request_handler(self.log_requests)).start()
+        self.http = ServerThread(app, self.host, self.port, _request_handler(self.log_requests)).start()
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region)
         clients = {}
         for service in ("s3", "iam"):
@@ -276,39 +275,16 @@ class SageMakerEmulator:
             clients["s3"].create_bucket(Bucket=self.bucket)
         except (clients["s3"].exceptions.BucketAlreadyOwnedByYou, clients["s3"].exceptions.BucketAlreadyExists):
             pass
-        self._services = JobServices(clients["s3"], self.faults, grace_seconds=self.stop_grace_seconds)
-        return self
+        self._s3 = clients["s3"]
 
-    def stop(self) -> None:
-        """End running jobs (as StopTrainingJob would), shut the server down, remove a temporary root."""
-        for run in list(self._runs.values()):
-            run.cancel()
-        for run in list(self._runs.values()):
-            run.thread.join(timeout=self.stop_grace_seconds + 10)
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        if self._scratch is not None:
-            self._scratch.cleanup()
+    def emulated_jobs(self) -> list[TrainingJobRun]:
+        return list(self._runs.values())
 
-    def __enter__(self) -> "SageMakerEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    @property
+    def stop_grace_seconds(self) -> float:
+        return self.grace_seconds
 
     # -- where it is --------------------------------------------------------------------------
-
-    @property
-    def endpoint_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the emulator is not started")
-        return self._server.url
-
-    @property
-    def root(self) -> Path:
-        assert self._scratch is not None, "the emulator is not started"
-        return self._scratch.path
 
     @property
     def role_arn(self) -> str:
@@ -345,14 +321,13 @@ class SageMakerEmulator:
     # -- jobs ---------------------------------------------------------------------------------
 
     def _job_created(self, request: dict[str, Any], fake: Any, account: str, region: str) -> None:
-        assert self._services is not None
         name = request["TrainingJobName"]
         root = self.root / "jobs" / name
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        run = TrainingJobRun(request, fake, account, region, root, self._services)
+        run = TrainingJobRun(request, fake, account, region, root, self._s3, JobSettings(self.faults, self.grace_seconds))
         self._runs[name] = run
-        run.thread.start()
+        run.start()
 
     def training_jobs(self) -> list[str]:
         """Names of the jobs created through this emulator, oldest first (each created once)."""
@@ -380,34 +355,3 @@ class SageMakerEmulator:
         if run.thread.is_alive():
             raise TimeoutError(f"job {name} still {run.status} after {timeout:g}s")
         return run.status
-
-
-def _print_now(line: str) -> None:
-    print(line, flush=True)
-
-
-def serve_forever(port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
-                  host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
-                  log_requests: bool = True, announce: Callable[[str], None] = _print_now,
-                  stop_event: threading.Event | None = None) -> None:
-    """Run an emulator in the foreground until Ctrl-C, SIGTERM or ``stop_event``, announcing the
-    ``export`` lines that point a shell at it; running jobs are stopped on the way out."""
-    import signal
-
-    emulator = SageMakerEmulator(port, root, faults, host=host, region=region, stop_grace_seconds=stop_grace_seconds,
-                                 log_requests=log_requests).start()
-    stop_event = stop_event or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop_event.set())
-    try:
-        print(f"SageMaker emulator on {emulator.endpoint_url} (jobs under {emulator.root}); Ctrl-C stops it",
-              file=sys.stderr, flush=True)
-        for key, value in emulator.environment().items():
-            announce(f"export {key}={shlex.quote(value)}")
-        announce("")  # the exports are complete: a script reading them can stop here
-        while not stop_event.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()

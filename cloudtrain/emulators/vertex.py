@@ -1,18 +1,25 @@
-"""A local Vertex AI: the JobService REST API plus a Cloud Storage emulator, on 127.0.0.1.
+"""A local Vertex AI: the JobService and Cloud Logging REST APIs on one endpoint, plus a Cloud
+Storage emulator, on 127.0.0.1.
 
 The real ``aiplatform_v1.JobServiceClient`` (``transport="rest"``, ``api_endpoint`` =
-:meth:`VertexEmulator.environment`'s ``CLOUDTRAIN_VERTEX_API_ENDPOINT``) and ``google-cloud-storage``
-(``STORAGE_EMULATOR_HOST``, served by ``gcp-storage-emulator`` in memory) talk to it unchanged.
+:attr:`VertexEmulator.endpoint_url`, exported as ``CLOUDTRAIN_VERTEX_API_ENDPOINT``),
+``google-cloud-logging`` (``Client(_use_grpc=False, client_options={"api_endpoint": endpoint_url})``:
+``POST /v2/entries:list``, see :mod:`cloudtrain.emulators.vertex_logging`) and
+``google-cloud-storage`` (``STORAGE_EMULATOR_HOST``, served by ``gcp-storage-emulator`` in memory)
+talk to it unchanged.
 Routes (``/v1/projects/{p}/locations/{l}/...``): ``customJobs`` POST (create) and GET (list, with
 ``filter`` terms ``labels.KEY="VALUE"``, ``display_name="..."`` and ``state=JOB_STATE_...`` joined by
 AND, ``pageSize`` / ``pageToken``), ``customJobs/{id}`` GET and DELETE, ``customJobs/{id}:cancel``
 POST. Requests are parsed with ``CustomJob.from_json`` (unknown fields refused); errors are Google's
 JSON error body (``{"error": {"code", "message", "status"}}``), which the SDK turns into
-``google.api_core.exceptions``. Jobs run as :mod:`cloudtrain.emulators.vertex_jobs` describes.
+``google.api_core.exceptions``. What Vertex refuses beyond the proto parser is checked against the
+SDK's own ``AcceleratorType`` enum and the emulator's own list of machine series
+(:data:`TRAINING_MACHINE_SERIES`), never the provider's. Jobs run as
+:mod:`cloudtrain.emulators.vertex_jobs` describes.
 
 Faults (:class:`cloudtrain.emulators.common.Faults`; operations are ``JobService.CreateCustomJob``,
 ``JobService.GetCustomJob``, ``JobService.ListCustomJobs``, ``JobService.CancelCustomJob``,
-``JobService.DeleteCustomJob``): ``throttle`` answers HTTP 429 RESOURCE_EXHAUSTED, ``server_error``
+``JobService.DeleteCustomJob``, ``Logging.ListLogEntries``): ``throttle`` answers HTTP 429 RESOURCE_EXHAUSTED, ``server_error``
 HTTP 503 UNAVAILABLE, ``drop_after`` processes the call and closes the connection without an answer
 (a create accepted whose response is lost), ``preempt`` interrupts SPOT jobs once after a
 checkpoint. The storage emulator is not subject to faults.
@@ -23,14 +30,15 @@ from __future__ import annotations
 import json
 import random
 import re
-import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable
 
-from cloudtrain.emulators.common import Faults, FaultMiddleware, ScratchRoot, ServerThread
+from cloudtrain.emulators.common import Emulator, FaultMiddleware, Faults, ServerThread
+from cloudtrain.emulators.job_runner import JobSettings
+from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
+from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
 from cloudtrain.providers.process import free_port
-from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, JobServices, now
 
 DEFAULT_PROJECT = "emulator-project"
 DEFAULT_LOCATION = "us-central1"
@@ -42,7 +50,20 @@ _ROUTES = [
     ("GET", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "GetCustomJob"),
     ("DELETE", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "DeleteCustomJob"),
     ("POST", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+):cancel$"), "CancelCustomJob"),
+    ("POST", re.compile(r"^/v2/(entries):list$"), "ListLogEntries"),
 ]
+#: Machine series that Vertex AI custom training accepts in ``machineSpec.machineType``, from Google's
+#: page "Configure compute resources for custom training"
+#: (https://cloud.google.com/vertex-ai/docs/training/configure-compute#machine-types), kept here on
+#: purpose apart from the provider's list so that a wrong provider list is caught by the emulator.
+TRAINING_MACHINE_SERIES = (
+    "e2-standard", "e2-highmem", "e2-highcpu", "n1-standard", "n1-highmem", "n1-highcpu",
+    "n2-standard", "n2-highmem", "n2-highcpu", "n2d-standard", "n2d-highmem", "n2d-highcpu",
+    "c2-standard", "c2d-standard", "c2d-highmem", "c2d-highcpu", "c3-standard", "c3-highcpu", "c3-highmem",
+    "m1-ultramem", "m1-megamem", "a2-highgpu", "a2-megagpu", "a2-ultragpu", "a3-highgpu", "a3-megagpu",
+    "a3-ultragpu", "a4-highgpu", "a4x-highgpu", "g2-standard", "g4-standard",
+    "ct5lp-hightpu", "ct5p-hightpu", "ct6e-standard", "cloud-tpu",
+)
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
            500: "INTERNAL", 503: "UNAVAILABLE", 412: "FAILED_PRECONDITION"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
@@ -64,7 +85,7 @@ def operation_of(environ: dict[str, Any]) -> str | None:
     method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
     for verb, pattern, name in _ROUTES:
         if verb == method and pattern.match(path):
-            return f"JobService.{name}"
+            return f"{'Logging' if name == 'ListLogEntries' else 'JobService'}.{name}"
     return None
 
 
@@ -75,11 +96,13 @@ def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[
 
 
 class JobService:
-    """The JobService's custom-job routes, as a WSGI app over the jobs it keeps in memory."""
+    """The JobService's custom-job routes and Cloud Logging's ``entries:list``, as one WSGI app over
+    the jobs and log entries it keeps in memory. ``storage``: a ``google.cloud.storage.Client`` factory."""
 
-    def __init__(self, root: Path, services: JobServices) -> None:
-        self.root, self.services = root, services
-        self.lock = threading.Lock()
+    def __init__(self, root: Path, settings: JobSettings, storage: Callable[[], Any]) -> None:
+        self.root, self.settings, self.storage = root, settings, storage
+        self.lock = threading.RLock()
+        self.logs = LogEntries()
         self.runs: dict[str, CustomJobRun] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -91,6 +114,8 @@ class JobService:
             body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         except ApiError as error:
             code, body = error.code, error_body(error.code, error.message)
+        except InvalidRequest as error:
+            code, body = 400, error_body(400, str(error))
         except Exception as error:  # an emulator bug: answer as the service would
             code, body = 500, error_body(500, f"emulator internal error: {type(error).__name__}: {error}")
         start_response(f"{code} {_REASONS.get(code, 'Error')}", [("Content-Type", "application/json"),
@@ -130,11 +155,11 @@ class JobService:
         job.name = f"{parent}/customJobs/{job_id}"
         job.state = aiplatform_v1.JobState.JOB_STATE_QUEUED
         job.create_time = job.update_time = now()
-        run = CustomJobRun(job, self.root / job_id, self.services, self.lock)
+        run = CustomJobRun(job, self.root / job_id, self.storage, self.logs, self.settings, self.lock)
         with self.lock:
             self.runs[job.name] = run
         answer = self._json(job)  # as created (QUEUED), before the run moves it on
-        run.thread.start()
+        run.start()
         return 200, answer
 
     def GetCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
@@ -161,7 +186,7 @@ class JobService:
         return 200, answer
 
     def CancelCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
-        if not self._run(name).request_cancel():
+        if not self._run(name).cancel():
             raise ApiError(400, f"Cannot cancel {name}: the job is already in a final state")
         return 200, {}
 
@@ -172,6 +197,13 @@ class JobService:
         with self.lock:
             del self.runs[name]
         return 200, {"name": f"{name}/operations/{random.randrange(10**18)}", "done": True}
+
+    def ListLogEntries(self, entries: str, args: Any, body: bytes) -> tuple[int, Any]:
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise ApiError(400, "Invalid JSON payload received.") from None
+        return 200, self.logs.list(request if isinstance(request, dict) else {})
 
 
 def _matches(job: Any, key: str, value: str) -> bool:
@@ -184,8 +216,10 @@ def _matches(job: Any, key: str, value: str) -> bool:
 
 def validate_job(job: Any) -> None:
     """What Vertex refuses that the proto parser does not."""
-    from cloudtrain.providers.vertex_job import MACHINE_FAMILIES
+    from google.cloud import aiplatform_v1
 
+    accelerators = {member for name, member in aiplatform_v1.AcceleratorType.__members__.items()
+                    if name != "ACCELERATOR_TYPE_UNSPECIFIED"}
     if not job.display_name:
         raise ApiError(400, "CustomJob.display_name is required.")
     pools = job.job_spec.worker_pool_specs
@@ -197,10 +231,14 @@ def validate_job(job: Any) -> None:
         machine = pool.machine_spec.machine_type
         if not machine and int(pool.replica_count or 0):
             raise ApiError(400, f"worker_pool_specs[{index}].machine_spec.machine_type is required.")
-        if machine and machine.split("-")[0] not in MACHINE_FAMILIES:
+        if machine and not any(machine == series or machine.startswith(series + "-") for series in TRAINING_MACHINE_SERIES):
             raise ApiError(400, f"Machine type \"{machine}\" is not supported.")
-        if pool.machine_spec.accelerator_count and not pool.machine_spec.accelerator_type:
-            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count without accelerator_type.")
+        accelerator, count = pool.machine_spec.accelerator_type, int(pool.machine_spec.accelerator_count or 0)
+        if count and accelerator not in accelerators:
+            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count {count} needs a valid accelerator_type "
+                                f"(got {getattr(accelerator, 'name', accelerator)}).")
+        if count < 0:
+            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count cannot be negative.")
         if pool.python_package_spec.executor_image_uri:
             raise ApiError(400, "python_package_spec is not emulated: give container_spec with a command.")
         if int(pool.replica_count or 0) and not pool.container_spec.image_uri:
@@ -220,69 +258,53 @@ def _quiet_handler() -> Any:
     return QuietHandler
 
 
-class VertexEmulator:
-    """A local Vertex AI JobService (REST) and Cloud Storage; ``with VertexEmulator() as emulator:``.
+class VertexEmulator(Emulator):
+    """A local Vertex AI JobService and Cloud Logging (REST, one :attr:`endpoint_url`) and Cloud
+    Storage; ``with VertexEmulator() as emulator:``.
 
     ``bucket`` is created empty in the storage emulator; ``faults`` (or :attr:`faults` later) injects
     failures; jobs are laid out under ``root`` (a temporary directory, removed on stop, by default)."""
 
+    title = "Vertex AI"
+    scratch_prefix = "cloudtrain-vertex-"
+    default_fault_operation = "JobService.*"
+
     def __init__(self, *, project: str = DEFAULT_PROJECT, location: str = DEFAULT_LOCATION, bucket: str = DEFAULT_BUCKET,
                  host: str = "127.0.0.1", port: int = 0, storage_port: int = 0, root: str | Path | None = None,
-                 faults: Faults | None = None, grace_seconds: float = 10.0, poll_seconds: float = 0.1) -> None:
+                 faults: Faults | Iterable[str] | None = None, grace_seconds: float = 10.0, poll_seconds: float = 0.1) -> None:
+        super().__init__(root, faults, grace_seconds)
         self.project, self.location, self.bucket, self.host = project, location, bucket, host
-        self.port, self.storage_port, self._root = port, storage_port, root
-        self.faults = faults or Faults()
-        self.grace_seconds, self.poll_seconds = grace_seconds, poll_seconds
+        self.port, self.storage_port = port, storage_port
+        self.poll_seconds = poll_seconds
         self.service: JobService | None = None
-        self._scratch: ScratchRoot | None = None
-        self._http: ServerThread | None = None
         self._gcs: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
-    def start(self) -> "VertexEmulator":
+    def start_services(self) -> None:
         from gcp_storage_emulator.server import create_server
 
-        self._scratch = ScratchRoot(self._root, "cloudtrain-vertex-")
         self.storage_port = self.storage_port or free_port(self.host)
         self._gcs = create_server(self.host, self.storage_port, in_memory=True, default_bucket=self.bucket)
         self._gcs.start()
-        services = JobServices(storage=self.storage_client, faults=self.faults, grace_seconds=self.grace_seconds,
-                               poll_seconds=self.poll_seconds)
-        self.service = JobService(self._scratch.path / "jobs", services)
+        settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
+        self.service = JobService(self.root / "jobs", settings, self.storage_client)
         app = FaultMiddleware(self.service, self.faults, operation_of, fault_response)
-        self._http = ServerThread(app, self.host, self.port, request_handler=_quiet_handler()).start()
-        self.port = self._http.port
-        return self
+        self.http = ServerThread(app, self.host, self.port, request_handler=_quiet_handler()).start()
+        self.port = self.http.port
 
-    def stop(self) -> None:
-        if self.service is not None:
-            runs = list(self.service.runs.values())
-            for run in runs:
-                run.request_cancel()
-            for run in runs:
-                run.thread.join(timeout=self.grace_seconds + 5)
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
+    def stop_services(self) -> None:
         if self._gcs is not None:
             self._gcs.stop()
             self._gcs = None
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
-    def __enter__(self) -> "VertexEmulator":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def emulated_jobs(self) -> list[CustomJobRun]:
+        if self.service is None:
+            return []
+        with self.service.lock:
+            return list(self.service.runs.values())
 
     # -- what users and tests use -------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def storage_host(self) -> str:
@@ -292,7 +314,7 @@ class VertexEmulator:
         """The variables that point cloudtrain (and google-cloud-storage) at this emulator. With
         ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` set, the provider uses anonymous credentials: no ADC needed."""
         return {
-            "CLOUDTRAIN_VERTEX_API_ENDPOINT": self.endpoint,
+            "CLOUDTRAIN_VERTEX_API_ENDPOINT": self.endpoint_url,
             "STORAGE_EMULATOR_HOST": self.storage_host,
             "CLOUDTRAIN_VERTEX_PROJECT": self.project,
             "CLOUDTRAIN_VERTEX_LOCATION": self.location,
@@ -306,7 +328,7 @@ class VertexEmulator:
         from google.cloud import aiplatform_v1
 
         return aiplatform_v1.JobServiceClient(credentials=AnonymousCredentials(), transport="rest",
-                                              client_options=ClientOptions(api_endpoint=self.endpoint))
+                                              client_options=ClientOptions(api_endpoint=self.endpoint_url))
 
     def storage_client(self) -> Any:
         """A real ``google.cloud.storage.Client`` for the storage emulator."""
@@ -326,26 +348,3 @@ class VertexEmulator:
     def run_of(self, name: str) -> CustomJobRun:
         assert self.service is not None
         return self.service._run(name)
-
-
-def serve_forever(*, host: str = "127.0.0.1", port: int = 0, storage_port: int = 0, root: str | Path | None = None,
-                  faults: Iterable[str] = (), project: str = DEFAULT_PROJECT, location: str = DEFAULT_LOCATION,
-                  bucket: str = DEFAULT_BUCKET, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
-    """``cloudtrain emulator start --cloud vertex``: start, print ``export KEY=value`` lines and a blank
-    line, then serve until SIGINT / SIGTERM (or until ``stop`` is set)."""
-    import shlex
-    import signal
-
-    out = out or sys.stdout
-    stop = stop or threading.Event()
-    emulator = VertexEmulator(project=project, location=location, bucket=bucket, host=host, port=port,
-                              storage_port=storage_port, root=root, faults=Faults.parse(faults, "JobService.*"))
-    with emulator:
-        for key, value in emulator.environment().items():
-            out.write(f"export {key}={shlex.quote(value)}\n")
-        out.write("\n")
-        out.flush()
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
-        stop.wait()

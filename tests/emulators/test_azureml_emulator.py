@@ -20,8 +20,8 @@ import pytest
 pytest.importorskip("azure.ai.ml")
 pytest.importorskip("responses")
 
-from cloudtrain.emulators.azureml import AzureMLEmulator, serve_forever  # noqa: E402
-from cloudtrain.emulators.common import wait_until  # noqa: E402
+from cloudtrain.emulators.azureml import AzureMLEmulator  # noqa: E402
+from cloudtrain.emulators.common import serve_forever, wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENT = "azureml://registries/azureml/environments/sklearn-1.5/versions/54"
@@ -169,7 +169,8 @@ def test_serve_forever_prints_exports_then_a_blank_line(tmp_path: Path) -> None:
     import threading
 
     out, stop = io.StringIO(), threading.Event()
-    thread = threading.Thread(target=serve_forever, kwargs=dict(root=tmp_path, out=out, stop=stop, faults=["throttle=1"]), daemon=True)
+    emulator = AzureMLEmulator.from_command_line(root=tmp_path, faults=["throttle=1"])
+    thread = threading.Thread(target=serve_forever, args=(emulator,), kwargs=dict(out=out, stop=stop), daemon=True)
     thread.start()
     try:
         text = wait_until(lambda: out.getvalue() if out.getvalue().endswith("\n\n") else None, timeout=30, what="the exports")

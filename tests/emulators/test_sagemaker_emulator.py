@@ -413,7 +413,8 @@ def test_fault_specs_parse() -> None:
 
 
 def test_serve_forever_runs_in_the_foreground_until_ctrl_c() -> None:
-    code = "from cloudtrain.emulators.sagemaker import serve_forever; serve_forever(log_requests=False)"
+    code = ("from cloudtrain.emulators.common import serve_forever; from cloudtrain.emulators.sagemaker import SageMakerEmulator; "
+            "serve_forever(SageMakerEmulator())")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         exports: dict[str, str] = {}

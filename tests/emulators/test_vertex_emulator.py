@@ -1,6 +1,7 @@
 """The Vertex AI emulator through the real ``aiplatform_v1`` REST client and ``google-cloud-storage``:
-the API's answers and errors, the job's environment, mount, outputs and log, its states, the
-faults, and ``serve_forever``. Jobs here are tiny ``python -c`` commands."""
+the API's answers and errors, the job's environment, mount, outputs and log (Cloud Logging, read back
+with google-cloud-logging through :class:`cloudtrain.providers.vertex_logs.CloudLoggingReader`), its
+states, the faults, and ``serve_forever``. Jobs here are tiny ``python -c`` commands."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from cloudtrain.emulators.common import wait_until
-from cloudtrain.emulators.vertex import VertexEmulator, serve_forever
+from cloudtrain.emulators.common import serve_forever, wait_until
+from cloudtrain.emulators.vertex import VertexEmulator
 
 pytest.importorskip("google.cloud.aiplatform_v1")
 pytest.importorskip("gcp_storage_emulator")
+pytest.importorskip("google.cloud.logging")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,17 @@ def read(emulator: VertexEmulator, path: str) -> str:
     return emulator.storage_client().bucket(emulator.bucket).blob(path).download_as_bytes().decode()
 
 
+def job_log(emulator: VertexEmulator, name: str, prefix_tasks: bool = False) -> str:
+    """The job's lines from the emulator's Cloud Logging, through google-cloud-logging's own client."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from cloudtrain.providers.vertex_logs import CloudLoggingReader
+
+    reader = CloudLoggingReader(emulator.project, AnonymousCredentials(), emulator.endpoint_url)
+    lines, _ = reader.read(name.rsplit("/", 1)[-1], None, prefix_tasks=prefix_tasks)
+    return "\n".join(lines)
+
+
 SEES_VERTEX = """
 import json, os, pathlib
 mount = pathlib.Path(os.environ["CLOUDTRAIN_GCS_MOUNT"])
@@ -85,7 +98,7 @@ def test_job_runs_with_vertex_conventions_and_outputs(emulator: VertexEmulator, 
     created = client.create_custom_job(parent=parent(emulator), custom_job=custom_job(emulator, SEES_VERTEX, name="conv", replicas=2))
     assert created.state.name == "JOB_STATE_QUEUED" and created.name.startswith(parent(emulator) + "/customJobs/")
     job = finished(client, created.name)
-    log = read(emulator, "out/conv/cloudtrain-logs/job.log")
+    log = job_log(emulator, created.name, prefix_tasks=True)
     assert job.state.name == "JOB_STATE_SUCCEEDED", log
     assert job.start_time and job.end_time and job.end_time >= job.start_time
     assert "[workerpool0-0] greeting hello task workerpool0 0 rank 0 of 2 cluster ['workerpool0', 'workerpool1']" in log
@@ -196,7 +209,7 @@ def test_provider_retries_and_never_duplicates(emulator: VertexEmulator, tmp_pat
     assert provider.submit(plan, request).native_id == ref.native_id  # a resubmission finds the same job
     assert len(emulator.jobs()) == before + 1 and emulator.faults.count("throttle") == 2
     status = wait_until(lambda: (lambda s: s if s.state.is_terminal else None)(provider.status(ref)), timeout=60, what="the job")
-    lines = list(provider.logs(ref))
+    lines = job_log(emulator, ref.native_id).splitlines()  # the job's Cloud Logging entries
     assert status.state.name == "SUCCEEDED", lines
     assert "inputs ['a.csv']" in lines and "cloudtrain-metric name=loss value=0.5" in lines
     assert status.model_uri and read(emulator, status.model_uri.split("/", 3)[3] + "model.txt") == "0.25"
@@ -217,7 +230,7 @@ def test_spot_preemption_restarts_from_the_checkpoint(emulator: VertexEmulator, 
     emulator.faults.add("preempt", 1)
     created = client.create_custom_job(parent=parent(emulator), custom_job=custom_job(emulator, script, name="spot", spot=True))
     job = finished(client, created.name)
-    log = read(emulator, "out/spot/cloudtrain-logs/job.log")
+    log = job_log(emulator, created.name)
     assert job.state.name == "JOB_STATE_SUCCEEDED", log
     assert "preempted" in log and "resumed from step-1" in log
     assert emulator.run_of(created.name).interruptions == 1
@@ -225,7 +238,8 @@ def test_spot_preemption_restarts_from_the_checkpoint(emulator: VertexEmulator, 
 
 def test_serve_forever_prints_exports_then_a_blank_line() -> None:
     out, stop = io.StringIO(), threading.Event()
-    thread = threading.Thread(target=serve_forever, kwargs={"out": out, "stop": stop, "faults": ["throttle=1"]}, daemon=True)
+    thread = threading.Thread(target=serve_forever, args=(VertexEmulator.from_command_line(faults=["throttle=1"]),),
+                              kwargs={"out": out, "stop": stop}, daemon=True)
     thread.start()
     try:
         wait_until(lambda: out.getvalue().endswith("\n\n"), timeout=30, what="the exports")
