@@ -112,9 +112,11 @@ class Job:
         """Where and how one submission would run (offer, job name, estimate); refuses what the backend cannot do."""
         return self.runner.plan(self._loaded, cloud, region=region, spot=spot)
 
-    def dry_run(self, cloud: str, *, region: str | None = None, spot: bool | None = None) -> "NativeRequest":
-        """The exact native request a submission would send (``.payload``, ``.to_text()``); nothing is sent."""
-        return self.runner.submit(self.plan(cloud, region=region, spot=spot), dry_run=True).request
+    def dry_run(self, cloud: "str | Plan", *, region: str | None = None, spot: bool | None = None) -> "NativeRequest":
+        """The exact native request a submission would send (``.payload``, ``.to_text()``); nothing
+        is sent. ``cloud``: a backend name, or a plan from :meth:`plan`."""
+        plan = cloud if not isinstance(cloud, str) else self.plan(cloud, region=region, spot=spot)
+        return self.runner.submit(plan, dry_run=True).request
 
     def run(self, on_line: Callable[[str], None] | None = None) -> "Run":
         """Run the job on this machine in the foreground; returns when it ends (see ``Run.state``)."""
@@ -122,12 +124,16 @@ class Job:
         record, _ = runner.run_local(runner.plan(self._loaded, "local"), on_line=on_line)
         return Run(record.id, runner)
 
-    def submit(self, cloud: str, *, region: str | None = None, spot: bool | None = None, wait: bool = False,
-               resume: str | None = None) -> "Run":
-        """Submit to a backend (``cheapest`` picks the cloud); ``wait=True`` returns once it ended.
-        ``resume``: the id of a submission left PENDING, sent again under its name and token."""
+    def resume_plan(self, job_id: str) -> "Plan":
+        """The plan of a submission left PENDING (interrupted, or no answer to its create call),
+        with its original name and token: submitting it creates the cloud job once at most."""
+        return self.runner.resume_plan(self._loaded, job_id)
+
+    def submit(self, cloud: "str | Plan", *, region: str | None = None, spot: bool | None = None, wait: bool = False) -> "Run":
+        """Submit to a backend (``cheapest`` picks the cloud), or send a plan from :meth:`plan` or
+        :meth:`resume_plan`; ``wait=True`` returns once the job ended."""
         runner = self.runner
-        plan = runner.resume_plan(self._loaded, resume) if resume else runner.plan(self._loaded, cloud, region=region, spot=spot)
+        plan = cloud if not isinstance(cloud, str) else runner.plan(self._loaded, cloud, region=region, spot=spot)
         record = runner.submit(plan).record
         assert record is not None
         run = Run(record.id, runner)
@@ -138,8 +144,16 @@ class Run:
     """One recorded job on any backend: its state, metrics, logs; cancel it or wait for it."""
 
     def __init__(self, job_id: str, runner: "Runner | None" = None) -> None:
+        """``job_id``: an id, the start of one, or a job name (its latest run)."""
         self._runner = _runner(runner)
         self._record = self._runner.store.resolve(job_id)
+        self._status: "JobStatus | None" = None
+
+    @classmethod
+    def from_record(cls, record: "JobRecord", runner: "Runner") -> "Run":
+        run = cls.__new__(cls)
+        run._runner, run._record, run._status = runner, record, None
+        return run
 
     @property
     def id(self) -> str:
@@ -162,10 +176,15 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({self.id!r}, cloud={self.cloud!r}, state={self.state.value})"
 
+    @property
+    def last_status(self) -> "JobStatus | None":
+        """What the backend said when last asked (by :meth:`status` or :meth:`wait`)."""
+        return self._status
+
     def status(self) -> "JobStatus":
         """Ask the backend for the job's state now, and record it."""
-        self._record, status = self._runner.status(self.id)
-        return status
+        self._record, self._status = self._runner.status(self.id)
+        return self._status
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's log lines; with ``follow``, until it ends."""
@@ -175,9 +194,11 @@ class Run:
         self._record = self._runner.cancel(self.id)
         return self
 
-    def wait(self, timeout: float | None = None, poll_seconds: float = 2.0) -> "Run":
-        """Return once the job ended (``timeout`` seconds at most: then a UsageError)."""
-        self._record, _ = self._runner.wait(self.id, timeout=timeout, poll_seconds=poll_seconds)
+    def wait(self, timeout: float | None = None, poll_seconds: float = 2.0,
+             on_change: "Callable[[JobRecord, JobStatus], None] | None" = None) -> "Run":
+        """Return once the job ended (``timeout`` seconds at most: then a UsageError);
+        ``on_change`` is called with the record and status at each change of state."""
+        self._record, self._status = self._runner.wait(self.id, timeout=timeout, poll_seconds=poll_seconds, on_change=on_change)
         return self
 
     @property
@@ -217,12 +238,12 @@ def _metrics_from_lines(lines: Iterable[str]) -> dict[str, float]:
     return found
 
 
-def runs(cloud: str | None = None, limit: int = 50, refresh: bool = False) -> list[Run]:
+def runs(cloud: str | None = None, limit: int = 50, refresh: bool = False, runner: "Runner | None" = None) -> list[Run]:
     """The recorded jobs, newest first (``cloud``: one backend's); ``refresh`` asks the backends
     for the state of jobs that have not ended."""
-    runner = _runner(None)
+    runner = _runner(runner)
     if cloud is not None:
         from cloudtrain.providers import registry
 
         registry.provider_class(cloud)
-    return [Run(record.id, runner) for record in runner.list(cloud=cloud, limit=limit, refresh=refresh)]
+    return [Run.from_record(record, runner) for record in runner.list(cloud=cloud, limit=limit, refresh=refresh)]

@@ -12,7 +12,9 @@ from cloudtrain.cli.common import console, json_option, plain, print_json, runne
 @json_option
 def command(job: str, as_json: bool) -> None:
     """Ask JOB's backend to stop it; `cloudtrain wait JOB` waits until it has."""
-    record = runner().cancel(job)
+    from cloudtrain.api import Run
+
+    record = Run(job, runner()).cancel().record
     if as_json:
         print_json(record.to_dict())
     else:

@@ -14,7 +14,9 @@ from cloudtrain.cli.common import BackendChoice, console, json_option, plain, pr
 @json_option
 def command(cloud: str | None, limit: int, no_refresh: bool, as_json: bool) -> None:
     """List recorded jobs; states of unfinished jobs are refreshed from their backend."""
-    records = runner().list(cloud=cloud, limit=limit, refresh=not no_refresh)
+    from cloudtrain.api import runs
+
+    records = [run.record for run in runs(cloud=cloud, limit=limit, refresh=not no_refresh, runner=runner())]
     if as_json:
         print_json([r.to_dict() for r in records])
         return

@@ -14,6 +14,8 @@ from cloudtrain.cli.common import runner
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
 def command(job: str, follow: bool) -> None:
     """Print JOB's log lines."""
-    for line in runner().logs(job, follow=follow):
+    from cloudtrain.api import Run
+
+    for line in Run(job, runner()).logs(follow=follow):
         sys.stdout.write(line + "\n")
         sys.stdout.flush()

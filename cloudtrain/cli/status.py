@@ -12,7 +12,11 @@ from cloudtrain.cli.common import console, json_option, plain, print_json, runne
 @json_option
 def command(job: str, as_json: bool) -> None:
     """Show JOB's state (JOB: an id, the start of one, or a job name for its latest run)."""
-    record, status = runner().status(job)
+    from cloudtrain.api import Run
+
+    run = Run(job, runner())
+    status = run.status()
+    record = run.record
     if as_json:
         print_json(status_dict(record, status))
         return

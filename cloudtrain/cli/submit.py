@@ -31,21 +31,24 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
     if resume is not None and (cloud is not None or region is not None or spot is not None):
         raise click.UsageError("--resume takes the cloud, region and spot setting of the job it resumes; "
                                "leave out --cloud, --region and --spot/--no-spot.")
-    loaded = load(spec_path, overrides)
+    from cloudtrain.api import Job
+
     jobs = runner()
-    plan = jobs.resume_plan(loaded, resume) if resume else jobs.plan(loaded, cloud, region=region, spot=spot)
-    submission = jobs.submit(plan, dry_run=dry_run)
+    job = Job.from_loaded(load(spec_path, overrides), runner=jobs)
+    plan = job.resume_plan(resume) if resume else job.plan(cloud, region=region, spot=spot)
     estimate = plan.estimate.to_dict() if plan.estimate else None
     if dry_run:
+        request = job.dry_run(plan)
         if as_json:
-            print_json({"cloud": plan.cloud, "request": submission.request.payload, "estimate": estimate})
+            print_json({"cloud": plan.cloud, "request": request.payload, "estimate": estimate})
         else:
             out = console()
             out.print(f"[bold]{plan.cloud}[/] request for {plan.job_name} (dry run, nothing was sent):", highlight=False)
-            out.print(submission.request.to_text(), markup=False, highlight=False, soft_wrap=True)
+            out.print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
             _print_estimate(plan)
         return
-    record = submission.record
+    run = job.submit(plan)
+    record = run.record
     if not wait_:
         if as_json:
             print_json(record.to_dict())
@@ -56,10 +59,11 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
         return
     if not as_json:
         err_console().print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
-        for line in jobs.logs(record.id, follow=True):
+        for line in run.logs(follow=True):
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
-    record, status = jobs.wait(record.id, poll_seconds=1.0)
+    run.wait(poll_seconds=1.0)
+    record, status = run.record, run.last_status
     if as_json:
         print_json({**record.to_dict(), "model_uri": status.model_uri})
     else:

@@ -22,7 +22,10 @@ def command(job: str, timeout: float | None, poll_seconds: float, as_json: bool)
         if not as_json:
             out.print(f"{plain(record.id)}: {styled_state(status.state.value)}" + (f"  {plain(status.message)}" if status.message else ""))
 
-    record, status = runner().wait(job, timeout=timeout, poll_seconds=poll_seconds, on_change=changed)
+    from cloudtrain.api import Run
+
+    run = Run(job, runner()).wait(timeout=timeout, poll_seconds=poll_seconds, on_change=changed)
+    record, status = run.record, run.last_status
     if as_json:
         print_json(status_dict(record, status))
     if status.state.value != "SUCCEEDED":
