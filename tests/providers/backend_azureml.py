@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from provider_backends import Backend
 
 pytest.importorskip("azure.ai.ml")
 pytest.importorskip("responses")
@@ -20,12 +19,13 @@ from cloudtrain.emulators.azureml import AzureMLEmulator  # noqa: E402
 from cloudtrain.providers.azureml import AzureMLProvider  # noqa: E402
 from cloudtrain.runner import Runner  # noqa: E402
 from cloudtrain.store import JobStore  # noqa: E402
+from cloudtrain.testing import Backend  # noqa: E402
 
 NAME = "azureml"
 
 
 @contextmanager
-def backend(tmp_path: Path) -> Iterator[Backend]:
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     with AzureMLEmulator(tmp_path / "azureml-emulator", grace_seconds=5.0) as emulator:
         runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={NAME: AzureMLProvider(credential=emulator.credential)})
 

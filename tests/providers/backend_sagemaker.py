@@ -1,43 +1,36 @@
-"""SageMaker, through the real boto3 client, against the SageMaker emulator on 127.0.0.1."""
+"""SageMaker, through the real boto3 client, against the SageMaker emulator on 127.0.0.1.
+
+boto3 reaches a custom endpoint only through ``AWS_ENDPOINT_URL``, so the emulator's variables are
+set for the test with pytest's ``monkeypatch`` (undone after it).
+"""
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from provider_backends import Backend
+import pytest
 
 from cloudtrain.emulators.sagemaker import SageMakerEmulator
 from cloudtrain.providers.sagemaker import SageMakerProvider
 from cloudtrain.runner import Runner
+from cloudtrain.store import JobStore
+from cloudtrain.testing import Backend
 
 NAME = "sagemaker"
 
 
 @contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextmanager
-def backend(tmp_path: Path) -> Iterator[Backend]:
-    with SageMakerEmulator(root=tmp_path / "sagemaker", stop_grace_seconds=2.0) as emulator, environment(emulator.environment()):
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    with SageMakerEmulator(root=tmp_path / "sagemaker", stop_grace_seconds=2.0) as emulator:
+        for key, value in emulator.environment().items():
+            monkeypatch.setenv(key, value)
         faults = {"throttle": emulator.throttle, "server_error": emulator.fail_with_server_error,
                   "drop_after_create": emulator.drop_connection_after}
         yield Backend(
             name=NAME,
-            runner=Runner(providers={NAME: SageMakerProvider()}),
+            runner=Runner(store=JobStore(tmp_path / "jobs.db"), providers={NAME: SageMakerProvider()}),
             emulator=emulator,
             created_jobs=lambda: len(emulator.training_jobs()),
             inject=lambda fault, times: faults[fault](times),

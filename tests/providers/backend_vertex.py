@@ -12,12 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from provider_backends import Backend
+import pytest
 
 from cloudtrain.emulators.vertex import VertexEmulator
 from cloudtrain.providers.vertex import VertexProvider
 from cloudtrain.runner import Runner
 from cloudtrain.store import JobStore
+from cloudtrain.testing import Backend
 
 NAME = "vertex"
 FAULTS = {"throttle": ("throttle", "JobService.*"), "server_error": ("server_error", "JobService.*"),
@@ -25,7 +26,7 @@ FAULTS = {"throttle": ("throttle", "JobService.*"), "server_error": ("server_err
 
 
 @contextmanager
-def backend(tmp_path: Path) -> Iterator[Backend]:
+def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     with VertexEmulator(root=tmp_path / "vertex-emulator", grace_seconds=5.0, poll_seconds=0.1) as emulator:
         provider = VertexProvider(environ=emulator.environment(), retry_seconds=0.05, poll_seconds=0.1)
 
