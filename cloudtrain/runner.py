@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cloudtrain.cost import check_budget
 from cloudtrain.errors import CloudtrainError, SubmissionUncertainError, UsageError
@@ -21,7 +21,9 @@ from cloudtrain.plan import Plan, make_plan
 from cloudtrain.providers.base import JobState, JobStatus, NativeRequest
 from cloudtrain.providers.registry import get_provider
 from cloudtrain.specfile import LoadedSpec
-from cloudtrain.store import JobRecord, JobStore, new_record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.store import JobRecord, JobStore
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,18 @@ class Submission:
 
 class Runner:
     def __init__(self, store: JobStore | None = None, providers: dict[str, Any] | None = None, catalog: Any = None) -> None:
-        self.store = store or JobStore()
+        self._store = store
         self._providers = dict(providers or {})
         self._catalog = catalog
+
+    @property
+    def store(self) -> "JobStore":
+        """The job store, opened on first use (``estimate`` and dry runs never open it)."""
+        if self._store is None:
+            from cloudtrain.store import JobStore
+
+            self._store = JobStore()
+        return self._store
 
     def provider(self, cloud: str) -> Any:
         if cloud not in self._providers:
@@ -154,6 +165,8 @@ class Runner:
         if plan.cloud != "local":  # what `submit --resume` needs to send the same submission again
             details.update(planned_at=plan.created_at.isoformat(), spot=plan.spot,
                            code_sha256=_code_fingerprint(plan.spec.code))
+        from cloudtrain.store import new_record
+
         return self.store.insert(new_record(
             plan.job_name, plan.cloud, plan.job_name, plan.spec.name, plan.spec.spec_hash(),
             region=plan.region, instance_type=plan.instance_type,

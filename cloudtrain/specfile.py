@@ -302,13 +302,13 @@ def build_spec(
 
 def check_instance_types(spec: JobSpec, source: str, node: Any = None) -> None:
     """``resources.instance_type`` is keyed by backend names the registry knows."""
-    import difflib
-
     from cloudtrain.providers import registry
 
     known = registry.names()
     for key in spec.resources.instance_type:
         if key not in known:
+            import difflib
+
             line = _line_of(node, ["resources", "instance_type", key]) if node is not None else None
             close = difflib.get_close_matches(key, known, n=1)
             raise SpecError(f"{source}{f':{line}' if line else ''}: resources.instance_type.{key}: no backend is named {key!r}"

@@ -15,6 +15,7 @@ def command() -> None:
     Point your editor at it, e.g. for the YAML language server, on a job file's first line:
     # yaml-language-server: $schema=./cloudtrain.schema.json
     """
+    from cloudtrain.sections import spec_model
     from cloudtrain.spec import json_schema
 
-    print_json(json_schema())
+    print_json(json_schema(spec_model()))

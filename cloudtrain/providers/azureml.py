@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError, SpecError, UnsupportedFeatureError
-from cloudtrain.providers.azureml_job import URI_SCHEMES, build_yaml, load_yaml_job, workspace
+from cloudtrain.providers.azureml_job import URI_SCHEMES, workspace
 from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider,
                                        missing_settings_error)
 
@@ -80,7 +79,7 @@ def default_output_uri(job_name: str, output: str) -> str:
 class AzureMLSettings(BaseModel):
     """The ``azureml:`` section of a spec or config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     subscription_id: str | None = None
     region: str | None = Field(None, description="The workspace's Azure region (e.g. eastus), used for pricing.")
@@ -148,6 +147,8 @@ class AzureMLProvider(Provider):
 
     def render(self, plan: "Plan") -> NativeRequest:
         _quiet_sdk_logging()
+        from cloudtrain.providers.azureml_job import build_yaml, load_yaml_job
+
         document = build_yaml(plan)
         load_yaml_job(document)
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
@@ -158,6 +159,8 @@ class AzureMLProvider(Provider):
         """Stage the code bundle and create the job; the SDK uploads the code and local inputs."""
         ml = self.client(workspace(plan))
         with staged_code(Path(plan.spec.code)) as code_dir:
+            from cloudtrain.providers.azureml_job import load_yaml_job
+
             job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])
             with contextlib.redirect_stderr(io.StringIO()):  # the SDK prints a colour reset after uploads
                 ml.jobs.create_or_update(job)
@@ -313,6 +316,8 @@ def _provider_error(what: str, error: Exception) -> ProviderError | SpecError:
 def _quiet_sdk_logging() -> None:
     """The SDK prints preview notices (WARNING, at import) and progress (INFO, on loggers it gives
     their own stderr handler); keep them out of cloudtrain's output unless the user set those levels."""
+    import logging
+
     noisy = ["azure.ai.ml._utils._experimental", "azure.identity", "azure.core.pipeline.policies.http_logging_policy"]
     for name in noisy:
         logger = logging.getLogger(name)

@@ -105,7 +105,7 @@ class Capabilities:
 class NoSettings(BaseModel):
     """The settings of a backend that takes none: its section, if given, must be empty."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 @dataclass(frozen=True)

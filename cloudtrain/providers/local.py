@@ -27,8 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import SpecError, UnsupportedFeatureError, UsageError
 from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, Provider
-from cloudtrain.providers.process import (Supervisor, free_port, install_cancel_handlers, read_status, supervisor_alive,
-                                         write_json_atomic)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -95,7 +93,7 @@ def entry_argv(plan: "Plan", node_rank: int) -> list[str]:
 class LocalSettings(BaseModel):
     """The ``local:`` section of a spec or config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     runs_dir: str | None = Field(None, description="Where run directories go; `.cloudtrain/runs` in the code directory if unset.")
 
@@ -157,6 +155,8 @@ class LocalProvider(Provider):
 
     def prepare(self, plan: "Plan", request: NativeRequest) -> Path:
         """Create the run directory with the resolved spec and the request (no secret values)."""
+        from cloudtrain.providers.process import free_port, write_json_atomic
+
         for name, source in request.payload["secret_env"].items():
             if source not in os.environ:
                 raise SpecError(f"secrets.{name}: environment variable {source} is not set",
@@ -191,7 +191,7 @@ class LocalProvider(Provider):
     def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None,
                        on_start: Callable[[JobRef], None] | None = None) -> tuple[JobRef, JobStatus]:
         """Run the job in this process (``cloudtrain run``); Ctrl-C cancels it cleanly."""
-        from cloudtrain.providers.process import load_commands
+        from cloudtrain.providers.process import Supervisor, install_cancel_handlers, load_commands
 
         run_dir = self.prepare(plan, request)
         if on_start is not None:
@@ -229,6 +229,7 @@ class LocalProvider(Provider):
             return None
 
     def status(self, ref: JobRef) -> JobStatus:
+        from cloudtrain.providers.process import read_status, supervisor_alive
         from datetime import datetime
 
         run_dir = self._run_dir(ref)
@@ -263,6 +264,7 @@ class LocalProvider(Provider):
         return lines, position
 
     def cancel(self, ref: JobRef) -> None:
+        from cloudtrain.providers.process import read_status, supervisor_alive, write_json_atomic
         import signal
 
         run_dir = self._run_dir(ref)

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError, SpecError
 from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
-from cloudtrain.providers.sagemaker_request import build_request, staging, validate_request
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -57,7 +56,7 @@ def neutral_state(status: str, secondary: str | None) -> JobState:
 class SageMakerSettings(BaseModel):
     """The ``sagemaker:`` section of a spec or config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     region: str | None = None
     role_arn: str | None = Field(None, description="IAM role SageMaker assumes to run the job.")
@@ -138,6 +137,8 @@ class SageMakerProvider(Provider):
             raise SpecError("checkpoint.dir: on SageMaker it is an absolute path inside the job", "e.g. /opt/ml/checkpoints")
 
     def render(self, plan: "Plan") -> NativeRequest:
+        from cloudtrain.providers.sagemaker_request import build_request, validate_request
+
         request = build_request(plan)
         validate_request(request)
         return NativeRequest(cloud="sagemaker", payload=request)
@@ -148,6 +149,8 @@ class SageMakerProvider(Provider):
         from cloudtrain.providers.bundle import make_bundle
 
         s3 = self.client("s3", plan.region)
+        from cloudtrain.providers.sagemaker_request import staging
+
         where = staging(plan)
         bucket, key = _split_s3(where["code"])
         bundle = make_bundle(Path(plan.spec.code))

@@ -76,7 +76,7 @@ def neutral_state(native: str) -> JobState:
 class VertexSettings(BaseModel):
     """The ``vertex:`` section of a spec or config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     project: str | None = None
     location: str | None = None
