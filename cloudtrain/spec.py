@@ -238,7 +238,8 @@ class Budget(_Model):
 
 
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
-HyperValue = Union[bool, int, float, str]
+HyperScalar = Union[bool, int, float, str]
+HyperValue = Union[HyperScalar, list[HyperScalar]]
 
 
 class JobSpec(_Model):
@@ -246,10 +247,19 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=_NAME, description="Lowercase letters, digits and '-', at most 40 characters.")
     code: str = Field(description="Directory staged with the job (relative to the spec file).")
-    entrypoint: str | None = Field(None, description="Script path inside `code`, e.g. entrypoints/train.py.")
+    entrypoint: str | None = Field(None, description="Script path inside `code`, e.g. entrypoints/train.py (a .sh script runs under bash).")
     module: str | None = Field(None, description="Python module to run with `python -m`, instead of entrypoint.")
-    args: list[str] = Field(default_factory=list)
+    command: str | None = Field(None, description="A shell command run under bash in the code directory, instead of "
+                                                  "entrypoint/module, e.g. 'bash run.sh --epochs 3'.")
+    args: list[str] = Field(default_factory=list, description="Arguments of the entrypoint; ${{inputs.NAME}}, ${{model_dir}}... "
+                                                              "placeholders become the paths where the job runs.")
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
+    hyperparameters_as_args: bool = Field(True, description="Also pass each hyperparameter to the entrypoint as --name value "
+                                                            "(after args); false for scripts that read only context().hp().")
+    setup: list[str] = Field(default_factory=list, description="Shell commands run in the code directory before the job, "
+                                                               "once per node (e.g. a download).")
+    requirements: str | None = Field(None, description="A requirements file inside `code` installed before the job on the "
+                                                       "clouds (default: requirements.txt when the code has one).")
     framework: Framework | None = None
     image: str | None = Field(None, description="Container image URI, instead of a framework.")
     resources: Resources = Field(default_factory=Resources)
@@ -302,8 +312,11 @@ class JobSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":
-        if bool(self.entrypoint) == bool(self.module):
-            raise ValueError("give exactly one of 'entrypoint' (a script path) or 'module' (a Python module)")
+        if sum(bool(x) for x in (self.entrypoint, self.module, self.command)) != 1:
+            raise ValueError("give exactly one of 'entrypoint' (a script path), 'module' (a Python module) or 'command' (a shell command)")
+        if self.command and self.args:
+            raise ValueError("'args' go with an entrypoint or module; write them into 'command' itself")
+
         if self.framework and self.image:
             raise ValueError("give either 'framework' or 'image', not both")
         if self.spot.max_wait and not self.spot.enabled:
@@ -316,8 +329,8 @@ class JobSpec(_Model):
         return self
 
     @property
-    def command_kind(self) -> Literal["script", "module"]:
-        return "script" if self.entrypoint else "module"
+    def command_kind(self) -> Literal["script", "module", "command"]:
+        return "script" if self.entrypoint else "module" if self.module else "command"
 
     def spec_hash(self) -> str:
         """A stable hash of the spec's content (used to recognise resubmissions)."""

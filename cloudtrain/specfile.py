@@ -297,7 +297,22 @@ def build_spec(
     except ValidationError as error:
         raise format_validation_error(error, source, node, [parse_override(o)[0] for o in overrides]) from None
     check_instance_types(spec, source, node)
+    check_placeholders(spec, source, node)
     return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir)
+
+
+def check_placeholders(spec: JobSpec, source: str, node: Any = None) -> None:
+    """Every ``${{...}}`` in ``args`` and ``command`` names something the job defines."""
+    from cloudtrain.runtime.invocation import PlaceholderError, check
+
+    for field, texts in (("args", spec.args), ("command", [spec.command or ""])):
+        try:
+            check(texts, spec.inputs, spec.outputs, spec.hyperparameters, spec.checkpoint.enabled)
+        except PlaceholderError as error:
+            line = _line_of(node, [field]) if node is not None else None
+            raise SpecError(f"{source}{f':{line}' if line else ''}: {field}: {error}",
+                            "placeholders name the spec's inputs, outputs and hyperparameters, or model_dir, "
+                            "checkpoint_dir, output_dir, job_name") from None
 
 
 def check_instance_types(spec: JobSpec, source: str, node: Any = None) -> None:
@@ -369,6 +384,8 @@ def check_spec_files(loaded: LoadedSpec, node: Any = None) -> None:
         as_package = code.joinpath(*parts) / "__main__.py"
         if not (as_file.is_file() or as_package.is_file()):
             problems.append(f"{where('module')}: module: {spec.module} not found in {code}")
+    if code.is_dir() and spec.requirements and not (code / spec.requirements).is_file():
+        problems.append(f"{where('requirements')}: requirements: {spec.requirements} not found in {code}")
     for name, item in spec.inputs.items():
         if item.is_local and not Path(item.uri).exists():
             problems.append(f"{where('inputs', name)}: inputs.{name}: {item.uri} does not exist")

@@ -100,12 +100,23 @@ def entry_environment(plan: "Plan") -> dict[str, str]:
     """The variables every cloud job carries for the entry shim (:mod:`cloudtrain.runtime.entry`)
     and the runtime context: the spec's ``env``, then what to run and how. Each provider adds its
     cloud's own (checkpoint directory, inputs...)."""
+    from cloudtrain.runtime.invocation import render_args, resolve, spec_values
+
     spec = plan.spec
     env = dict(spec.env)
     env["CLOUDTRAIN_JOB_ID"] = plan.job_name
-    env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
-    if spec.args:
-        env["CLOUDTRAIN_ARGS"] = json.dumps(spec.args)
+    if spec.command is not None:
+        env["CLOUDTRAIN_COMMAND"] = resolve(spec.command, spec_values(spec.hyperparameters, plan.job_name), strict=False)
+    else:
+        env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
+    args = render_args(spec.args, spec.hyperparameters, spec.hyperparameters_as_args, plan.job_name)
+    if args:
+        env["CLOUDTRAIN_ARGS"] = json.dumps(args)
+    if spec.setup:
+        env["CLOUDTRAIN_SETUP"] = json.dumps(spec.setup)
+    requirements = spec.requirements or ("requirements.txt" if (Path(spec.code) / "requirements.txt").is_file() else None)
+    if requirements:
+        env["CLOUDTRAIN_REQUIREMENTS"] = requirements
     if spec.distribution.type == "torchrun":
         env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
     if spec.checkpoint.enabled and spec.checkpoint.every:

@@ -74,20 +74,76 @@ def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
     return env
 
 
-def entry_argv(plan: "Plan", node_rank: int) -> list[str]:
+def placeholder_values(plan: "Plan", run_dir: Path) -> dict[str, str]:
+    """The values of the ``${{...}}`` placeholders in a local run (what its context() will say)."""
     spec = plan.spec
-    target = ["-m", spec.module] if spec.module else [spec.entrypoint or ""]
-    if spec.distribution.type != "torchrun":
-        return [sys.executable, *target, *spec.args]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(plan.processes_per_node)]
-    if plan.nodes == 1:
-        launcher.append("--standalone")
+    values = {"model_dir": str(run_dir / "model"), "output_dir": str(run_dir / "output")}
+    if spec.checkpoint.enabled:
+        values["checkpoint_dir"] = str(run_dir / "checkpoints")
+    values.update({f"inputs.{name}": item.uri for name, item in spec.inputs.items()})
+    values.update({f"outputs.{name}": str(run_dir / "output" / name) for name in spec.outputs})
+    return values
+
+
+def entry_argv(plan: "Plan", node_rank: int, run_dir: Path) -> list[str]:
+    """The node's command line: the entrypoint (under torchrun when asked) with the rendered
+    arguments (:mod:`cloudtrain.runtime.invocation`), after the spec's set-up commands."""
+    from cloudtrain.runtime.invocation import render_args, resolve, spec_values
+
+    spec = plan.spec
+    values = placeholder_values(plan, run_dir)
+    args = [resolve(arg, values) for arg in render_args(spec.args, spec.hyperparameters, spec.hyperparameters_as_args, plan.job_name)]
+    python = spec.command is None and not (spec.entrypoint or "").endswith(".sh")
+    if spec.command is not None:
+        target = ["bash", "-c", resolve(spec.command, {**values, **spec_values(spec.hyperparameters, plan.job_name)}), "bash"]
+    elif spec.module:
+        target = ["-m", spec.module]
+    elif python:
+        target = [spec.entrypoint or ""]
     else:
-        launcher += ["--nnodes", str(plan.nodes), "--node-rank", str(node_rank),
-                     "--master-addr", "127.0.0.1", "--master-port", MASTER_PORT]
-    if spec.module:
-        launcher.append("--module")
-    return [*launcher, *(target[1:] if spec.module else target), *spec.args]
+        target = ["bash", spec.entrypoint or ""]
+    if spec.distribution.type != "torchrun":
+        argv = [*([sys.executable] if python else []), *target, *args]
+    else:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(plan.processes_per_node)]
+        if plan.nodes == 1:
+            launcher.append("--standalone")
+        else:
+            launcher += ["--nnodes", str(plan.nodes), "--node-rank", str(node_rank),
+                         "--master-addr", "127.0.0.1", "--master-port", MASTER_PORT]
+        if spec.module:
+            launcher.append("--module")
+        elif not python:
+            launcher.append("--no-python")
+        argv = [*launcher, *(target[1:] if spec.module else target), *args]
+    if spec.setup:
+        script = "set -e\n" + "\n".join(spec.setup) + '\nexec "$@"'
+        argv = ["bash", "-c", script, "bash", *argv]
+    return argv
+
+
+def missing_requirements(code_dir: Path, requirements: str | None) -> tuple[str | None, list[str]]:
+    """(the requirements file, the requirements it names that this environment lacks)."""
+    import re
+    from importlib import metadata
+
+    name = requirements or "requirements.txt"
+    path = code_dir / name
+    if not path.is_file():
+        return None, []
+    missing = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue  # options (-r, -e, --index-url) are pip's business
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if not match:
+            continue
+        try:
+            metadata.version(match.group(0))
+        except metadata.PackageNotFoundError:
+            missing.append(line)
+    return name, missing
 
 
 class LocalSettings(BaseModel):
@@ -114,6 +170,11 @@ class LocalProvider(Provider):
             if ref.env and ref.env not in os.environ:
                 raise SpecError(f"secrets.{name}: environment variable {ref.env} is not set",
                                 f"export {ref.env}=... before running, or remove the secret from the spec")
+        name, missing = missing_requirements(Path(plan.spec.code), plan.spec.requirements)
+        if missing:
+            raise SpecError(f"requirements: {name} names packages this environment lacks: {', '.join(missing)}",
+                            f"install them first (pip install -r {name}); cloudtrain installs requirements on the clouds, "
+                            "never on this machine")
         if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
             raise UnsupportedFeatureError(
                 "resources.nodes: several local nodes need distribution.type: torchrun",
@@ -141,7 +202,7 @@ class LocalProvider(Provider):
         nodes = []
         for rank in range(plan.nodes):
             env = dict(base_env, NODE_RANK=str(rank)) if plan.nodes > 1 else base_env
-            nodes.append({"argv": entry_argv(plan, rank), "env": env, "cwd": spec.code})
+            nodes.append({"argv": entry_argv(plan, rank, run_dir), "env": env, "cwd": spec.code})
         payload = {
             "job_id": plan.job_name,
             "run_dir": str(run_dir),

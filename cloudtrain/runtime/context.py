@@ -120,7 +120,7 @@ def _decode_hps(values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, str):
             try:
                 decoded = json.loads(value)
-                value = decoded if isinstance(decoded, (int, float, bool)) else value
+                value = decoded if isinstance(decoded, (int, float, bool, list)) else value
             except json.JSONDecodeError:
                 pass
         out[key] = value

@@ -2,12 +2,18 @@
 
 Clouds start a program their own way (SageMaker's training toolkit appends every hyperparameter as
 ``--key value``; Vertex and Azure ML run a command line). This shim makes every cloud run the
-entrypoint the same way the local executor does: with the spec's own ``args`` only, the code
-directory first on ``sys.path``, and secrets from the cloud's secret store in the environment.
-It reads (from the job's environment, as rendered in its request):
+entrypoint the same way the local executor does: with the rendered arguments only (the spec's
+``args`` and the hyperparameters as flags, :mod:`cloudtrain.runtime.invocation`), their path
+placeholders resolved here from the runtime context, the code directory first on ``sys.path``,
+and secrets from the cloud's secret store in the environment. It reads (from the job's
+environment, as rendered in its request):
 
-- ``CLOUDTRAIN_ENTRYPOINT`` (a script path inside the bundle) or ``CLOUDTRAIN_MODULE``;
+- ``CLOUDTRAIN_ENTRYPOINT`` (a script path inside the bundle; ``.sh`` runs under bash),
+  ``CLOUDTRAIN_MODULE``, or ``CLOUDTRAIN_COMMAND`` (a shell command, run under bash);
 - ``CLOUDTRAIN_ARGS``: a JSON list of arguments;
+- ``CLOUDTRAIN_SETUP``: a JSON list of shell commands, and ``CLOUDTRAIN_REQUIREMENTS``: a
+  requirements file to ``pip install -r``; both run once per node (the first process to take the
+  node's set-up lock runs them; under torchrun the others wait for it) before the entrypoint;
 - ``CLOUDTRAIN_SECRETS``: a JSON map ``NAME -> {"aws_secret": id}`` (or ``gcp_secret`` /
   ``azure_key_vault``) resolved here, inside the job, so no value travels in the request.
 
@@ -44,19 +50,61 @@ def resolve_secret(ref: dict[str, str]) -> str:
     raise SystemExit(f"cloudtrain entry: unsupported secret reference {sorted(ref)}")
 
 
+def set_up_node(job_id: str) -> None:
+    """Run the set-up commands and install the requirements, once on this node."""
+    import fcntl
+    import subprocess
+    import tempfile
+
+    setup = json.loads(os.environ.get("CLOUDTRAIN_SETUP") or "[]")
+    requirements = os.environ.get("CLOUDTRAIN_REQUIREMENTS")
+    if not setup and not requirements:
+        return
+    marker = Path(tempfile.gettempdir()) / f"cloudtrain-setup-{job_id or 'job'}"
+    with open(f"{marker}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other processes of this node wait here
+        if Path(f"{marker}.done").exists():
+            return
+        steps = [["bash", "-c", command] for command in setup]
+        if requirements:
+            steps.insert(0, [sys.executable, "-m", "pip", "install", "--no-input", "-r", requirements])
+        for step in steps:
+            print(f"cloudtrain: set-up: {' '.join(step[2:] if step[0] == 'bash' else step[1:])}", flush=True)
+            code = subprocess.call(step, cwd=CODE_ROOT)
+            if code != 0:
+                raise SystemExit(f"cloudtrain entry: the set-up step failed with exit code {code}: {step[-1]}")
+        Path(f"{marker}.done").write_text("done\n")
+
+
 def main() -> None:
+    if str(CODE_ROOT) not in sys.path:
+        sys.path.append(str(CODE_ROOT))  # the bundle's own cloudtrain.runtime
+    from cloudtrain.runtime.context import context
+    from cloudtrain.runtime.invocation import resolve, values_of
+
     secrets = json.loads(os.environ.get("CLOUDTRAIN_SECRETS") or "{}")
     for name, ref in secrets.items():
         os.environ[name] = resolve_secret(ref)
-    args = json.loads(os.environ.get("CLOUDTRAIN_ARGS") or "[]")
-    module = os.environ.get("CLOUDTRAIN_MODULE")
+    values = values_of(context())
+    args = [resolve(arg, values) for arg in json.loads(os.environ.get("CLOUDTRAIN_ARGS") or "[]")]
     os.chdir(CODE_ROOT)
+    set_up_node(os.environ.get("CLOUDTRAIN_JOB_ID", ""))
+    command = os.environ.get("CLOUDTRAIN_COMMAND")
+    module = os.environ.get("CLOUDTRAIN_MODULE")
+    entrypoint = os.environ.get("CLOUDTRAIN_ENTRYPOINT", "")
+    sys.stdout.flush()
+    if command:
+        os.execvp("bash", ["bash", "-c", resolve(command, values), "bash", *args])
     if module:
+        sys.path.remove(str(CODE_ROOT))
         sys.path.insert(0, str(CODE_ROOT))
         sys.argv = [module, *args]
         runpy.run_module(module, run_name="__main__", alter_sys=True)
         return
-    script = CODE_ROOT / os.environ["CLOUDTRAIN_ENTRYPOINT"]
+    script = CODE_ROOT / entrypoint
+    if script.suffix == ".sh":
+        os.execvp("bash", ["bash", str(script), *args])
+    sys.path.remove(str(CODE_ROOT))
     sys.path[0] = str(script.parent)  # as `python script.py` would have it
     sys.path.insert(1, str(CODE_ROOT))
     sys.argv = [str(script), *args]
