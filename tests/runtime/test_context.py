@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import io
 import json
 import re
@@ -156,7 +158,7 @@ def test_runtime_imports_only_the_standard_library() -> None:
     stdlib only. Inside functions, only the entry shim may import the SDK a secret reference needs."""
     import ast
 
-    stdlib = {"__future__", "argparse", "json", "math", "os", "sys", "time", "dataclasses", "pathlib", "typing", "re", "runpy"}
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
     secret_sdks = {"boto3", "google", "azure"}
     for path in Path(__file__).resolve().parents[2].joinpath("cloudtrain", "runtime").glob("*.py"):
         tree = ast.parse(path.read_text())
