@@ -39,6 +39,8 @@ AZUREML_WORKSPACE = ["azureml.subscription_id=00000000-0000-0000-0000-0000000000
                      "azureml.workspace=ws", "azureml.region=eastus"]
 #: (cloud, case) -> --set overrides the case needs on that cloud
 OVERRIDES = {("azureml", "custom-image"): AZUREML_WORKSPACE}
+#: read at import: tests/conftest.py removes every CLOUDTRAIN_* variable before each test
+UPDATE_GOLDEN = bool(os.environ.get("CLOUDTRAIN_UPDATE_GOLDEN"))
 
 
 def vertex_offer(instance_type: str, accelerator: str | None, count: int, vcpus: int, memory: float, usd: float,
@@ -122,7 +124,7 @@ def test_rendered_request_matches_golden(cloud: str, case: str) -> None:
     pytest.importorskip(SDK[cloud])
     payload = render(cloud, case)
     golden = golden_path(cloud, case)
-    if os.environ.get("CLOUDTRAIN_UPDATE_GOLDEN"):
+    if UPDATE_GOLDEN:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(yaml.safe_dump(payload, sort_keys=False) if cloud == "azureml"
                           else json.dumps(payload, indent=2, sort_keys=True) + "\n")
