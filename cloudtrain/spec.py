@@ -170,6 +170,9 @@ class Distribution(_Model):
         return value
 
 
+_URI_SCHEMES = ("s3://", "gs://", "azureml://", "https://", "http://", "wasbs://", "abfss://")
+
+
 class Spot(_Model):
     enabled: bool = False
     max_wait: Duration | None = Field(
@@ -180,16 +183,24 @@ class Spot(_Model):
 class Checkpoint(_Model):
     enabled: bool = False
     dir: str | None = Field(None, description="Local directory inside the job; the cloud's default if unset.")
+    uri: str | None = Field(None, description="A fixed checkpoint location (s3://, gs://, azureml://) kept across "
+                                              "resubmissions, so a resubmitted job resumes; a new one per submission if unset.")
+
+    @field_validator("uri")
+    @classmethod
+    def _cloud_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_URI_SCHEMES):
+            raise ValueError(f"{value!r}: a checkpoint location is a {', '.join(_URI_SCHEMES)} URI")
+        return value
     every: Duration | None = Field(None, description="Interval between checkpoints, e.g. '10m'.")
 
 
-_URI_SCHEMES = ("s3://", "gs://", "azureml://", "https://", "http://")
 
 
 class Input(_Model):
     """A named input: a local path (staged with the job) or a URI."""
 
-    uri: str = Field(description="Local path, s3://, gs://, azureml:// or https:// location.")
+    uri: str = Field(description="Local path, s3://, gs://, azureml://, https://, wasbs:// or abfss:// location.")
 
     @model_validator(mode="before")
     @classmethod
@@ -214,7 +225,56 @@ class Input(_Model):
 
 
 class Output(_Model):
-    uri: str | None = Field(None, description="Where the output goes; the job's default output location if unset.")
+    uri: str | None = Field(None, description="Where the output goes (s3://, gs://, azureml://...); the job's default "
+                                              "output location if unset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+    @field_validator("uri")
+    @classmethod
+    def _cloud_uri(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_URI_SCHEMES):
+            raise ValueError(f"{value!r}: an output location is a {', '.join(_URI_SCHEMES)} URI")
+        return value
+
+
+class Metric(_Model):
+    """A metric the cloud should track: a name the entrypoint logs with ``log_metric``, or any
+    name with the regex that finds its value in the job's output."""
+
+    name: str = Field(description="The metric's name, e.g. val_loss or 'test:loss'.")
+    regex: str | None = Field(None, description="A regex with one group capturing the value, e.g. 'average test loss: ([0-9.]+)'; "
+                                                "the runtime's metric line when unset.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or len(value) > 255 or any(ord(c) < 32 for c in value):
+            raise ValueError(f"{value!r}: a metric name is 1 to 255 printable characters")
+        return value
+
+    @model_validator(mode="after")
+    def _regex(self) -> "Metric":
+        if self.regex is None:
+            if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,255}", self.name):
+                raise ValueError(f"{self.name!r}: a metric logged with log_metric is named with letters, digits and _ . : / -; "
+                                 "give a regex for other names")
+            return self
+        try:
+            groups = re.compile(self.regex).groups
+        except re.error as error:
+            raise ValueError(f"regex {self.regex!r} is not a valid regular expression: {error}") from None
+        if groups < 1:
+            raise ValueError(f"regex {self.regex!r} needs a group capturing the value, e.g. 'loss: ([0-9.]+)'")
+        return self
 
 
 class SecretRef(_Model):
@@ -261,7 +321,9 @@ class JobSpec(_Model):
     requirements: str | None = Field(None, description="A requirements file inside `code` installed before the job on the "
                                                        "clouds (default: requirements.txt when the code has one).")
     framework: Framework | None = None
-    image: str | None = Field(None, description="Container image URI, instead of a framework.")
+    image: str | dict[str, str] | None = Field(
+        None, description="Container image URI, the same on every cloud, or one per backend ({sagemaker: ..., azureml: "
+                          "azureml:AzureML-lightgbm-3.3@latest, vertex: ...}); a backend without one uses `framework`.")
     resources: Resources = Field(default_factory=Resources)
     distribution: Distribution = Field(default_factory=Distribution)
     spot: Spot = Field(default_factory=Spot)
@@ -272,9 +334,10 @@ class JobSpec(_Model):
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
-    metrics: list[str] = Field(
+    metrics: list[Metric] = Field(
         default_factory=list,
-        description="Names the entrypoint logs with log_metric that the cloud should track (e.g. val_loss).",
+        description="Metrics the cloud should track: names the entrypoint logs with log_metric (e.g. val_loss), or "
+                    "{name, regex} for a script's own output lines.",
     )
     budget: Budget | None = None
     # Each backend's own section (``sagemaker: {region: ...}``, a plugin's ``toy: {...}``) is a field
@@ -294,13 +357,6 @@ class JobSpec(_Model):
             return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
         return value
 
-    @field_validator("metrics")
-    @classmethod
-    def _metric_names(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if not re.fullmatch(r"[A-Za-z0-9_.:/-]{1,255}", name):
-                raise ValueError(f"{name!r}: metric names are letters, digits and _ . : / -")
-        return value
 
     @field_validator("inputs", "outputs", "env", "secrets")
     @classmethod
@@ -317,8 +373,8 @@ class JobSpec(_Model):
         if self.command and self.args:
             raise ValueError("'args' go with an entrypoint or module; write them into 'command' itself")
 
-        if self.framework and self.image:
-            raise ValueError("give either 'framework' or 'image', not both")
+        if self.framework and isinstance(self.image, str):
+            raise ValueError("give either 'framework' or 'image', not both (or image per backend, with framework for the others)")
         if self.spot.max_wait and not self.spot.enabled:
             raise ValueError("spot.max_wait is set but spot.enabled is false")
         if self.spot.max_wait and self.max_runtime and self.spot.max_wait < self.max_runtime:
@@ -336,6 +392,10 @@ class JobSpec(_Model):
         """A stable hash of the spec's content (used to recognise resubmissions)."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def image_for(self, backend: str) -> str | None:
+        """The container image for a backend: the one image, or the backend's entry of the map."""
+        return self.image.get(backend) if isinstance(self.image, dict) else self.image
 
     def cloud_settings(self, cloud: str) -> dict[str, Any]:
         """The backend's validated section of this spec as a dict (empty when it has none)."""

@@ -320,14 +320,18 @@ def check_instance_types(spec: JobSpec, source: str, node: Any = None) -> None:
     from cloudtrain.providers import registry
 
     known = registry.names()
-    for key in spec.resources.instance_type:
-        if key not in known:
-            import difflib
+    keyed = [(["resources", "instance_type"], spec.resources.instance_type)]
+    if isinstance(spec.image, dict):
+        keyed.append((["image"], spec.image))
+    for loc, mapping in keyed:
+        for key in mapping:
+            if key not in known:
+                import difflib
 
-            line = _line_of(node, ["resources", "instance_type", key]) if node is not None else None
-            close = difflib.get_close_matches(key, known, n=1)
-            raise SpecError(f"{source}{f':{line}' if line else ''}: resources.instance_type.{key}: no backend is named {key!r}"
-                            + (f"; did you mean {close[0]!r}?" if close else ""), f"backends: {', '.join(known)}")
+                line = _line_of(node, [*loc, key]) if node is not None else None
+                close = difflib.get_close_matches(key, known, n=1)
+                raise SpecError(f"{source}{f':{line}' if line else ''}: {'.'.join(loc)}.{key}: no backend is named {key!r}"
+                                + (f"; did you mean {close[0]!r}?" if close else ""), f"backends: {', '.join(known)}")
 
 
 def _load_python(path: Path) -> Any:

@@ -93,7 +93,7 @@ class AzureMLProvider(Provider):
     name: ClassVar[str] = "azureml"
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
-        input_schemes=("local", "azureml", "https"), secret_sources=("azure_key_vault",),
+        input_schemes=("local", "azureml", "https", "wasbs", "abfss"), secret_sources=("azure_key_vault",),
     )
     settings_model = AzureMLSettings
     region_setting = "region"
@@ -143,7 +143,11 @@ class AzureMLProvider(Provider):
         for name, output in plan.spec.outputs.items():
             if output.uri and not output.uri.startswith(URI_SCHEMES):
                 raise UnsupportedFeatureError(f"outputs.{name}: {output.uri} is not a location Azure ML can write",
-                                              "give an azureml:// or https:// URI, or leave it unset for the job's default location")
+                                              "give an azureml://, https://, wasbs:// or abfss:// URI, or leave it unset for the job's default location")
+        checkpoint = plan.spec.checkpoint.uri
+        if checkpoint and not checkpoint.startswith(URI_SCHEMES):
+            raise UnsupportedFeatureError(f"checkpoint.uri: {checkpoint} is not a location Azure ML can write",
+                                          "give an azureml://, https://, wasbs:// or abfss:// URI")
 
     def render(self, plan: "Plan") -> NativeRequest:
         _quiet_sdk_logging()

@@ -58,7 +58,8 @@ CURATED_ENVIRONMENTS: dict[tuple[str, str], str] = {
     ("pytorch", "2.8"): "azureml://registries/azureml/environments/acpt-pytorch-2.8-cuda12.6/labels/latest",
     ("sklearn", "1.5"): "azureml://registries/azureml/environments/sklearn-1.5/versions/54",
 }
-URI_SCHEMES = ("azureml://", "https://")
+URI_SCHEMES = ("azureml://", "https://", "wasbs://", "abfss://")
+CHECKPOINT_OUTPUT = "checkpoints"
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -112,7 +113,16 @@ def command_line(plan: "Plan") -> str:
 
 def output_names(plan: "Plan") -> list[str]:
     names = list(plan.spec.outputs)
-    return names if MODEL_OUTPUT in names else [*names, MODEL_OUTPUT]
+    names = names if MODEL_OUTPUT in names else [*names, MODEL_OUTPUT]
+    if plan.spec.checkpoint.enabled and plan.spec.checkpoint.uri and CHECKPOINT_OUTPUT not in names:
+        names.append(CHECKPOINT_OUTPUT)  # a fixed location: a resubmitted job finds its checkpoints there
+    return names
+
+
+def output_location(plan: "Plan", name: str) -> str | None:
+    if name in plan.spec.outputs:
+        return plan.spec.outputs[name].uri
+    return plan.spec.checkpoint.uri if name == CHECKPOINT_OUTPUT else None
 
 
 def build_job(plan: "Plan", code: str | None = None) -> Any:
@@ -121,8 +131,11 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
     from azure.ai.ml.entities import Environment, JobResourceConfiguration, QueueSettings
 
     spec, settings = plan.spec, plan.settings
-    if spec.image:
-        environment: Any = Environment(image=spec.image)
+    image = spec.image_for("azureml")
+    if image and image.startswith("azureml:"):  # a curated or registry environment, by name
+        environment: Any = image
+    elif image:
+        environment = Environment(image=image)
     elif spec.framework:
         environment = curated_environment(spec.framework.name, spec.framework.version)
     else:
@@ -132,8 +145,8 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
               for name, item in spec.inputs.items()}
     outputs = {}
     for name in output_names(plan):
-        uri = spec.outputs[name].uri if name in spec.outputs else None
-        outputs[name] = Output(type="uri_folder", path=uri) if uri else Output(type="uri_folder")
+        uri = output_location(plan, name)
+        outputs[name] = Output(type="uri_folder", path=uri, mode="rw_mount") if uri else Output(type="uri_folder")
     resources: dict[str, Any] = {"instance_count": plan.nodes}
     if plan.instance_type:
         resources["instance_type"] = plan.instance_type
@@ -184,8 +197,8 @@ def build_yaml(plan: "Plan") -> dict[str, Any]:
     resources = document.get("resources", {})
     if not resources.get("properties"):
         resources.pop("properties", None)
-    for name, item in plan.spec.inputs.items():  # the SDK writes local paths as "azureml:<path>"
-        if item.is_local:
+    for name, item in plan.spec.inputs.items():  # the SDK writes local paths and URLs as "azureml:<path>"
+        if item.is_local or not item.uri.startswith("azureml:"):
             document["inputs"][name]["path"] = item.uri
     return {"$schema": SCHEMA, **document}
 

@@ -352,7 +352,7 @@ def check_capabilities(provider: Provider, plan: "Plan") -> None:
     if spec.checkpoint.enabled and not caps.checkpoints:
         raise UnsupportedFeatureError(f"checkpoint.enabled: the {name} backend keeps no checkpoints across restarts",
                                       "set checkpoint.enabled: false")
-    if spec.image and not caps.container_images:
+    if spec.image_for(name) and not caps.container_images:
         raise UnsupportedFeatureError(f"image: the {name} backend does not run container images", "use `framework:` instead of `image:` for this backend")
     for input_name, item in spec.inputs.items():
         if item.scheme() not in caps.input_schemes:

@@ -133,6 +133,9 @@ class SageMakerProvider(Provider):
 
     def check_settings(self, plan: "Plan") -> None:
         super().check_settings(plan)
+        from cloudtrain.providers.sagemaker_request import staging
+
+        staging(plan)  # output and checkpoint locations must be S3
         if plan.spec.checkpoint.dir and not plan.spec.checkpoint.dir.startswith("/"):
             raise SpecError("checkpoint.dir: on SageMaker it is an absolute path inside the job", "e.g. /opt/ml/checkpoints")
 

@@ -32,14 +32,28 @@ DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
 
 
+def output_uri(plan: "Plan") -> str | None:
+    """The one S3 location the spec's outputs name (SageMaker writes every output under one path)."""
+    uris = sorted({o.uri for o in plan.spec.outputs.values() if o.uri})
+    if len(uris) > 1:
+        raise SpecError(f"outputs: SageMaker writes all of a job's outputs under one S3OutputPath; the spec names {len(uris)} "
+                        f"({', '.join(uris)})", "give the same s3:// URI to every output, or one output a URI")
+    if uris and not uris[0].startswith("s3://"):
+        raise SpecError(f"outputs: {uris[0]} is not an s3:// location, which SageMaker needs", "give an s3://bucket/prefix URI")
+    return uris[0] if uris else None
+
+
 def staging(plan: "Plan") -> dict[str, Any]:
     bucket, prefix = plan.settings["bucket"], plan.settings.get("prefix", "cloudtrain").strip("/")
     base = f"s3://{bucket}/{prefix}/{plan.job_name}"
+    checkpoint = plan.spec.checkpoint.uri
+    if checkpoint and not checkpoint.startswith("s3://"):
+        raise SpecError(f"checkpoint.uri: {checkpoint} is not an s3:// location, which SageMaker needs", "give an s3://bucket/prefix URI")
     return {
         "code": f"{base}/source/sourcedir.tar.gz",
         "inputs": {name: f"{base}/input/{name}/" for name, item in plan.spec.inputs.items() if item.is_local},
-        "checkpoints": f"{base}/checkpoints/",
-        "output": f"s3://{bucket}/{prefix}/output",
+        "checkpoints": checkpoint or f"{base}/checkpoints/",
+        "output": output_uri(plan) or f"s3://{bucket}/{prefix}/output",
     }
 
 
@@ -47,8 +61,8 @@ def training_image(plan: "Plan") -> str:
     """The spec's image, or the SageMaker framework training image for the region, resolved offline
     by the sagemaker SDK from the image-URI data it ships."""
     spec = plan.spec
-    if spec.image:
-        return spec.image
+    if spec.image_for("sagemaker"):
+        return spec.image_for("sagemaker") or ""
     if spec.framework is None:
         raise SpecError("framework: SageMaker needs a container: give framework {name, version} or image",
                         'e.g. framework: {name: pytorch, version: "2.5"}')
@@ -95,7 +109,7 @@ def build_request(plan: "Plan") -> dict[str, Any]:
         })
     algorithm: dict[str, Any] = {"TrainingImage": training_image(plan), "TrainingInputMode": "File"}
     if spec.metrics:
-        algorithm["MetricDefinitions"] = [{"Name": name, "Regex": metric_regex(name)} for name in spec.metrics]
+        algorithm["MetricDefinitions"] = [{"Name": m.name, "Regex": m.regex or metric_regex(m.name)} for m in spec.metrics]
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": plan.max_runtime_seconds or DEFAULT_MAX_RUNTIME_SECONDS}
     if plan.spot:
         stopping["MaxWaitTimeInSeconds"] = plan.max_wait_seconds or 2 * stopping["MaxRuntimeInSeconds"]

@@ -79,13 +79,21 @@ def staging(plan: "Plan") -> dict[str, Any]:
                         "e.g. vertex: {staging_bucket: gs://my-bucket}")
     bucket, prefix = split_gcs(root.rstrip("/"))
     base = f"gs://{bucket}/{(prefix or DEFAULT_PREFIX).strip('/')}/{plan.job_name}"
+    spec = plan.spec
+    for where, uri in [*((f"outputs.{n}", o.uri) for n, o in spec.outputs.items()), ("checkpoint.uri", spec.checkpoint.uri)]:
+        if uri and not uri.startswith("gs://"):
+            raise SpecError(f"{where}: {uri} is not a gs:// location, which Vertex AI needs", "give a gs://bucket/prefix URI")
+    model_uri = spec.outputs["model"].uri if "model" in spec.outputs else None
+    output = (model_uri.rstrip("/") + "/") if model_uri else base + "/"
     return {
         "bucket": bucket,
         "base": base,
         "code": f"{base}/staging/code.tar.gz",
-        "inputs": {name: f"{base}/staging/inputs/{name}/" for name, item in plan.spec.inputs.items() if item.is_local},
-        "output": base + "/",
-        "model": base + "/model/",
+        "inputs": {name: f"{base}/staging/inputs/{name}/" for name, item in spec.inputs.items() if item.is_local},
+        "output": output,  # baseOutputDirectory: the model goes to <output>model/ (AIP_MODEL_DIR)
+        "model": output + "model/",
+        "outputs": {name: (o.uri.rstrip("/") + "/") if o.uri else f"{output}outputs/{name}/"
+                    for name, o in spec.outputs.items() if name != "model"},
         "log": f"{base}/{LOG_OBJECT}",
     }
 
@@ -131,8 +139,8 @@ def training_image(plan: "Plan") -> str:
     """The spec's image, or Vertex's prebuilt training image for the framework, in the registry
     nearest the location (us-, europe- or asia-docker.pkg.dev)."""
     spec = plan.spec
-    if spec.image:
-        return spec.image
+    if spec.image_for("vertex"):
+        return spec.image_for("vertex") or ""
     if spec.framework is None:
         raise SpecError("framework: Vertex AI needs a container: give framework {name, version} or image",
                         'e.g. framework: {name: sklearn, version: "1.3"}')
@@ -165,6 +173,10 @@ def environment(plan: "Plan") -> dict[str, str]:
     if spec.inputs:
         env["CLOUDTRAIN_INPUTS"] = json.dumps({name: where["inputs"][name] if item.is_local else item.uri
                                                for name, item in spec.inputs.items()}, sort_keys=True)
+    if where["outputs"]:
+        env["CLOUDTRAIN_OUTPUTS"] = json.dumps(where["outputs"], sort_keys=True)
+    if spec.checkpoint.enabled and spec.checkpoint.uri:
+        env["CLOUDTRAIN_CHECKPOINT_URI"] = spec.checkpoint.uri  # fixed across resubmissions (else AIP_CHECKPOINT_DIR)
     return env
 
 

@@ -207,7 +207,7 @@ def _vertex(environ: Mapping[str, str]) -> RunContext:
     node_rank = index if pool == "workerpool0" else primary + index
     model_dir = gcs_path(environ["AIP_MODEL_DIR"], mount)
     output_dir = model_dir.parent
-    checkpoint = environ.get("AIP_CHECKPOINT_DIR")
+    checkpoint = environ.get("CLOUDTRAIN_CHECKPOINT_URI") or environ.get("AIP_CHECKPOINT_DIR")
     tensorboard = environ.get("AIP_TENSORBOARD_LOG_DIR")
     return RunContext(
         environment="vertex",
@@ -227,7 +227,7 @@ def _azureml(environ: Mapping[str, str]) -> RunContext:
     outputs = _paths(_json(environ, "CLOUDTRAIN_OUTPUTS", {}))
     outputs_dir = Path(environ.get("CLOUDTRAIN_AZUREML_OUTPUTS_DIR", "outputs")).absolute()
     model_dir = outputs.get("model", outputs_dir / "model")
-    checkpoint = environ.get("CLOUDTRAIN_CHECKPOINT_DIR")
+    checkpoint = environ.get("CLOUDTRAIN_CHECKPOINT_DIR") or outputs.pop("checkpoints", None)
     nodes = int(environ.get("AZUREML_NODE_COUNT", environ.get("CLOUDTRAIN_NUM_NODES", 1)))
     node_rank = int(environ.get("NODE_RANK", environ.get("GROUP_RANK", 0)))
     return RunContext(
