@@ -12,13 +12,9 @@
   loop for the create.
 - ``status``: ``JobState`` mapped through :data:`STATES`; the failure message from ``job.error``;
   the model at ``AIP_MODEL_DIR`` (``<baseOutputDirectory>/model/``) once the job succeeded.
-- ``logs``: on Google Cloud a job's output goes to Cloud Logging, which users read in the console
-  (the job's "View logs" link), with ``gcloud ai custom-jobs stream-logs JOB_ID --region=LOCATION``
-  or ``gcloud logging read 'resource.labels.job_id="JOB_ID"'``. Cloud Logging is not emulated, and
-  cloudtrain does not depend on its client: ``logs`` reads the log object
-  ``<baseOutputDirectory>/cloudtrain-logs/job.log``, which the emulator keeps up to date while the
-  job runs. Against real Vertex AI that object does not exist and ``logs`` yields one line saying
-  where the log is.
+- ``logs``: Cloud Logging, as on Google Cloud (the entries of ``resource.type="ml_job"`` with the
+  job's id, through ``google-cloud-logging``, :mod:`cloudtrain.providers.vertex_logs`); with several
+  replicas each line is prefixed with its task (``[workerpool1-0]``).
 - ``cancel``: ``CancelCustomJob``; the job goes CANCELLING, then CANCELLED.
 
 Credentials: Application Default Credentials (``google.auth.default``: ``gcloud auth
@@ -26,7 +22,7 @@ application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS``, or the metadata
 ``credentials=`` handed in. Project, location and staging bucket come from the spec or config
 (``vertex: {project, location, staging_bucket}``, or ``CLOUDTRAIN_VERTEX_PROJECT`` and friends).
 
-Emulator: ``CLOUDTRAIN_VERTEX_API_ENDPOINT=http://127.0.0.1:PORT`` sends every JobService call to
+Emulator: ``CLOUDTRAIN_VERTEX_API_ENDPOINT=http://127.0.0.1:PORT`` sends every JobService and Cloud Logging call to
 that endpoint over REST, with anonymous credentials; ``STORAGE_EMULATOR_HOST`` does the same for
 Cloud Storage (honoured by ``google-cloud-storage`` itself). ``cloudtrain emulator start --cloud
 vertex`` prints both.
@@ -43,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError
 from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
-from cloudtrain.providers.vertex_job import LOG_OBJECT, SUBMISSION_LABEL, build_request, split_gcs, staging, validate_request
+from cloudtrain.providers.vertex_job import SUBMISSION_LABEL, build_request, split_gcs, staging, validate_request
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -107,6 +103,7 @@ class VertexProvider(Provider):
         backoff of retried calls, doubling up to 30 s, for at most ``retry_deadline`` seconds."""
         self._clients: dict[str, Any] = {"": client} if client is not None else {}
         self._storage = storage_client
+        self._log_readers: dict[str, Any] = {}
         self._credentials = credentials
         self._environ = environ
         self.retry_seconds, self.retry_deadline, self.poll_seconds = retry_seconds, retry_deadline, poll_seconds
@@ -252,7 +249,7 @@ class VertexProvider(Provider):
     def ref(self, plan: "Plan", native_id: str) -> JobRef:
         return JobRef(job_id=plan.job_name, cloud="vertex", native_id=native_id, region=plan.settings.get("location") or plan.region,
                       details={"submission_token": plan.submission_token, "project": plan.settings["project"],
-                               "base_output": staging(plan)["output"]})
+                               "base_output": staging(plan)["output"], "replicas": plan.nodes})
 
     def _upload_input(self, bucket: Any, path: Path, uri: str) -> None:
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -286,33 +283,21 @@ class VertexProvider(Provider):
         return JobStatus(state=state, native_state=native, message=message, started_at=_time(job, "start_time"),
                          ended_at=_time(job, "end_time"), model_uri=model)
 
+    def log_reader(self, project: str) -> Any:
+        """The Cloud Logging reader of a project (the emulator's endpoint when one is set)."""
+        from cloudtrain.providers.vertex_logs import CloudLoggingReader
+
+        if project not in self._log_readers:
+            self._log_readers[project] = CloudLoggingReader(project, credentials=self.credentials(),
+                                                            endpoint=self.environ.get(ENDPOINT_VARIABLE) or None)
+        return self._log_readers[project]
+
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
-        job = self.describe(ref)
-        output = job.job_spec.base_output_directory.output_uri_prefix
-        sent = cursor or 0
-        if not output:
-            return ([] if sent else [f"cloudtrain: the job has no base output directory; read its log with "
-                                     f"`gcloud ai custom-jobs stream-logs {ref.native_id}`"]), 1
-        bucket_name, prefix = split_gcs(output.rstrip("/") + "/" + LOG_OBJECT)
+        """The job's lines from Cloud Logging (``resource.type="ml_job"``, its job id)."""
         project = ref.details.get("project") or ref.native_id.split("/")[1]
-        blob = self.storage(project).bucket(bucket_name).blob(prefix)
-        try:
-            text = self.call("read the job's log", blob.download_as_bytes).decode("utf-8", errors="replace")
-        except ProviderError as error:
-            if "NotFound" not in error.message:
-                raise
-            text = None
-        if text is None:
-            if final and not sent:
-                job_id = ref.native_id.rsplit("/", 1)[-1]
-                return [f"cloudtrain: no log object at {output.rstrip('/')}/{LOG_OBJECT}; on Vertex AI the log is in Cloud Logging: "
-                        f"gcloud ai custom-jobs stream-logs {job_id} --region={ref.region}"], -1
-            return [], sent
-        lines = text.split("\n")
-        complete = lines if final else lines[:-1]  # the last piece may be a line still being written
-        if complete and complete[-1] == "":
-            complete = complete[:-1]
-        return complete[max(sent, 0):], max(sent, len(complete))
+        replicas = int(ref.details.get("replicas") or 1)
+        return self.call("read the job's log entries", self.log_reader(project).read, ref.native_id, cursor,
+                         prefix_tasks=replicas > 1)
 
     def cancel(self, ref: JobRef) -> None:
         from google.api_core import exceptions

@@ -46,7 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
 
 DEFAULT_PREFIX = "cloudtrain"
-LOG_OBJECT = "cloudtrain-logs/job.log"
 SUBMISSION_LABEL = "cloudtrain-submission"
 JOB_LABEL = "cloudtrain-job"
 #: Neutral accelerator name -> Vertex ``AcceleratorType`` (for machine types with bundled GPUs).
@@ -94,7 +93,6 @@ def staging(plan: "Plan") -> dict[str, Any]:
         "model": output + "model/",
         "outputs": {name: (o.uri.rstrip("/") + "/") if o.uri else f"{output}outputs/{name}/"
                     for name, o in spec.outputs.items() if name != "model"},
-        "log": f"{base}/{LOG_OBJECT}",
     }
 
 
