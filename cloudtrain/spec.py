@@ -293,6 +293,16 @@ class SecretRef(_Model):
         return self
 
 
+class Bundle(_Model):
+    """What of ``code`` is staged with the job (besides what is never staged: VCS, caches, virtual
+    environments, ``.gitignore``/``.cloudtrainignore`` exclusions, credential files)."""
+
+    include: list[str] = Field(default_factory=list, description="Glob patterns (relative to code) staged although "
+                                                                  "ignored or credential-like, e.g. ['configs/.env.example'].")
+    exclude: list[str] = Field(default_factory=list, description="More glob patterns never staged, e.g. ['data/**'].")
+    max_mib: float = Field(512, gt=0, description="Refuse a code bundle larger than this many MiB.")
+
+
 class Budget(_Model):
     max_usd: float = Field(gt=0, description="Refuse to launch when the upper-bound cost exceeds this.")
 
@@ -340,6 +350,7 @@ class JobSpec(_Model):
                     "{name, regex} for a script's own output lines.",
     )
     budget: Budget | None = None
+    bundle: Bundle = Field(default_factory=Bundle)
     # Each backend's own section (``sagemaker: {region: ...}``, a plugin's ``toy: {...}``) is a field
     # of the spec model that :func:`cloudtrain.sections.spec_model` builds from the registry.
 
