@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-#: succeeds: checks its hyperparameter, prints "test accuracy", logs a metric and saves a model
+#: succeeds: checks its hyperparameter (flag and context), prints "test accuracy", logs a metric and saves a model
 SUCCEEDS = """
 import sys
 from cloudtrain.runtime import context
@@ -13,6 +13,8 @@ from cloudtrain.runtime import context
 ctx = context()
 if int(ctx.hp("epochs", 0)) != 1:
     sys.exit(f"hyperparameter epochs did not arrive: {ctx.hp('epochs')!r}")
+if sys.argv[1:] != ["--epochs", "1"]:  # hyperparameters reach the script as --name value flags too
+    sys.exit(f"the script's arguments are {sys.argv[1:]}, not --epochs 1")
 print("training for 1 epoch", flush=True)
 accuracy = 0.97
 print(f"test accuracy: {accuracy:.3f}", flush=True)

@@ -6,8 +6,9 @@ directory plus ``cloudtrain/runtime``, as a cloud would receive it) under ``<roo
 then creates the job: ``<root>/jobs/<job>/`` appears at once (written aside, then renamed; the
 rename fails if the job exists, which is how a retried create is recognised) holding
 ``job.json`` (submission token, queue) and ``request.json`` (what to run), and a detached
-supervisor (:mod:`cloudtrain.providers.process`) runs the entrypoint there under cloudtrain's
-runtime contract (``CLOUDTRAIN_*`` variables), writing ``status.json`` and ``logs/job.log``.
+supervisor (:mod:`cloudtrain.providers.process`) runs the staged entry shim
+(``cloudtrain/runtime/entry.py``, as the clouds' containers do) under cloudtrain's runtime contract
+(``CLOUDTRAIN_*`` variables), writing ``status.json`` and ``logs/job.log``.
 Status and logs are read from those files; cancel sends the supervisor SIGTERM.
 
 It declares the minimal :class:`~cloudtrain.providers.Capabilities` (one node, no spot, local
@@ -66,9 +67,10 @@ class ToyProvider(Provider):
         root = self._root(plan.settings)
         job_dir = root / "jobs" / plan.job_name
         code_dir = root / "staging" / plan.job_name / "code"
+        from cloudtrain.providers.bundle import ENTRY_SHIM, entry_environment
+
         env = {
-            **spec.env,
-            "CLOUDTRAIN_JOB_ID": plan.job_name,
+            **entry_environment(plan),  # what to run and how, as every cloud job gets it (spec env included)
             "CLOUDTRAIN_RUN_DIR": str(job_dir),
             "CLOUDTRAIN_MODEL_DIR": str(job_dir / "model"),
             "CLOUDTRAIN_OUTPUT_DIR": str(job_dir / "output"),
@@ -80,14 +82,13 @@ class ToyProvider(Provider):
             "TOY_QUEUE": plan.settings.get("queue", "cpu"),
             "PYTHONUNBUFFERED": "1",
         }
-        target = ["-m", spec.module] if spec.module else [spec.entrypoint or ""]
         payload = {
             "job": plan.job_name,
             "queue": plan.settings.get("queue", "cpu"),
             "submission_token": plan.submission_token,
             "source": str(spec.code),
             "job_dir": str(job_dir),
-            "nodes": [{"argv": [sys.executable, *target, *spec.args], "env": env, "cwd": str(code_dir)}],
+            "nodes": [{"argv": [sys.executable, ENTRY_SHIM], "env": env, "cwd": str(code_dir)}],
             "secret_env": {name: ref.env for name, ref in spec.secrets.items()},
             "grace_seconds": 5,
         }
