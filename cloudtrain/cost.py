@@ -4,6 +4,9 @@ The upper bound of a job's cost is ``$/h per node x nodes x max_runtime``: manag
 each node for the job's run time, and ``max_runtime`` is where the cloud stops it. When the spec
 asks for spot capacity and the cloud publishes a spot price, the bound uses it, and the on-demand
 figure is kept beside it. Without ``max_runtime`` there is no upper bound, only an hourly figure.
+An offer without a sourced price has no figures at all (``priced`` is False): it is shown as
+such, ranked after the priced ones, and a ``budget`` cannot be proven for it, so it is refused
+unless the user gives a price (``cloudtrain prices import``).
 """
 
 from __future__ import annotations
@@ -31,15 +34,22 @@ class CostEstimate:
     accelerator: str | None
     accelerator_count: int
     nodes: int
-    usd_per_hour_per_node: float
+    usd_per_hour_per_node: float | None
     spot_usd_per_hour_per_node: float | None
     max_runtime_hours: float | None
     spot: bool  # the spot price is the one the bound uses
-    price_as_of: date
-    source: str
+    price_as_of: date | None
+    source: str | None
+    price_origin: str = "catalog"  # "catalog", "your price" or "no sourced price"
 
     @property
-    def usd_per_hour(self) -> float:
+    def priced(self) -> bool:
+        return self.usd_per_hour_per_node is not None
+
+    @property
+    def usd_per_hour(self) -> float | None:
+        if self.usd_per_hour_per_node is None:
+            return None
         return round(self.usd_per_hour_per_node * self.nodes, 6)
 
     @property
@@ -49,23 +59,24 @@ class CostEstimate:
         return round(self.spot_usd_per_hour_per_node * self.nodes, 6)
 
     @property
-    def effective_usd_per_hour(self) -> float:
+    def effective_usd_per_hour(self) -> float | None:
         return self.spot_usd_per_hour if self.spot and self.spot_usd_per_hour is not None else self.usd_per_hour
 
     @property
     def max_total_usd(self) -> float | None:
-        if self.max_runtime_hours is None:
+        hourly = self.effective_usd_per_hour
+        if self.max_runtime_hours is None or hourly is None:
             return None
-        return round(self.effective_usd_per_hour * self.max_runtime_hours, 2)
+        return round(hourly * self.max_runtime_hours, 2)
 
     @property
     def on_demand_max_total_usd(self) -> float | None:
-        if self.max_runtime_hours is None:
+        if self.max_runtime_hours is None or self.usd_per_hour is None:
             return None
         return round(self.usd_per_hour * self.max_runtime_hours, 2)
 
     def age_days(self, today: date) -> int:
-        return (today - self.price_as_of).days
+        return (today - self.price_as_of).days if self.price_as_of else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,7 +90,8 @@ class CostEstimate:
             "spot_usd_per_hour": self.spot_usd_per_hour,
             "max_total_usd": self.max_total_usd,
             "spot": self.spot,
-            "price_as_of": self.price_as_of.isoformat(),
+            "price_as_of": self.price_as_of.isoformat() if self.price_as_of else None,
+            "price_origin": self.price_origin,
         }
 
 
@@ -105,7 +117,7 @@ class SpecEstimate:
         return len(self.offers)
 
     def stale(self, today: date) -> list[CostEstimate]:
-        return [o for o in self.offers if o.age_days(today) > STALE_AFTER_DAYS]
+        return [o for o in self.offers if o.priced and o.price_origin != "your price" and o.age_days(today) > STALE_AFTER_DAYS]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,11 +150,13 @@ def estimate_offer(spec: JobSpec, offer: "Offer", spot: bool | None = None) -> C
         spot=bool(wants_spot and offer.spot_usd_per_hour is not None),
         price_as_of=offer.price_as_of,
         source=offer.source,
+        price_origin=offer.price_origin,
     )
 
 
-def _rank_key(estimate: CostEstimate) -> tuple[float, str]:
-    return (estimate.max_total_usd if estimate.max_total_usd is not None else estimate.effective_usd_per_hour, estimate.cloud)
+def _rank_key(estimate: CostEstimate) -> tuple[bool, float, str]:
+    figure = estimate.max_total_usd if estimate.max_total_usd is not None else estimate.effective_usd_per_hour
+    return (figure is None, figure or 0.0, estimate.cloud)
 
 
 def estimate_spec(
@@ -184,6 +198,12 @@ def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
     if spec.budget is None or estimate is None:
         return
     limit = spec.budget.max_usd
+    if not estimate.priced:
+        raise BudgetExceededError(
+            f"budget.max_usd is ${limit:,.2f} but {estimate.instance_type} on {estimate.cloud} in {estimate.region} has no sourced "
+            "price, so the job's cost bound cannot be proven; nothing was submitted",
+            f"give your price for it (`cloudtrain prices import FILE`, a CSV with the catalog's columns), choose a priced "
+            f"instance type or region (`cloudtrain catalog --cloud {estimate.cloud}`), or remove budget")
     total = estimate.max_total_usd
     if total is None:
         raise BudgetExceededError(

@@ -62,7 +62,7 @@ def test_multi_node_multiplies_by_nodes() -> None:
     data = four.to_dict()
     assert data["nodes"] == 4 and data["max_runtime_hours"] == 2
     assert set(data["offers"][0]) == {"cloud", "region", "instance_type", "accelerator", "accelerator_count", "nodes",
-                                      "usd_per_hour", "spot_usd_per_hour", "max_total_usd", "spot", "price_as_of"}
+                                      "usd_per_hour", "spot_usd_per_hour", "max_total_usd", "spot", "price_as_of", "price_origin"}
 
 
 def test_no_max_runtime_gives_hourly_only() -> None:

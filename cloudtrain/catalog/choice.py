@@ -1,5 +1,5 @@
-"""Choosing a spec's offer on one cloud: the cheapest offer satisfying its resources (an exact
-instance type wins). Used by planning and by estimates alike, so both always agree."""
+"""Choosing a spec's offer on one cloud: an exact instance type, else the smallest machine
+satisfying its resources. Used by planning and by estimates alike, so both always agree."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def choose_offer(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | None = None) -> "Offer":
-    """The cheapest offer on ``cloud`` (in ``region`` if given) satisfying the spec's resources."""
+    """The offer on ``cloud`` (in ``region`` if given) for the spec's resources: an exact instance
+    type, else the smallest adequate machine (CPU-only unless an accelerator is asked for), then
+    the cheapest priced region of it (:meth:`Catalog.find`)."""
     from cloudtrain.catalog.accelerators import normalize_accelerator
 
     res = spec.resources
@@ -21,7 +23,7 @@ def choose_offer(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | No
         cloud,
         region=region,
         accelerator=accelerator,
-        accelerator_count=res.accelerator.count if res.accelerator else None,
+        accelerator_count=res.accelerator.count if res.accelerator else 0,  # no accelerator asked: a CPU machine
         min_vcpus=res.cpus,
         min_memory_gib=res.memory_gib,
         instance_type=res.instance_type.get(cloud),

@@ -1,9 +1,14 @@
-"""Loading the catalog: bundled package data, overridden per cloud by the user's cached files.
+"""Loading the catalog: the machine tables, joined with prices (bundled package data, overridden
+per cloud by the user's cached files, and by the user's own prices).
 
+Offers are every machine of ``data/machines_<cloud>.csv`` in every region it trains in
+(:mod:`cloudtrain.catalog.machines`), each with its price where one is sourced. Prices:
 ``<cache_dir>/<cloud>.csv`` (written by ``cloudtrain prices refresh``) replaces the bundled rows
 of that cloud when it parses completely; a cache file that does not parse is ignored (the bundled
-rows stay in use) and named in ``Catalog.warnings``. Results are cached per process and cache
-directory; :func:`clear_cache` forgets them (the refresh calls it after writing).
+rows stay in use) and named in ``Catalog.warnings``. ``<cache_dir>/your-prices.csv`` (written by
+``cloudtrain prices import``: negotiated prices, discounts) wins over both, row by row, and its
+offers say ``price_origin="your price"``. Results are cached per process and cache directory;
+:func:`clear_cache` forgets them (refresh and import call it after writing).
 """
 
 from __future__ import annotations
@@ -11,14 +16,21 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from cloudtrain.catalog.machines import offers_for, read_machines
 from cloudtrain.catalog.offers import CLOUDS, Offer, OfferFormatError, read_offers
 from cloudtrain.catalog.query import Catalog
 
+USER_PRICES = "your-prices.csv"
+DATA = Path(__file__).parent / "data"
+
 
 def bundled_text(cloud: str) -> str:
-    from importlib import resources  # imported on first load only: it is slow to import
+    return (DATA / f"{cloud}.csv").read_text(encoding="utf-8")
 
-    return (resources.files("cloudtrain.catalog") / "data" / f"{cloud}.csv").read_text(encoding="utf-8")
+
+def machine_table(cloud: str) -> str | None:
+    path = DATA / f"machines_{cloud}.csv"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def load_catalog(cache_dir: Path | None = None) -> Catalog:
@@ -35,15 +47,33 @@ def _load(cache_dir: str | None) -> Catalog:
     offers: list[Offer] = []
     origins: dict[str, str] = {}
     warnings: list[str] = []
+    yours = _user_prices(cache_dir, warnings)
     for cloud in CLOUDS:
         cached = _cached_offers(cache_dir, cloud, warnings)
         if cached is not None:
-            offers.extend(cached)
+            priced = cached
             origins[cloud] = str(Path(cache_dir or "") / f"{cloud}.csv")
         else:
-            offers.extend(read_offers(bundled_text(cloud), expected_cloud=cloud))
+            priced = read_offers(bundled_text(cloud), expected_cloud=cloud)
             origins[cloud] = "bundled"
+        own = {(o.instance_type, o.region): o for o in yours if o.cloud == cloud}
+        priced = [own.pop((o.instance_type, o.region), o) for o in priced] + list(own.values())
+        table = machine_table(cloud)
+        offers.extend(offers_for(read_machines(table, expected_cloud=cloud), priced) if table else priced)
     return Catalog(offers=offers, origins=origins, warnings=tuple(warnings))
+
+
+def _user_prices(cache_dir: str | None, warnings: list[str]) -> list[Offer]:
+    from dataclasses import replace
+
+    if cache_dir is None or not (Path(cache_dir) / USER_PRICES).is_file():
+        return []
+    path = Path(cache_dir) / USER_PRICES
+    try:
+        return [replace(o, price_origin="your price") for o in read_offers(path.read_text(encoding="utf-8"))]
+    except (OSError, UnicodeDecodeError, OfferFormatError) as exc:
+        warnings.append(f"Ignored your prices in {path} ({exc}); run `cloudtrain prices import` again.")
+        return []
 
 
 def _cached_offers(cache_dir: str | None, cloud: str, warnings: list[str]) -> list[Offer] | None:

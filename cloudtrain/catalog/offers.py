@@ -1,9 +1,13 @@
-"""One priced offer per row: the record type and its CSV form.
+"""An offer: one instance type in one region, with its facts and, where sourced, its prices.
 
-The CSV header is exactly :data:`FIELDS`, in that order. Empty cells mean "none": no accelerator
-(CPU-only offers, whose ``accelerator_count`` is 0), no published spot price. Prices are USD per
-hour for the whole instance (or node). ``price_as_of`` is the ISO date the figure was true and
-``source`` names the public page or API it came from.
+Price files (``data/<cloud>.csv``, the refresh cache, a user's ``prices import``) hold priced
+offers, one per row; their CSV header is exactly :data:`FIELDS`. Empty cells mean "none": no
+accelerator (CPU-only offers, whose ``accelerator_count`` is 0), no published spot price. Prices are
+USD per hour for the whole instance (or node). ``price_as_of`` is the ISO date the figure was true
+and ``source`` names the public page or API it came from. An offer built from the machine tables
+alone (:mod:`cloudtrain.catalog.machines`) has no price: ``usd_per_hour`` is None, and
+``price_origin`` says why (``"no sourced price"``). ``price_origin`` is ``"catalog"`` for bundled or
+refreshed prices and ``"your price"`` for the user's own.
 """
 
 from __future__ import annotations
@@ -51,19 +55,24 @@ class Offer:
     accelerator_memory_gib: float | None
     vcpus: int
     memory_gib: float
-    usd_per_hour: float
+    usd_per_hour: float | None
     spot_usd_per_hour: float | None
-    price_as_of: date
-    source: str
+    price_as_of: date | None
+    source: str | None
+    price_origin: str = "catalog"  # "catalog", "your price", or "no sourced price"
 
     @property
     def has_accelerator(self) -> bool:
         return self.accelerator is not None and self.accelerator_count > 0
 
+    @property
+    def priced(self) -> bool:
+        return self.usd_per_hour is not None
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with exactly the catalog fields (the date as an ISO string)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["price_as_of"] = self.price_as_of.isoformat()
+        """A JSON-ready dict with the catalog fields (the date as an ISO string)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name in FIELDS}
+        data["price_as_of"] = self.price_as_of.isoformat() if self.price_as_of else None
         return data
 
     def to_row(self) -> dict[str, str]:
@@ -155,6 +164,14 @@ def read_offers(text: str, *, expected_cloud: str | None = None) -> list[Offer]:
     return offers
 
 
+def unpriced(offer: Offer, region: str) -> Offer:
+    """The same machine in ``region``, without a price."""
+    from dataclasses import replace
+
+    return replace(offer, region=region, usd_per_hour=None, spot_usd_per_hour=None, price_as_of=None, source=None,
+                   price_origin="no sourced price")
+
+
 def sort_key(offer: Offer) -> tuple[Any, ...]:
     return (offer.cloud, offer.region, offer.instance_type)
 
@@ -165,5 +182,6 @@ def write_offers(offers: Iterable[Offer]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for offer in sorted(offers, key=sort_key):
-        writer.writerow(offer.to_row())
+        if offer.priced:
+            writer.writerow(offer.to_row())
     return buffer.getvalue()

@@ -23,8 +23,14 @@ def _listing(values: Iterable[object]) -> str:
     return shown + (f" (and {len(items) - _LIST_LIMIT} more)" if len(items) > _LIST_LIMIT else "")
 
 
-def _price_order(offer: Offer) -> tuple[float, str, str]:
-    return (offer.usd_per_hour, offer.instance_type, offer.region)
+def _price_order(offer: Offer) -> tuple[bool, float, str, str]:
+    """Priced offers first, cheapest first; then unpriced ones, by name."""
+    return (offer.usd_per_hour is None, offer.usd_per_hour or 0.0, offer.instance_type, offer.region)
+
+
+def _size_order(offer: Offer) -> tuple[int, int, float, bool, float, str, str]:
+    """The smallest adequate machine first (accelerators, vCPUs, memory), then price."""
+    return (offer.accelerator_count, offer.vcpus, offer.memory_gib, *_price_order(offer))
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ class Catalog:
         min_memory_gib: float | None = None,
         instance_type: str | None = None,
     ) -> list[Offer]:
-        """Offers of ``cloud`` satisfying the request, cheapest on-demand price first.
+        """Offers of ``cloud`` satisfying the request: the smallest adequate machine first (fewest
+        accelerators, then vCPUs, then memory), and for machines of one size the priced ones
+        first, cheapest on-demand price first; unpriced offers are kept, after the priced.
 
         ``accelerator_count`` is the exact number per node; with no ``accelerator`` it matches any
         accelerator with that count (0 means CPU-only). ``accelerator=None`` and no count means any
@@ -94,7 +102,7 @@ class Catalog:
                 and (min_vcpus is None or o.vcpus >= min_vcpus)
                 and (min_memory_gib is None or o.memory_gib >= min_memory_gib)
             ]
-        return sorted(chosen, key=_price_order)
+        return sorted(chosen, key=_size_order)
 
     def cheapest(self, cloud: str, **request: object) -> Offer:
         """The cheapest match, or the :class:`CatalogError` from :meth:`explain_no_match`."""
@@ -127,14 +135,14 @@ class Catalog:
         if region is not None and region not in {o.region for o in on_cloud}:
             return CatalogError(
                 f"The catalog has no {cloud} offers in region {region!r}.",
-                hint=f"Regions with {cloud} prices: {_listing(self.regions(cloud))}.",
+                hint=f"Regions where {cloud} trains: {_listing(self.regions(cloud))}.",
             )
         if instance_type is not None:
             same_type = [o for o in on_cloud if o.instance_type == instance_type]
             if same_type:
                 return CatalogError(
-                    f"{instance_type} has no {cloud} price{where}.",
-                    hint=f"{instance_type} is priced in: {_listing(sorted({o.region for o in same_type}))}.",
+                    f"{cloud} does not offer {instance_type} for training{where}.",
+                    hint=f"{instance_type} trains in: {_listing(sorted({o.region for o in same_type}))}.",
                 )
             return CatalogError(
                 f"Unknown {cloud} instance type {instance_type!r}.",
@@ -152,7 +160,7 @@ class Catalog:
             if not local:
                 return CatalogError(
                     f"{cloud} has no {wanted} offers{where}.",
-                    hint=f"{wanted} is priced in: {_listing(sorted({o.region for o in with_acc}))}.",
+                    hint=f"{wanted} is offered in: {_listing(sorted({o.region for o in with_acc}))}.",
                 )
             counts = sorted({o.accelerator_count for o in local})
             if accelerator_count is not None and accelerator_count not in counts:

@@ -47,15 +47,20 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
         table.add_column(column, justify="right" if right else "left", no_wrap=column == "instance")
     for index, item in enumerate(result.offers):
         accelerator = f"{item.accelerator} x{item.accelerator_count}" if item.accelerator else "-"
+        cloud = f"[bold green]{item.cloud} *[/]" if index == 0 and item.priced else item.cloud
+        if not item.priced:
+            table.add_row(cloud, item.region, item.instance_type, accelerator, "[yellow]no sourced price[/]",
+                          *["-"] * (len(columns) - 4))
+            continue
         per_node = item.spot_usd_per_hour_per_node if item.spot else item.usd_per_hour_per_node
         kind = " spot" if item.spot else ""
         total = "-" if item.max_total_usd is None else f"${item.max_total_usd:,.2f}"
-        row = [f"[bold green]{item.cloud} *[/]" if index == 0 else item.cloud, item.region, item.instance_type, accelerator,
-               f"{per_node:,.2f}{kind}", f"{item.effective_usd_per_hour:,.2f}", total]
+        row = [cloud, item.region, item.instance_type, accelerator, f"{per_node:,.2f}{kind}", f"{item.effective_usd_per_hour:,.2f}", total]
         if any_spot:
             row.append("-" if item.on_demand_max_total_usd is None or not item.spot else f"${item.on_demand_max_total_usd:,.2f}")
-        stale = item.age_days(today) > STALE_AFTER_DAYS
-        table.add_row(*row, f"[yellow]{item.price_as_of}[/]" if stale else str(item.price_as_of))
+        stale = item.age_days(today) > STALE_AFTER_DAYS and item.price_origin != "your price"
+        as_of = "your price" if item.price_origin == "your price" else str(item.price_as_of)
+        table.add_row(*row, f"[yellow]{as_of}[/]" if stale else as_of)
     for name in result.unpriced:
         table.add_row(name, "-", "-", "-", "[yellow]no sourced price[/]", *["-"] * (len(columns) - 4))
     table.caption = "* cheapest"
@@ -66,8 +71,12 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
     if result.max_runtime_hours is None:
         notes.print("note: the spec has no max_runtime, so there is no upper bound: only hourly figures are shown "
                     "(set max_runtime, e.g. max_runtime: 2h, to get a total)")
-    if spot_wanted and any(not o.spot for o in result.offers):
-        missing = ", ".join(o.cloud for o in result.offers if not o.spot)
+    for item in result.offers:
+        if not item.priced:
+            notes.print(f"{item.cloud}: {item.instance_type} in {item.region} has no sourced price in the catalog; it can still be "
+                        "submitted (give your own price with `cloudtrain prices import FILE`)", soft_wrap=True, markup=False)
+    if spot_wanted and any(not o.spot and o.priced for o in result.offers):
+        missing = ", ".join(o.cloud for o in result.offers if not o.spot and o.priced)
         notes.print(f"note: no published spot price on {missing}; on-demand prices are used there (the bound)")
     for item in result.stale(today):
         notes.print(f"[yellow]warning:[/] the {item.cloud} price of {item.instance_type} is {item.age_days(today)} days old "
@@ -76,6 +85,6 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
         notes.print(f"not available on {name}: {why}", soft_wrap=True, markup=False)
     for name, why in result.unpriced.items():
         notes.print(f"{name}: {why}", soft_wrap=True, markup=False)
-    if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None:
+    if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None and result.cheapest.priced:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")

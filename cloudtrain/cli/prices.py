@@ -1,4 +1,5 @@
-"""``cloudtrain prices refresh``: rebuild the cached catalog from the clouds' public pricing APIs."""
+"""``cloudtrain prices refresh``: rebuild the cached catalog from the clouds' public pricing APIs;
+``cloudtrain prices import FILE``: your own (negotiated, discounted) prices, shown as "your price"."""
 
 from __future__ import annotations
 
@@ -41,3 +42,33 @@ def refresh_command(cloud: tuple[str, ...], regions: tuple[str, ...]) -> None:
         out.print(f"[green]{name}[/]: {summary.total} offers ({per_region}) -> {summary.path}", soft_wrap=True)
     if failures:
         raise SystemExit(3)
+
+
+@command.command("import")
+@click.argument("path", metavar="FILE", type=click.Path(exists=True, dir_okay=False))
+def import_command(path: str) -> None:
+    """Use your own prices: FILE is a CSV with the catalog's columns (cloud, region, instance_type,
+    accelerator, accelerator_count, accelerator_memory_gib, vcpus, memory_gib, usd_per_hour,
+    spot_usd_per_hour, price_as_of, source). They win over the catalog's, row by row, and
+    `estimate` shows them as "your price". Importing again replaces the previous file."""
+    from cloudtrain.catalog import clear_cache
+    from cloudtrain.catalog.loading import USER_PRICES
+    from cloudtrain.catalog.offers import OfferFormatError, read_offers, write_offers
+    from cloudtrain.errors import UsageError
+    from cloudtrain.paths import catalog_cache_dir
+
+    try:
+        offers = read_offers(open(path, encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}", "give a UTF-8 CSV file") from None
+    except OfferFormatError as error:
+        raise UsageError(f"{path}: {error}", "the header is the catalog's: `cloudtrain catalog --json` shows the fields") from None
+    if not offers:
+        raise UsageError(f"{path} has no price rows", "add one row per (cloud, region, instance type)")
+    target = catalog_cache_dir() / USER_PRICES
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    temporary.write_text(write_offers(offers), encoding="utf-8")
+    temporary.replace(target)
+    clear_cache()
+    console().print(f"imported {len(offers)} price(s) of yours -> {target}", soft_wrap=True, markup=False)

@@ -77,6 +77,10 @@ def _print_estimate(plan) -> None:  # type: ignore[no-untyped-def]
     estimate = plan.estimate
     if estimate is None:
         return
+    if not estimate.priced:
+        console().print(f"{estimate.nodes} x {estimate.instance_type} in {estimate.region}: no sourced price "
+                        "(`cloudtrain prices import FILE` gives yours)", highlight=False)
+        return
     bound = f", at most ${estimate.max_total_usd:,.2f}" if estimate.max_total_usd is not None else " (no max_runtime: no upper bound)"
     kind = "spot" if estimate.spot else "on-demand"
     console().print(f"{estimate.nodes} x {estimate.instance_type} in {estimate.region}: "
