@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
-from cloudtrain.providers.bundle import make_bundle
+from cloudtrain.providers.bundle import Bundle, code_fingerprint, make_bundle
 
 
-def names(data: bytes) -> set[str]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+def names(bundle: Bundle) -> set[str]:
+    with tarfile.open(bundle.path, mode="r:gz") as tar:
         return set(tar.getnames())
 
 
@@ -21,11 +20,12 @@ def test_bundle_contents(tmp_path: Path) -> None:
         (tmp_path / path).write_text(path)
     (tmp_path / ".cloudtrainignore").write_text("# comments are ignored\ndata\n*.tmp\n")
     bundle = make_bundle(tmp_path)
-    contents = names(bundle.data)
+    contents = names(bundle)
     assert {"train.py", "pkg/model.py", "sub/.hidden", ".cloudtrainignore"} <= contents
     assert {"cloudtrain/__init__.py", "cloudtrain/runtime/context.py", "cloudtrain/runtime/entry.py"} <= contents
     assert not any(n.startswith((".git/", ".venv/", ".cloudtrain/", "data/")) or "__pycache__" in n or n.endswith(".tmp") for n in contents)
-    assert bundle.files == len(contents)
+    assert bundle.files == len(contents) == len(bundle.names)
+    assert bundle.size_bytes == bundle.path.stat().st_size and bundle.content_bytes > 0
 
 
 def test_bundle_is_deterministic(tmp_path: Path) -> None:
@@ -37,10 +37,19 @@ def test_bundle_is_deterministic(tmp_path: Path) -> None:
     assert make_bundle(tmp_path).sha256 != first.sha256
 
 
+def test_fingerprint_is_the_bundles(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print(1)\n")
+    fingerprint = code_fingerprint(tmp_path)
+    with make_bundle(tmp_path, reuse=True) as bundle:
+        assert bundle.fingerprint == fingerprint
+        path = bundle.path
+    assert not path.exists()  # the temporary archive is gone once closed
+
+
 def test_credential_files_are_never_staged(tmp_path: Path) -> None:
     for path in ["train.py", ".env", ".env.local", "keys/server.pem", ".aws/credentials", "config/settings.py"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("x")
-    contents = names(make_bundle(tmp_path).data)
+    contents = names(make_bundle(tmp_path))
     assert {"train.py", "config/settings.py"} <= contents
     assert not {".env", ".env.local", "keys/server.pem", ".aws/credentials"} & contents
