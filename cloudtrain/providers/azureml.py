@@ -253,24 +253,28 @@ class AzureMLProvider(Provider):
 
 
 @contextlib.contextmanager
-def staged_code(code_dir: Path) -> Iterator[Path]:
-    """A temporary directory holding the code bundle's files (the spec's code plus cloudtrain/runtime)."""
+def staged_code(code_dir: Path, settings: Any = None) -> Iterator[Path]:
+    """A temporary directory holding the code bundle's files (the spec's code plus cloudtrain/runtime),
+    chosen by the same walk as the other clouds' archives (:func:`cloudtrain.providers.bundle.select_code`:
+    no credentials, ignored files or links outside the code) and capped by ``bundle.max_mib`` of
+    ``settings`` (the spec's :class:`cloudtrain.spec.Bundle`; None: the defaults)."""
+    import os
     import shutil
     import tempfile
 
-    from cloudtrain.providers.bundle import ALWAYS_EXCLUDED, bundle_files
+    from cloudtrain.providers.bundle import check_size, select_code
 
+    selection = select_code(code_dir, settings, reuse=True)
+    check_size(selection, settings.max_mib if settings else 512)
     root = Path(tempfile.mkdtemp(prefix="cloudtrain-azureml-"))
     try:
         target = root / "code"
-        code_dir = code_dir.resolve()
-        for name, path in bundle_files(code_dir).items():
-            resolved = path.resolve()
-            if resolved.is_relative_to(code_dir) and set(resolved.relative_to(code_dir).parts) & ALWAYS_EXCLUDED:
-                continue  # never ship run directories or caches, whatever their archive name
+        for name, path in selection.files.items():
             destination = target / name
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, destination)
+            shutil.copyfile(path, destination)  # a link's target's content, as in the other clouds' archives
+            if os.access(path, os.X_OK):
+                destination.chmod(0o755)
         yield target
     finally:
         shutil.rmtree(root, ignore_errors=True)

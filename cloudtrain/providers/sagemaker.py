@@ -156,9 +156,9 @@ class SageMakerProvider(Provider):
 
         where = staging(plan)
         bucket, key = _split_s3(where["code"])
-        bundle = make_bundle(Path(plan.spec.code))
-        self.call("upload the code bundle", s3.put_object, Bucket=bucket, Key=key, Body=bundle.data,
-                  Metadata={"sha256": bundle.sha256})
+        with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
+            self.call("upload the code bundle", s3.upload_file, Filename=str(bundle.path), Bucket=bucket, Key=key,
+                      ExtraArgs={"Metadata": {"sha256": bundle.sha256}})
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
 

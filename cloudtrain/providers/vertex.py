@@ -208,11 +208,11 @@ class VertexProvider(Provider):
 
         where = staging(plan)
         bucket = self.storage(plan.settings["project"]).bucket(where["bucket"])
-        bundle = make_bundle(Path(plan.spec.code))
-        blob = bucket.blob(split_gcs(where["code"])[1])
-        blob.metadata = {"sha256": bundle.sha256}
-        self.call("upload the code bundle", blob.upload_from_string, data=bundle.data,
-                  content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
+        with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
+            blob = bucket.blob(split_gcs(where["code"])[1])
+            blob.metadata = {"sha256": bundle.sha256}
+            self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
+                      content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
         for name, uri in where["inputs"].items():
             self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
 
