@@ -198,7 +198,9 @@ def test_provider_retries_and_never_duplicates(emulator: VertexEmulator, tmp_pat
     loaded = build_spec({"name": "tiny", "code": ".", "entrypoint": "train.py", "framework": {"name": "sklearn", "version": "1.3"},
                          "hyperparameters": {"lr": 0.25}, "inputs": {"data": "./data"}, "resources": {"cpus": 2}},
                         source="tiny.yaml", base_dir=tmp_path, environ=emulator.environment())
-    plan = make_plan(loaded.spec, "vertex")
+    from cloudtrain.catalog import load_catalog
+
+    plan = make_plan(loaded.spec, "vertex", catalog=load_catalog(None))  # the bundled machines
     provider = VertexProvider(environ=emulator.environment(), retry_seconds=0.01, poll_seconds=0.05)
     provider.check(plan)
     request = provider.render(plan)
