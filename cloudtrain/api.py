@@ -108,14 +108,15 @@ class Job:
                     if name != "local" and not cls.machines_from_catalog and cloud in (None, name)}
         return estimate_spec(spec, runner.catalog, clouds=priced, unpriced=unpriced, spot=spot)
 
-    def plan(self, cloud: str, *, region: str | None = None, spot: bool | None = None) -> "Plan":
-        """Where and how one submission would run (offer, job name, estimate); refuses what the backend cannot do."""
-        return self.runner.plan(self._loaded, cloud, region=region, spot=spot)
+    def plan(self, cloud: str, *, region: str | None = None, spot: bool | None = None, dry_run: bool = False) -> "Plan":
+        """Where and how one submission would run (offer, job name, estimate); refuses what the backend
+        cannot do. ``dry_run``: settings not set yet become placeholders (``plan.missing_settings``)."""
+        return self.runner.plan(self._loaded, cloud, region=region, spot=spot, dry_run=dry_run)
 
     def dry_run(self, cloud: "str | Plan", *, region: str | None = None, spot: bool | None = None) -> "NativeRequest":
         """The exact native request a submission would send (``.payload``, ``.to_text()``); nothing
         is sent. ``cloud``: a backend name, or a plan from :meth:`plan`."""
-        plan = cloud if not isinstance(cloud, str) else self.plan(cloud, region=region, spot=spot)
+        plan = cloud if not isinstance(cloud, str) else self.plan(cloud, region=region, spot=spot, dry_run=True)
         return self.runner.submit(plan, dry_run=True).request
 
     def run(self, on_line: Callable[[str], None] | None = None) -> "Run":

@@ -40,6 +40,7 @@ class Plan:
     spot: bool = False
     estimate: "CostEstimate | None" = None
     settings: dict[str, Any] = field(default_factory=dict)  # the backend's validated section, merged from config layers
+    missing_settings: tuple[str, ...] = ()  # a dry run's: required settings shown as placeholders, not yet set
 
     @property
     def instance_type(self) -> str | None:

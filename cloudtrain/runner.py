@@ -64,23 +64,32 @@ class Runner:
 
     # -- planning and submitting ----------------------------------------------------------------
 
-    def plan(self, loaded: LoadedSpec, cloud: str, *, region: str | None = None, spot: bool | None = None) -> Plan:
-        """Resolve a loaded spec for a backend (or ``cheapest``), refined and checked by the backend."""
+    def plan(self, loaded: LoadedSpec, cloud: str, *, region: str | None = None, spot: bool | None = None,
+             dry_run: bool = False) -> Plan:
+        """Resolve a loaded spec for a backend (or ``cheapest``), refined and checked by the backend.
+        ``dry_run``: required settings not set yet are rendered as placeholders and listed in
+        ``plan.missing_settings`` instead of refused (such a plan cannot be submitted)."""
         if cloud == "cheapest":
             from cloudtrain.plan import cheapest_cloud
 
             cloud = cheapest_cloud(loaded.spec, self.catalog, self.priced_backends(loaded.spec, region), spot=spot)
-        return self._plan(loaded.spec, cloud, region=region, spot=spot)
+        return self._plan(loaded.spec, cloud, region=region, spot=spot, dry_run=dry_run)
 
     def _plan(self, spec: Any, cloud: str, *, region: str | None = None, spot: bool | None = None,
-              created_at: Any = None, token: str | None = None) -> Plan:
+              created_at: Any = None, token: str | None = None, dry_run: bool = False) -> Plan:
         provider = self.provider(cloud)
-        settings = spec.cloud_settings(cloud)
+        settings, missing = spec.cloud_settings(cloud), ()
+        if dry_run:
+            settings, missing = provider.with_placeholders(settings)
         catalog = self.catalog if provider.machines_from_catalog else None
         plan = make_plan(spec, cloud, catalog=catalog, settings=settings, region=region or provider.region_of(settings),
                          spot=spot, created_at=created_at, token=token)
         plan = provider.adjust_plan(plan)
         provider.check(plan)
+        if missing:
+            from dataclasses import replace
+
+            plan = replace(plan, missing_settings=missing)
         return plan
 
     def priced_backends(self, spec: Any, region: str | None = None) -> dict[str, str | None]:
@@ -139,6 +148,8 @@ class Runner:
         request = provider.render(plan)
         if dry_run:
             return Submission(plan, request, None)
+        if plan.missing_settings:
+            raise UsageError(f"this plan was made for a dry run: {', '.join(plan.missing_settings)} not set", "plan it again without dry_run")
         record = self._record(plan)
         try:
             ref = provider.submit(plan, request)

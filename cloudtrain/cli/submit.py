@@ -35,17 +35,23 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
 
     jobs = runner()
     job = Job.from_loaded(load(spec_path, overrides), runner=jobs)
-    plan = job.resume_plan(resume) if resume else job.plan(cloud, region=region, spot=spot)
+    plan = job.resume_plan(resume) if resume else job.plan(cloud, region=region, spot=spot, dry_run=dry_run)
     estimate = plan.estimate.to_dict() if plan.estimate else None
     if dry_run:
         request = job.dry_run(plan)
         if as_json:
-            print_json({"cloud": plan.cloud, "request": request.payload, "estimate": estimate})
+            print_json({"cloud": plan.cloud, "request": request.payload, "estimate": estimate,
+                        "missing_settings": list(plan.missing_settings)})
         else:
             out = console()
             out.print(f"[bold]{plan.cloud}[/] request for {plan.job_name} (dry run, nothing was sent):", highlight=False)
             out.print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
             _print_estimate(plan)
+            if plan.missing_settings:
+                names = ", ".join(plan.missing_settings)
+                variables = ", ".join("CLOUDTRAIN_" + n.replace(".", "_").upper() for n in plan.missing_settings)
+                err_console().print(f"[yellow]note:[/] not set yet, shown as SET-... placeholders: {plain(names)}; a real "
+                                    f"submit needs them (in the spec, cloudtrain.yaml, or {plain(variables)})", soft_wrap=True)
         return
     run = job.submit(plan)
     record = run.record

@@ -100,6 +100,8 @@ class AzureMLProvider(Provider):
     native_variables = {"subscription_id": ("AZURE_SUBSCRIPTION_ID",)}
     machines_from_catalog = True
     settings_examples = WORKSPACE_KEYS
+    settings_placeholders = {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "SET-azureml.resource_group",
+                             "workspace": "SET-azureml.workspace"}
     lookup_before_create = True  # job names are the workspace's keys: look before each attempt
 
     def __init__(self, client: Any = None, credential: Any = None) -> None:

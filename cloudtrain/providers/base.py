@@ -168,6 +168,8 @@ class Provider:
     native_variables: ClassVar[dict[str, tuple[str, ...]]] = {}  # setting -> the cloud's own variables filling it
     machines_from_catalog: ClassVar[bool] = False  # offers (machines, prices) come from cloudtrain's catalog
     settings_examples: ClassVar[dict[str, str]] = {}  # required setting -> an example value, for error hints
+    #: required setting -> the stand-in a dry run renders while it is not set (valid where the request checks it)
+    settings_placeholders: ClassVar[dict[str, str]] = {}
 
     #: seconds between reads while following logs, and between create attempts (doubling)
     poll_seconds: float = 2.0
@@ -186,6 +188,14 @@ class Provider:
         missing = [key for key in self.settings_examples if not plan.settings.get(key)]
         if missing:
             raise missing_settings_error(self.name, missing, self.settings_examples)
+
+    @classmethod
+    def with_placeholders(cls, settings: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """For a dry run before set-up: the settings with a stand-in for each required one that is
+        missing, and the names of those (``sagemaker.role_arn``...)."""
+        missing = [key for key in cls.settings_examples if not settings.get(key)]
+        filled = {**settings, **{key: cls.settings_placeholders.get(key, f"SET-{cls.name}.{key}") for key in missing}}
+        return filled, tuple(f"{cls.name}.{key}" for key in missing)
 
     @classmethod
     def region_of(cls, settings: dict[str, Any]) -> str | None:

@@ -75,6 +75,7 @@ class SageMakerProvider(Provider):
     native_variables = {"region": ("AWS_REGION", "AWS_DEFAULT_REGION")}
     machines_from_catalog = True
     settings_examples = {"role_arn": "arn:aws:iam::123456789012:role/SageMakerTraining", "bucket": "my-training-bucket"}
+    settings_placeholders = {"role_arn": "arn:aws:iam::000000000000:role/SET-sagemaker.role_arn", "bucket": "set-sagemaker.bucket"}
     create_attempts = 1  # botocore retries the call itself; what is left is uncertain or refused
 
     def __init__(self, client: Any = None) -> None:

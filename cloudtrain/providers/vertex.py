@@ -91,6 +91,7 @@ class VertexProvider(Provider):
     native_variables = {"project": ("GOOGLE_CLOUD_PROJECT",)}
     machines_from_catalog = True
     settings_examples = SETTINGS_EXAMPLES
+    settings_placeholders = {"project": "set-vertex-project", "staging_bucket": "gs://set-vertex-staging-bucket"}
     lookup_before_create = True  # Vertex assigns ids: the submission label finds an earlier create
     create_attempts = 6
 
