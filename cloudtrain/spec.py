@@ -146,14 +146,45 @@ class Resources(_Model):
 
 
 class Framework(_Model):
-    name: Literal["pytorch", "sklearn"] = Field(description="Training framework of the job's container.")
-    version: str = Field(description="Framework version, e.g. '2.5' for PyTorch or '1.2-1' for scikit-learn.")
-    python: str | None = Field(None, description="Python version of the image, e.g. 'py311'; newest if unset.")
+    """The framework whose training image each cloud provides (SageMaker's framework images, Azure ML's
+    curated environments, Vertex AI's prebuilt training containers).
 
-    @field_validator("version", mode="before")
+    ``version`` is the framework's own version: PyTorch ``"2.5"``, TensorFlow ``"2.16"``, scikit-learn
+    ``"1.2-1"`` (SageMaker's ``<version>-<build>``), XGBoost ``"1.7-1"``; for ``huggingface`` it is the
+    Transformers version (``"4.36"``) and ``pytorch`` (or ``tensorflow``) is the version of the base
+    framework in the image. Without a version each cloud picks the newest training image it has for
+    the framework, and the rendered request names it; a version a cloud lacks is refused at plan time
+    with the versions it has, never replaced by another."""
+
+    name: Literal["pytorch", "tensorflow", "sklearn", "xgboost", "huggingface"] = Field(
+        description="Training framework of the job's container.")
+    version: str | None = Field(None, description="Framework version, e.g. '2.5' for PyTorch or '1.2-1' for scikit-learn; "
+                                                  "the Transformers version for huggingface; newest on each cloud if unset.")
+    python: str | None = Field(None, description="Python version of the image, e.g. 'py311'; newest if unset.")
+    pytorch: str | None = Field(None, description="huggingface only: the PyTorch version in the image, e.g. '2.1'; "
+                                                  "newest for the Transformers version if neither pytorch nor tensorflow is set.")
+    tensorflow: str | None = Field(None, description="huggingface only: the TensorFlow version in the image, e.g. '2.6'.")
+
+    @field_validator("version", "pytorch", "tensorflow", mode="before")
     @classmethod
     def _version_as_string(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, (int, float)) else value
+        return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _base_framework(self) -> "Framework":
+        if self.name != "huggingface" and (self.pytorch or self.tensorflow):
+            field = "pytorch" if self.pytorch else "tensorflow"
+            raise ValueError(f"'{field}' is the base framework version of a huggingface image; with {self.name} use 'version'")
+        if self.pytorch and self.tensorflow:
+            raise ValueError("give 'pytorch' or 'tensorflow' (the image's base framework), not both")
+        return self
+
+    @property
+    def base_framework(self) -> tuple[str, str] | None:
+        """``("pytorch", "2.1")`` for a huggingface image with a base framework given, else None."""
+        if self.pytorch:
+            return "pytorch", self.pytorch
+        return ("tensorflow", self.tensorflow) if self.tensorflow else None
 
 
 class Distribution(_Model):

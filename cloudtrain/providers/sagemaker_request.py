@@ -58,21 +58,21 @@ def staging(plan: "Plan") -> dict[str, Any]:
 
 
 def training_image(plan: "Plan") -> str:
-    """The spec's image, or the SageMaker framework training image for the region, resolved offline
-    by the sagemaker SDK from the image-URI data it ships."""
+    """The spec's image, or the SageMaker framework training image for the region and instance,
+    resolved offline from the image data the sagemaker SDK ships (:mod:`cloudtrain.providers.sagemaker_images`;
+    without a framework version, the newest)."""
     spec = plan.spec
     if spec.image_for("sagemaker"):
         return spec.image_for("sagemaker") or ""
     if spec.framework is None:
         raise SpecError("framework: SageMaker needs a container: give framework {name, version} or image",
                         'e.g. framework: {name: pytorch, version: "2.5"}')
-    from sagemaker.core import image_uris
+    from cloudtrain.providers.sagemaker_images import training_image_uri
 
-    try:
-        return image_uris.retrieve(spec.framework.name, region=plan.region, version=spec.framework.version,
-                                   py_version=spec.framework.python, instance_type=plan.instance_type, image_scope="training")
-    except ValueError as error:
-        raise SpecError(f"framework: {error}", "choose a version the SageMaker SDK lists, or give image:") from None
+    framework = spec.framework
+    return training_image_uri(framework.name, region=plan.region or "", instance_type=plan.instance_type or "",
+                              version=framework.version, python=framework.python,
+                              base_framework=framework.base_framework).uri
 
 
 def _hyperparameter(value: Any) -> str:
