@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union
@@ -39,11 +40,19 @@ def parse_duration(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("a duration such as '90m' or '2h' is expected")
     if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration; write it like '90m', '2h', '1h30m' or '45s'")
+        if abs(value) > 10 ** 12:
+            raise ValueError(f"{str(value)[:20]}...: at most 28 days (the longest any of the clouds allows)")
         seconds: float | None = float(value)
     elif isinstance(value, str):
         from pytimeparse import parse as _parse  # small; imported when a duration is read
 
+        if len(value) > 64:
+            raise ValueError(f"{value[:20]!r}...: write a duration like '90m', '2h', '1h30m' or '45s'")
         seconds = _parse(value.strip())
+        if seconds is not None and (not math.isfinite(float(seconds)) or abs(seconds) > 10 ** 12):
+            raise ValueError(f"{value!r}: at most 28 days (the longest any of the clouds allows)")
     else:
         seconds = None
     if seconds is None:
@@ -396,7 +405,43 @@ class JobSpec(_Model):
     @classmethod
     def _env_values_as_strings(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+            out = {}
+            for key, item in value.items():
+                if item is None:
+                    raise ValueError(f"{key}: no value (write '' for an empty variable)")
+                if not isinstance(item, (str, int, float, bool)):
+                    raise ValueError(f"{key}: a variable's value is a string or number, not a {type(item).__name__}")
+                out[key] = str(item).lower() if isinstance(item, bool) else str(item)
+            return out
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """No NUL byte anywhere: no file name, argument or variable can hold one."""
+        def scan(item: Any, path: str) -> None:
+            if isinstance(item, str) and "\x00" in item:
+                raise ValueError(f"{path or 'a value'}: holds a NUL byte")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    scan(key, path)
+                    scan(child, f"{path}.{key}" if path else str(key))
+            elif isinstance(item, (list, tuple)):
+                for index, child in enumerate(item):
+                    scan(child, f"{path}[{index}]")
+
+        scan(value, "")
+        return value
+
+    @field_validator("entrypoint", "requirements")
+    @classmethod
+    def _inside_code(cls, value: str | None) -> str | None:
+        from pathlib import PurePosixPath
+
+        if value is not None:
+            path = PurePosixPath(value.replace("\\", "/"))
+            if not value.strip() or path.is_absolute() or ".." in path.parts:
+                raise ValueError(f"{value!r}: a path inside `code`, relative to it (no leading / and no ..)")
         return value
 
 
@@ -404,8 +449,8 @@ class JobSpec(_Model):
     @classmethod
     def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"{key!r}: names are letters, digits and '_', not starting with a digit")
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", str(key)):
+                raise ValueError(f"{str(key)[:40]!r}: names are 1 to 128 letters, digits and '_', not starting with a digit")
         return value
 
     @model_validator(mode="after")

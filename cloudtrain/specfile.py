@@ -58,23 +58,11 @@ def find_project_config(start: Path) -> Path | None:
     return None
 
 
-def _yaml_load(path: Path) -> tuple[Any, Any]:
-    """Returns (data, node tree) so errors can point at lines."""
-    import yaml
+def _yaml_load(path: Path, what: str = "job spec") -> tuple[Any, Any]:
+    """Returns (data, node tree) so errors can point at lines (:mod:`cloudtrain.yamlfile`'s checks)."""
+    from cloudtrain.yamlfile import read_yaml
 
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise SpecError(f"cannot read {path}: {error.strerror}", "check the path") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        raise SpecError(f"{where}: not valid YAML: {problem}", "fix the YAML syntax at that line") from None
-    return data, node
+    return read_yaml(path, what)
 
 
 def _line_of(node: Any, loc: Iterable[Any]) -> int | None:
@@ -168,7 +156,6 @@ def _message(item: dict[str, Any], loc: list[Any]) -> str:
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
     """``resources.nodes=2`` -> (["resources", "nodes"], 2); the value is read as YAML."""
-    import yaml
 
     if "=" not in text:
         raise SpecError(f"--set {text!r}: expected key.path=value", "e.g. --set resources.nodes=2")
@@ -176,9 +163,15 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     if not key.strip() or any(p == "" for p in parts):
         raise SpecError(f"--set {text!r}: the key path is empty", "e.g. --set hyperparameters.lr=0.01")
+    from cloudtrain.yamlfile import load_yaml
+
+    if "\x00" in text or len(text) > 100_000:
+        raise SpecError(f"--set {text[:60]!r}...: a NUL byte or more than 100,000 characters", "give a short key.path=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw, f"--set {key.strip()}")[0] if raw.strip() else ""
+    except SpecError as error:
+        if "not valid YAML" not in error.message:
+            raise
         value = raw
     return parts, value
 
@@ -228,7 +221,7 @@ def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
 def _read_config(path: Path) -> dict[str, Any]:
     from cloudtrain.sections import config_sections
 
-    data, _ = _yaml_load(path)
+    data, _ = _yaml_load(path, "config file")
     if data is None:
         return {}
     sections = config_sections()
