@@ -137,6 +137,7 @@ class _Walker:
         ignore = self.root / ".cloudtrainignore"
         if ignore.is_file():
             ignores.append(("", _spec(ignore.read_text().splitlines())))
+            self.stamps.append((str(ignore), *_stamp(ignore)))
         self._walk(self.root, "", ignores, frozenset())
         for path, name in _runtime_files():
             self.files[name] = path
@@ -248,13 +249,15 @@ def _key(code_dir: Path, settings: "BundleSettings | None") -> tuple[Any, ...]:
 def select_code(code_dir: Path, settings: "BundleSettings | None" = None, *, reuse: bool = False) -> CodeSelection:
     """Walk ``code_dir`` once and choose what is staged (see the module docstring).
 
-    With ``reuse``, the selection of an earlier walk of the same directory and settings (by
-    :func:`code_fingerprint` in this submission) is taken when no directory or chosen file of it has
-    changed since (sizes and modification times), instead of walking again."""
+    With ``reuse``, the selection of an earlier walk of the same directory and settings in this
+    process (the fingerprint a submission records, then its bundle) is taken when no directory,
+    ignore file or chosen file of it has changed since (sizes and modification times in ns), instead
+    of walking again; adding, removing or renaming a file changes its directory's time."""
     key = _key(code_dir, settings)
     if reuse:
-        recent = _RECENT.pop(key, None)
+        recent = _RECENT.get(key)
         if recent is not None and recent.still_valid():
+            _RECENT.move_to_end(key)
             return recent
     selection = _Walker(Path(code_dir), settings).run()
     links = {name: why for name, why in selection.skipped.items() if why.startswith("symlink")}
@@ -283,10 +286,10 @@ def _file_digest(path: Path) -> bytes:
 def code_fingerprint(code_dir: Path, settings: "BundleSettings | None" = None) -> str:
     """A sha256 of what a bundle of ``code_dir`` holds (names and contents), without building it.
 
-    Equal to :attr:`Bundle.fingerprint` of the same files; the walk is kept for the bundle of the
-    submission that follows (``make_bundle(..., reuse=True)``)."""
+    Equal to :attr:`Bundle.fingerprint` of the same files; shares its walk with the bundle of the
+    submission that follows (``make_bundle(..., reuse=True)``, see :func:`select_code`)."""
     digest = hashlib.sha256()
-    for name, path in select_code(code_dir, settings).files.items():
+    for name, path in select_code(code_dir, settings, reuse=True).files.items():
         digest.update(name.encode() + b"\0" + _file_digest(path))
     return digest.hexdigest()
 

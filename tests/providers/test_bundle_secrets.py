@@ -176,9 +176,12 @@ def test_the_walk_is_reused_until_the_code_changes(tmp_path: Path) -> None:
     plant(tmp_path, ["train.py"])
     first = select_code(tmp_path)
     assert select_code(tmp_path, reuse=True) is first
-    assert select_code(tmp_path, reuse=True) is not first  # taken once, then walked again
-    again = select_code(tmp_path)
+    assert select_code(tmp_path, BundleSettings(exclude=["x"]), reuse=True) is not first  # other settings, other walk
     plant(tmp_path, ["new.py"])
     os.utime(tmp_path, ns=(0, 0))  # a changed directory stamp, even on a coarse clock
     changed = select_code(tmp_path, reuse=True)
-    assert changed is not again and "new.py" in changed.files
+    assert changed is not first and "new.py" in changed.files
+    (tmp_path / "new.py").write_text("changed, and longer\n")
+    assert select_code(tmp_path, reuse=True) is not changed
+    (tmp_path / ".cloudtrainignore").write_text("new.py\n")
+    assert "new.py" not in select_code(tmp_path, reuse=True).files
