@@ -248,10 +248,18 @@ def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tupl
     return files, variable_settings(environ)
 
 
+def _resolved(path: Path, field: str) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop, a name too long
+        raise SpecError(f"{field}: {path} cannot be resolved ({getattr(error, 'strerror', None) or error})",
+                        "check the path (a symlink loop?)") from None
+
+
 def _absolute(spec: JobSpec, base_dir: Path) -> JobSpec:
-    code = (base_dir / spec.code).resolve()
+    code = _resolved(base_dir / spec.code, "code")
     inputs = {
-        name: item.model_copy(update={"uri": str((base_dir / item.uri).resolve())}) if item.is_local else item
+        name: item.model_copy(update={"uri": str(_resolved(base_dir / item.uri, f"inputs.{name}"))}) if item.is_local else item
         for name, item in spec.inputs.items()
     }
     return spec.model_copy(update={"code": str(code), "inputs": inputs})
@@ -352,7 +360,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = (), check
         data = _load_python(path)
     else:
         data, node = _yaml_load(path)
-    loaded = build_spec(data, source=str(path), base_dir=path.resolve().parent, overrides=overrides, node=node)
+    loaded = build_spec(data, source=str(path), base_dir=_resolved(path, "the spec's path").parent, overrides=overrides, node=node)
     loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir)
     if check_files:
         check_spec_files(loaded, node)
