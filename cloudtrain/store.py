@@ -87,9 +87,17 @@ class JobStore:
 
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        hint = "set CLOUDTRAIN_HOME to a writable directory, or fix the file's permissions"
+        try:
+            if not self._ready:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.exists() and not self.path.is_file():
+                    raise UsageError(f"the job store {self.path} is not a file", hint)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except OSError as error:
+            raise UsageError(f"the job store {self.path} cannot be created: {error.strerror or error}", hint) from None
+        except sqlite3.Error as error:
+            raise UsageError(f"the job store {self.path} cannot be opened: {error}", hint) from None
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 30000")
@@ -107,17 +115,21 @@ class JobStore:
                 conn.execute("COMMIT")
             else:
                 yield conn
-        except sqlite3.DatabaseError as error:
-            raise UsageError(f"the job store {self.path} cannot be used: {error}", "check CLOUDTRAIN_HOME and the file's permissions") from None
+        except sqlite3.Error as error:
+            raise UsageError(f"the job store {self.path} cannot be used: {error}", hint) from None
         finally:
             conn.close()
 
     @staticmethod
     def _record(row: sqlite3.Row) -> JobRecord:
         data = dict(row)
-        data["state"] = JobState(data["state"])
-        data["estimate"] = json.loads(data["estimate"]) if data["estimate"] else None
-        data["details"] = json.loads(data["details"] or "{}")
+        try:
+            data["state"] = JobState(data["state"])
+            data["estimate"] = json.loads(data["estimate"]) if data["estimate"] else None
+            data["details"] = json.loads(data["details"] or "{}")
+        except (ValueError, TypeError) as error:
+            raise UsageError(f"the job store's row for {data.get('id')!r} is damaged ({error})",
+                             "it was written by something else than cloudtrain; delete that row or restore jobs.db") from None
         return JobRecord(**data)
 
     @staticmethod

@@ -67,3 +67,22 @@ def test_concurrent_processes_never_lose_or_corrupt(tmp_path: Path) -> None:
     assert len(store.get("shared").details) == 100  # every read-modify-write of details survived
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_unusable_home_or_store_is_a_clear_error(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cloudtrain.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot be created: Not a directory"):
+        JobStore(Path("/dev/null/x/jobs.db")).list()
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(UsageError, match="is not a file"):
+        JobStore(tmp_path / "dir.db").list()
+    store = JobStore(tmp_path / "jobs.db")
+    store.list()
+    with sqlite3.connect(tmp_path / "jobs.db") as conn:
+        conn.execute("INSERT INTO jobs (id, cloud, native_id, name, spec_hash, state, created_at, updated_at) "
+                     "VALUES ('x-1', 'local', 'x-1', 'x', 'h', 'EXPLODED', '2026-01-01', '2026-01-01')")
+    with pytest.raises(UsageError, match="row for 'x-1' is damaged"):
+        store.list()
