@@ -119,7 +119,7 @@ class Runner:
             raise UsageError(f"this spec differs from the one {record.id} was submitted with (its file, --set options, "
                              "cloudtrain.yaml or CLOUDTRAIN_* variables changed)",
                              "resume with the same spec and settings, or submit it as a new job")
-        if record.details.get("code_sha256") not in (None, _code_fingerprint(loaded.spec.code)):
+        if record.details.get("code_sha256") not in (None, _code_fingerprint(loaded.spec)):
             raise UsageError(f"the code under {loaded.spec.code} changed since {record.id} was submitted",
                              "resuming would stage other code under the same job; submit it as a new job")
         token = record.details.get("submission_token")
@@ -175,7 +175,7 @@ class Runner:
         details: dict[str, Any] = {"submission_token": plan.submission_token}
         if plan.cloud != "local":  # what `submit --resume` needs to send the same submission again
             details.update(planned_at=plan.created_at.isoformat(), spot=plan.spot,
-                           code_sha256=_code_fingerprint(plan.spec.code))
+                           code_sha256=_code_fingerprint(plan.spec))
         from cloudtrain.store import new_record
 
         return self.store.insert(new_record(
@@ -271,8 +271,8 @@ class Runner:
         return out
 
 
-def _code_fingerprint(code_dir: str) -> str:
+def _code_fingerprint(spec: Any) -> str:
     """The fingerprint of the code a submission stages from ``code_dir`` (the bundle's files)."""
     from cloudtrain.providers.bundle import code_fingerprint
 
-    return code_fingerprint(Path(code_dir))
+    return code_fingerprint(Path(spec.code), spec.bundle)

@@ -41,11 +41,15 @@ def test_estimate_rows_match_the_plans() -> None:
     job = cloudtrain.Job.from_file(EXAMPLE, overrides={**CLOUD_SETTINGS, "resources.nodes": 2, "distribution.type": "torchrun"})
     rows = list(job.estimate())
     assert {row.cloud for row in rows} == {"sagemaker", "azureml", "vertex"}
-    assert rows == sorted(rows, key=lambda r: r.max_total_usd)
+    priced = [row for row in rows if row.priced]
+    assert priced and rows[:len(priced)] == sorted(priced, key=lambda r: r.max_total_usd)  # unpriced ones last
     for row in rows:
         plan = job.plan(row.cloud)
-        assert (plan.instance_type, plan.nodes) == (row.instance_type, 2)
-        assert plan.estimate.max_total_usd == row.max_total_usd == round(row.usd_per_hour * 0.5, 2)
+        assert (plan.instance_type, plan.nodes, plan.region) == (row.instance_type, 2, row.region)
+        if row.priced:
+            assert plan.estimate.max_total_usd == row.max_total_usd == round(row.usd_per_hour * 0.5, 2)
+        else:
+            assert plan.estimate.max_total_usd is row.max_total_usd is None
     assert [row.cloud for row in job.estimate("vertex")] == ["vertex"]
     with pytest.raises(UsageError, match="unknown cloud 'sagemakr'"):
         job.estimate("sagemakr")

@@ -25,18 +25,21 @@ def spec(**fields) -> JobSpec:  # type: ignore[no-untyped-def]
 
 
 def cheapest_row(cloud: str, accelerator: str, count: int):  # type: ignore[no-untyped-def]
-    rows = [o for o in CATALOG.offers if o.cloud == cloud and o.accelerator == accelerator and o.accelerator_count == count]
-    return min(rows, key=lambda o: o.usd_per_hour)
+    rows = [o for o in CATALOG.offers if o.cloud == cloud and o.accelerator == accelerator and o.accelerator_count == count and o.priced]
+    smallest = min((o.vcpus, o.memory_gib) for o in rows)  # the smallest adequate machine wins, then the price
+    return min((o for o in rows if (o.vcpus, o.memory_gib) == smallest), key=lambda o: o.usd_per_hour)
 
 
 def test_single_gpu_on_demand() -> None:
-    result = estimate_spec(spec(resources={"accelerator": "T4"}, max_runtime="90m"), CATALOG)
+    result = estimate_spec(spec(resources={"accelerator": "T4"}, max_runtime="90m"), CATALOG, clouds=("sagemaker", "azureml"))
     for offer in result.offers:
         row = cheapest_row(offer.cloud, "T4", 1)
         assert (offer.instance_type, offer.usd_per_hour) == (row.instance_type, row.usd_per_hour)
         assert offer.max_total_usd == round(row.usd_per_hour * 1.5, 2)
     assert result.cheapest.max_total_usd == min(o.max_total_usd for o in result.offers)
     assert [o.max_total_usd for o in result.offers] == sorted(o.max_total_usd for o in result.offers)
+    vertex = estimate_spec(spec(resources={"accelerator": "T4"}, max_runtime="90m"), CATALOG).offers[-1]
+    assert vertex.cloud == "vertex" and not vertex.priced  # no sourced Vertex T4 price: shown, ranked last
 
 
 def test_eight_gpus_per_node_with_spot() -> None:
@@ -68,7 +71,7 @@ def test_multi_node_multiplies_by_nodes() -> None:
 def test_no_max_runtime_gives_hourly_only() -> None:
     result = estimate_spec(spec(resources={"accelerator": "T4"}), CATALOG)
     assert result.max_runtime_hours is None
-    assert all(o.max_total_usd is None and o.usd_per_hour > 0 for o in result.offers)
+    assert all(o.max_total_usd is None and (o.usd_per_hour is None or o.usd_per_hour > 0) for o in result.offers)
 
 
 def test_unknown_accelerator_lists_known_names() -> None:
@@ -84,7 +87,7 @@ def test_impossible_request_says_what_exists() -> None:
 
 def test_stale_prices_are_flagged() -> None:
     result = estimate_spec(spec(resources={"accelerator": "T4"}), CATALOG)
-    oldest = min(o.price_as_of for o in result.offers)
+    oldest = min(o.price_as_of for o in result.offers if o.priced)
     assert result.stale(oldest + timedelta(days=91)) and not result.stale(oldest + timedelta(days=1))
 
 

@@ -28,9 +28,16 @@ def _price_order(offer: Offer) -> tuple[bool, float, str, str]:
     return (offer.usd_per_hour is None, offer.usd_per_hour or 0.0, offer.instance_type, offer.region)
 
 
-def _size_order(offer: Offer) -> tuple[int, int, float, bool, float, str, str]:
-    """The smallest adequate machine first (accelerators, vCPUs, memory), then price."""
-    return (offer.accelerator_count, offer.vcpus, offer.memory_gib, *_price_order(offer))
+#: Where an unpriced machine is placed when no region is asked for: each cloud's first region.
+HOME_REGIONS = {"sagemaker": "us-east-1", "azureml": "eastus", "vertex": "us-central1"}
+
+
+def _size_order(offer: Offer) -> tuple[object, ...]:
+    """The smallest adequate machine first (accelerators, vCPUs, memory), then price; an unpriced
+    machine in its cloud's home region before other regions."""
+    unpriced, price, name, region = _price_order(offer)
+    return (offer.accelerator_count, offer.vcpus, offer.memory_gib, unpriced, price,
+            region != HOME_REGIONS.get(offer.cloud), name, region)
 
 
 @dataclass(frozen=True)

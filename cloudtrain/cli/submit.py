@@ -37,11 +37,12 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
     job = Job.from_loaded(load(spec_path, overrides), runner=jobs)
     plan = job.resume_plan(resume) if resume else job.plan(cloud, region=region, spot=spot, dry_run=dry_run)
     estimate = plan.estimate.to_dict() if plan.estimate else None
+    code = _code_summary(plan, quiet=as_json)
     if dry_run:
         request = job.dry_run(plan)
         if as_json:
             print_json({"cloud": plan.cloud, "request": request.payload, "estimate": estimate,
-                        "missing_settings": list(plan.missing_settings)})
+                        "missing_settings": list(plan.missing_settings), "code": code})
         else:
             out = console()
             out.print(f"[bold]{plan.cloud}[/] request for {plan.job_name} (dry run, nothing was sent):", highlight=False)
@@ -91,3 +92,24 @@ def _print_estimate(plan) -> None:  # type: ignore[no-untyped-def]
     kind = "spot" if estimate.spot else "on-demand"
     console().print(f"{estimate.nodes} x {estimate.instance_type} in {estimate.region}: "
                     f"${estimate.effective_usd_per_hour:,.2f}/h {kind}{bound}", highlight=False)
+
+
+def _code_summary(plan, quiet: bool) -> dict | None:  # type: ignore[no-untyped-def,type-arg]
+    """What of the code directory is staged (one walk, reused by the upload), and what is left out."""
+    if plan.cloud == "local":
+        return None
+    import warnings
+    from pathlib import Path
+
+    from cloudtrain.providers.bundle import BundleWarning, check_size, select_code
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BundleWarning)
+        selection = select_code(Path(plan.spec.code), plan.spec.bundle, reuse=True)
+    total = check_size(selection, plan.spec.bundle.max_mib)
+    if not quiet:
+        notes = err_console()
+        notes.print(f"code: {len(selection.files)} files, {total / 2 ** 20:.1f} MiB from {plain(plan.spec.code)}", highlight=False)
+        for path, reason in selection.skipped.items():
+            notes.print(f"  left out {plain(path)}: {plain(reason)}", highlight=False)
+    return {"files": len(selection.files), "bytes": total, "skipped": dict(selection.skipped)}

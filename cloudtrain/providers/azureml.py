@@ -164,7 +164,7 @@ class AzureMLProvider(Provider):
     def create(self, plan: "Plan", request: NativeRequest) -> str:
         """Stage the code bundle and create the job; the SDK uploads the code and local inputs."""
         ml = self.client(workspace(plan))
-        with staged_code(Path(plan.spec.code)) as code_dir:
+        with staged_code(Path(plan.spec.code), plan.spec.bundle) as code_dir:
             from cloudtrain.providers.azureml_job import load_yaml_job
 
             job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])

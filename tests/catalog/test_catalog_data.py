@@ -30,13 +30,17 @@ def test_every_offer_is_complete_and_sane():
     assert {o.cloud for o in catalog.offers} == set(CLOUDS)
     for offer in catalog.offers:
         label = f"{offer.cloud}/{offer.region}/{offer.instance_type}"
+        assert offer.vcpus > 0 and offer.memory_gib > 0, label
+        if not offer.priced:
+            assert offer.price_origin == "no sourced price" and offer.price_as_of is None and offer.source is None, label
+            continue
         assert offer.usd_per_hour > 0, label
         assert offer.spot_usd_per_hour is None or 0 < offer.spot_usd_per_hour < offer.usd_per_hour, label
         assert offer.vcpus > 0 and offer.memory_gib > 0, label
         if offer.accelerator is None:
             assert offer.accelerator_count == 0 and offer.accelerator_memory_gib is None, label
         else:
-            assert offer.accelerator_count > 0 and offer.accelerator_memory_gib > 0, label
+            assert offer.accelerator_count > 0 and (offer.accelerator_memory_gib or 1) > 0, label
         assert offer.source.strip(), label
         assert date(2020, 1, 1) <= offer.price_as_of <= date(2026, 11, 25), label
         d = offer.to_dict()

@@ -26,7 +26,7 @@ def test_sagemaker_refresh_writes_the_cache_and_summarises(tmp_path):
     assert summary.rows_per_region == {"us-east-1": 2}  # ml.p5.48xlarge: unknown facts and $0 -> dropped
     assert summary.path == tmp_path / "sagemaker.csv"
     catalog = load_catalog(tmp_path)
-    offers = {o.instance_type: o for o in catalog.offers if o.cloud == "sagemaker"}
+    offers = {o.instance_type: o for o in catalog.offers if o.cloud == "sagemaker" and o.priced}
     assert set(offers) == {"ml.g5.xlarge", "ml.m5.xlarge"}
     assert offers["ml.g5.xlarge"].accelerator == "A10G" and offers["ml.g5.xlarge"].price_as_of == date(2026, 9, 24)
     assert [p.name for p in tmp_path.iterdir()] == ["sagemaker.csv"]  # no temporary file left behind

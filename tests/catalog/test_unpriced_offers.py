@@ -82,7 +82,7 @@ def test_machine_tables_refuse_bad_rows() -> None:
 
 def test_your_prices_win_and_are_shown_as_yours(tmp_path: Path) -> None:
     catalog_file = tmp_path / "mine.csv"
-    first = load_catalog().offers[0]
+    first = next(o for o in load_catalog().offers if o.priced)
     row = {**first.to_row(), "usd_per_hour": "0.01", "spot_usd_per_hour": "", "source": "our contract"}
     catalog_file.write_text(",".join(FIELDS) + "\n" + ",".join(f'"{row[f]}"' for f in FIELDS) + "\n")
     home = tmp_path / "home"
