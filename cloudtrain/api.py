@@ -182,9 +182,11 @@ class Run:
         """What the backend said when last asked (by :meth:`status` or :meth:`wait`)."""
         return self._status
 
-    def status(self) -> "JobStatus":
-        """Ask the backend for the job's state now, and record it."""
-        self._record, self._status = self._runner.status(self.id)
+    def status(self, stored_if_unreachable: bool = False) -> "JobStatus":
+        """Ask the backend for the job's state now, and record it (a finished cloud job is answered
+        from the store; ``stored_if_unreachable``: the stored state, with a note, when the backend
+        cannot be asked)."""
+        self._record, self._status = self._runner.status(self.id, stored_if_unreachable=stored_if_unreachable)
         return self._status
 
     def logs(self, follow: bool = False) -> Iterator[str]:

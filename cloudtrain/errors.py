@@ -4,7 +4,7 @@ Every error a user can cause (a wrong spec, a missing file, absent credentials, 
 endpoint, an over-budget job) is a :class:`CloudtrainError` carrying a one-paragraph ``message``
 and a ``hint`` saying what to do. The CLI prints both without a traceback and exits with the
 error's ``exit_code``: 2 for bad input, 3 for a cloud or environment problem, 4 for a budget
-refusal, 1 otherwise.
+refusal, 124 when ``wait --timeout`` runs out, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -69,6 +69,12 @@ class ProviderNotInstalledError(ProviderError):
     """The optional dependencies of a provider are not installed."""
 
     exit_code = 3
+
+
+class WaitTimeoutError(CloudtrainError):
+    """``wait --timeout`` ran out while the job was still going (the job is not touched)."""
+
+    exit_code = 124  # as timeout(1)
 
 
 class JobNotFoundError(UsageError):

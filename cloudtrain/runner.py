@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cloudtrain.cost import check_budget
-from cloudtrain.errors import CloudtrainError, SubmissionUncertainError, UsageError
+from cloudtrain.errors import CloudtrainError, ProviderError, SubmissionUncertainError, UsageError, WaitTimeoutError
 from cloudtrain.plan import Plan, make_plan
 from cloudtrain.providers.base import JobState, JobStatus, NativeRequest
 from cloudtrain.providers.registry import get_provider
@@ -224,9 +224,20 @@ class Runner:
             changes["details"] = {"model_uri": status.model_uri}
         return self.store.update(record.id, **changes) if changes else record
 
-    def status(self, key: str) -> tuple[JobRecord, JobStatus]:
+    def status(self, key: str, *, stored_if_unreachable: bool = False) -> tuple[JobRecord, JobStatus]:
+        """The job's state from its backend, recorded. A cloud job that has ended is shown from the
+        store without asking the cloud; with ``stored_if_unreachable``, a cloud that cannot be
+        asked gives the stored state with a note instead of an error."""
         record = self.store.resolve(key)
-        status = self.provider(record.cloud).status(record.ref())
+        if record.cloud != "local" and record.state.is_terminal:
+            return record, stored_status(record)
+        try:
+            status = self.provider(record.cloud).status(record.ref())
+        except ProviderError as error:
+            if not stored_if_unreachable:
+                raise
+            return record, stored_status(record, note=f"{record.cloud} could not be asked ({error.message}); "
+                                                      f"this is the state stored at {record.updated_at[:19]}")
         return self._sync(record, status), status
 
     def logs(self, key: str, follow: bool = False) -> Iterator[str]:
@@ -238,7 +249,10 @@ class Runner:
         if status.state.is_terminal:
             raise UsageError(f"job {record.id} has already ended ({status.state.value})", "nothing to cancel")
         self.provider(record.cloud).cancel(record.ref())
-        return self.status(record.id)[0]
+        record, status = self.status(record.id)
+        if not status.state.is_terminal and status.state is not JobState.CANCELLING:
+            record = self.store.update(record.id, state=JobState.CANCELLING)  # asked to stop; the backend takes its time
+        return record
 
     def wait(self, key: str, *, timeout: float | None = None, poll_seconds: float = 2.0,
              on_change: Callable[[JobRecord, JobStatus], None] | None = None) -> tuple[JobRecord, JobStatus]:
@@ -253,20 +267,25 @@ class Runner:
             if status.state.is_terminal:
                 return record, status
             if deadline is not None and time.monotonic() >= deadline:
-                raise UsageError(f"job {record.id} is still {status.state.value} after {timeout:g} s", "wait again, or see `cloudtrain status`")
+                raise WaitTimeoutError(f"job {record.id} is still {status.state.value} after {timeout:g} s (it goes on)",
+                                       f"wait again, or `cloudtrain cancel {record.id}`")
             time.sleep(poll_seconds)
 
     def list(self, cloud: str | None = None, limit: int = 50, refresh: bool = True) -> list[JobRecord]:
+        """The stored jobs, newest first; with ``refresh``, unfinished ones asked of their backend.
+        Backends that could not be asked are in :attr:`unreachable` (name -> why): their rows show
+        the stored state."""
         records = self.store.list(cloud=cloud, limit=limit)
+        self.unreachable: dict[str, str] = {}
         if not refresh:
             return records
         out = []
         for record in records:
-            if not record.state.is_terminal:
+            if not record.state.is_terminal and record.cloud not in self.unreachable:
                 try:
                     record = self._sync(record, self.provider(record.cloud).status(record.ref()))
-                except Exception:  # noqa: BLE001 - an unreachable or misconfigured cloud: show what the store knows
-                    pass
+                except CloudtrainError as error:  # unreachable, misconfigured or uninstalled: show what the store knows
+                    self.unreachable[record.cloud] = error.message
             out.append(record)
         return out
 
@@ -276,3 +295,13 @@ def _code_fingerprint(spec: Any) -> str:
     from cloudtrain.providers.bundle import code_fingerprint
 
     return code_fingerprint(Path(spec.code), spec.bundle)
+
+
+def stored_status(record: "JobRecord", note: str | None = None) -> JobStatus:
+    """The job's status as the store last recorded it."""
+    from datetime import datetime
+
+    parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
+    return JobStatus(state=record.state, native_state=record.native_state or record.state.value,
+                     message=note or record.message, started_at=parse(record.started_at), ended_at=parse(record.ended_at),
+                     model_uri=record.details.get("model_uri"))

@@ -16,7 +16,13 @@ def command(cloud: str | None, limit: int, no_refresh: bool, as_json: bool) -> N
     """List recorded jobs; states of unfinished jobs are refreshed from their backend."""
     from cloudtrain.api import runs
 
-    records = [run.record for run in runs(cloud=cloud, limit=limit, refresh=not no_refresh, runner=runner())]
+    jobs = runner()
+    records = [run.record for run in runs(cloud=cloud, limit=limit, refresh=not no_refresh, runner=jobs)]
+    from cloudtrain.cli.common import err_console
+
+    for name, why in getattr(jobs, "unreachable", {}).items():
+        err_console().print(f"note: {plain(name)} could not be asked ({plain(why)}); its unfinished jobs show their stored state",
+                            soft_wrap=True)
     if as_json:
         print_json([r.to_dict() for r in records])
         return

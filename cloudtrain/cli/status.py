@@ -15,7 +15,7 @@ def command(job: str, as_json: bool) -> None:
     from cloudtrain.api import Run
 
     run = Run(job, runner())
-    status = run.status()
+    status = run.status(stored_if_unreachable=True)
     record = run.record
     if as_json:
         print_json(status_dict(record, status))

@@ -64,12 +64,18 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
                             f"follow it with `cloudtrain logs {record.id} --follow`")
             _print_estimate(plan)
         return
-    if not as_json:
-        err_console().print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
-        for line in run.logs(follow=True):
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-    run.wait(poll_seconds=1.0)
+    try:
+        if not as_json:
+            err_console().print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
+            for line in run.logs(follow=True):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+        run.wait(poll_seconds=1.0)
+    except KeyboardInterrupt:
+        err_console().print(f"stopped waiting: {plain(record.id)} is still running on {record.cloud}; follow it with "
+                            f"`cloudtrain logs {plain(record.id)} --follow`, stop it with `cloudtrain cancel {plain(record.id)}`",
+                            soft_wrap=True, highlight=False)
+        sys.exit(130)
     record, status = run.record, run.last_status
     if as_json:
         print_json({**record.to_dict(), "model_uri": status.model_uri})

@@ -11,7 +11,7 @@ from cloudtrain.cli.common import err_console, json_option, plain, print_json, r
 
 @click.command("wait")
 @click.argument("job")
-@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 2).")
+@click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 124; the job goes on).")
 @click.option("--poll", "poll_seconds", type=click.FloatRange(0.05), default=2.0, show_default=True, help="Seconds between checks.")
 @json_option
 def command(job: str, timeout: float | None, poll_seconds: float, as_json: bool) -> None:
