@@ -111,6 +111,9 @@ class Runner:
         record = self.store.resolve(key)
         if record.cloud == "local":
             raise UsageError(f"{record.id} is a local job; there is no submission to resume", "run it again with `cloudtrain run`")
+        if record.state is JobState.PENDING and _submitter_gone(record.details):
+            record = self.store.update(record.id, details={"resumable": True, "submitter": None},
+                                       message="the submitting process ended before the job was sent (killed?)")
         if record.state is not JobState.PENDING or not record.details.get("resumable"):
             what = record.state.value if record.state is not JobState.PENDING else "PENDING but not interrupted (submitted, or still being submitted)"
             raise UsageError(f"{record.id} is {what}: only a submission that was interrupted or got no answer can be resumed",
@@ -165,7 +168,7 @@ class Runner:
                               details={"resumable": plan.cloud != "local"})
             raise
         record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region,
-                                   message=None, details={**ref.details, "resumable": False})
+                                   message=None, details={**ref.details, "resumable": False, "submitter": None})
         return Submission(plan, request, record)
 
     def _record(self, plan: Plan) -> JobRecord:
@@ -175,7 +178,7 @@ class Runner:
         details: dict[str, Any] = {"submission_token": plan.submission_token}
         if plan.cloud != "local":  # what `submit --resume` needs to send the same submission again
             details.update(planned_at=plan.created_at.isoformat(), spot=plan.spot,
-                           code_sha256=_code_fingerprint(plan.spec))
+                           code_sha256=_code_fingerprint(plan.spec), submitter=_this_process())
         from cloudtrain.store import new_record
 
         return self.store.insert(new_record(
@@ -234,6 +237,11 @@ class Runner:
         try:
             status = self.provider(record.cloud).status(record.ref())
         except ProviderError as error:
+            if record.state is JobState.PENDING and _submitter_gone(record.details):
+                note = (f"the submission of {record.id} ended (interrupted or killed) before {record.cloud} had the job; "
+                        f"`cloudtrain submit SPEC --resume {record.id}` sends it (never twice)")
+                record = self.store.update(record.id, message=note, details={"resumable": True, "submitter": None})
+                return record, stored_status(record)
             if not stored_if_unreachable:
                 raise
             return record, stored_status(record, note=f"{record.cloud} could not be asked ({error.message}); "
@@ -305,3 +313,38 @@ def stored_status(record: "JobRecord", note: str | None = None) -> JobStatus:
     return JobStatus(state=record.state, native_state=record.native_state or record.state.value,
                      message=note or record.message, started_at=parse(record.started_at), ended_at=parse(record.ended_at),
                      model_uri=record.details.get("model_uri"))
+
+
+def _this_process() -> dict[str, Any]:
+    """Who is submitting: the pid and its start time (a pid alone may be given to another process)."""
+    import os
+
+    return {"pid": os.getpid(), "started": _start_time(os.getpid())}
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks since boot
+    except (OSError, IndexError):
+        return None
+
+
+def _submitter_gone(details: dict[str, Any]) -> bool:
+    """True when the process that recorded this submission has ended without sending it."""
+    import os
+
+    submitter = details.get("submitter")
+    if not isinstance(submitter, dict) or not submitter.get("pid"):
+        return False
+    pid = int(submitter["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    started = submitter.get("started")
+    return started is not None and _start_time(pid) not in (None, started)

@@ -69,3 +69,22 @@ def test_wait_timeout_is_its_own_error_and_leaves_the_job(tmp_path: Path) -> Non
         runner.wait(job, timeout=0.01, poll_seconds=0.01)
     assert caught.value.exit_code == 124 and "goes on" in caught.value.message
     assert runner.store.get(job).state is JobState.RUNNING
+
+
+def test_a_submission_killed_before_the_create_is_found_and_resumable(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "code").mkdir()
+    loaded = build_spec({"name": "offline", "code": ".", "entrypoint": "t.py",
+                         "resources": {"instance_type": {"sagemaker": "ml.m5.xlarge"}}}, source="job.yaml", base_dir=tmp_path / "code")
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"sagemaker": Unreachable()})
+    plan = runner.plan(loaded, "sagemaker")
+    record = runner._record(plan)  # recorded, then the client was SIGKILLed during the upload
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    runner.store.update(record.id, details={"submitter": {"pid": dead.pid, "started": "0"}})
+    again, status = runner.status(record.id)
+    assert status.state is JobState.PENDING and "--resume" in (status.message or "")
+    resumed = runner.resume_plan(loaded, record.id)
+    assert resumed.job_name == record.id and resumed.submission_token == plan.submission_token
