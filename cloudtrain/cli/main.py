@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("wait", "Wait until a job ends; exit non-zero unless it succeeded."),
     "prices": ("prices", "Manage the price catalog (prices refresh)."),
     "emulator": ("emulator", "Start a local emulator of a cloud."),
+    "init": ("init", "Write a cloud's config section from its infra/ template's outputs."),
+    "doctor": ("doctor", "Check a cloud's set-up: config, credentials, bucket, role, quotas."),
 }
 
 
