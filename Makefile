@@ -6,6 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cloudtrain-installed
 PYTEST_ARGS ?=
+# checkov's own venv (see lint-infra below)
+INFRA_VENV ?= .venv-infra
+CHECKOV := $(INFRA_VENV)/bin/checkov
+CHECKOV_VERSION ?= 3.3.30
 
 .PHONY: demo test install bench clean
 
@@ -24,12 +28,25 @@ demo: $(STAMP)
 	$(VENV)/bin/cloudtrain estimate examples/digits-sklearn.yaml
 	$(PY) examples/sagemaker_emulator_demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for script in bench/bench_*.py bench/catalog_coverage.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 	@echo "(bench/gpu_transformer.py needs a CUDA device: run it where one exists)"
+
+# checkov (infra/ checks, run by tests/infra) pins boto3, networkx and packaging below the project's
+# pins, so it lives in a venv of its own (INFRA_VENV, above); without a registry the install fails,
+# and the checkov test then skips saying so (cfn-lint and python-hcl2 come with the `lint-infra` extra).
+$(CHECKOV):
+	$(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION) \
+		|| { echo "checkov could not be installed: tests/infra/test_checkov.py will skip"; rm -rf $(INFRA_VENV); }
+
+.PHONY: lint-infra
+lint-infra: $(STAMP) $(CHECKOV)
+	$(VENV)/bin/cfn-lint infra/aws/*.yaml
+	$(CHECKOV) --config-file infra/.checkov.yaml
 
 clean:
 	rm -rf $(VENV) .cloudtrain .pytest_cache build *.egg-info
