@@ -14,8 +14,8 @@ YAML of the Azure ML CLI v2 schema (``az ml job create -f job.yaml`` accepts it)
   (the files of the code bundle, :mod:`cloudtrain.providers.bundle`), so the launcher and the shim
   travel with the job.
 - ``environment``: the spec's ``image`` (an inline environment), or Azure ML's curated environment
-  for the framework (:data:`CURATED_ENVIRONMENTS`): the one of the same major.minor version, else the
-  nearest newer one.
+  for the framework (:data:`CURATED_ENVIRONMENTS`): the one of the same major.minor version, the newest
+  without a version; a version or framework without a curated environment is refused (never rounded).
 - ``compute``: the configured cluster (``azureml:<compute>``), or serverless compute when no cluster
   is configured, with ``resources.instance_type`` from the plan's offer; ``instance_count`` is the
   number of nodes; ``shm_size`` is half the instance's memory (at most 64g).
@@ -52,11 +52,17 @@ if TYPE_CHECKING:  # pragma: no cover
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
 ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
 MODEL_OUTPUT = "model"
-#: (framework, major.minor) -> Azure ML curated environment in the ``azureml`` registry.
+#: (framework, major.minor) -> Azure ML curated training environment in the ``azureml`` registry. Names
+#: from Azure/azureml-assets (``assets/training/general/environments/<name>``: acpt-pytorch-2.2-cuda12.1,
+#: acpt-pytorch-2.8-cuda12.6, sklearn-1.5, tensorflow-2.16-cuda12) and the curated environments page
+#: (https://learn.microsoft.com/azure/machine-learning/resource-curated-environments). Azure ML has no
+#: curated XGBoost or Hugging Face Transformers training environment (its LightGBM one is another
+#: framework): those are refused here; give ``image: {azureml: ...}`` with a requirements file instead.
 CURATED_ENVIRONMENTS: dict[tuple[str, str], str] = {
     ("pytorch", "2.2"): "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/versions/43",
     ("pytorch", "2.8"): "azureml://registries/azureml/environments/acpt-pytorch-2.8-cuda12.6/labels/latest",
     ("sklearn", "1.5"): "azureml://registries/azureml/environments/sklearn-1.5/versions/54",
+    ("tensorflow", "2.16"): "azureml://registries/azureml/environments/tensorflow-2.16-cuda12/labels/latest",
 }
 URI_SCHEMES = ("azureml://", "https://", "wasbs://", "abfss://")
 CHECKPOINT_OUTPUT = "checkpoints"
@@ -66,16 +72,22 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", version)[:2]) or (0,)
 
 
-def curated_environment(framework: str, version: str) -> str:
-    """The curated environment of the same major.minor, else the nearest newer one."""
-    wanted = _version_key(version)
-    known = sorted((_version_key(v), uri) for (name, v), uri in CURATED_ENVIRONMENTS.items() if name == framework)
-    for key, uri in known:
-        if key >= wanted:
+def curated_environment(framework: str, version: str | None) -> str:
+    """The curated environment of the framework's major.minor version (the newest one without a
+    version); a version Azure ML has no environment for is refused with the versions it has, never
+    replaced by another."""
+    known = sorted((_version_key(v), v, uri) for (name, v), uri in CURATED_ENVIRONMENTS.items() if name == framework)
+    if not known:
+        frameworks = sorted({name for name, _ in CURATED_ENVIRONMENTS})
+        raise SpecError(f"framework.name: Azure ML has no curated {framework} environment",
+                        f"curated frameworks: {', '.join(frameworks)}; or give image: {{azureml: ...}} (an image or azureml: environment)")
+    if version is None:
+        return known[-1][2]
+    for key, _, uri in known:
+        if key == _version_key(version):
             return uri
-    versions = ", ".join(v for (name, v) in CURATED_ENVIRONMENTS if name == framework)
-    raise SpecError(f"framework: Azure ML has no curated {framework} environment for version {version}",
-                    f"choose a version up to the newest curated one ({versions}), or give image:")
+    raise SpecError(f"framework.version: Azure ML has no curated {framework} {version} environment",
+                    f"versions it has: {', '.join(v for _, v, _ in known)}; or give image: {{azureml: ...}}")
 
 
 def workspace(plan: "Plan") -> dict[str, str]:
@@ -136,7 +148,7 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
         environment: Any = image
     elif image:
         environment = Environment(image=image)
-    elif spec.framework:
+    elif spec.framework:  # the curated environment of the version, or the newest one without a version
         environment = curated_environment(spec.framework.name, spec.framework.version)
     else:
         raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
