@@ -56,11 +56,26 @@ ACCELERATORS = {
 #: Machine families Vertex AI custom training offers (the SDK ships no list of machine types).
 MACHINE_FAMILIES = ("n1", "n2", "n2d", "e2", "c2", "c2d", "c3", "m1", "a2", "a3", "a4", "g2", "g4", "ct5lp", "ct6e")
 _MACHINE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)-[a-z0-9]+(-[a-z0-9]+)*$")
-#: Prebuilt training images (https://cloud.google.com/vertex-ai/docs/training/pre-built-containers):
-#: framework -> version -> image name suffix after the device (``pytorch-gpu.2-4.py310``).
+#: Prebuilt training images ("Prebuilt containers for custom training",
+#: https://cloud.google.com/vertex-ai/docs/training/pre-built-containers, and the supported frameworks
+#: list https://cloud.google.com/vertex-ai/docs/supported-frameworks-list, which lists tf-cpu/tf-gpu
+#: 2.12-2.14 .py310): framework -> version -> image name suffix after the version (``pytorch-gpu.2-4.py310``).
+#: TensorFlow and PyTorch have cpu and gpu images; scikit-learn and XGBoost cpu ones.
 PREBUILT = {
     "pytorch": {"2.0": ".py310", "2.1": ".py310", "2.2": ".py310", "2.3": ".py310", "2.4": ".py310"},
+    "tensorflow": {"2.12": ".py310", "2.13": ".py310", "2.14": ".py310"},
     "sklearn": {"1.0": "", "1.2": "", "1.3": "", "1.5": "", "1.6": ""},
+    "xgboost": {"1.6": "", "1.7": "", "2.1": ""},
+}
+#: Image names of the prebuilt families (``<name>-<device>.<major>-<minor><suffix>``).
+PREBUILT_NAMES = {"pytorch": "pytorch", "tensorflow": "tf", "sklearn": "sklearn", "xgboost": "xgboost"}
+#: Hugging Face's PyTorch training containers for Google Cloud (GPU), in the Deep Learning Platform
+#: registry (https://huggingface.co/docs/google-cloud/containers/available): Transformers major.minor ->
+#: (PyTorch major.minor, image). Vertex AI has no prebuilt Hugging Face TensorFlow training image.
+HUGGINGFACE_TRAINING = {
+    "4.42": ("2.3", "huggingface-pytorch-training-cu121.2-3.transformers.4-42.ubuntu2204.py310"),
+    "4.44": ("2.3", "huggingface-pytorch-training-cu121.2-3.transformers.4-44.ubuntu2204.py311"),
+    "4.48": ("2.3", "huggingface-pytorch-training-cu121.2-3.transformers.4-48.ubuntu2204.py311"),
 }
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -133,9 +148,43 @@ def machine_spec(plan: "Plan") -> dict[str, Any]:
     return spec
 
 
+def _major_minor(version: str) -> str:
+    return ".".join(re.split(r"[.-]", version)[:2])
+
+
+def _newest(versions: Any) -> str:
+    return max(versions, key=lambda v: tuple(int(n) for n in v.split(".")))
+
+
+def _registry(plan: "Plan") -> str:
+    location = plan.region or "us-central1"
+    return {"europe": "europe", "asia": "asia", "australia": "asia", "me": "europe"}.get(location.split("-")[0], "us")
+
+
+def _huggingface_image(plan: "Plan") -> str:
+    framework = plan.spec.framework
+    assert framework is not None
+    known = ", ".join(HUGGINGFACE_TRAINING)
+    if framework.tensorflow:
+        raise SpecError("framework.tensorflow: Vertex AI has no Hugging Face TensorFlow training image",
+                        f"use pytorch (Transformers {known}), or give image: {{vertex: ...}}")
+    version = _major_minor(framework.version) if framework.version else _newest(HUGGINGFACE_TRAINING)
+    if version not in HUGGINGFACE_TRAINING:
+        raise SpecError(f"framework.version: Vertex AI has no Hugging Face training image for Transformers {framework.version}",
+                        f"versions it has: {known}; or give image: {{vertex: ...}}")
+    pytorch, image = HUGGINGFACE_TRAINING[version]
+    if framework.pytorch and _major_minor(framework.pytorch) != pytorch:
+        raise SpecError(f"framework.pytorch: Vertex AI's Hugging Face Transformers {version} image has PyTorch {pytorch}, "
+                        f"not {framework.pytorch}", f"give pytorch: '{pytorch}', or image: {{vertex: ...}}")
+    if plan.offer is not None and not plan.offer.has_accelerator:
+        raise SpecError("framework: Vertex AI's Hugging Face training images are for GPUs", "ask for an accelerator, e.g. T4")
+    return f"{_registry(plan)}-docker.pkg.dev/deeplearning-platform-release/gcr.io/{image}:latest"
+
+
 def training_image(plan: "Plan") -> str:
-    """The spec's image, or Vertex's prebuilt training image for the framework, in the registry
-    nearest the location (us-, europe- or asia-docker.pkg.dev)."""
+    """The spec's image, or Vertex's prebuilt training image for the framework (the newest without a
+    version), in the registry nearest the location (us-, europe- or asia-docker.pkg.dev); a version
+    Vertex has no image for is refused with the versions it has."""
     spec = plan.spec
     if spec.image_for("vertex"):
         return spec.image_for("vertex") or ""
@@ -143,20 +192,17 @@ def training_image(plan: "Plan") -> str:
         raise SpecError("framework: Vertex AI needs a container: give framework {name, version} or image",
                         'e.g. framework: {name: sklearn, version: "1.3"}')
     name = spec.framework.name
-    version = ".".join(re.split(r"[.-]", spec.framework.version)[:2])
+    if name == "huggingface":
+        return _huggingface_image(plan)
     known = PREBUILT[name]
+    version = _major_minor(spec.framework.version) if spec.framework.version else _newest(known)
     if version not in known:
         raise SpecError(f"framework.version: Vertex AI has no prebuilt {name} {spec.framework.version} training image",
-                        f"choose one of {', '.join(known)}, or give image:")
-    location = plan.region or "us-central1"
-    registry = {"europe": "europe", "asia": "asia", "australia": "asia", "me": "europe"}.get(location.split("-")[0], "us")
+                        f"versions it has: {', '.join(known)}; or give image:")
     major, minor = version.split(".")
-    if name == "pytorch":
-        device = "gpu" if plan.offer is not None and plan.offer.has_accelerator else "cpu"
-        image = f"pytorch-{device}.{major}-{minor}{known[version]}"
-    else:
-        image = f"sklearn-cpu.{major}-{minor}{known[version]}"
-    return f"{registry}-docker.pkg.dev/vertex-ai/training/{image}:latest"
+    gpu = plan.offer is not None and plan.offer.has_accelerator
+    device = "gpu" if gpu and name in ("pytorch", "tensorflow") else "cpu"
+    return f"{_registry(plan)}-docker.pkg.dev/vertex-ai/training/{PREBUILT_NAMES[name]}-{device}.{major}-{minor}{known[version]}:latest"
 
 
 def environment(plan: "Plan") -> dict[str, str]:
