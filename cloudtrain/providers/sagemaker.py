@@ -12,7 +12,9 @@
 
 Credentials and region come from the usual AWS chain (environment, profile, SSO, instance role);
 ``AWS_ENDPOINT_URL`` points every client at an emulator. Retries use botocore's own retry modes
-(``standard`` by default; ``AWS_RETRY_MODE=adaptive`` and ``AWS_MAX_ATTEMPTS`` are honoured).
+(``standard`` by default; ``AWS_RETRY_MODE=adaptive`` and ``AWS_MAX_ATTEMPTS`` are honoured; 4
+attempts by default) with a 5 s connect and a 30 s read timeout, so an unreachable endpoint is
+reported within seconds, not minutes.
 """
 
 from __future__ import annotations
@@ -97,11 +99,11 @@ class SageMakerProvider(Provider):
             try:
                 session = self._session or boto3.Session()
                 credentials = session.get_credentials()
-                attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", 8))
+                attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", 4))
             except BotoCoreError as error:
                 raise ProviderError(f"the AWS configuration cannot be used: {error}", CREDENTIALS_HINT) from None
             except ValueError:
-                raise ProviderError("AWS_MAX_ATTEMPTS is not a whole number", "unset it or set it to e.g. 8") from None
+                raise ProviderError("AWS_MAX_ATTEMPTS is not a whole number", "unset it or set it to e.g. 4") from None
             if credentials is None:
                 raise ProviderError("no AWS credentials were found", CREDENTIALS_HINT)
             region = region or session.region_name
@@ -109,7 +111,7 @@ class SageMakerProvider(Provider):
                 raise ProviderError("no AWS region is set", "set sagemaker.region in the spec or config, or AWS_DEFAULT_REGION")
             config = Config(
                 retries={"mode": os.environ.get("AWS_RETRY_MODE", "standard"), "max_attempts": attempts},
-                connect_timeout=10, read_timeout=60, user_agent_extra="cloudtrain",
+                connect_timeout=5, read_timeout=30, user_agent_extra="cloudtrain",
             )
             self._clients[key] = session.client(service, region_name=region, config=config)
         return self._clients[key]

@@ -93,10 +93,10 @@ class VertexProvider(Provider):
     settings_examples = SETTINGS_EXAMPLES
     settings_placeholders = {"project": "set-vertex-project", "staging_bucket": "gs://set-vertex-staging-bucket"}
     lookup_before_create = True  # Vertex assigns ids: the submission label finds an earlier create
-    create_attempts = 6
+    create_attempts = 4  # 1 + 2 + 4 s of backoff: an unreachable endpoint is reported within seconds
 
     def __init__(self, client: Any = None, storage_client: Any = None, credentials: Any = None,
-                 environ: Mapping[str, str] | None = None, retry_seconds: float = 1.0, retry_deadline: float = 120.0,
+                 environ: Mapping[str, str] | None = None, retry_seconds: float = 1.0, retry_deadline: float = 15.0,
                  poll_seconds: float = 2.0) -> None:
         """``client``: a ``JobServiceClient``; ``storage_client``: a ``google.cloud.storage.Client``;
         ``credentials``: google-auth credentials for both; ``environ``: where ``CLOUDTRAIN_VERTEX_API_ENDPOINT``
@@ -175,6 +175,8 @@ class VertexProvider(Provider):
         from google.api_core import exceptions
         from google.auth.exceptions import GoogleAuthError
 
+        if isinstance(error, exceptions.RetryError) and isinstance(error.cause, OSError):
+            return self.translate_error(what, error.cause)  # retried until the deadline: unreachable
         if isinstance(error, exceptions.RetryError):
             cause = error.cause
             detail = f"{type(cause).__name__}: {cause.message}" if isinstance(cause, exceptions.GoogleAPICallError) else str(cause or error)
@@ -213,7 +215,8 @@ class VertexProvider(Provider):
             blob = bucket.blob(split_gcs(where["code"])[1])
             blob.metadata = {"sha256": bundle.sha256}
             self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
-                      content_type="application/gzip", retry=DEFAULT_RETRY)  # same bytes each time: safe to retry
+                      content_type="application/gzip", retry=DEFAULT_RETRY.with_deadline(self.retry_deadline),
+                      timeout=(5, 120))  # same bytes each time: safe to retry
         for name, uri in where["inputs"].items():
             self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
 
@@ -260,7 +263,7 @@ class VertexProvider(Provider):
         for file in files:
             relative = file.name if path.is_file() else file.relative_to(path).as_posix()
             self.call(f"upload input {file}", bucket.blob(prefix + relative).upload_from_filename, filename=str(file),
-                       retry=DEFAULT_RETRY)
+                       retry=DEFAULT_RETRY.with_deadline(self.retry_deadline), timeout=(5, 120))
 
     # -- following ------------------------------------------------------------------------------------
 
