@@ -10,6 +10,11 @@ whole tree (torchrun and its workers) and the user's Ctrl-C reaches only the sup
 ends the job cleanly: SIGTERM to every group, a grace period, then SIGKILL. The job's exit codes
 decide SUCCEEDED or FAILED; a cancel records CANCELLED.
 
+Each node process is asked (Linux ``prctl(PR_SET_PDEATHSIG)``) to receive SIGTERM when its
+supervisor dies, however it dies (SIGKILL included), so a job never outlives the process that
+records it; on other systems an orphaned job is found by ``status`` (its supervisor's lock is free)
+and recorded FAILED.
+
 Secret values are read from the supervisor's own environment when the processes start; they are
 never written to the run directory.
 
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import subprocess
 import threading
 import time
@@ -199,7 +205,8 @@ class Supervisor:
                         break
                     env = {**os.environ, **command.env}
                     process = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
-                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                               preexec_fn=_die_with_parent())
                     self.processes.append(process)
                     if self.cancelled.is_set():  # a cancel that came while it started
                         self._signal_all(signal.SIGTERM)
@@ -271,6 +278,27 @@ def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeC
     return commands, float(request.get("grace_seconds", DEFAULT_GRACE_SECONDS))
 
 
+def _die_with_parent() -> Any:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when this process dies (Linux), or
+    None elsewhere. The libc function is looked up here, in the parent: the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call: nobody will send it
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m cloudtrain.providers.process RUN_DIR``: the detached supervisor of a submitted local job."""
     import sys
@@ -287,3 +315,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

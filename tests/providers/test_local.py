@@ -225,3 +225,32 @@ def _lock_free(run_dir: Path) -> bool:
     from cloudtrain.providers.process import supervisor_alive
 
     return not supervisor_alive(run_dir, None)
+
+
+def test_a_job_dies_with_its_supervisor(tmp_path: Path) -> None:
+    """SIGKILL of the supervisor (no chance to clean up) still ends the training process."""
+    import signal
+    import time
+
+    (tmp_path / "train.py").write_text("import os, time\nopen('pid', 'w').write(str(os.getpid()))\nprint('ready', flush=True)\ntime.sleep(600)\n")
+    (tmp_path / "job.yaml").write_text("name: orphan\ncode: .\nentrypoint: train.py\n")
+    runner = Runner()
+    record = runner.submit(runner.plan(load_spec(tmp_path / "job.yaml"), "local")).record
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "pid").exists() or not (tmp_path / "pid").read_text():
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
+    child = int((tmp_path / "pid").read_text())
+    supervisor = int((Path(record.details["run_dir"]) / "supervisor.pid").read_text())
+    os.kill(supervisor, signal.SIGKILL)
+    while True:
+        try:
+            os.kill(child, 0)
+            with open(f"/proc/{child}/stat") as handle:
+                if handle.read().split(")")[-1].split()[0] == "Z":
+                    break  # ended; waiting for its parent (init) to reap it
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        assert time.monotonic() < deadline, "the training process outlived its supervisor"
+        time.sleep(0.05)
+    assert runner.status(record.id)[1].state is JobState.FAILED
