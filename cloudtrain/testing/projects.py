@@ -48,7 +48,7 @@ SPEC = """\
 name: conformance
 code: .
 entrypoint: train.py
-framework: {name: sklearn, version: '1.2-1'}
+framework: {name: sklearn}
 hyperparameters: {epochs: 1}
 resources: {cpus: 2}
 metrics: [test_accuracy]
