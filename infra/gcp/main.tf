@@ -220,3 +220,10 @@ resource "google_project_iam_member" "submitters_run_jobs" {
   role     = "roles/aiplatform.user"
   member   = each.value
 }
+
+resource "google_project_iam_member" "submitters_read_job_logs" {
+  for_each = toset(var.submitters)
+  project  = var.project
+  role     = "roles/logging.viewer" # cloudtrain logs reads the jobs' logs from Cloud Logging
+  member   = each.value
+}
