@@ -333,6 +333,51 @@ class SecretRef(_Model):
         return self
 
 
+class SweepParameter(_Model):
+    """One hyperparameter a sweep varies."""
+
+    type: Literal["float", "int", "categorical"]
+    min: float | None = None
+    max: float | None = None
+    scale: Literal["linear", "log"] = "linear"
+    values: list[HyperScalar] | None = Field(None, description="The choices of a categorical parameter.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "SweepParameter":
+        if self.type == "categorical":
+            if not self.values or self.min is not None or self.max is not None:
+                raise ValueError("a categorical parameter gives values: [...] (and no min/max)")
+            if self.scale != "linear":
+                raise ValueError("scale applies to float and int parameters")
+            return self
+        if self.values is not None or self.min is None or self.max is None:
+            raise ValueError(f"a {self.type} parameter gives min and max (and no values)")
+        if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min >= self.max:
+            raise ValueError("min must be below max (finite numbers)")
+        if self.scale == "log" and self.min <= 0:
+            raise ValueError("a log-scaled parameter needs min > 0")
+        if self.type == "int" and (self.min != int(self.min) or self.max != int(self.max)):
+            raise ValueError("an int parameter has whole-number min and max")
+        return self
+
+
+class SweepObjective(_Model):
+    metric: str = Field(description="A metric the script logs (log_metric or a metrics: entry).")
+    goal: Literal["maximize", "minimize"]
+
+
+class Sweep(_Model):
+    """A hyperparameter sweep: trials of the job with parameters varied (``cloudtrain sweep``)."""
+
+    objective: SweepObjective
+    parameters: dict[str, SweepParameter] = Field(min_length=1)
+    algorithm: Literal["tpe", "random", "grid"] = "tpe"
+    early_stopping: Literal["median", "hyperband", "none"] = "none"
+    max_trials: int = Field(10, ge=1, le=10000)
+    max_parallel: int = Field(1, ge=1, le=100)
+    budget: "Budget | None" = Field(None, description="For the whole sweep: refused (exit 4) when its bound exceeds it.")
+
+
 class Bundle(_Model):
     """What of ``code`` is staged with the job (besides what is never staged: VCS, caches, virtual
     environments, ``.gitignore``/``.cloudtrainignore`` exclusions, credential files)."""
@@ -391,6 +436,7 @@ class JobSpec(_Model):
     )
     budget: Budget | None = None
     bundle: Bundle = Field(default_factory=Bundle)
+    sweep: Sweep | None = Field(None, description="Run trials of this job with hyperparameters varied (`cloudtrain sweep`).")
     # Each backend's own section (``sagemaker: {region: ...}``, a plugin's ``toy: {...}``) is a field
     # of the spec model that :func:`cloudtrain.sections.spec_model` builds from the registry.
 
