@@ -20,7 +20,7 @@ import json
 import math
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -196,11 +196,34 @@ class Framework(_Model):
         return ("tensorflow", self.tensorflow) if self.tensorflow else None
 
 
+class ReductionServer(_Model):
+    """Vertex AI's reduction server: CPU replicas that all-reduce the GPU workers' gradients."""
+
+    replicas: int = Field(ge=1, le=64, description="Reduction server replicas (worker pool 2).")
+    machine_type: str = Field("n1-highcpu-16", description="The reduction servers' Vertex machine type.")
+
+
+#: The launcher each distribution kind starts, and the environment its scripts read:
+#: torchrun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), mpi (mpirun: OMPI_COMM_WORLD_*),
+#: tensorflow (one process per node with TF_CONFIG), deepspeed (the deepspeed launcher with a hostfile,
+#: or torchrun where the cloud starts the processes itself; the same variables as torchrun).
+DISTRIBUTION_TYPES = ("none", "torchrun", "mpi", "tensorflow", "deepspeed")
+
+
 class Distribution(_Model):
-    type: Literal["none", "torchrun"] = "none"
+    """How the job's processes are started across its nodes (see :data:`DISTRIBUTION_TYPES`)."""
+
+    type: Literal["none", "torchrun", "mpi", "tensorflow", "deepspeed"] = "none"
     processes_per_node: int | Literal["auto"] = Field(
-        "auto", description="Worker processes per node; 'auto' = one per GPU (one on a CPU-only node)."
+        "auto", description="Worker processes per node; 'auto' = one per GPU (one on a CPU-only node); "
+                            "tensorflow runs one process per node (TF_CONFIG names one task per worker)."
     )
+    parameter_servers: int = Field(0, ge=0, le=64, description="tensorflow only: parameter-server tasks ('ps' in TF_CONFIG).")
+    mpi_options: list[str] = Field(default_factory=list, description="mpi only: extra mpirun options, e.g. ['-x', 'NCCL_DEBUG=INFO'].")
+    smddp: bool = Field(False, description="SageMaker only: the SageMaker distributed data-parallel library "
+                                           "(torchrun or mpi, on the instance types the SageMaker SDK allows).")
+    reduction_server: ReductionServer | None = Field(None, description="Vertex only: a reduction server pool "
+                                                                         "(torchrun or tensorflow on GPUs).")
 
     @field_validator("processes_per_node")
     @classmethod
@@ -208,6 +231,20 @@ class Distribution(_Model):
         if isinstance(value, int) and value < 1:
             raise ValueError("processes_per_node must be at least 1 or 'auto'")
         return value
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self) -> "Distribution":
+        if self.parameter_servers and self.type != "tensorflow":
+            raise ValueError("parameter_servers: parameter-server tasks go with type: tensorflow")
+        if self.mpi_options and self.type != "mpi":
+            raise ValueError("mpi_options: mpirun options go with type: mpi")
+        if self.smddp and self.type not in ("torchrun", "mpi"):
+            raise ValueError("smddp: SageMaker's data-parallel library goes with type: torchrun or mpi")
+        if self.reduction_server and self.type not in ("torchrun", "tensorflow"):
+            raise ValueError("reduction_server: Vertex's reduction server goes with type: torchrun or tensorflow")
+        if self.type == "tensorflow" and self.processes_per_node not in ("auto", 1):
+            raise ValueError("processes_per_node: tensorflow runs one process per node (its strategy uses every GPU)")
+        return self
 
 
 _URI_SCHEMES = ("s3://", "gs://", "azureml://", "https://", "http://", "wasbs://", "abfss://")
@@ -229,23 +266,33 @@ class Checkpoint(_Model):
     @field_validator("uri")
     @classmethod
     def _cloud_uri(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_URI_SCHEMES):
-            raise ValueError(f"{value!r}: a checkpoint location is a {', '.join(_URI_SCHEMES)} URI")
-        return value
+        return cloud_location(value, "a checkpoint location")
     every: Duration | None = Field(None, description="Interval between checkpoints, e.g. '10m'.")
 
 
 
 
-class Input(_Model):
-    """A named input: a local path (staged with the job) or a URI."""
+class _FromString(_Model):
+    """A model that may be written as one string: the value of its ``_string_field``."""
 
-    uri: str = Field(description="Local path, s3://, gs://, azureml://, https://, wasbs:// or abfss:// location.")
+    _string_field: ClassVar[str] = "uri"
 
     @model_validator(mode="before")
     @classmethod
     def _from_string(cls, value: Any) -> Any:
-        return {"uri": value} if isinstance(value, str) else value
+        return {cls._string_field: value} if isinstance(value, str) else value
+
+
+def cloud_location(value: str | None, what: str) -> str | None:
+    if value is not None and not value.startswith(_URI_SCHEMES):
+        raise ValueError(f"{value!r}: {what} is a {', '.join(_URI_SCHEMES)} URI")
+    return value
+
+
+class Input(_FromString):
+    """A named input: a local path (staged with the job) or a URI."""
+
+    uri: str = Field(description="Local path, s3://, gs://, azureml://, https://, wasbs:// or abfss:// location.")
 
     @field_validator("uri")
     @classmethod
@@ -264,35 +311,24 @@ class Input(_Model):
         return "local" if self.is_local else self.uri.split("://", 1)[0]
 
 
-class Output(_Model):
+class Output(_FromString):
     uri: str | None = Field(None, description="Where the output goes (s3://, gs://, azureml://...); the job's default "
                                               "output location if unset.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"uri": value} if isinstance(value, str) else value
 
     @field_validator("uri")
     @classmethod
     def _cloud_uri(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_URI_SCHEMES):
-            raise ValueError(f"{value!r}: an output location is a {', '.join(_URI_SCHEMES)} URI")
-        return value
+        return cloud_location(value, "an output location")
 
 
-class Metric(_Model):
+class Metric(_FromString):
     """A metric the cloud should track: a name the entrypoint logs with ``log_metric``, or any
     name with the regex that finds its value in the job's output."""
 
     name: str = Field(description="The metric's name, e.g. val_loss or 'test:loss'.")
     regex: str | None = Field(None, description="A regex with one group capturing the value, e.g. 'average test loss: ([0-9.]+)'; "
                                                 "the runtime's metric line when unset.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    _string_field: ClassVar[str] = "name"
 
     @field_validator("name")
     @classmethod
