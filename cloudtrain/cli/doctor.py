@@ -131,15 +131,15 @@ def _extra(cloud: str) -> str:
     return {"sagemaker": "aws", "azureml": "azure", "vertex": "gcp"}[cloud]
 
 
-def reachable(host: str, port: int, seconds: float = 3.0) -> Check | None:
-    """None when a TCP connection to host:port opens within ``seconds``, else the failed check's detail."""
+def unreachable(host: str, port: int, seconds: float = 3.0) -> str | None:
+    """None when a TCP connection to host:port opens within ``seconds``, else why not."""
     import socket
 
     try:
         with socket.create_connection((host, port), timeout=seconds):
             return None
     except OSError as error:
-        return Check("", "fail", f"{host}:{port} unreachable within {seconds:g} s ({error})")
+        return f"{host}:{port} unreachable within {seconds:g} s ({error})"
 
 
 # -- online: one generator per cloud ----------------------------------------------------------------
@@ -162,8 +162,12 @@ def sagemaker_checks(settings: dict[str, Any]) -> Iterator[Check]:
         return
     config = Config(connect_timeout=3, read_timeout=DEADLINE_SECONDS, retries={"max_attempts": 1, "mode": "standard"})
 
+    clients: dict[str, Any] = {}
+
     def client(service: str) -> Any:
-        return session.client(service, region_name=region, config=config)
+        if service not in clients:
+            clients[service] = session.client(service, region_name=region, config=config)
+        return clients[service]
 
     try:
         identity = within(DEADLINE_SECONDS + 3, lambda: client("sts").get_caller_identity())
@@ -244,9 +248,9 @@ def azureml_checks(settings: dict[str, Any]) -> Iterator[Check]:
     endpoint = os.environ.get("AZUREML_DEV_URL_MFE")
     host = urlparse(endpoint).hostname if endpoint else "management.azure.com"
     port = (urlparse(endpoint).port or 443) if endpoint else 443
-    problem = reachable(host or "management.azure.com", port)
+    problem = unreachable(host or "management.azure.com", port)
     if problem:
-        yield Check("azureml endpoint", "fail", problem.detail, "check the network, proxy (HTTPS_PROXY) and AZUREML_DEV_URL_MFE (emulator)")
+        yield Check("azureml endpoint", "fail", problem, "check the network, proxy (HTTPS_PROXY) and AZUREML_DEV_URL_MFE (emulator)")
         return
     yield Check("azureml endpoint", "ok", f"{host}:{port} reachable")
     from azure.identity import DefaultAzureCredential
@@ -309,9 +313,9 @@ def vertex_checks(settings: dict[str, Any]) -> Iterator[Check]:
     host, port = (emulated.split("://")[-1].split("/")[0], 80) if emulated else (f"{location}-aiplatform.googleapis.com", 443)
     if ":" in host:
         host, port = host.rsplit(":", 1)[0], int(host.rsplit(":", 1)[1])
-    problem = reachable(host, port)
+    problem = unreachable(host, port)
     if problem:
-        yield Check("vertex endpoint", "fail", problem.detail, f"check the network and vertex.location ({location})")
+        yield Check("vertex endpoint", "fail", problem, f"check the network and vertex.location ({location})")
         return
     yield Check("vertex endpoint", "ok", f"{host}:{port} reachable")
     bucket_name = split_gcs(str(settings["staging_bucket"]))[0]

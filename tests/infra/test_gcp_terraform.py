@@ -4,6 +4,7 @@ public-access-prevented, versioned, CMEK-encrypted and expires old bundles; the 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from infra_files import TERRAFORM
 hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 comes with the lint-infra extra (make test installs it)")
 
 
+@functools.lru_cache(maxsize=None)
 def parsed(name: str) -> dict[str, Any]:
     with open(TERRAFORM / name) as stream:
         return hcl2.load(stream)
