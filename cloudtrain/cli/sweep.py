@@ -1,0 +1,115 @@
+"""``cloudtrain sweep SPEC``: a hyperparameter sweep of the spec's ``sweep:`` section.
+
+Locally, Optuna drives trials as local jobs with a live display (quiet under ``--json`` or when
+stdout is not a terminal); the study is ``$CLOUDTRAIN_HOME/sweeps/<spec name>.db`` and running the
+command again continues it. With ``--cloud``, the sweep is the cloud's own tuning service:
+``--dry-run`` prints the request; SageMaker tuning jobs are submitted and recorded in the job store.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument
+
+
+class SweepDisplay:
+    def __init__(self, name: str, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(SpinnerColumn(), TextColumn(f"[bold]{plain(name)}[/]"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err_console(), transient=True)
+        self.task = self.progress.add_task("sweep", total=total, info="starting")
+
+    def update(self, progress: Any) -> None:
+        best = "-" if progress.best_value is None else f"{progress.best_value:.4g}"
+        info = (f"running {progress.running}  complete {progress.complete}  pruned {progress.pruned}  "
+                f"failed {progress.failed}  best {best}")
+        self.progress.update(self.task, completed=progress.done, info=info)
+
+
+@click.command("sweep")
+@spec_argument
+@click.option("--cloud", default=None, type=click.Choice(["local", "sagemaker", "vertex", "azureml"]),
+              help="Run it as this cloud's tuning service (default: here, with Optuna).")
+@click.option("--dry-run", is_flag=True, help="With --cloud: print the tuning request; send nothing.")
+@click.option("--wait", "wait_", is_flag=True, help="With --cloud: return when the tuning job has ended.")
+@click.option("--new", is_flag=True, help="Local: start a new study (the old one is kept aside in the same file).")
+@click.option("--seed", type=int, default=None, help="Local: the sampler's seed.")
+@json_option
+def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, dry_run: bool, wait_: bool, new: bool,
+            seed: int | None, as_json: bool) -> None:
+    """Sweep SPEC's hyperparameters (its sweep: section), here or on a cloud's tuning service."""
+    loaded = load(spec_path, overrides, check_files=cloud in (None, "local") and not dry_run)
+    if cloud not in (None, "local"):
+        from cloudtrain.sweeps.cloud import show_or_submit
+
+        show_or_submit(loaded, cloud, runner(), dry_run=dry_run, wait=wait_, as_json=as_json)
+        return
+    if dry_run:
+        from cloudtrain.errors import UsageError
+
+        raise UsageError("--dry-run shows a cloud's tuning request", "add --cloud sagemaker, vertex or azureml")
+    run_local(loaded, seed=seed, new=new, as_json=as_json)
+
+
+def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> None:
+    from cloudtrain.sweeps.local import LocalSweep, plan_check
+    from cloudtrain.sweeps.report import result, write_figure
+
+    the_runner = runner()
+    plan_check(loaded, the_runner)
+    sweep = LocalSweep(loaded, the_runner, seed=seed, new=new)
+    live = not as_json and sys.stdout.isatty()
+    if live:
+        display = SweepDisplay(sweep.name, sweep.sweep.max_trials)
+        with display.progress:
+            final = sweep.run(on_progress=display.update)
+    else:
+        final = sweep.run()
+    figure, notes = write_figure(sweep.study, sweep.path.with_suffix(".png"))
+    data = result(sweep.study, sweep.path, figure, notes)
+    if final.note:
+        data["note"] = final.note
+    if as_json:
+        print_json(data)
+    else:
+        show_result(data, sweep.sweep)
+    if data["best"] is None:
+        sys.exit(1)
+
+
+def show_result(data: dict[str, Any], sweep: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    out = console()
+    names = list(sweep.parameters)
+    table = Table(title=f"sweep {data['study']}: {sweep.objective.metric} ({sweep.objective.goal})", title_justify="left",
+                  box=box.SIMPLE_HEAD, header_style="bold")
+    for column in ["#", "state", "value", *names, "job"]:
+        table.add_column(column, justify="right" if column in ("#", "value") else "left")
+    best_number = data["best"]["number"] if data["best"] else None
+    for row in data["trials"]:
+        value = "-" if row["value"] is None else f"{row['value']:.4g}"
+        state = row["state"] + (" (interrupted)" if row["interrupted"] else "")
+        mark = " *" if row["number"] == best_number else ""
+        table.add_row(f"{row['number']}{mark}", state, value, *[plain(_short(row["params"].get(n))) for n in names],
+                      plain(row["job_id"] or "-"))
+    out.print(table)
+    if data["best"]:
+        params = ", ".join(f"{k}={_short(v)}" for k, v in data["best"]["params"].items())
+        out.print(f"best: {sweep.objective.metric} = {data['best']['value']:.6g} with {plain(params)} (trial {best_number})")
+    notes = err_console()
+    notes.print(f"study: {plain(data['storage'])} (study name {plain(data['study'])}); run the same command again to continue it")
+    if data["figure"]:
+        notes.print(f"figure: {plain(data['figure'])}")
+    for note in data["figure_notes"] + ([data["note"]] if data.get("note") else []):
+        notes.print(f"note: {plain(note)}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

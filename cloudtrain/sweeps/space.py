@@ -1,0 +1,79 @@
+"""The search space: sweep parameters as Optuna distributions, and the spec of one trial."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING, Any
+
+from cloudtrain.errors import SpecError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.spec import JobSpec, Sweep, SweepParameter
+    from cloudtrain.specfile import LoadedSpec
+
+
+def require_sweep(spec: "JobSpec") -> "Sweep":
+    if spec.sweep is None:
+        raise SpecError(f"{spec.name}: the spec has no sweep: section",
+                        "add sweep: {objective: {metric: val_loss, goal: minimize}, parameters: {lr: {type: float, min: 1e-4, max: 1e-1, scale: log}}}")
+    return spec.sweep
+
+
+def distribution(parameter: "SweepParameter") -> Any:
+    """The Optuna distribution of one sweep parameter."""
+    import optuna
+
+    if parameter.type == "categorical":
+        return optuna.distributions.CategoricalDistribution(list(parameter.values or []))
+    low, high, log = parameter.min, parameter.max, parameter.scale == "log"
+    assert low is not None and high is not None
+    if parameter.type == "int":
+        return optuna.distributions.IntDistribution(int(low), int(high), log=log)
+    return optuna.distributions.FloatDistribution(float(low), float(high), log=log)
+
+
+def distributions(sweep: "Sweep") -> dict[str, Any]:
+    return {name: distribution(parameter) for name, parameter in sweep.parameters.items()}
+
+
+def grid(sweep: "Sweep") -> dict[str, list[Any]]:
+    """Every value of each parameter for a grid search: categorical values and every int in range.
+    A float parameter has no finite grid: refused."""
+    out: dict[str, list[Any]] = {}
+    for name, parameter in sweep.parameters.items():
+        if parameter.type == "categorical":
+            out[name] = list(parameter.values or [])
+        elif parameter.type == "int":
+            out[name] = list(range(int(parameter.min or 0), int(parameter.max or 0) + 1))
+        else:
+            raise SpecError(f"sweep.parameters.{name}: a float parameter has no grid (algorithm: grid)",
+                            "make it categorical (values: [...]) or use algorithm: tpe or random")
+    return out
+
+
+def grid_size(sweep: "Sweep") -> int:
+    return math.prod(len(values) for values in grid(sweep).values())
+
+
+def grid_points(sweep: "Sweep") -> list[dict[str, Any]]:
+    values = grid(sweep)
+    return [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
+
+
+def trial_spec(spec: "JobSpec", params: dict[str, Any]) -> "JobSpec":
+    """The sweep's spec with the trial's values merged into hyperparameters and ``sweep`` removed."""
+    data = spec.model_dump(mode="python", exclude={"sweep"})
+    data["hyperparameters"] = {**spec.hyperparameters, **params}
+    return type(spec).model_validate(data)
+
+
+def trial_loaded(loaded: "LoadedSpec", params: dict[str, Any]) -> "LoadedSpec":
+    from dataclasses import replace
+
+    return replace(loaded, spec=trial_spec(loaded.spec, params))
+
+
+def without_sweep(loaded: "LoadedSpec") -> "LoadedSpec":
+    """The spec one trial runs with, before any trial values (the cloud tuning services' template)."""
+    return trial_loaded(loaded, {})
