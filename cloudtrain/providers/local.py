@@ -8,7 +8,11 @@ holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines),
 Local inputs are handed to the job by absolute path (``CLOUDTRAIN_INPUTS``); the executor never
 writes into them. ``distribution: torchrun`` launches ``python -m torch.distributed.run`` (gloo
 on CPU); ``resources.nodes > 1`` with torchrun runs one torchrun per simulated node, rendezvousing
-on 127.0.0.1. Cloud-only features (``image:``, cloud storage inputs, cloud secret stores, spot) are
+on 127.0.0.1. ``deepspeed`` runs under torchrun the same way (:mod:`cloudtrain.providers.distribution`).
+``mpi`` runs one ``mpirun`` for all the simulated nodes' ranks (``nodes x processes_per_node``, root
+allowed, ``--oversubscribe``); the runtime context places rank ``r`` on node ``r // processes_per_node``.
+``tensorflow`` runs one process per simulated node and one per parameter server, each with a
+``TF_CONFIG`` whose tasks listen on 127.0.0.1 at ports chosen at submit time. Cloud-only features (``image:``, cloud storage inputs, cloud secret stores, spot) are
 refused at plan time. Accelerator requests are not refused: the same spec runs here on whatever
 the machine has (the scripts fall back to the CPU).
 """
@@ -26,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import SpecError, UnsupportedFeatureError, UsageError
-from cloudtrain.providers.base import Capabilities, JobRef, JobState, JobStatus, NativeRequest, Provider
+from cloudtrain.providers.base import Capabilities, JobRef, JobStatus, NativeRequest, Provider
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -67,6 +71,11 @@ def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
         "CLOUDTRAIN_NUM_NODES": str(plan.nodes),
         "PYTHONUNBUFFERED": "1",
     }
+    from cloudtrain.providers.distribution import MPI_ROOT_ENV, distribution_environment
+
+    env.update(distribution_environment(plan))
+    if spec.distribution.type == "mpi":
+        env.update(MPI_ROOT_ENV)
     if spec.checkpoint.enabled:
         env["CLOUDTRAIN_CHECKPOINT_DIR"] = str(run_dir / "checkpoints")
         if spec.checkpoint.every:
@@ -102,7 +111,13 @@ def entry_argv(plan: "Plan", node_rank: int, run_dir: Path) -> list[str]:
         target = [spec.entrypoint or ""]
     else:
         target = ["bash", spec.entrypoint or ""]
-    if spec.distribution.type != "torchrun":
+    kind = spec.distribution.type
+    if kind == "mpi":
+        from cloudtrain.providers.distribution import mpirun_local
+
+        launcher = mpirun_local(plan.nodes * plan.processes_per_node, spec.distribution.mpi_options)
+        argv = [*launcher, *([sys.executable] if python else []), *target, *args]
+    elif kind not in ("torchrun", "deepspeed"):
         argv = [*([sys.executable] if python else []), *target, *args]
     else:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(plan.processes_per_node)]
@@ -175,11 +190,14 @@ class LocalProvider(Provider):
             raise SpecError(f"requirements: {name} names packages this environment lacks: {', '.join(missing)}",
                             f"install them first (pip install -r {name}); cloudtrain installs requirements on the clouds, "
                             "never on this machine")
-        if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
+        if plan.nodes > 1 and plan.spec.distribution.type == "none":
             raise UnsupportedFeatureError(
-                "resources.nodes: several local nodes need distribution.type: torchrun",
+                "resources.nodes: several local nodes need distribution.type: torchrun, mpi, tensorflow or deepspeed",
                 "set distribution: {type: torchrun} or resources.nodes: 1",
             )
+        from cloudtrain.providers.distribution import check_distribution
+
+        check_distribution(plan, "local")
 
     def adjust_plan(self, plan: "Plan") -> "Plan":
         """One worker per GPU of this machine under ``processes_per_node: auto``."""
@@ -200,9 +218,24 @@ class LocalProvider(Provider):
         spec, run_dir = plan.spec, self.run_dir(plan)
         base_env = {**spec.env, **contract_env(plan, run_dir)}
         nodes = []
-        for rank in range(plan.nodes):
-            env = dict(base_env, NODE_RANK=str(rank)) if plan.nodes > 1 else base_env
-            nodes.append({"argv": entry_argv(plan, rank, run_dir), "env": env, "cwd": spec.code})
+        if spec.distribution.type == "mpi":  # one mpirun starts every node's ranks
+            nodes.append({"argv": entry_argv(plan, 0, run_dir), "env": base_env, "cwd": spec.code})
+        elif spec.distribution.type == "tensorflow":
+            from cloudtrain.providers.distribution import tf_config, tf_tasks
+
+            tasks = tf_tasks(plan.nodes, spec.distribution.parameter_servers)
+            cluster: dict[str, list[str]] = {}
+            for number, (kind, _) in enumerate(tasks):
+                cluster.setdefault(kind, []).append(f"127.0.0.1:{{tf_port_{number}}}")
+            for kind, index in tasks:
+                env = dict(base_env, TF_CONFIG=tf_config(cluster, kind, index))
+                if kind == "worker":
+                    env["NODE_RANK"] = str(index)
+                nodes.append({"argv": entry_argv(plan, index, run_dir), "env": env, "cwd": spec.code})
+        else:
+            for rank in range(plan.nodes):
+                env = dict(base_env, NODE_RANK=str(rank)) if plan.nodes > 1 else base_env
+                nodes.append({"argv": entry_argv(plan, rank, run_dir), "env": env, "cwd": spec.code})
         payload = {
             "job_id": plan.job_name,
             "run_dir": str(run_dir),
@@ -231,6 +264,11 @@ class LocalProvider(Provider):
             port = free_port()
             for node in payload["nodes"]:
                 node["argv"] = [str(port) if a == MASTER_PORT else a for a in node["argv"]]
+        if plan.spec.distribution.type == "tensorflow":  # each TF_CONFIG task's port, chosen now
+            ports = {f"{{tf_port_{n}}}": str(free_port()) for n in range(len(payload["nodes"]))}
+            for node in payload["nodes"]:
+                for placeholder, value in ports.items():
+                    node["env"]["TF_CONFIG"] = node["env"]["TF_CONFIG"].replace(placeholder, value)
         for sub in ("logs", "model", "output"):
             (run_dir / sub).mkdir()
         write_json_atomic(run_dir / "spec.json", plan.spec.model_dump(mode="json"))
@@ -280,61 +318,17 @@ class LocalProvider(Provider):
             raise UsageError(f"the run directory of job {ref.job_id} is gone ({run_dir})", "it was deleted or moved; the job cannot be followed")
         return Path(run_dir)
 
-    @staticmethod
-    def _supervisor_pid(run_dir: Path, data: dict[str, Any]) -> int | None:
-        if data.get("supervisor_pid"):
-            return int(data["supervisor_pid"])
-        try:
-            return int((run_dir / "supervisor.pid").read_text())
-        except (OSError, ValueError):
-            return None
-
     def status(self, ref: JobRef) -> JobStatus:
-        from cloudtrain.providers.process import read_status, supervisor_alive
-        from datetime import datetime
+        from cloudtrain.providers.process import run_status
 
-        run_dir = self._run_dir(ref)
-        data = read_status(run_dir)
-        state = JobState(data.get("state", "PENDING"))
-        message = data.get("message")
-        pid = self._supervisor_pid(run_dir, data)
-        if not state.is_terminal and pid and not supervisor_alive(run_dir, pid):
-            data = read_status(run_dir)  # it may have finished between the two reads
-            state, message = JobState(data.get("state", "PENDING")), data.get("message")
-            if not state.is_terminal:
-                state, message = JobState.FAILED, "the local supervisor process ended without recording a result"
-        model_dir = run_dir / "model"
-        parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
-        return JobStatus(state=state, native_state=data.get("state", "PENDING"), message=message,
-                         started_at=parse(data.get("started_at")), ended_at=parse(data.get("ended_at")),
-                         model_uri=str(model_dir) if model_dir.is_dir() and any(model_dir.iterdir()) else None,
-                         exit_code=data.get("exit_code"))
+        return run_status(self._run_dir(ref))
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
-        path = self._run_dir(ref) / "logs" / "job.log"
-        position, lines = cursor or 0, []
-        if path.exists():
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                handle.seek(position)
-                while True:
-                    line = handle.readline()
-                    if not line.endswith("\n") and not (final and line):
-                        break
-                    position = handle.tell()
-                    lines.append(line.rstrip("\n"))
-        return lines, position
+        from cloudtrain.providers.process import read_new_lines
+
+        return read_new_lines(self._run_dir(ref) / "logs" / "job.log", cursor, final)
 
     def cancel(self, ref: JobRef) -> None:
-        from cloudtrain.providers.process import read_status, supervisor_alive, write_json_atomic
-        import signal
+        from cloudtrain.providers.process import cancel_run
 
-        run_dir = self._run_dir(ref)
-        data = read_status(run_dir)
-        if JobState(data.get("state", "PENDING")).is_terminal:
-            return
-        pid = self._supervisor_pid(run_dir, data)
-        if pid and supervisor_alive(run_dir, pid):  # never a process that merely inherited its pid
-            os.kill(pid, signal.SIGTERM)
-        else:  # never started, or died before recording anything
-            write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
-
+        cancel_run(self._run_dir(ref))

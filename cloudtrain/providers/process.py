@@ -278,6 +278,71 @@ def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeC
     return commands, float(request.get("grace_seconds", DEFAULT_GRACE_SECONDS))
 
 
+def supervisor_pid(run_dir: Path, data: dict[str, Any] | None = None) -> int | None:
+    """The pid of the run directory's supervisor, from its status or its pid file."""
+    data = read_status(run_dir) if data is None else data
+    if data.get("supervisor_pid"):
+        return int(data["supervisor_pid"])
+    try:
+        return int((run_dir / "supervisor.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_status(run_dir: Path, model_uri: Callable[[Path], str] = str) -> Any:
+    """The :class:`~cloudtrain.providers.base.JobStatus` of a supervised run directory (a
+    supervisor that died without a result is FAILED); ``model_uri`` names the model directory."""
+    from datetime import datetime
+
+    from cloudtrain.providers.base import JobState, JobStatus
+
+    data = read_status(run_dir)
+    state, message = JobState(data.get("state", "PENDING")), data.get("message")
+    pid = supervisor_pid(run_dir, data)
+    if not state.is_terminal and pid and not supervisor_alive(run_dir, pid):
+        data = read_status(run_dir)  # it may have finished between the two reads
+        state, message = JobState(data.get("state", "PENDING")), data.get("message")
+        if not state.is_terminal:
+            state, message = JobState.FAILED, "the supervisor process ended without recording a result"
+    model_dir = run_dir / "model"
+    parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
+    return JobStatus(state=state, native_state=data.get("state", "PENDING"), message=message,
+                     started_at=parse(data.get("started_at")), ended_at=parse(data.get("ended_at")),
+                     model_uri=model_uri(model_dir) if model_dir.is_dir() and any(model_dir.iterdir()) else None,
+                     exit_code=data.get("exit_code"))
+
+
+def read_new_lines(path: Path, position: int | None, final: bool) -> tuple[list[str], int]:
+    """The complete lines of ``path`` after byte ``position`` (and a last partial one when
+    ``final``), with the new position."""
+    position, lines = position or 0, []
+    if path.exists():
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            handle.seek(position)
+            while True:
+                line = handle.readline()
+                if not line.endswith("\n") and not (final and line):
+                    break
+                position = handle.tell()
+                lines.append(line.rstrip("\n"))
+    return lines, position
+
+
+def cancel_run(run_dir: Path) -> None:
+    """Stop a supervised run: SIGTERM to a live supervisor (never to a process that merely
+    inherited its pid), else record it CANCELLED."""
+    data = read_status(run_dir)
+    from cloudtrain.providers.base import JobState
+
+    if JobState(data.get("state", "PENDING")).is_terminal:
+        return
+    pid = supervisor_pid(run_dir, data)
+    if pid and supervisor_alive(run_dir, pid):
+        os.kill(pid, signal.SIGTERM)
+    else:  # never started, or died before recording anything
+        write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
+
+
 def _die_with_parent() -> Any:
     """A ``preexec_fn`` asking the kernel to SIGTERM the child when this process dies (Linux), or
     None elsewhere. The libc function is looked up here, in the parent: the child only calls it."""

@@ -22,18 +22,16 @@ import errno
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import UsageError
-from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
+from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobStatus, NativeRequest, Provider
 
 __all__ = ["ToyProvider", "ToySettings"]
 
@@ -156,57 +154,19 @@ class ToyProvider(Provider):
         return Path(job_dir)
 
     def status(self, ref: JobRef) -> JobStatus:
-        from cloudtrain.providers.process import read_status, supervisor_alive
+        from cloudtrain.providers.process import run_status
 
-        job_dir = self._job_dir(ref)
-        data = read_status(job_dir)
-        state, message = JobState(data.get("state", "PENDING")), data.get("message")
-        try:
-            pid: int | None = int((job_dir / "supervisor.pid").read_text())
-        except (OSError, ValueError):
-            pid = None
-        if not state.is_terminal and pid and not supervisor_alive(job_dir, pid):
-            data = read_status(job_dir)
-            state, message = JobState(data.get("state", "PENDING")), data.get("message")
-            if not state.is_terminal:
-                state, message = JobState.FAILED, "the toy supervisor ended without recording a result"
-        model_dir = job_dir / "model"
-        parse = lambda v: datetime.fromisoformat(v) if v else None  # noqa: E731
-        return JobStatus(state=state, native_state=data.get("state", "PENDING"), message=message,
-                         started_at=parse(data.get("started_at")), ended_at=parse(data.get("ended_at")),
-                         model_uri=model_dir.as_uri() if model_dir.is_dir() and any(model_dir.iterdir()) else None,
-                         exit_code=data.get("exit_code"))
+        return run_status(self._job_dir(ref), model_uri=lambda path: path.as_uri())
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
-        path = self._job_dir(ref) / "logs" / "job.log"
-        position, lines = cursor or 0, []
-        if path.exists():
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                handle.seek(position)
-                while True:
-                    line = handle.readline()
-                    if not line.endswith("\n") and not (final and line):
-                        break
-                    position = handle.tell()
-                    lines.append(line.rstrip("\n"))
-        return lines, position
+        from cloudtrain.providers.process import read_new_lines
+
+        return read_new_lines(self._job_dir(ref) / "logs" / "job.log", cursor, final)
 
     def cancel(self, ref: JobRef) -> None:
-        from cloudtrain.providers.process import read_status, supervisor_alive, write_json_atomic
+        from cloudtrain.providers.process import cancel_run
 
-        job_dir = self._job_dir(ref)
-        data = read_status(job_dir)
-        if JobState(data.get("state", "PENDING")).is_terminal:
-            return
-        try:
-            pid: int | None = int((job_dir / "supervisor.pid").read_text())
-        except (OSError, ValueError):
-            pid = None
-        if pid and supervisor_alive(job_dir, pid):
-            os.kill(pid, signal.SIGTERM)
-        else:
-            write_json_atomic(job_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
-
+        cancel_run(self._job_dir(ref))
 
 def job_count(root: Path) -> int:
     """How many jobs the toy cloud under ``root`` holds (what a conformance suite counts)."""
