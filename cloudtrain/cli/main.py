@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("emulator", "Start a local emulator of a cloud."),
     "init": ("init", "Write a cloud's config section from its infra/ template's outputs."),
     "doctor": ("doctor", "Check a cloud's set-up: config, credentials, bucket, role, quotas."),
+    "sweep": ("sweep", "Run a hyperparameter sweep of a spec here, or on a cloud's tuning service (--cloud)."),
 }
 
 
