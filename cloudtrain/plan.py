@@ -77,7 +77,10 @@ def job_name(spec: JobSpec, created_at: datetime, token: str) -> str:
 
 
 def processes_per_node(spec: JobSpec, accelerator_count: int | None = None) -> int:
-    if spec.distribution.type != "torchrun":
+    """Worker processes per node: one per GPU under torchrun, mpi and deepspeed with ``auto`` (one on
+    a CPU-only node), the spec's count when given; one for ``none`` and ``tensorflow`` (one task per
+    node, whose strategy uses all of the node's GPUs)."""
+    if spec.distribution.type in ("none", "tensorflow"):
         return 1
     wanted = spec.distribution.processes_per_node
     if wanted != "auto":

@@ -16,8 +16,23 @@ Environments, detected in this order:
 - **vertex**: ``AIP_MODEL_DIR``, ``AIP_CHECKPOINT_DIR``, ``AIP_TENSORBOARD_LOG_DIR`` (``gs://`` URIs,
   read through the Cloud Storage FUSE mount ``/gcs/<bucket>/...``) and ``CLUSTER_SPEC``.
 
-Rank, local rank and world size come from ``RANK`` / ``LOCAL_RANK`` / ``WORLD_SIZE`` (set by torchrun
-and by Azure ML's PyTorch distribution) and otherwise from the cloud's host list.
+Rank, local rank and world size come, in this order, from:
+
+1. torchrun's ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` (also Azure ML's PyTorch distribution), when
+   ``LOCAL_RANK`` is set;
+2. MPI: OpenMPI's ``OMPI_COMM_WORLD_RANK`` / ``_SIZE`` / ``_LOCAL_RANK``, or MPICH / Intel MPI's
+   ``PMI_RANK`` / ``PMI_SIZE``. The node of rank ``r`` is ``r // CLOUDTRAIN_PROCESSES_PER_NODE`` (mpirun
+   fills each host's slots in turn), and its local rank ``r % CLOUDTRAIN_PROCESSES_PER_NODE``: on one
+   machine standing for several nodes (the local executor, the emulators) that is the node the
+   cloud would have placed it on;
+3. ``TF_CONFIG`` (TensorFlow's cluster): the chief (or SageMaker's ``master``) is rank 0, then the
+   workers; world size counts chief and workers; a ``ps`` task's rank follows them (it is never
+   the main process); :attr:`RunContext.task_type` is the task's type;
+4. ``RANK`` / ``WORLD_SIZE`` alone (Vertex's PyTorch images), else the cloud's host list.
+
+:attr:`RunContext.pool` is the group of nodes the process runs in: the spec's ``resources.pools``
+name (``CLOUDTRAIN_POOL``; SageMaker's instance group ``SM_CURRENT_INSTANCE_GROUP``), or the cloud's
+own (Vertex's ``workerpool0``...); None on a homogeneous job.
 
 ``log_metric`` (main process only) appends one JSON object per line to the metrics file and prints
 one line matching :data:`METRIC_PATTERN` to stdout, which cloud tuning services parse.
@@ -67,6 +82,10 @@ class RunContext:
     metrics_file: Path | None = None
     #: Seconds between checkpoints asked for by the spec's ``checkpoint.every`` (None: the script's own choice).
     checkpoint_every_seconds: float | None = None
+    #: The group of nodes this process runs in (``resources.pools`` name, or the cloud's pool); None if one kind.
+    pool: str | None = None
+    #: TensorFlow's task type from ``TF_CONFIG`` (chief, master, worker, ps, evaluator); None without one.
+    task_type: str | None = None
     _stdout: Any = field(default=None, repr=False)
 
     @property
@@ -127,12 +146,52 @@ def _decode_hps(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _ranks(environ: Mapping[str, str], node_rank: int, num_nodes: int, num_gpus: int) -> dict[str, int]:
-    world = int(environ.get("WORLD_SIZE", num_nodes))
-    rank = int(environ.get("RANK", node_rank))
-    local_rank = int(environ.get("LOCAL_RANK", 0))
+def _int(environ: Mapping[str, str], *keys: str) -> int | None:
+    for key in keys:
+        value = environ.get(key, "").strip()
+        if value.lstrip("-").isdigit():
+            return int(value)
+    return None
+
+
+def _tf_task(environ: Mapping[str, str]) -> tuple[int, int, str] | None:
+    """(rank, world size, task type) from ``TF_CONFIG``, or None without a task in it."""
+    config = _json(environ, "TF_CONFIG", {})
+    task, cluster = config.get("task") or {}, config.get("cluster") or {}
+    if not isinstance(task, dict) or "type" not in task:
+        return None
+    kind, index = str(task["type"]), int(task.get("index", 0))
+    order = [t for t in ("chief", "master") if cluster.get(t)] + ["worker"]
+    world = sum(len(cluster.get(t) or []) for t in order) or 1
+    if kind in order:
+        before = order[:order.index(kind)]
+        return sum(len(cluster.get(t) or []) for t in before) + index, world, kind
+    return world + index, world, kind  # ps, evaluator: after the training tasks
+
+
+def _ranks(environ: Mapping[str, str], node_rank: int, num_nodes: int, num_gpus: int) -> dict[str, Any]:
+    per_node = _int(environ, "CLOUDTRAIN_PROCESSES_PER_NODE")
+    mpi_rank = _int(environ, "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+    task = _tf_task(environ)
+    task_type = task[2] if task else None
+    if "LOCAL_RANK" in environ:  # torchrun (or a cloud's PyTorch launch)
+        rank, world = int(environ.get("RANK", node_rank)), int(environ.get("WORLD_SIZE", num_nodes))
+        local_rank = int(environ["LOCAL_RANK"])
+        node_rank = _int(environ, "GROUP_RANK", "NODE_RANK") if _int(environ, "GROUP_RANK", "NODE_RANK") is not None else node_rank
+    elif mpi_rank is not None:
+        rank, world = mpi_rank, _int(environ, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE") or 1
+        per_node = per_node or _int(environ, "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS") or world
+        local_rank, node_rank = rank % per_node, rank // per_node
+        num_nodes = max(num_nodes, -(-world // per_node))
+    elif task is not None:
+        rank, world, _ = task
+        local_rank = 0
+        node_rank = rank if rank < world else node_rank
+    else:
+        rank, world = int(environ.get("RANK", node_rank)), int(environ.get("WORLD_SIZE", num_nodes))
+        local_rank = 0
     return {"rank": rank, "local_rank": local_rank, "world_size": world, "node_rank": node_rank,
-            "num_nodes": num_nodes, "num_gpus": num_gpus}
+            "num_nodes": num_nodes, "num_gpus": num_gpus, "task_type": task_type}
 
 
 def _paths(values: Mapping[str, str]) -> dict[str, Path]:
@@ -155,6 +214,7 @@ def _local(environ: Mapping[str, str]) -> RunContext:
         hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
         tensorboard_dir=output_dir / "tensorboard",
         metrics_file=Path(environ.get("CLOUDTRAIN_METRICS_FILE", run_dir / "metrics.jsonl")),
+        pool=environ.get("CLOUDTRAIN_POOL") or None,
         **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),
     )
 
@@ -185,6 +245,7 @@ def _sagemaker(environ: Mapping[str, str]) -> RunContext:
         hyperparameters=_decode_hps(_json(environ, "SM_HPS", {})),
         tensorboard_dir=output_dir / "tensorboard",
         metrics_file=Path(metrics) if metrics else output_dir / "metrics.jsonl",
+        pool=environ.get("SM_CURRENT_INSTANCE_GROUP") or environ.get("CLOUDTRAIN_POOL") or None,
         **_ranks(environ, node_rank, len(hosts) or 1, int(environ.get("SM_NUM_GPUS", 0))),
     )
 
@@ -219,6 +280,7 @@ def _vertex(environ: Mapping[str, str]) -> RunContext:
         hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
         tensorboard_dir=gcs_path(tensorboard, mount) if tensorboard else output_dir / "tensorboard",
         metrics_file=output_dir / "metrics.jsonl",
+        pool=environ.get("CLOUDTRAIN_POOL") or (pool if len(pools) > 1 else None),
         **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),
     )
 
