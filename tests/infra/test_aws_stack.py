@@ -4,7 +4,7 @@ stack's outputs, `cloudtrain doctor` passes, and the example job runs with the r
 stack created.
 
 moto's CloudFormation creates the key, buckets (with their encryption), ECR repository, role and
-policies, but not a bucket policy, versioning or public access block: those are checked in the
+policies, but not a bucket policy, versioning, public access block or log group key: those are checked in the
 template itself (and by cfn-lint and checkov)."""
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def test_stack_deploys_then_init_doctor_and_the_example_job_use_its_role_and_buc
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=emulator.region)
     cloudformation = session.client("cloudformation", endpoint_url=emulator.endpoint_url)
     cloudformation.create_stack(StackName="cloudtrain", TemplateBody=CFN_TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
-                                Parameters=[{"ParameterKey": "SecretNames", "ParameterValue": "wandb,hf-token"}])
+                                Parameters=[{"ParameterKey": "SecretNames", "ParameterValue": "wandb,hf-token"},
+                                            {"ParameterKey": "TrainingLogRetentionDays", "ParameterValue": "30"}])
     described = cloudformation.describe_stacks(StackName="cloudtrain")
     assert described["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Stacks"][0]["Outputs"]}
@@ -122,6 +123,11 @@ def test_stack_deploys_then_init_doctor_and_the_example_job_use_its_role_and_buc
     s3 = session.client("s3", endpoint_url=emulator.endpoint_url)
     encryption = s3.get_bucket_encryption(Bucket=outputs["BucketName"])["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+    logs = session.client("logs", endpoint_url=emulator.endpoint_url)
+    (group,) = logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/TrainingJobs")["logGroups"]
+    assert group["retentionInDays"] == 30  # moto does not keep its KmsKeyId: checked in the template below
+    assert template()["Resources"]["TrainingLogs"]["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["StagingKey", "Arn"]}
 
     outputs_file = tmp_path / "outputs.json"
     outputs_file.write_text(json.dumps(described, default=str))  # what `aws cloudformation describe-stacks` prints
