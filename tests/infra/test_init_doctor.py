@@ -168,3 +168,47 @@ def test_sagemaker_quota_check_reads_service_quotas() -> None:
         stub.add_response("list_service_quotas", {"Quotas": [{**quota, "QuotaName": "ml.g5.xlarge for training job usage", "Value": 0.0}]})
         check = sagemaker_quota_check(client)
     assert check.status == "warn" and "request an increase" in (check.fix or "")
+
+
+def emulator_environment(emulator: object, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The emulator's endpoint variables; its CLOUDTRAIN_<CLOUD>_* settings are left out (init writes them)."""
+    return {**os.environ, **{k: v for k, v in emulator.environment().items()  # type: ignore[attr-defined]
+                             if not k.startswith("CLOUDTRAIN_") or k in keep}}
+
+
+def test_init_then_doctor_on_the_vertex_emulator(tmp_path: Path) -> None:
+    pytest.importorskip("google.cloud.aiplatform_v1")
+    from cloudtrain.emulators.vertex import VertexEmulator
+
+    with VertexEmulator(root=tmp_path / "vertex") as emulator:
+        outputs = {"project": {"type": "string", "value": emulator.project}, "location": {"type": "string", "value": emulator.location},
+                   "staging_bucket": {"type": "string", "value": f"gs://{emulator.bucket}/cloudtrain"}}
+        environment = emulator_environment(emulator, keep=("CLOUDTRAIN_VERTEX_API_ENDPOINT",))
+        assert cli("init", "--cloud", "vertex", "--from-stack-outputs", write(tmp_path, outputs), env=environment).returncode == 0
+        result = cli("doctor", "--cloud", "vertex", env=environment, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for check in ("vertex settings", "vertex credentials", "vertex endpoint", "vertex bucket"):
+        assert any(line.startswith(f"ok   {check}:") for line in lines), result.stdout
+    assert any(line.startswith("warn vertex service account:") for line in lines)
+    assert any(line.startswith("skip vertex quotas:") for line in lines)
+
+
+def test_init_then_doctor_on_the_azureml_emulator(tmp_path: Path) -> None:
+    pytest.importorskip("azure.ai.ml")
+    from cloudtrain.emulators.azureml import AzureMLEmulator
+
+    with AzureMLEmulator(root=tmp_path / "azureml", server=True) as emulator:
+        settings = emulator.settings
+        outputs = {"properties": {"outputs": {
+            "subscriptionId": {"type": "String", "value": settings["subscription_id"]},
+            "resourceGroup": {"type": "String", "value": settings["resource_group"]},
+            "workspace": {"type": "String", "value": settings["workspace"]},
+            "region": {"type": "String", "value": settings["region"]}}}}
+        environment = emulator_environment(emulator)
+        assert cli("init", "--cloud", "azureml", "--from-stack-outputs", write(tmp_path, outputs), env=environment).returncode == 0
+        result = cli("doctor", "--cloud", "azureml", env=environment, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for check in ("azureml settings", "azureml endpoint", "azureml credentials", "azureml workspace"):
+        assert any(line.startswith(f"ok   {check}:") for line in lines), result.stdout
