@@ -158,7 +158,8 @@ class TrainingJobRun(EmulatedJob):
                     self._metrics[name] = float(match.group(1))
                 except (IndexError, ValueError):
                     pass
-        self.log(self.mode.hosts[min(node, len(self.mode.hosts) - 1)], text)
+        hosts = getattr(self, "_command_hosts", None) or self.mode.hosts
+        self.log(hosts[min(node, len(hosts) - 1)], text)
 
     def note(self, text: str) -> None:
         for host in self.mode.hosts:
@@ -265,11 +266,14 @@ class TrainingJobRun(EmulatedJob):
 
     def node_commands(self) -> list[NodeCommand]:
         port = free_port()
-        commands = [self.mode.node_command(layout, host, port) for host, layout in self.layouts.items()]
-        for host, command in zip(self.layouts, commands):
-            shown = command.argv[command.argv.index(sys.executable):]  # without the `env -u ...` prefix
+        ports = [free_port() for _ in range(2 * len(self.layouts))]  # TF_CONFIG: training tasks, then ps tasks
+        placed = self.mode.node_commands(self.layouts, port, ports)
+        self._command_hosts = [host for host, _ in placed]
+        for host, command in placed:
+            start = next(i for i, a in enumerate(command.argv) if a in (sys.executable, "mpirun"))
+            shown = command.argv[start:]  # without the `env -u ...` prefix
             self.log(host, f"Invoking script with the following command: {shlex.join(shown)}")
-        return commands
+        return [command for _, command in placed]
 
     def failure_message(self, exit_codes: list[int | None], node: int) -> str:
         host = list(self.layouts)[node]

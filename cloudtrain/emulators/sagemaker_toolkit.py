@@ -11,9 +11,24 @@ runs ``python <program> --key value ...`` there (``torchrun --nnodes N --nproc_p
 Here each host ``algo-i`` gets its own ``<job root>/algo-i/opt/ml`` tree; every ``/opt/ml`` path the
 job sees (``SM_*`` variables, request Environment values starting with ``/opt/ml``, the checkpoint
 ``LocalPath``) is rooted there. The interpreter is this one (``sys.executable``): no container image
-is pulled. Processes per node under torchrun: the request Environment's
-``CLOUDTRAIN_PROCESSES_PER_NODE``, else ``SM_NUM_GPUS`` (0 here), else 1. The rendezvous is on
-127.0.0.1 at a free port (hosts ``algo-N`` do not resolve locally). Runtime-contract variables of
+is pulled. The distribution options the toolkits read from the hyperparameters:
+
+- ``sagemaker_torch_distributed_enabled``: ``torchrun`` on every host with one process per GPU of
+  the instance type (as the toolkit starts them; the count comes from the catalog's SageMaker
+  machine table; 1 on a CPU instance). The processes see no GPU here (``SM_NUM_GPUS`` 0) and run on
+  the CPU (gloo). The rendezvous is on 127.0.0.1 at a free port.
+- ``sagemaker_mpi_enabled`` with ``sagemaker_mpi_num_of_processes_per_host`` and
+  ``sagemaker_mpi_custom_mpi_options``: as the toolkit, one ``mpirun`` on the master host starts
+  every host's ranks (``-np hosts x processes``) and every rank sees the master's environment; here
+  they all run on this machine (``--oversubscribe``, root allowed), and the other hosts start
+  nothing (on SageMaker they only wait for mpirun's ssh).
+- ``sagemaker_multi_worker_mirrored_strategy_enabled``: ``TF_CONFIG`` with one worker per host;
+  ``sagemaker_parameter_server_enabled``: ``TF_CONFIG`` as the TensorFlow toolkit builds it (the first
+  host ``master``, the others ``worker``, a ``ps`` task on every host, ``environment: cloud``). The ps
+  tasks SageMaker runs are TensorFlow servers of the toolkit's own; without TensorFlow here none is
+  started, and ``TF_CONFIG`` names them as SageMaker does. Addresses are 127.0.0.1 with a port per task.
+
+Hosts ``algo-N`` do not resolve locally, hence 127.0.0.1 everywhere. Runtime-contract variables of
 the emulator's own process (``CLOUDTRAIN_*``, ``SM_*``, ``RANK``...) are unset for the job.
 """
 
@@ -134,9 +149,52 @@ class ScriptMode:
     def checkpoint_local_path(self) -> str:
         return (self.request.get("CheckpointConfig") or {}).get("LocalPath") or DEFAULT_CHECKPOINT_PATH
 
+    def _flag(self, name: str) -> bool:
+        return str(decode_hyperparameter(self.hyperparameters.get(name, "false"))).lower() == "true"
+
+    @property
+    def mpi(self) -> bool:
+        return self._flag("sagemaker_mpi_enabled")
+
+    @property
+    def tensorflow_strategy(self) -> str | None:
+        """``mwms`` or ``parameter_server`` when the TensorFlow toolkit's option is on."""
+        if self._flag("sagemaker_parameter_server_enabled"):
+            return "parameter_server"
+        return "mwms" if self._flag("sagemaker_multi_worker_mirrored_strategy_enabled") else None
+
+    def instance_gpus(self) -> int:
+        """The GPUs of the instance type, from the catalog's SageMaker machine table (0 if unknown)."""
+        from cloudtrain.catalog.loading import machine_table
+        from cloudtrain.catalog.machines import read_machines
+
+        text = machine_table("sagemaker") or ""
+        return next((m.accelerator_count for m in read_machines(text) if m.instance_type == self.instance_type), 0)
+
     def processes_per_node(self) -> int:
-        value = self.environment.get("CLOUDTRAIN_PROCESSES_PER_NODE", "")
-        return int(value) if value.strip().isdigit() and int(value) > 0 else 1
+        if self.mpi:
+            value = str(decode_hyperparameter(self.hyperparameters.get("sagemaker_mpi_num_of_processes_per_host", "1")))
+            return int(value) if value.strip().isdigit() and int(value) > 0 else 1
+        return max(1, self.instance_gpus()) if self.torch_distributed else 1
+
+    def tf_config(self, host: str, ports: list[int]) -> str | None:
+        """``TF_CONFIG`` of ``host``'s training task (``ports``: one per host for the training tasks,
+        then one per host for the ps tasks)."""
+        import json as _json
+
+        strategy, hosts = self.tensorflow_strategy, self.hosts
+        address = lambda i: f"127.0.0.1:{ports[i]}"  # noqa: E731
+        if strategy == "mwms":
+            return _json.dumps({"cluster": {"worker": [address(i) for i in range(len(hosts))]},
+                                "task": {"index": hosts.index(host), "type": "worker"}})
+        if strategy == "parameter_server":
+            cluster: dict[str, Any] = {"master": [address(0)]}
+            if len(hosts) > 1:
+                cluster["ps"] = [address(len(hosts) + i) for i in range(len(hosts))]
+                cluster["worker"] = [address(i) for i in range(1, len(hosts))]
+            task = {"index": 0, "type": "master"} if host == hosts[0] else {"index": hosts.index(host) - 1, "type": "worker"}
+            return _json.dumps({"cluster": cluster, "environment": "cloud", "task": task})
+        return None
 
     def write_config(self, layout: HostLayout, host: str) -> None:
         """``/opt/ml/input/config/*.json`` as SageMaker writes them."""
@@ -197,11 +255,31 @@ class ScriptMode:
         env.update({f"SM_HP_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in hps.items()})
         return env
 
-    def node_command(self, layout: HostLayout, host: str, master_port: int) -> NodeCommand:
+    def node_commands(self, layouts: dict[str, HostLayout], master_port: int, ports: list[int]) -> list[tuple[str, NodeCommand]]:
+        """(host, command) of every process the toolkit starts: one per host, or one mpirun on the
+        master host for MPI."""
+        hosts = list(layouts)
+        if self.mpi:
+            return [(hosts[0], self.node_command(layouts[hosts[0]], hosts[0], master_port, ports))]
+        return [(host, self.node_command(layouts[host], host, master_port, ports)) for host in hosts]
+
+    def node_command(self, layout: HostLayout, host: str, master_port: int, ports: list[int] | None = None) -> NodeCommand:
         env = self.environment_for(layout, host)
         program = self.program or ""
         args = cli_args(user_hyperparameters(self.hyperparameters))
-        if self.torch_distributed:
+        config = self.tf_config(host, ports or []) if self.tensorflow_strategy and ports else None
+        if config:
+            env["TF_CONFIG"] = config
+        if self.mpi:
+            import shlex
+
+            from cloudtrain.providers.distribution import MPI_ROOT_ENV, mpirun_local
+
+            env.update(MPI_ROOT_ENV)
+            options = shlex.split(str(decode_hyperparameter(self.hyperparameters.get("sagemaker_mpi_custom_mpi_options", ""))))
+            launcher = mpirun_local(len(self.hosts) * self.processes_per_node(), options)
+            argv = [*launcher, sys.executable, program, *args]
+        elif self.torch_distributed:
             argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(self.hosts)),
                     "--nproc_per_node", str(self.processes_per_node()), "--node_rank", str(self.hosts.index(host)),
                     "--master_addr", "127.0.0.1", "--master_port", str(master_port), program, *args]

@@ -139,9 +139,12 @@ class AzureMLProvider(Provider):
 
     def check_settings(self, plan: "Plan") -> None:
         super().check_settings(plan)
-        if plan.nodes > 1 and plan.spec.distribution.type != "torchrun":
-            raise UnsupportedFeatureError("resources.nodes: several Azure ML nodes need distribution.type: torchrun "
-                                          "(otherwise every node runs the whole job)", "set distribution: {type: torchrun} or resources.nodes: 1")
+        if plan.nodes > 1 and plan.spec.distribution.type == "none":
+            raise UnsupportedFeatureError("resources.nodes: several Azure ML nodes need distribution.type: torchrun, mpi, tensorflow "
+                                          "or deepspeed (otherwise every node runs the whole job)", "set distribution: {type: torchrun} or resources.nodes: 1")
+        from cloudtrain.providers.distribution import check_distribution
+
+        check_distribution(plan, "azureml")
         for name, output in plan.spec.outputs.items():
             if output.uri and not output.uri.startswith(URI_SCHEMES):
                 raise UnsupportedFeatureError(f"outputs.{name}: {output.uri} is not a location Azure ML can write",

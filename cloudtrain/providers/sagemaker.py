@@ -139,6 +139,9 @@ class SageMakerProvider(Provider):
         from cloudtrain.providers.sagemaker_request import staging
 
         staging(plan)  # output and checkpoint locations must be S3
+        from cloudtrain.providers.distribution import check_distribution
+
+        check_distribution(plan, "sagemaker")
         if plan.spec.checkpoint.dir and not plan.spec.checkpoint.dir.startswith("/"):
             raise SpecError("checkpoint.dir: on SageMaker it is an absolute path inside the job", "e.g. /opt/ml/checkpoints")
 

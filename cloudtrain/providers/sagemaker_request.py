@@ -82,10 +82,40 @@ def _hyperparameter(value: Any) -> str:
 def environment(plan: "Plan") -> dict[str, str]:
     from cloudtrain.providers.bundle import entry_environment
 
+    from cloudtrain.providers.distribution import distribution_environment
+
     env = entry_environment(plan)
+    env.update(distribution_environment(plan))
     if plan.spec.checkpoint.enabled:
         env["CLOUDTRAIN_CHECKPOINT_DIR"] = plan.spec.checkpoint.dir or DEFAULT_CHECKPOINT_DIR
     return env
+
+
+def distribution_hyperparameters(plan: "Plan") -> dict[str, str]:
+    """The framework containers' launch options (the keys the SageMaker SDK's estimators write for
+    ``distribution=``): torch distributed (torchrun, deepspeed), MPI (processes per host and extra
+    mpirun options), TensorFlow's MultiWorkerMirrored or parameter-server option, and the
+    data-parallel library (smddp). Checked at plan time by
+    :func:`cloudtrain.providers.distribution.check_distribution`."""
+    import shlex
+
+    dist = plan.spec.distribution
+    out: dict[str, str] = {}
+    if dist.type in ("torchrun", "deepspeed") and not dist.smddp:
+        out["sagemaker_torch_distributed_enabled"] = "true"
+    elif dist.type == "mpi":
+        out.update(sagemaker_mpi_enabled="true", sagemaker_mpi_num_of_processes_per_host=str(plan.processes_per_node))
+        if dist.mpi_options:
+            out["sagemaker_mpi_custom_mpi_options"] = shlex.join(dist.mpi_options)
+    elif dist.type == "tensorflow":
+        if dist.parameter_servers:
+            out["sagemaker_parameter_server_enabled"] = "true"
+        else:
+            out["sagemaker_multi_worker_mirrored_strategy_enabled"] = "true"
+    if dist.smddp:
+        out["sagemaker_distributed_dataparallel_enabled"] = "true"
+        out["sagemaker_instance_type"] = plan.instance_type or ""
+    return out
 
 
 def build_request(plan: "Plan") -> dict[str, Any]:
@@ -97,8 +127,7 @@ def build_request(plan: "Plan") -> dict[str, Any]:
         "sagemaker_region": plan.region or "",
         "sagemaker_container_log_level": "20",
     })
-    if spec.distribution.type == "torchrun":
-        hyperparameters["sagemaker_torch_distributed_enabled"] = "true"
+    hyperparameters.update(distribution_hyperparameters(plan))
     channels = []
     for name, item in spec.inputs.items():
         uri = where["inputs"][name] if item.is_local else item.uri

@@ -196,6 +196,9 @@ class VertexProvider(Provider):
     def check_settings(self, plan: "Plan") -> None:
         super().check_settings(plan)
         staging(plan)
+        from cloudtrain.providers.distribution import check_distribution
+
+        check_distribution(plan, "vertex")
 
     def render(self, plan: "Plan") -> NativeRequest:
         request = build_request(plan)
