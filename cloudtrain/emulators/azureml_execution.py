@@ -13,7 +13,11 @@ snapshot, with ``./outputs`` that Azure ML uploads to the run's artifacts
 supervisor's status and merged log). The command runs under ``bash -c`` with ``${{inputs.x}}`` and
 ``${{outputs.y}}`` replaced by those local paths and ``python`` resolving to this interpreter.
 
-Processes: one per node, or ``process_count_per_instance`` per node for the PyTorch distribution,
+Processes: one per node, or ``process_count_per_instance`` per node for the PyTorch distribution;
+for the MPI distribution one ``mpirun`` starting ``nodes x process_count_per_instance`` ranks on this
+machine (root allowed, oversubscribed; they read ``OMPI_COMM_WORLD_*``); for the TensorFlow
+distribution one process per worker and parameter-server task, each with a ``TF_CONFIG`` naming
+every task at 127.0.0.1 (a port each) and its own task;
 each with Azure ML's variables (``AZUREML_RUN_ID``, ``AZUREML_EXPERIMENT_NAME``,
 ``AZUREML_NODE_COUNT``, ``AZUREML_ARM_*``) and, when distributed, ``MASTER_ADDR`` (127.0.0.1),
 ``MASTER_PORT`` (a free port), ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and
@@ -175,7 +179,8 @@ class JobRun(EmulatedJob):
             shutil.rmtree(self.root)
         nodes = int((props.get("resources") or {}).get("instanceCount") or 1)
         distribution = props.get("distribution") or {}
-        per_node = int(distribution.get("processCountPerInstance") or 1) if distribution.get("distributionType") == "PyTorch" else 1
+        kind = distribution.get("distributionType")
+        per_node = int(distribution.get("processCountPerInstance") or 1) if kind in ("PyTorch", "Mpi") else 1
         code_uri = self._code_uri()
         working_dirs = []
         for node in range(nodes):
@@ -210,6 +215,26 @@ class JobRun(EmulatedJob):
         world = nodes * per_node
         port = free_port()
         commands = []
+        shell = "/bin/bash" if Path("/bin/bash").exists() else "/bin/sh"
+        if kind == "Mpi":  # Azure ML's mpirun starts every node's ranks; here all on this machine
+            from cloudtrain.providers.distribution import MPI_ROOT_ENV, mpirun_local
+
+            env = {**self._environment(nodes, False, 0, 0, per_node, 0, world, port), **MPI_ROOT_ENV}
+            argv = [*mpirun_local(world), shell, "-c", command]
+            return [NodeCommand(argv=without_inherited(argv, env), env=env, cwd=str(working_dirs[0]))], ["user_logs/std_log.txt"]
+        if kind == "TensorFlow":  # one process per task, TF_CONFIG naming every task (127.0.0.1, a port each)
+            from cloudtrain.providers.distribution import tf_config, tf_tasks
+
+            tasks = tf_tasks(int(distribution.get("workerCount") or nodes), int(distribution.get("parameterServerCount") or 0))
+            cluster: dict[str, list[str]] = {}
+            for task_type, _ in tasks:
+                cluster.setdefault(task_type, []).append(f"127.0.0.1:{free_port()}")
+            for number, (task_type, index) in enumerate(tasks):
+                node = number % nodes
+                env = self._environment(nodes, False, node, 0, 1, number, len(tasks), port)
+                env["TF_CONFIG"] = tf_config(cluster, task_type, index)
+                commands.append(NodeCommand(argv=without_inherited([shell, "-c", command], env), env=env, cwd=str(working_dirs[node])))
+            return commands, [f"user_logs/std_log_process_{n:0{len(str(len(tasks) - 1))}d}.txt" for n in range(len(tasks))]
         for node in range(nodes):
             for local in range(per_node):
                 rank = node * per_node + local

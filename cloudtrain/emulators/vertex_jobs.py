@@ -15,7 +15,8 @@ copied back as they settle, and all of them once more at the end, as gcsfuse wou
 Each replica (``workerpool0-0``, ``workerpool1-0``...) is one process running the container's
 ``command`` + ``args`` with this interpreter's directory first on ``PATH`` (no image is pulled),
 with what Vertex sets: the container env, ``AIP_MODEL_DIR`` / ``AIP_CHECKPOINT_DIR`` /
-``AIP_TENSORBOARD_LOG_DIR``, ``CLUSTER_SPEC``, ``CLOUD_ML_JOB_ID``, ``CLOUD_ML_PROJECT_ID`` and,
+``AIP_TENSORBOARD_LOG_DIR``, ``CLUSTER_SPEC``, ``TF_CONFIG`` (pools 0-3 as chief, worker, ps, evaluator,
+at 127.0.0.1 with a port per replica), ``CLOUD_ML_JOB_ID``, ``CLOUD_ML_PROJECT_ID`` and,
 as in the PyTorch images, ``MASTER_ADDR`` / ``MASTER_PORT`` / ``WORLD_SIZE`` / ``RANK`` (master on
 127.0.0.1 at a free port). Runtime-contract variables of the emulator's own process are unset.
 
@@ -212,6 +213,11 @@ class CustomJobRun(EmulatedJob):
         self._names = [f"{pool}-{index}" for pool, index, _ in replicas]
         master_port = free_port()
         commands = []
+        # TF_CONFIG as Vertex sets it: pool 0 chief, 1 worker, 2 ps, 3 evaluator; 127.0.0.1 with a port per replica
+        task_types = ("chief", "worker", "ps", "evaluator")
+        tf_cluster: dict[str, list[str]] = {}
+        for pool, index, _ in replicas:
+            tf_cluster.setdefault(task_types[int(pool[len("workerpool"):])], []).append(f"127.0.0.1:{free_port()}")
         for rank, (pool, index, spec) in enumerate(replicas):
             container = spec.container_spec
             argv = list(container.command) + list(container.args)
@@ -225,6 +231,8 @@ class CustomJobRun(EmulatedJob):
                 env.update(AIP_MODEL_DIR=f"{self.base_output}/model/", AIP_CHECKPOINT_DIR=f"{self.base_output}/checkpoints/",
                            AIP_TENSORBOARD_LOG_DIR=f"{self.base_output}/logs/")
             env.update({
+                "TF_CONFIG": json.dumps({"cluster": tf_cluster, "task": {"type": task_types[int(pool[len("workerpool"):])],
+                                                                          "index": index, "trial": ""}, "environment": "cloud"}),
                 "CLUSTER_SPEC": self._cluster_spec(pool, index), "CLOUD_ML_JOB_ID": self.id, "CLOUD_ML_PROJECT_ID": self.project,
                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port), "WORLD_SIZE": str(len(replicas)), "RANK": str(rank),
                 "CLOUDTRAIN_GCS_MOUNT": str(self.mount), "TMPDIR": str(replica_dir / "tmp"), "PYTHONUNBUFFERED": "1",

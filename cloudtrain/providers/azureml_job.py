@@ -19,8 +19,11 @@ YAML of the Azure ML CLI v2 schema (``az ml job create -f job.yaml`` accepts it)
 - ``compute``: the configured cluster (``azureml:<compute>``), or serverless compute when no cluster
   is configured, with ``resources.instance_type`` from the plan's offer; ``instance_count`` is the
   number of nodes; ``shm_size`` is half the instance's memory (at most 64g).
-- ``distribution``: PyTorch with ``process_count_per_instance`` for ``distribution: torchrun``
-  (Azure ML starts the processes and sets MASTER_ADDR / RANK / WORLD_SIZE / LOCAL_RANK itself).
+- ``distribution``: PyTorch with ``process_count_per_instance`` for ``distribution: torchrun`` and
+  ``deepspeed`` (Azure ML starts the processes and sets MASTER_ADDR / RANK / WORLD_SIZE / LOCAL_RANK
+  itself), ``type: mpi`` with ``process_count_per_instance`` for ``mpi``, ``type: tensorflow`` with
+  ``worker_count`` (one per node) and ``parameter_server_count`` for ``tensorflow`` (Azure ML sets
+  ``TF_CONFIG``).
 - ``limits.timeout``: ``max_runtime``; ``queue_settings.job_tier: spot`` for spot jobs
   (``spot.max_wait`` has no Azure ML counterpart and is not sent).
 - ``inputs``: local paths (uploaded by the SDK at submit), ``azureml://`` and ``https://`` URIs as
@@ -97,7 +100,10 @@ def workspace(plan: "Plan") -> dict[str, str]:
 def environment_variables(plan: "Plan") -> dict[str, str]:
     from cloudtrain.providers.bundle import entry_environment
 
+    from cloudtrain.providers.distribution import distribution_environment
+
     env = entry_environment(plan)
+    env.update(distribution_environment(plan))
     if plan.spec.checkpoint.enabled and plan.spec.checkpoint.dir:
         env["CLOUDTRAIN_CHECKPOINT_DIR"] = plan.spec.checkpoint.dir
     return env
@@ -139,7 +145,7 @@ def output_location(plan: "Plan", name: str) -> str | None:
 
 def build_job(plan: "Plan", code: str | None = None) -> Any:
     """The SDK's command job entity for ``plan`` (``code`` replaces the spec's code directory)."""
-    from azure.ai.ml import Input, Output, PyTorchDistribution, command
+    from azure.ai.ml import Input, MpiDistribution, Output, PyTorchDistribution, TensorFlowDistribution, command
     from azure.ai.ml.entities import Environment, JobResourceConfiguration, QueueSettings
 
     spec, settings = plan.spec, plan.settings
@@ -181,8 +187,14 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
     )
     if settings.get("compute"):
         kwargs["compute"] = f"azureml:{settings['compute']}"
-    if spec.distribution.type == "torchrun":
+    kind = spec.distribution.type
+    if kind in ("torchrun", "deepspeed"):
         kwargs["distribution"] = PyTorchDistribution(process_count_per_instance=plan.processes_per_node)
+    elif kind == "mpi":
+        kwargs["distribution"] = MpiDistribution(process_count_per_instance=plan.processes_per_node)
+    elif kind == "tensorflow":
+        kwargs["distribution"] = TensorFlowDistribution(worker_count=plan.nodes,
+                                                        parameter_server_count=spec.distribution.parameter_servers)
     if plan.max_runtime_seconds:
         kwargs["timeout"] = plan.max_runtime_seconds
     if plan.spot:

@@ -16,7 +16,11 @@ defaults to ``cloudtrain``), with ``<base>`` = ``gs://<bucket>/<prefix>/<job nam
   :mod:`cloudtrain.providers.vertex`).
 
 Worker pools: pool 0 is the primary replica (one), pool 1 the other ``nodes - 1`` replicas, all on
-the same machine. Each replica runs the framework's prebuilt training image (or the spec's
+the same machine; ``distribution.type: tensorflow`` with ``parameter_servers: N`` adds pool 2 with N
+ps replicas (the same machine without its accelerators), and Vertex's ``TF_CONFIG`` names pool 0
+``chief``, pool 1 ``worker`` and pool 2 ``ps``; ``distribution.reduction_server: {replicas: N}`` makes
+pool 2 N reduction servers (Vertex's reduction server image on ``machine_type``). ``deepspeed``
+runs under torchrun as ``torchrun`` does. Each replica runs the framework's prebuilt training image (or the spec's
 ``image``) with a ``bash -c`` command that unpacks the code bundle read through the Cloud Storage
 FUSE mount (``/gcs/<bucket>/...``; ``CLOUDTRAIN_GCS_MOUNT`` overrides the mount point, which the
 emulator uses) and runs cloudtrain's entry shim, under ``torchrun`` when the distribution asks for
@@ -208,9 +212,11 @@ def training_image(plan: "Plan") -> str:
 def environment(plan: "Plan") -> dict[str, str]:
     """The container's variables: what the entry shim and the runtime context read."""
     from cloudtrain.providers.bundle import entry_environment
+    from cloudtrain.providers.distribution import distribution_environment
 
     spec, where = plan.spec, staging(plan)
     env = entry_environment(plan)
+    env.update(distribution_environment(plan))
     env["CLOUDTRAIN_CODE_URI"] = where["code"]
     if spec.hyperparameters:
         env["CLOUDTRAIN_HPS"] = json.dumps(spec.hyperparameters, sort_keys=True)
@@ -227,7 +233,7 @@ def environment(plan: "Plan") -> dict[str, str]:
 def command(plan: "Plan") -> list[str]:
     """``bash -c`` script: unpack the bundle read through the GCS mount, run the entry shim."""
     launch = "python cloudtrain/runtime/entry.py"
-    if plan.spec.distribution.type == "torchrun":
+    if plan.spec.distribution.type in ("torchrun", "deepspeed"):
         launch = (f"torchrun --nnodes={plan.nodes} --nproc_per_node={plan.processes_per_node} "
                   '--node_rank="${RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" '
                   '--master_port="${MASTER_PORT:-29500}" cloudtrain/runtime/entry.py')
@@ -260,8 +266,21 @@ def build_request(plan: "Plan") -> dict[str, Any]:
     pool = {"machineSpec": machine_spec(plan), "replicaCount": "1", "containerSpec": container,
             "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": spec.resources.disk_gib}}
     pools = [pool]
+    dist = spec.distribution
     if plan.nodes > 1:
         pools.append({**pool, "replicaCount": str(plan.nodes - 1)})
+    if dist.parameter_servers or dist.reduction_server:
+        if plan.nodes == 1:
+            pools.append({})  # an empty pool 1 keeps pool 2 in its place
+        if dist.reduction_server:
+            from cloudtrain.providers.distribution import REDUCTION_SERVER_IMAGE
+
+            pools.append({"machineSpec": {"machineType": dist.reduction_server.machine_type},
+                          "replicaCount": str(dist.reduction_server.replicas),
+                          "containerSpec": {"imageUri": REDUCTION_SERVER_IMAGE}})
+        else:
+            cpu = {k: v for k, v in pool["machineSpec"].items() if k == "machineType"}
+            pools.append({**pool, "machineSpec": cpu, "replicaCount": str(dist.parameter_servers)})
     scheduling: dict[str, Any] = {}
     if plan.max_runtime_seconds:
         scheduling["timeout"] = f"{plan.max_runtime_seconds}s"
@@ -294,6 +313,8 @@ def validate_request(request: dict[str, Any]) -> None:
     if not job.job_spec.worker_pool_specs:
         problems.append("jobSpec.workerPoolSpecs needs at least one pool")
     for index, pool in enumerate(job.job_spec.worker_pool_specs):
+        if index and not pool.replica_count and not pool.machine_spec.machine_type:
+            continue  # an empty pool holding a later pool's place (Vertex's documented form)
         if not pool.machine_spec.machine_type:
             problems.append(f"jobSpec.workerPoolSpecs[{index}].machineSpec.machineType is required")
         if not pool.container_spec.image_uri and not pool.python_package_spec.executor_image_uri:
