@@ -1,0 +1,242 @@
+"""Sweeps: scale conversions, the three tuning requests, bounds and budgets, local sweeps that resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cloudtrain.api import Job
+from cloudtrain.errors import BudgetExceededError, UnsupportedFeatureError
+from cloudtrain.runner import Runner
+from cloudtrain.spec import Sweep
+from cloudtrain.sweeps.bounds import SpendTracker, check_sweep_budget, sweep_bound
+from cloudtrain.sweeps.space import without_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEP = {"objective": {"metric": "val_accuracy", "goal": "maximize"},
+         "parameters": {"lr": {"type": "float", "min": 1e-4, "max": 1e-1, "scale": "log"},
+                        "batch_size": {"type": "categorical", "values": [32, 64]},
+                        "epochs": {"type": "int", "min": 2, "max": 10}},
+         "early_stopping": "none", "max_trials": 8, "max_parallel": 2}
+
+SCRIPT = """
+import argparse, math, time
+from cloudtrain.runtime import context
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--width", type=int)
+parser.add_argument("--epochs", type=int)
+args = parser.parse_args()
+ctx = context()
+assert ctx.hp("lr", 0.0) == args.lr and ctx.hp("width", 0) == args.width  # flags and context agree
+loss = abs(math.log10(args.lr) + 2) + abs(args.width - 16) / 16
+for epoch in range(1, args.epochs + 1):
+    ctx.log_metric("val_loss", loss + 1.0 / epoch, step=epoch * 7)
+"""
+SPEC = """
+name: toy
+code: .
+entrypoint: train.py
+hyperparameters: {lr: 0.5, epochs: 3, width: 8}
+max_runtime: 10m
+sweep:
+  objective: {metric: val_loss, goal: minimize}
+  parameters:
+    lr: {type: float, min: 0.0001, max: 1.0, scale: log}
+    width: {type: categorical, values: [8, 16, 32]}
+  early_stopping: median
+  max_trials: 5
+  max_parallel: 2
+"""
+
+
+def cnn_job(**sweep: object) -> Job:
+    return Job.from_file(REPO / "examples" / "digits-cnn.yaml", {"sweep": {**SWEEP, **sweep}})
+
+
+def plan(job: Job, cloud: str):  # type: ignore[no-untyped-def]
+    return job.runner.plan(without_sweep(job._loaded), cloud, dry_run=True)
+
+
+# -- scales, converted exactly ---------------------------------------------------------------------
+
+def test_sagemaker_ranges_keep_real_bounds_with_a_log_scale() -> None:
+    from cloudtrain.sweeps.sagemaker import parameter_ranges
+
+    ranges = parameter_ranges(Sweep.model_validate(SWEEP))
+    assert ranges["ContinuousParameterRanges"] == [{"Name": "lr", "MinValue": "0.0001", "MaxValue": "0.1", "ScalingType": "Logarithmic"}]
+    assert ranges["IntegerParameterRanges"] == [{"Name": "epochs", "MinValue": "2", "MaxValue": "10", "ScalingType": "Linear"}]
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "batch_size", "Values": ["32", "64"]}]
+
+
+def test_vertex_parameters_keep_real_bounds_with_unit_log_scale() -> None:
+    from cloudtrain.sweeps.vertex import parameter_specs
+
+    specs = {p["parameterId"]: p for p in parameter_specs(Sweep.model_validate(SWEEP))}
+    assert specs["lr"] == {"parameterId": "lr", "doubleValueSpec": {"minValue": 0.0001, "maxValue": 0.1}, "scaleType": "UNIT_LOG_SCALE"}
+    assert specs["epochs"]["integerValueSpec"] == {"minValue": "2", "maxValue": "10"}
+    assert specs["batch_size"] == {"parameterId": "batch_size", "discreteValueSpec": {"values": [32.0, 64.0]}}
+
+
+def test_azureml_log_uniform_takes_natural_log_bounds() -> None:
+    from cloudtrain.sweeps.azureml import search_space
+
+    space = search_space(Sweep.model_validate(SWEEP))
+    assert space["lr"].min_value == pytest.approx(-9.210340371976184)  # ln(1e-4), by hand
+    assert space["lr"].max_value == pytest.approx(-2.302585092994046)  # ln(0.1)
+    assert math.exp(space["lr"].min_value) == pytest.approx(1e-4)
+    assert (space["epochs"].min_value, space["epochs"].max_value, space["epochs"].q) == (2, 10, 1)
+    assert space["batch_size"].values == [32, 64]
+
+
+# -- the three requests, validated by each SDK -----------------------------------------------------
+
+def test_sagemaker_tuning_request_validates_and_keeps_the_training_definition() -> None:
+    from cloudtrain.providers.sagemaker_request import build_request
+    from cloudtrain.runtime.context import metric_regex
+    from cloudtrain.sweeps.sagemaker import build_tuning_request, validate_tuning_request
+
+    job = cnn_job(early_stopping="median")
+    the_plan = plan(job, "sagemaker")
+    request = build_tuning_request(the_plan, job.spec.sweep)
+    validate_tuning_request(request)
+    config, definition = request["HyperParameterTuningJobConfig"], request["TrainingJobDefinition"]
+    assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["ResourceLimits"] == {"MaxParallelTrainingJobs": 2, "MaxNumberOfTrainingJobs": 8}
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"][0] == {"Name": "val_accuracy", "Regex": metric_regex("val_accuracy")}
+    assert not set(SWEEP["parameters"]) & set(definition["StaticHyperParameters"])
+    single = build_request(the_plan)
+    assert definition["ResourceConfig"] == single["ResourceConfig"] and definition["RoleArn"] == single["RoleArn"]
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+
+
+def test_sagemaker_hyperband_is_its_strategy() -> None:
+    from cloudtrain.sweeps.sagemaker import build_tuning_request, validate_tuning_request
+
+    job = cnn_job(early_stopping="hyperband")
+    request = build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
+    validate_tuning_request(request)
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Hyperband" and config["TrainingJobEarlyStoppingType"] == "Off"
+    assert config["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 10}}
+
+
+def test_sagemaker_refuses_grid_with_numeric_ranges() -> None:
+    from cloudtrain.sweeps.sagemaker import build_tuning_request
+
+    job = cnn_job(algorithm="grid")
+    with pytest.raises(UnsupportedFeatureError, match="sweep.parameters.lr"):
+        build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
+
+
+def test_vertex_tuning_job_parses_with_the_sdk() -> None:
+    from cloudtrain.sweeps.vertex import build_tuning_request, validate_tuning_request
+
+    job = cnn_job(algorithm="random", early_stopping="median")
+    parsed = validate_tuning_request(build_tuning_request(plan(job, "vertex"), job.spec.sweep))
+    assert parsed.max_trial_count == 8 and parsed.parallel_trial_count == 2
+    assert parsed.study_spec.algorithm.name == "RANDOM_SEARCH"
+    assert parsed.study_spec.parameters[0].scale_type.name == "UNIT_LOG_SCALE"
+
+
+def test_vertex_refuses_hyperband() -> None:
+    from cloudtrain.sweeps.vertex import build_tuning_request
+
+    job = cnn_job(early_stopping="hyperband")
+    with pytest.raises(UnsupportedFeatureError, match="Hyperband"):
+        build_tuning_request(plan(job, "vertex"), job.spec.sweep)
+
+
+def test_azureml_sweep_job_loads_back_with_load_job() -> None:
+    from cloudtrain.sweeps.azureml import build_yaml, validate_yaml
+
+    job = cnn_job(algorithm="random", early_stopping="median")
+    document = build_yaml(plan(job, "azureml"), job.spec.sweep)
+    loaded = validate_yaml(document, REPO)
+    assert loaded.sampling_algorithm == "random" and loaded.early_termination.type == "median_stopping"
+    assert loaded.limits.max_total_trials == 8
+    assert "${{search_space.lr}}" in document["trial"]["command"]
+
+
+def test_hypertune_line_is_cloudml_hypertune_format() -> None:
+    from cloudtrain.sweeps.vertex import hypertune_line
+
+    line = json.loads(hypertune_line("val_accuracy", 0.5, 12))
+    assert line["val_accuracy"] == "0.5" and line["global_step"] == "12" and line["trial"] == "0"
+
+
+# -- bounds and budgets ----------------------------------------------------------------------------
+
+def test_sweep_bound_is_trials_times_the_trial_bound() -> None:
+    job = cnn_job()
+    estimate = plan(job, "sagemaker").estimate
+    assert estimate is not None and estimate.max_total_usd is not None
+    bound = sweep_bound(job.spec.sweep, estimate)
+    assert bound.max_total_usd == pytest.approx(round(8 * estimate.max_total_usd, 2))
+
+
+def test_sweep_over_budget_is_refused() -> None:
+    job = cnn_job(budget={"max_usd": 1.0})  # 8 trials x 1 h of a T4 machine
+    with pytest.raises(BudgetExceededError) as caught:
+        check_sweep_budget(job.spec.sweep, plan(job, "sagemaker").estimate)
+    assert caught.value.exit_code == 4
+
+
+def test_spend_tracker_stops_before_the_trial_that_would_pass_the_budget() -> None:
+    tracker = SpendTracker(max_usd=2.5, per_trial_usd=1.0)
+    assert tracker.can_launch(0) and tracker.can_launch(1) and not tracker.can_launch(2)
+    tracker.add(1.0)
+    assert tracker.can_launch(0) and not tracker.can_launch(1)
+
+
+# -- local sweeps ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Path:
+    (tmp_path / "train.py").write_text(textwrap.dedent(SCRIPT))
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC))
+    return tmp_path / "job.yaml"
+
+
+def test_local_sweep_beats_the_defaults_and_resumes_after_an_interrupt(toy: Path) -> None:
+    from cloudtrain.sweeps.local import LocalSweep
+
+    job = Job.from_file(toy)
+    seen: list[int] = []
+
+    def interrupt_after_two(trial, progress):  # type: ignore[no-untyped-def]
+        seen.append(trial.number)
+        if progress.done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        LocalSweep(job._loaded, Runner(), seed=3).run(on_trial_end=interrupt_after_two)
+    resumed = LocalSweep(Job.from_file(toy)._loaded, Runner(), seed=3)
+    before = resumed.progress().done
+    assert before >= 2
+    final = resumed.run()
+    assert final.done == 5 and resumed.study.study_name == "toy"
+    trials = resumed.study.get_trials()
+    assert {t.number for t in trials if not t.user_attrs.get("interrupted")} >= set(seen)
+    default = abs(math.log10(0.5) + 2) + 8 / 16 + 1 / 3  # the spec's own hyperparameters, by hand
+    assert final.best_value < default
+    for trial in trials:  # each trial is a recorded job with the trial's values
+        record = Runner().store.resolve(trial.user_attrs["job_id"])
+        spec = json.loads((Path(record.details["run_dir"]) / "spec.json").read_text())
+        assert spec["sweep"] is None and spec["hyperparameters"]["lr"] == trial.params["lr"]
+
+
+def test_cli_sweep_json(toy: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", str(toy), "--json", "--set", "sweep.max_trials=2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data["best"]["params"]) == {"lr", "width"} and len(data["trials"]) == 2
+    assert Path(data["figure"]).is_file()
