@@ -97,6 +97,13 @@ resource "google_storage_bucket" "access_logs" {
   depends_on = [google_kms_crypto_key_iam_member.gcs_uses_key]
 }
 
+# Cloud Storage delivers usage and storage logs as this Google group
+resource "google_storage_bucket_iam_member" "access_logs_delivery" {
+  bucket = google_storage_bucket.access_logs.name
+  role   = "roles/storage.objectCreator"
+  member = "group:cloud-storage-analytics@google.com"
+}
+
 resource "google_storage_bucket" "staging" {
   name                        = "${var.project}-${var.name}-staging"
   project                     = var.project
