@@ -27,8 +27,13 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
     if not result.offers and not result.unpriced:
         reasons = "; ".join(f"{c}: {why}" for c, why in result.unavailable.items())
         raise CatalogError(f"no cloud has an offer for this job's resources ({reasons})", "see `cloudtrain catalog` for what exists")
+    bounds = []
+    if spec.sweep is not None:  # a sweep's bound: its trials' bounds summed
+        from cloudtrain.sweeps.bounds import sweep_bound
+
+        bounds = [sweep_bound(spec.sweep, offer) for offer in result.offers]
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), **({"sweep": [b.to_dict() for b in bounds]} if bounds else {})})
         return
     today = date.today()
     from rich.table import Table
@@ -85,6 +90,10 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
         notes.print(f"not available on {name}: {why}", soft_wrap=True, markup=False)
     for name, why in result.unpriced.items():
         notes.print(f"{name}: {why}", soft_wrap=True, markup=False)
+    for bound in bounds:
+        total = "no upper bound" if bound.max_total_usd is None else f"at most ${bound.max_total_usd:,.2f}"
+        notes.print(f"sweep on {bound.cloud} {bound.instance_type}: {total} ({bound.trials} trials x the per-trial bound)",
+                    markup=False, soft_wrap=True)
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None and result.cheapest.priced:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")
