@@ -61,3 +61,13 @@ def run_job(cloud: str, spec_path: Path, tmp_path: Path, monkeypatch: pytest.Mon
         record = runner.submit(plan).record
         _, status = runner.wait(record.id, poll_seconds=0.1, timeout=180)
         return status, "\n".join(runner.logs(record.id))
+
+
+def write_project(root: Path, script: str, spec: str) -> Path:
+    """A job project: ``root/train.py`` and ``root/job.yaml``; returns the spec path."""
+    import textwrap
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.py").write_text(textwrap.dedent(script))
+    (root / "job.yaml").write_text(spec)
+    return root / "job.yaml"

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import run_job
-from conftest import write_project
+from backends import run_job, write_project
 from recorder import RECORDER, records
 
 from cloudtrain.errors import CloudtrainError
