@@ -240,8 +240,12 @@ class AzureMLEmulator(Emulator):
 
         authority = trustme.CA(organization_name="cloudtrain emulator")
         certificate = authority.issue_cert(self.host, "localhost")
-        self._ca_path = self.root / "emulator-ca.pem"
-        authority.cert_pem.write_to_path(str(self._ca_path))
+        # REQUESTS_CA_BUNDLE replaces the roots `requests` trusts: the bundle exported holds the
+        # system's (certifi's) roots too, so other HTTPS calls in the user's shell keep working.
+        import certifi
+
+        self._ca_path = self.root / "emulator-ca-bundle.pem"
+        self._ca_path.write_bytes(Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + authority.cert_pem.bytes())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         certificate.configure_cert(context)
         return context
