@@ -21,7 +21,8 @@ def command() -> None:
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Where jobs run (a temporary directory by default).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:OPERATION]=COUNT",
               help="Inject faults: throttle, 5xx, drop-after, preempt (e.g. --fault throttle=2). Repeatable.")
-def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...]) -> None:
+@click.option("--verbose", is_flag=True, help="Log every HTTP request (quiet by default).")
+def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verbose: bool) -> None:
     """Start the emulator of CLOUD on 127.0.0.1 until Ctrl-C.
 
     \b
@@ -36,11 +37,12 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...]) -> N
         module = importlib.import_module(f"cloudtrain.emulators.{cloud}")
     except ModuleNotFoundError as error:
         if error.name and error.name.startswith("cloudtrain.emulators"):
-            raise UsageError(f"there is no {cloud} emulator in this installation", f"choose one of the installed emulators") from None
+            raise UsageError(f"there is no {cloud} emulator in this installation", "choose one of the installed emulators") from None
         raise ProviderNotInstalledError(f"the {cloud} emulator needs {error.name!r}, which is not installed",
                                         "pip install 'cloudtrain[emulators]'") from None
     try:
         emulator = getattr(module, EMULATED[cloud]).from_command_line(port=port, root=root, faults=list(faults))
     except ValueError as error:
         raise UsageError(f"--fault: {error}", "e.g. --fault throttle=2 or --fault 5xx:SageMaker.CreateTrainingJob=1") from None
+    emulator.log_requests = verbose
     serve_forever(emulator)

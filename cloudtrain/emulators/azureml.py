@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
-from cloudtrain.emulators.common import (ConnectionDroppedByEmulator, Emulator, FaultMiddleware, Faults, ServerThread,
+from cloudtrain.emulators.common import (ConnectionDroppedByEmulator, Emulator, FaultMiddleware, Faults, ServerThread, access_log_handler,
                                          drain_request_body, wait_until)
 from cloudtrain.emulators.job_runner import JobSettings
 
@@ -135,7 +135,8 @@ class AzureMLEmulator(Emulator):
                                       base=base, start_job=self._start_job, cancel_job=self._cancel_job)
         app = FaultMiddleware(self.service, self.faults, self._operation_of, azure_error_response)
         if self.server:
-            self.http = ServerThread(_MsiRoute(app), self.host, self.port, ssl_context=ssl_context).start()
+            self.http = ServerThread(_MsiRoute(app), self.host, self.port, access_log_handler(self.log_requests),
+                                     ssl_context=ssl_context).start()
         else:
             import responses
 

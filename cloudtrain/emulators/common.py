@@ -196,13 +196,30 @@ class FaultMiddleware:
         return [body]
 
 
+def access_log_handler(verbose: bool = False, base: Any = None) -> Any:
+    """werkzeug's request handler (or ``base``), writing one access-log line per request only when
+    ``verbose`` (``emulator start --verbose``): quiet by default."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    base = base or WSGIRequestHandler
+    if verbose:
+        return base
+
+    class QuietHandler(base):  # type: ignore[misc,valid-type]
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    return QuietHandler
+
+
 class ServerThread:
     """A threaded werkzeug server for ``app`` on ``host:port`` (0: a free port), in a daemon thread;
-    HTTPS with ``ssl_context``."""
+    HTTPS with ``ssl_context``; access logs only with ``access_log_handler(verbose=True)``."""
 
     def __init__(self, app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0,
                  request_handler: Any = None, ssl_context: Any = None) -> None:
-        self.app, self.host, self.port, self.request_handler = app, host, port, request_handler
+        self.app, self.host, self.port = app, host, port
+        self.request_handler = request_handler or access_log_handler()
         self.ssl_context = ssl_context
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -253,6 +270,7 @@ class Emulator:
 
     title: ClassVar[str] = "cloud"
     scratch_prefix: ClassVar[str] = "cloudtrain-emulator-"
+    log_requests: bool = False  # one access-log line per HTTP request (`emulator start --verbose`)
     #: The operation a fault given without one applies to (``Faults.parse``).
     default_fault_operation: ClassVar[str] = "*"
     #: Constructor options of ``cloudtrain emulator start`` beyond port, root and faults.

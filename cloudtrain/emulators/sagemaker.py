@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, drain_request_body,
+                                         access_log_handler,
                                          wait_until)
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
@@ -204,19 +205,6 @@ class SageMakerApi:
         return self._answer(start_response, ("200 OK", [("Content-Type", "application/x-amz-json-1.1")], b"{}"))
 
 
-def _request_handler(verbose: bool) -> Any:
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
-
-    if verbose:
-        return MotoRequestHandler
-
-    class QuietHandler(MotoRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    return QuietHandler
-
-
 class SageMakerEmulator(Emulator):
     """A local SageMaker endpoint (see the module docstring). ``start()``/``stop()`` or ``with``.
 
@@ -230,7 +218,7 @@ class SageMakerEmulator(Emulator):
     title = "SageMaker"
     scratch_prefix = "cloudtrain-sagemaker-"
     default_fault_operation = DEFAULT_FAULT_OPERATION
-    command_line_options = {"log_requests": True}
+    command_line_options: dict[str, Any] = {}
 
     def __init__(self, port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
                  host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
@@ -258,7 +246,9 @@ class SageMakerEmulator(Emulator):
         self.account_id = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
         app = FaultMiddleware(SageMakerApi(self, DomainDispatcherApplication(create_backend_app)), self.faults,
                               operation_of, error_response)
-        self.http = ServerThread(app, self.host, self.port, _request_handler(self.log_requests)).start()
+        from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+        self.http = ServerThread(app, self.host, self.port, access_log_handler(self.log_requests, MotoRequestHandler)).start()
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region)
         clients = {}
         for service in ("s3", "iam"):

@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cloudtrain.emulators.common import Emulator, FaultMiddleware, Faults, ServerThread
+from cloudtrain.emulators.common import Emulator, FaultMiddleware, Faults, ServerThread, access_log_handler
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
 from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
@@ -248,16 +248,6 @@ def validate_job(job: Any) -> None:
             raise ApiError(400, f"Invalid label {key}={value}: keys and values are lowercase letters, digits, '_' and '-'.")
 
 
-def _quiet_handler() -> Any:
-    from werkzeug.serving import WSGIRequestHandler
-
-    class QuietHandler(WSGIRequestHandler):
-        def log(self, type: str, message: str, *args: Any) -> None:  # noqa: A002 - werkzeug's signature
-            pass
-
-    return QuietHandler
-
-
 class VertexEmulator(Emulator):
     """A local Vertex AI JobService and Cloud Logging (REST, one :attr:`endpoint_url`) and Cloud
     Storage; ``with VertexEmulator() as emulator:``.
@@ -290,7 +280,7 @@ class VertexEmulator(Emulator):
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
         app = FaultMiddleware(self.service, self.faults, operation_of, fault_response)
-        self.http = ServerThread(app, self.host, self.port, request_handler=_quiet_handler()).start()
+        self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
 
     def stop_services(self) -> None:
