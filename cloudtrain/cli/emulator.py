@@ -29,6 +29,18 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
     It prints `export KEY=value` lines, then a blank line: set them in another shell and
     cloudtrain (and the cloud's SDK) talk to the emulator, e.g.
       cloudtrain submit examples/digits-sklearn.yaml --cloud sagemaker --wait
+
+    
+    What each serves (and runs: jobs go through the local executor under the cloud's contract):
+      sagemaker  SageMaker training jobs (create, describe, stop, list), S3, CloudWatch Logs, IAM
+                 (moto; AWS_ENDPOINT_URL). Not: tuning jobs that run trials, STS at its fixed
+                 address, the SageMaker Python SDK v3 ModelTrainer's driver scripts.
+      azureml    Azure ML workspace, code assets, command jobs, run history, blob storage over
+                 HTTPS with a local CA, a managed-identity token route (AZUREML_DEV_URL_MFE).
+                 Not: local data inputs uploaded by the SDK, jobs.download, custom environments.
+      vertex     Vertex AI JobService (CustomJob) and Cloud Logging over REST, Cloud Storage
+                 (CLOUDTRAIN_VERTEX_API_ENDPOINT, STORAGE_EMULATOR_HOST; cloudtrain's clients).
+                 Not: gRPC, CustomTrainingJob, python_package_spec, tuning jobs.
     """
     from cloudtrain.emulators.common import serve_forever
     from cloudtrain.errors import ProviderNotInstalledError, UsageError
