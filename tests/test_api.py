@@ -38,7 +38,7 @@ def test_dry_run_on_each_cloud_is_the_native_request(cloud: str, key: str) -> No
 
 
 def test_estimate_rows_match_the_plans() -> None:
-    job = cloudtrain.Job.from_file(EXAMPLE, overrides={**CLOUD_SETTINGS, "resources.nodes": 2, "distribution.type": "torchrun"})
+    job = cloudtrain.Job.from_file(EXAMPLE, overrides={**CLOUD_SETTINGS, "resources.nodes": 2, "distribution.type": "tensorflow"})
     rows = list(job.estimate())
     assert {row.cloud for row in rows} == {"sagemaker", "azureml", "vertex"}
     priced = [row for row in rows if row.priced]

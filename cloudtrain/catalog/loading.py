@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from cloudtrain.catalog.machines import offers_for, read_machines
+from cloudtrain.catalog.machines import MachineOffers, read_machines
 from cloudtrain.catalog.offers import CLOUDS, Offer, OfferFormatError, read_offers
 from cloudtrain.catalog.query import Catalog
 
@@ -44,7 +44,7 @@ def clear_cache() -> None:
 
 @functools.lru_cache(maxsize=8)
 def _load(cache_dir: str | None) -> Catalog:
-    offers: list[Offer] = []
+    machines, priced_offers = [], []
     origins: dict[str, str] = {}
     warnings: list[str] = []
     yours = _user_prices(cache_dir, warnings)
@@ -59,8 +59,9 @@ def _load(cache_dir: str | None) -> Catalog:
         own = {(o.instance_type, o.region): o for o in yours if o.cloud == cloud}
         priced = [own.pop((o.instance_type, o.region), o) for o in priced] + list(own.values())
         table = machine_table(cloud)
-        offers.extend(offers_for(read_machines(table, expected_cloud=cloud), priced) if table else priced)
-    return Catalog(offers=offers, origins=origins, warnings=tuple(warnings))
+        machines.extend(read_machines(table, expected_cloud=cloud) if table else [])
+        priced_offers.extend(priced)
+    return Catalog(offers=MachineOffers(machines, priced_offers), origins=origins, warnings=tuple(warnings))  # type: ignore[arg-type]
 
 
 def _user_prices(cache_dir: str | None, warnings: list[str]) -> list[Offer]:

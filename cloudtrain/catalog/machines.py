@@ -4,7 +4,7 @@
 botocore's ``TrainingInstanceType`` enum with moto's and the sagemaker SDK's instance facts,
 Google's machine-type and GPU-region tables, Microsoft's VM size pages; each row cites its
 source) holds one row per instance type: vCPUs, memory, accelerator model, count and memory, and
-the regions where it trains. :func:`offers_for` turns them into one offer per region, priced where
+the regions where it trains. :class:`MachineOffers` makes them one offer per region, priced where
 a price file has that (region, instance type) and unpriced otherwise: a machine without a sourced
 price is still chosen, planned and submitted.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 from cloudtrain.catalog.accelerators import normalize_accelerator
 from cloudtrain.catalog.offers import Offer, OfferFormatError
@@ -69,12 +69,39 @@ def read_machines(text: str, *, expected_cloud: str | None = None) -> list[Machi
     return machines
 
 
-def offers_for(machines: Iterable[Machine], priced: Iterable[Offer]) -> list[Offer]:
-    """Every (machine, region) as an offer: the priced offer where one exists, else unpriced;
-    priced offers of machines or regions the tables lack are kept as they are."""
-    by_key = {(o.instance_type, o.region): o for o in priced}
-    offers = []
-    for machine in machines:
-        for region in machine.regions:
-            offers.append(by_key.pop((machine.instance_type, region), None) or machine.offer(region))
-    return offers + list(by_key.values())
+class MachineOffers(Sequence[Offer]):
+    """Every (machine, region) offer of the tables, built only when all are asked for: finding a
+    spec's offer expands just the machines that fit (:meth:`candidates`), which keeps ``estimate``
+    fast with thousands of (machine, region) pairs."""
+
+    def __init__(self, machines: Iterable[Machine], priced: Iterable[Offer]) -> None:
+        self.machines = list(machines)
+        self.priced = {(o.cloud, o.instance_type, o.region): o for o in priced}
+        known = {(m.cloud, m.instance_type, r) for m in self.machines for r in m.regions}
+        self.extra = [o for key, o in self.priced.items() if key not in known]  # priced rows the tables lack
+        self._all: list[Offer] | None = None
+
+    def _offers(self) -> list[Offer]:
+        if self._all is None:
+            self._all = list(self.candidates())
+        return self._all
+
+    def candidates(self, cloud: str | None = None, region: str | None = None,
+                   fits: Callable[[object], bool] = lambda item: True) -> Iterator[Offer]:
+        """The offers of ``cloud`` in ``region`` (None: all) of the machines that ``fits`` accepts."""
+        for machine in self.machines:
+            if (cloud is None or machine.cloud == cloud) and fits(machine):
+                for where in machine.regions if region is None else (region,) if region in machine.regions else ():
+                    yield self.priced.get((machine.cloud, machine.instance_type, where)) or machine.offer(where)
+        for offer in self.extra:
+            if (cloud is None or offer.cloud == cloud) and (region is None or offer.region == region) and fits(offer):
+                yield offer
+
+    def __iter__(self) -> Iterator[Offer]:
+        return iter(self._offers())
+
+    def __len__(self) -> int:
+        return len(self._offers())
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        return self._offers()[index]

@@ -96,19 +96,21 @@ class Catalog:
         filters; ``region`` still applies. Ties are broken by instance type, then region.
         """
         self._check_cloud(cloud)
-        candidates = [o for o in self.offers if o.cloud == cloud and (region is None or o.region == region)]
-        if instance_type is not None:
-            chosen = [o for o in candidates if o.instance_type == instance_type]
+        wanted = normalize_accelerator(accelerator) if accelerator is not None and instance_type is None else None
+
+        def fits(o: Offer) -> bool:
+            if instance_type is not None:
+                return o.instance_type == instance_type
+            return ((wanted is None or o.accelerator == wanted)
+                    and (accelerator_count is None or o.accelerator_count == accelerator_count)
+                    and (min_vcpus is None or o.vcpus >= min_vcpus)
+                    and (min_memory_gib is None or o.memory_gib >= min_memory_gib))
+
+        candidates = getattr(self.offers, "candidates", None)
+        if candidates is not None:  # the machine tables: expand only the machines that fit
+            chosen = list(candidates(cloud, region, fits))
         else:
-            wanted = normalize_accelerator(accelerator) if accelerator is not None else None
-            chosen = [
-                o
-                for o in candidates
-                if (wanted is None or o.accelerator == wanted)
-                and (accelerator_count is None or o.accelerator_count == accelerator_count)
-                and (min_vcpus is None or o.vcpus >= min_vcpus)
-                and (min_memory_gib is None or o.memory_gib >= min_memory_gib)
-            ]
+            chosen = [o for o in self.offers if o.cloud == cloud and (region is None or o.region == region) and fits(o)]
         return sorted(chosen, key=_size_order)
 
     def cheapest(self, cloud: str, **request: object) -> Offer:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloudtrain.catalog import Catalog, load_catalog
-from cloudtrain.catalog.machines import Machine, offers_for, read_machines
+from cloudtrain.catalog.machines import Machine, MachineOffers, read_machines
 from cloudtrain.catalog.offers import FIELDS, OfferFormatError
 from cloudtrain.cost import check_budget, estimate_spec
 from cloudtrain.errors import BudgetExceededError
@@ -30,7 +30,7 @@ MACHINES = [machine("Standard_D4s_v5", 4, 16.0), machine("Standard_D8s_v5", 8, 3
             machine("Standard_NC4as_T4_v3", 4, 28.0, "T4", 1), machine("Standard_NC64as_T4_v3", 64, 440.0, "T4", 4)]
 PRICED = [make_offer("Standard_D8s_v5", 0.38, vcpus=8, memory=32.0), make_offer("Standard_D16s_v5", 0.70, vcpus=16, memory=64.0),
           make_offer("Standard_NC64as_T4_v3", 4.35, accelerator="T4", count=4, vcpus=64, memory=440.0)]
-CATALOG = Catalog(offers=offers_for(MACHINES, PRICED))
+CATALOG = Catalog(offers=MachineOffers(MACHINES, PRICED))  # type: ignore[arg-type]
 
 
 def spec(**fields: object) -> JobSpec:
