@@ -130,6 +130,12 @@ class SageMakerProvider(Provider):
                                  _hint_for(info.get("Code", "")))
         if isinstance(error, BotoCoreError):
             return ProviderError(f"the AWS SDK failed to {what}: {error}", "retry; if it persists, check the AWS configuration")
+        from boto3.exceptions import S3UploadFailedError
+
+        if isinstance(error, S3UploadFailedError):
+            bucket_hint = ("check that sagemaker.bucket exists and the credentials may write to it"
+                           if "NoSuchBucket" in str(error) or "AccessDenied" in str(error) else "retry; check the network")
+            return ProviderError(f"S3 refused to {what}: {str(error).split(': ', 1)[-1][:400]}", bucket_hint)
         return super().translate_error(what, error)
 
     # -- plan time -----------------------------------------------------------------------------------
