@@ -41,6 +41,8 @@ class Plan:
     estimate: "CostEstimate | None" = None
     settings: dict[str, Any] = field(default_factory=dict)  # the backend's validated section, merged from config layers
     missing_settings: tuple[str, ...] = ()  # a dry run's: required settings shown as placeholders, not yet set
+    #: ``resources.pools``: (pool name, nodes, offer) of each pool, the first one's offer is ``offer``
+    pools: tuple[tuple[str, int, "Offer"], ...] = ()
 
     @property
     def instance_type(self) -> str | None:
@@ -112,8 +114,22 @@ def make_plan(
     settings = spec.cloud_settings(cloud) if settings is None else settings
     common = dict(spec=spec, cloud=cloud, job_name=job_name(spec, created_at, token), submission_token=token,
                   created_at=created_at, nodes=spec.resources.nodes, spot=use_spot, settings=settings)
+    if spec.resources.pools:
+        common["nodes"] = sum(pool.nodes for pool in spec.resources.pools)
     if catalog is None:
         return Plan(**common, processes_per_node=processes_per_node(spec), region=region)
+    if spec.resources.pools:  # each pool's offer, in the first pool's region
+        first = spec.resources.pools[0]
+        offers = []
+        for pool in spec.resources.pools:
+            one_kind = spec.model_copy(update={"resources": spec.resources.pool_resources(pool)})
+            offers.append((pool.name, pool.nodes, choose_offer(one_kind, cloud, catalog, region or (offers[0][2].region if offers else None))))
+        first_spec = spec.model_copy(update={"resources": spec.resources.pool_resources(first)})
+        offer = offers[0][2]
+        return Plan(**common, processes_per_node=processes_per_node(first_spec, offer.accelerator_count), region=offer.region,
+                    offer=offer, pools=tuple(offers),
+                    # one pool's bound would understate a mixed cluster's: unestimated until cost sums pools
+                    estimate=estimate_offer(first_spec, offer, spot=use_spot) if len(offers) == 1 else None)
     offer = choose_offer(spec, cloud, catalog, region)
     return Plan(**common, processes_per_node=processes_per_node(spec, offer.accelerator_count), region=offer.region,
                 offer=offer, estimate=estimate_offer(spec, offer, spot=use_spot))

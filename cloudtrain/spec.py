@@ -135,6 +135,17 @@ AcceleratorField = Annotated[
 ]
 
 
+class Pool(_Model):
+    """A named group of nodes with its own machine (``resources.pools``): a heterogeneous cluster."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$", description="The pool's name (the runtime context's `pool`).")
+    nodes: int = Field(1, ge=1, le=64, description="Nodes in this pool.")
+    accelerator: AcceleratorField | None = Field(None, description="Per node, e.g. 'A100:8'.")
+    cpus: int | None = Field(None, ge=1, description="Minimum vCPUs per node.")
+    memory_gib: float | None = Field(None, gt=0, description="Minimum memory per node, GiB.")
+    instance_type: dict[str, str] = Field(default_factory=dict, description="An exact instance type per backend.")
+
+
 class Resources(_Model):
     accelerator: AcceleratorField | None = Field(None, description="Per node, e.g. 'T4' or 'A100:8'.")
     cpus: int | None = Field(None, ge=1, description="Minimum vCPUs per node.")
@@ -146,12 +157,35 @@ class Resources(_Model):
         description="An exact instance type per backend, e.g. {sagemaker: ml.g5.xlarge, vertex: a2-highgpu-1g}; "
                     "it wins over the accelerator/cpus/memory search.")
 
+    pools: list[Pool] = Field(default_factory=list, description="Named groups of nodes, each with its own machine "
+                                                                 "(SageMaker instance groups, Vertex worker pools); the first "
+                                                                 "pool runs the distributed training. Instead of nodes/accelerator/"
+                                                                 "cpus/memory_gib/instance_type.")
+
     @field_validator("instance_type", mode="before")
     @classmethod
     def _instance_type_string(cls, value: Any) -> Any:
         if isinstance(value, str):
             raise ValueError("give the instance type per cloud, e.g. {sagemaker: ml.g5.xlarge}")
         return value
+
+    @model_validator(mode="after")
+    def _pools_or_one_kind(self) -> "Resources":
+        if self.pools:
+            given = sorted({"accelerator", "cpus", "memory_gib", "instance_type", "nodes"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"pools: give {', '.join(given)} per pool, not beside pools")
+            names = [pool.name for pool in self.pools]
+            if len(set(names)) != len(names):
+                raise ValueError("pools: each pool has its own name")
+            if sum(pool.nodes for pool in self.pools) > 64:
+                raise ValueError("pools: at most 64 nodes in all")
+        return self
+
+    def pool_resources(self, pool: "Pool") -> "Resources":
+        """This pool's machine as one kind of node (what an offer is chosen for)."""
+        return Resources(accelerator=pool.accelerator, cpus=pool.cpus, memory_gib=pool.memory_gib,
+                         disk_gib=self.disk_gib, nodes=pool.nodes, instance_type=pool.instance_type)
 
 
 class Framework(_Model):

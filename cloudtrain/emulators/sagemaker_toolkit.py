@@ -28,6 +28,11 @@ is pulled. The distribution options the toolkits read from the hyperparameters:
   tasks SageMaker runs are TensorFlow servers of the toolkit's own; without TensorFlow here none is
   started, and ``TF_CONFIG`` names them as SageMaker does. Addresses are 127.0.0.1 with a port per task.
 
+Heterogeneous clusters (``ResourceConfig.InstanceGroups``): hosts are numbered across the groups in
+order, each sees its group in ``SM_CURRENT_INSTANCE_GROUP`` (and ``resourceconfig.json``), and the
+distributed launch spans the hosts of ``sagemaker_distribution_instance_groups``; the other groups'
+hosts run the program plainly, as the toolkit does.
+
 Hosts ``algo-N`` do not resolve locally, hence 127.0.0.1 everywhere. Runtime-contract variables of
 the emulator's own process (``CLOUDTRAIN_*``, ``SM_*``, ``RANK``...) are unset for the job.
 """
@@ -129,13 +134,39 @@ class ScriptMode:
         return str(value).lower() == "true"
 
     @property
+    def instance_groups(self) -> list[dict[str, Any]]:
+        """``[{instance_group_name, instance_type, hosts}]``: the request's InstanceGroups (hosts numbered
+        across them in order), else SageMaker's one ``homogeneousCluster``."""
+        config = self.request.get("ResourceConfig", {})
+        groups = config.get("InstanceGroups") or [{"InstanceGroupName": "homogeneousCluster", "InstanceType": config.get("InstanceType", "ml.m5.large"),
+                                                   "InstanceCount": config.get("InstanceCount", 1) or 1}]
+        out, number = [], 0
+        for group in groups:
+            hosts = [f"algo-{number + i + 1}" for i in range(int(group["InstanceCount"]))]
+            number += len(hosts)
+            out.append({"instance_group_name": group["InstanceGroupName"], "instance_type": group["InstanceType"], "hosts": hosts})
+        return out
+
+    @property
     def hosts(self) -> list[str]:
-        count = int(self.request.get("ResourceConfig", {}).get("InstanceCount", 1) or 1)
-        return [f"algo-{i + 1}" for i in range(count)]
+        return [host for group in self.instance_groups for host in group["hosts"]]
+
+    def group_of(self, host: str) -> dict[str, Any]:
+        return next(g for g in self.instance_groups if host in g["hosts"])
+
+    @property
+    def heterogeneous(self) -> bool:
+        return bool(self.request.get("ResourceConfig", {}).get("InstanceGroups"))
+
+    @property
+    def distribution_hosts(self) -> list[str]:
+        """The hosts the distributed launch spans: ``sagemaker_distribution_instance_groups``' (all without)."""
+        names = decode_hyperparameter(self.hyperparameters.get("sagemaker_distribution_instance_groups", "[]")) or []
+        return [h for g in self.instance_groups if not names or g["instance_group_name"] in names for h in g["hosts"]]
 
     @property
     def instance_type(self) -> str:
-        return str(self.request.get("ResourceConfig", {}).get("InstanceType", "ml.m5.large"))
+        return str(self.instance_groups[0]["instance_type"])
 
     @property
     def channels(self) -> list[dict[str, Any]]:
@@ -163,19 +194,20 @@ class ScriptMode:
             return "parameter_server"
         return "mwms" if self._flag("sagemaker_multi_worker_mirrored_strategy_enabled") else None
 
-    def instance_gpus(self) -> int:
+    def instance_gpus(self, instance_type: str | None = None) -> int:
         """The GPUs of the instance type, from the catalog's SageMaker machine table (0 if unknown)."""
         from cloudtrain.catalog.loading import machine_table
         from cloudtrain.catalog.machines import read_machines
 
+        wanted = instance_type or self.instance_type
         text = machine_table("sagemaker") or ""
-        return next((m.accelerator_count for m in read_machines(text) if m.instance_type == self.instance_type), 0)
+        return next((m.accelerator_count for m in read_machines(text) if m.instance_type == wanted), 0)
 
     def processes_per_node(self) -> int:
         if self.mpi:
             value = str(decode_hyperparameter(self.hyperparameters.get("sagemaker_mpi_num_of_processes_per_host", "1")))
             return int(value) if value.strip().isdigit() and int(value) > 0 else 1
-        return max(1, self.instance_gpus()) if self.torch_distributed else 1
+        return max(1, self.instance_gpus(self.group_of(self.distribution_hosts[0])["instance_type"])) if self.torch_distributed else 1
 
     def tf_config(self, host: str, ports: list[int]) -> str | None:
         """``TF_CONFIG`` of ``host``'s training task (``ports``: one per host for the training tasks,
@@ -210,10 +242,9 @@ class ScriptMode:
             (config / "checkpointconfig.json").write_text(json.dumps(self.request["CheckpointConfig"]))
 
     def _resource_config(self, host: str) -> dict[str, Any]:
-        return {"current_host": host, "current_instance_type": self.instance_type, "current_group_name": "homogeneousCluster",
-                "hosts": self.hosts, "network_interface_name": "eth0",
-                "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": self.instance_type,
-                                     "hosts": self.hosts}]}
+        group = self.group_of(host)
+        return {"current_host": host, "current_instance_type": group["instance_type"], "current_group_name": group["instance_group_name"],
+                "hosts": self.hosts, "network_interface_name": "eth0", "instance_groups": self.instance_groups}
 
     def environment_for(self, layout: HostLayout, host: str) -> dict[str, str]:
         """The variables the job's processes see on ``host``: the request's Environment (``/opt/ml``
@@ -252,36 +283,47 @@ class ScriptMode:
             "PYTHONPATH": os.pathsep.join(p for p in (str(layout.code), os.environ.get("PYTHONPATH", "")) if p),
         })
         env.update({f"SM_CHANNEL_{n.upper()}": str(layout.channel_dir(n)) for n in names})
+        if self.heterogeneous:  # the training toolkit's heterogeneous-cluster variables
+            group = self.group_of(host)
+            env.update({"SM_CURRENT_INSTANCE_GROUP": group["instance_group_name"], "SM_CURRENT_INSTANCE_TYPE": group["instance_type"],
+                        "SM_CURRENT_INSTANCE_GROUP_HOSTS": json.dumps(group["hosts"]),
+                        "SM_INSTANCE_GROUPS": json.dumps([g["instance_group_name"] for g in self.instance_groups]),
+                        "SM_DISTRIBUTION_INSTANCE_GROUPS": json.dumps(sorted({self.group_of(h)["instance_group_name"] for h in self.distribution_hosts}))})
         env.update({f"SM_HP_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in hps.items()})
         return env
 
     def node_commands(self, layouts: dict[str, HostLayout], master_port: int, ports: list[int]) -> list[tuple[str, NodeCommand]]:
         """(host, command) of every process the toolkit starts: one per host, or one mpirun on the
         master host for MPI."""
-        hosts = list(layouts)
-        if self.mpi:
-            return [(hosts[0], self.node_command(layouts[hosts[0]], hosts[0], master_port, ports))]
-        return [(host, self.node_command(layouts[host], host, master_port, ports)) for host in hosts]
+        hosts, training = list(layouts), self.distribution_hosts
+        if self.mpi:  # mpirun on the first distribution host; the other groups' hosts run the script plainly
+            return [(training[0], self.node_command(layouts[training[0]], training[0], master_port, ports))] + [
+                (h, self.node_command(layouts[h], h, master_port, ports, plain=True)) for h in hosts if h not in training]
+        return [(host, self.node_command(layouts[host], host, master_port, ports, plain=host not in training)) for host in hosts]
 
-    def node_command(self, layout: HostLayout, host: str, master_port: int, ports: list[int] | None = None) -> NodeCommand:
+    def node_command(self, layout: HostLayout, host: str, master_port: int, ports: list[int] | None = None,
+                     plain: bool = False) -> NodeCommand:
         env = self.environment_for(layout, host)
         program = self.program or ""
         args = cli_args(user_hyperparameters(self.hyperparameters))
         config = self.tf_config(host, ports or []) if self.tensorflow_strategy and ports else None
         if config:
             env["TF_CONFIG"] = config
-        if self.mpi:
+        if plain:
+            argv = [sys.executable, program, *args]
+        elif self.mpi:
             import shlex
 
             from cloudtrain.providers.distribution import MPI_ROOT_ENV, mpirun_local
 
             env.update(MPI_ROOT_ENV)
             options = shlex.split(str(decode_hyperparameter(self.hyperparameters.get("sagemaker_mpi_custom_mpi_options", ""))))
-            launcher = mpirun_local(len(self.hosts) * self.processes_per_node(), options)
+            launcher = mpirun_local(len(self.distribution_hosts) * self.processes_per_node(), options)
             argv = [*launcher, sys.executable, program, *args]
         elif self.torch_distributed:
-            argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(self.hosts)),
-                    "--nproc_per_node", str(self.processes_per_node()), "--node_rank", str(self.hosts.index(host)),
+            training = self.distribution_hosts
+            argv = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(training)),
+                    "--nproc_per_node", str(self.processes_per_node()), "--node_rank", str(training.index(host)),
                     "--master_addr", "127.0.0.1", "--master_port", str(master_port), program, *args]
         else:
             argv = [sys.executable, program, *args]

@@ -77,6 +77,15 @@ def check_distribution(plan: "Plan", cloud: str) -> None:
     if dist.reduction_server and cloud != "vertex":
         _refuse("reduction_server", f"Vertex AI's reduction server exists only on Vertex AI, not on {cloud}",
                 "remove distribution.reduction_server")
+    if plan.spec.resources.pools and cloud not in ("sagemaker", "vertex"):
+        raise UnsupportedFeatureError(f"resources.pools: the {cloud} backend runs one kind of node (it has no instance "
+                                      "groups or worker pools)", "give resources.nodes/accelerator instead, or run on SageMaker or Vertex AI")
+    if cloud == "vertex" and len(plan.spec.resources.pools) > 3:
+        _refuse_pools = "Vertex AI has four worker pools: the first pool takes pools 0 and 1, the others 2 and 3"
+        raise UnsupportedFeatureError(f"resources.pools: {len(plan.spec.resources.pools)} pools; {_refuse_pools}", "give at most 3 pools")
+    if cloud == "vertex" and len(plan.spec.resources.pools) > 1 and (dist.parameter_servers or dist.reduction_server):
+        raise UnsupportedFeatureError("resources.pools: Vertex AI's pool 2 holds either a second pool or the ps/reduction servers",
+                                      "remove the second pool, or distribution.parameter_servers / reduction_server")
     if cloud == "local" and dist.type == "mpi" and shutil.which("mpirun") is None:
         raise SpecError("distribution.type: mpi needs OpenMPI's mpirun on this machine, and there is none on PATH",
                         "install it (apt-get install -y openmpi-bin libopenmpi-dev) or use type: torchrun")
@@ -114,6 +123,11 @@ def _check_sagemaker(plan: "Plan") -> None:
         _refuse("smddp", f"SageMaker's data-parallel library runs on {', '.join(SMDDP_INSTANCE_TYPES)} only, not "
                          f"{plan.instance_type} (the SageMaker SDK's own list)",
                 "set resources.instance_type: {sagemaker: ml.p4d.24xlarge}, or remove distribution.smddp")
+
+
+def training_nodes(plan: "Plan") -> int:
+    """The nodes that run the distributed training: the first pool's with ``resources.pools``."""
+    return plan.pools[0][1] if plan.pools else plan.nodes
 
 
 def distribution_environment(plan: "Plan") -> dict[str, str]:

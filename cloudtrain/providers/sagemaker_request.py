@@ -112,6 +112,8 @@ def distribution_hyperparameters(plan: "Plan") -> dict[str, str]:
             out["sagemaker_parameter_server_enabled"] = "true"
         else:
             out["sagemaker_multi_worker_mirrored_strategy_enabled"] = "true"
+    if plan.pools and out:  # a heterogeneous cluster: the first pool runs the distributed training
+        out["sagemaker_distribution_instance_groups"] = json.dumps([plan.pools[0][0]])
     if dist.smddp:
         out["sagemaker_distributed_dataparallel_enabled"] = "true"
         out["sagemaker_instance_type"] = plan.instance_type or ""
@@ -156,6 +158,10 @@ def build_request(plan: "Plan") -> dict[str, Any]:
         "Environment": environment(plan),
         "Tags": tags,
     }
+    if plan.pools:  # resources.pools: one instance group each (channels reach every group)
+        request["ResourceConfig"] = {"InstanceGroups": [{"InstanceType": offer.instance_type, "InstanceCount": nodes,
+                                                         "InstanceGroupName": name} for name, nodes, offer in plan.pools],
+                                     "VolumeSizeInGB": spec.resources.disk_gib}
     if channels:
         request["InputDataConfig"] = channels
     if spec.checkpoint.enabled:

@@ -121,9 +121,9 @@ def accelerator_names() -> set[str]:
     return {name for name in aiplatform_v1.AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"}
 
 
-def machine_spec(plan: "Plan") -> dict[str, Any]:
-    """``machineSpec`` from the offer: ``n1-standard-8+NVIDIA_TESLA_T4x1`` or ``a2-highgpu-1g``."""
-    offer = plan.offer
+def machine_spec(plan: "Plan", offer: Any = None) -> dict[str, Any]:
+    """``machineSpec`` from the offer (the plan's, or a pool's): ``n1-standard-8+NVIDIA_TESLA_T4x1`` or ``a2-highgpu-1g``."""
+    offer = offer or plan.offer
     if offer is None:
         raise SpecError("resources: no Vertex machine was chosen", "see `cloudtrain catalog --cloud vertex`")
     machine, _, attached = offer.instance_type.partition("+")
@@ -230,11 +230,13 @@ def environment(plan: "Plan") -> dict[str, str]:
     return env
 
 
-def command(plan: "Plan") -> list[str]:
+def command(plan: "Plan", plain: bool = False) -> list[str]:
     """``bash -c`` script: unpack the bundle read through the GCS mount, run the entry shim."""
+    from cloudtrain.providers.distribution import training_nodes
+
     launch = "python cloudtrain/runtime/entry.py"
-    if plan.spec.distribution.type in ("torchrun", "deepspeed"):
-        launch = (f"torchrun --nnodes={plan.nodes} --nproc_per_node={plan.processes_per_node} "
+    if plan.spec.distribution.type in ("torchrun", "deepspeed") and not plain:
+        launch = (f"torchrun --nnodes={training_nodes(plan)} --nproc_per_node={plan.processes_per_node} "
                   '--node_rank="${RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" '
                   '--master_port="${MASTER_PORT:-29500}" cloudtrain/runtime/entry.py')
     script = ('set -e; mount="${CLOUDTRAIN_GCS_MOUNT:-/gcs}"; code="$(mktemp -d)"; '
@@ -267,7 +269,18 @@ def build_request(plan: "Plan") -> dict[str, Any]:
             "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": spec.resources.disk_gib}}
     pools = [pool]
     dist = spec.distribution
-    if plan.nodes > 1:
+    if plan.pools:  # resources.pools: the first in pools 0 and 1, the others in 2 and 3, each with its machine
+        pools = []
+        for number, (name, nodes, offer) in enumerate(plan.pools):
+            env = [{"name": k, "value": v} for k, v in {**environment(plan), "CLOUDTRAIN_POOL": name}.items()]
+            spec_of = {"machineSpec": machine_spec(plan, offer), "diskSpec": pool["diskSpec"],
+                       "containerSpec": {**container, "command": command(plan, plain=number > 0), "env": env}}
+            pools.append({**spec_of, "replicaCount": "1" if number == 0 else str(nodes)})
+            if number == 0:
+                pools.append({**spec_of, "replicaCount": str(nodes - 1)} if nodes > 1 else {})
+        if not pools[-1]:
+            pools.pop()
+    elif plan.nodes > 1:
         pools.append({**pool, "replicaCount": str(plan.nodes - 1)})
     if dist.parameter_servers or dist.reduction_server:
         if plan.nodes == 1:

@@ -27,7 +27,8 @@ Rank, local rank and world size come, in this order, from:
    cloud would have placed it on;
 3. ``TF_CONFIG`` (TensorFlow's cluster): the chief (or SageMaker's ``master``) is rank 0, then the
    workers; world size counts chief and workers; a ``ps`` task's rank follows them (it is never
-   the main process); :attr:`RunContext.task_type` is the task's type;
+   the main process); :attr:`RunContext.task_type` is the task's type. Only in TensorFlow jobs
+   (``CLOUDTRAIN_DISTRIBUTION`` tensorflow or unset): Vertex sets ``TF_CONFIG`` for every job;
 4. ``RANK`` / ``WORLD_SIZE`` alone (Vertex's PyTorch images), else the cloud's host list.
 
 :attr:`RunContext.pool` is the group of nodes the process runs in: the spec's ``resources.pools``
@@ -172,7 +173,8 @@ def _tf_task(environ: Mapping[str, str]) -> tuple[int, int, str] | None:
 def _ranks(environ: Mapping[str, str], node_rank: int, num_nodes: int, num_gpus: int) -> dict[str, Any]:
     per_node = _int(environ, "CLOUDTRAIN_PROCESSES_PER_NODE")
     mpi_rank = _int(environ, "OMPI_COMM_WORLD_RANK", "PMI_RANK")
-    task = _tf_task(environ)
+    # TF_CONFIG, which Vertex sets for every job, places a process only in TensorFlow jobs (or untagged ones)
+    task = _tf_task(environ) if environ.get("CLOUDTRAIN_DISTRIBUTION", "tensorflow") == "tensorflow" else None
     task_type = task[2] if task else None
     if "LOCAL_RANK" in environ:  # torchrun (or a cloud's PyTorch launch)
         rank, world = int(environ.get("RANK", node_rank)), int(environ.get("WORLD_SIZE", num_nodes))

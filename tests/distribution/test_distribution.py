@@ -198,3 +198,55 @@ def test_options_of_another_kind_are_refused_by_the_spec(distribution: str, mess
     spec, _ = project(tmp_path, "{}", distribution)
     with pytest.raises(CloudtrainError, match=message):
         load_spec(spec)
+
+
+# -- heterogeneous pools --------------------------------------------------------------------------
+
+POOLS = ("{pools: [{name: train, nodes: 2, instance_type: {sagemaker: ml.g5.12xlarge, vertex: g2-standard-48}}, "
+         "{name: data, nodes: 1, cpus: 4}]}")
+
+
+@pytest.mark.parametrize("cloud", ["sagemaker", "vertex"])
+def test_pools_run_on_the_emulators_with_each_process_told_its_pool(cloud: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, out = project(tmp_path, POOLS, "{type: torchrun}")
+    status, logs = run_job(cloud, spec, tmp_path, monkeypatch)
+    assert status.state is JobState.SUCCEEDED, logs
+    found = records(out)
+    training = [(r["rank"], r["world_size"], r["local_rank"], r["node_rank"]) for r in found if r["pool"] == "train"]
+    assert training == [(r, 8, r % 4, r // 4) for r in range(8)]  # 2 nodes x the 4 GPUs of the machine
+    assert [r["pool"] for r in found].count("data") == 1  # the data pool's node runs the script once, plainly
+
+
+def test_pools_render_as_instance_groups_and_worker_pools(tmp_path: Path) -> None:
+    from google.cloud import aiplatform_v1
+    from sagemaker.core import fw_utils
+    from sagemaker.core.instance_group import InstanceGroup
+
+    plan, request = plan_for(tmp_path, "sagemaker", POOLS, "{type: torchrun}", SAGEMAKER)
+    groups = request["ResourceConfig"]["InstanceGroups"]
+    assert [(g["InstanceGroupName"], g["InstanceCount"]) for g in groups] == [("train", 2), ("data", 1)]
+    assert groups[0]["InstanceType"] == "ml.g5.12xlarge" and "InstanceType" not in request["ResourceConfig"]
+    assert json.loads(request["HyperParameters"]["sagemaker_distribution_instance_groups"]) == ["train"]
+    sdk_groups = [InstanceGroup(g["InstanceGroupName"], g["InstanceType"], g["InstanceCount"]) for g in groups]
+    validated = fw_utils.validate_distribution({"torch_distributed": {"enabled": True}, "instance_groups": sdk_groups[:1]},
+                                               sdk_groups, "pytorch", "2.5.1", "py311", None, {"entry_point": "entry.py"})
+    assert validated["instance_groups"] == ["train"]
+    _, request = plan_for(tmp_path / "vx", "vertex", POOLS, "{type: torchrun}", VERTEX)
+    pools = aiplatform_v1.CustomJob.from_json(json.dumps(request)).job_spec.worker_pool_specs
+    assert [p.replica_count for p in pools] == [1, 1, 1]
+    assert pools[0].machine_spec.machine_type == "g2-standard-48" and pools[2].machine_spec.machine_type != "g2-standard-48"
+    assert "torchrun --nnodes=2" in pools[1].container_spec.command[-1] and "torchrun" not in pools[2].container_spec.command[-1]
+    assert {e.name: e.value for e in pools[2].container_spec.env}["CLOUDTRAIN_POOL"] == "data"
+
+
+@pytest.mark.parametrize("cloud", ["azureml", "local"])
+def test_pools_are_refused_where_there_are_none(cloud: str, tmp_path: Path) -> None:
+    spec, _ = project(tmp_path, POOLS, "{type: torchrun}", AZUREML if cloud == "azureml" else "")
+    with pytest.raises(CloudtrainError, match="^resources.pools: the"):
+        Runner().plan(load_spec(spec), cloud)
+
+
+def test_pools_and_the_single_kind_fields_do_not_mix(tmp_path: Path) -> None:
+    spec, _ = project(tmp_path, "{nodes: 2, pools: [{name: a}]}", "{type: torchrun}")
+    with pytest.raises(CloudtrainError, match="nodes per pool"):
+        load_spec(spec)
