@@ -46,7 +46,7 @@ $(CHECKOV):
 .PHONY: lint-infra
 lint-infra: $(STAMP) $(CHECKOV)
 	$(VENV)/bin/cfn-lint infra/aws/*.yaml
-	$(CHECKOV) --config-file infra/.checkov.yaml
+	$(CHECKOV) --config-file infra/.checkov.yaml --quiet
 
 clean:
 	rm -rf $(VENV) .cloudtrain .pytest_cache build *.egg-info
