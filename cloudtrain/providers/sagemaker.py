@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: Staged objects are tagged so the staging bucket's lifecycle rule (infra/aws) can expire them.
+STAGED_TAG = "cloudtrain-staged=bundle"
 PENDING_SECONDARY = {"Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack", "Downloading", "DownloadingTrainingImage"}
 FAILED_SECONDARY = {"MaxRuntimeExceeded", "MaxWaitTimeExceeded"}
 #: TrainingJobStatus -> neutral state (InProgress is refined by the secondary status).
@@ -170,7 +172,7 @@ class SageMakerProvider(Provider):
         bucket, key = _split_s3(where["code"])
         with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
             self.call("upload the code bundle", s3.upload_file, Filename=str(bundle.path), Bucket=bucket, Key=key,
-                      ExtraArgs={"Metadata": {"sha256": bundle.sha256}})
+                      ExtraArgs={"Metadata": {"sha256": bundle.sha256}, "Tagging": STAGED_TAG})
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
 
@@ -196,7 +198,8 @@ class SageMakerProvider(Provider):
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
             relative = file.name if path.is_file() else file.relative_to(path).as_posix()
-            self.call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative)
+            self.call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative,
+                      ExtraArgs={"Tagging": STAGED_TAG})
 
     # -- following ------------------------------------------------------------------------------------
 
