@@ -45,7 +45,7 @@ def render(case: str) -> dict[str, Any]:
 def test_attached_gpu_convention_and_labels() -> None:
     job = render("single-gpu")
     pool = job["jobSpec"]["workerPoolSpecs"][0]
-    assert pool["machineSpec"] == {"machineType": "n1-standard-8", "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 1}
+    assert pool["machineSpec"] == {"machineType": "n1-standard-4", "acceleratorType": "NVIDIA_TESLA_T4", "acceleratorCount": 1}  # the smallest machine a T4 attaches to
     assert pool["containerSpec"]["imageUri"] == "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest"
     assert job["labels"] == {"team": "vision", "cost-center": "ml-research-42", "cloudtrain-job": "single-gpu",
                              "cloudtrain-submission": "c0ffee"}
