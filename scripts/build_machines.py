@@ -221,12 +221,13 @@ def build_vertex() -> list[dict[str, str]]:
     return rows
 
 
-UNPLACED: list[str] = []  # rows with facts but no sourced training region: left out (the reader requires regions)
+UNPLACED: list[str] = []  # rows with facts but no sourced training region: kept, with no regions
+NO_REGIONS = "; training regions not sourced: planned in the region asked for, else the cloud's first region"
 
 
 def render(rows: list[dict[str, str]]) -> str:
     UNPLACED.extend(r["instance_type"] for r in rows if not r["regions"])
-    rows = [r for r in rows if r["regions"]]
+    rows = [{**r, "source": r["source"] + NO_REGIONS} if not r["regions"] else r for r in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=HEADER, lineterminator="\n")
     writer.writeheader()
@@ -261,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing and not args.check:
         print("SageMaker training types without size facts (left out): " + " ".join(missing))
     if UNPLACED and not args.check:
-        print("Types with facts but no sourced region (left out): " + " ".join(sorted(UNPLACED)))
+        print("Types with facts but no sourced region (kept, planned where asked): " + " ".join(sorted(UNPLACED)))
     for path in stale:
         print(("out of date: " if args.check else "wrote ") + str(path.relative_to(ROOT)))
     return 1 if (args.check and stale) else 0

@@ -19,6 +19,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 from cloudtrain.catalog.accelerators import normalize_accelerator
 from cloudtrain.catalog.offers import Offer, OfferFormatError
 
+#: Where a machine whose training regions are not sourced is placed when no region is asked for,
+#: and where an unpriced machine goes first: each cloud's first region.
+HOME_REGIONS = {"sagemaker": "us-east-1", "azureml": "eastus", "vertex": "us-central1"}
+
 MACHINE_FIELDS: tuple[str, ...] = ("cloud", "instance_type", "vcpus", "memory_gib", "accelerator", "accelerator_count",
                                    "accelerator_memory_gib", "regions", "source")
 
@@ -61,8 +65,8 @@ def read_machines(text: str, *, expected_cloud: str | None = None) -> list[Machi
                               regions=tuple(row["regions"].split()), source=row["source"].strip())
         except Exception as error:  # ValueError, CatalogError from an unknown accelerator name
             raise OfferFormatError(f"line {line}: {error}") from None
-        if machine.vcpus <= 0 or machine.memory_gib <= 0 or not machine.regions or not machine.instance_type:
-            raise OfferFormatError(f"line {line}: vcpus, memory_gib, regions and instance_type are required")
+        if machine.vcpus <= 0 or machine.memory_gib <= 0 or not machine.instance_type:
+            raise OfferFormatError(f"line {line}: vcpus, memory_gib and instance_type are required")
         if expected_cloud is not None and machine.cloud != expected_cloud:
             raise OfferFormatError(f"line {line}: cloud {machine.cloud!r} in the {expected_cloud} machine table")
         machines.append(machine)
@@ -91,7 +95,8 @@ class MachineOffers(Sequence[Offer]):
         """The offers of ``cloud`` in ``region`` (None: all) of the machines that ``fits`` accepts."""
         for machine in self.machines:
             if (cloud is None or machine.cloud == cloud) and fits(machine):
-                for where in machine.regions if region is None else (region,) if region in machine.regions else ():
+                regions = machine.regions or (region or HOME_REGIONS.get(machine.cloud, ""),)  # regions not sourced
+                for where in regions if region is None else (region,) if region in regions else ():
                     yield self.priced.get((machine.cloud, machine.instance_type, where)) or machine.offer(where)
         for offer in self.extra:
             if (cloud is None or offer.cloud == cloud) and (region is None or offer.region == region) and fits(offer):

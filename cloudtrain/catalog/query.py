@@ -28,8 +28,7 @@ def _price_order(offer: Offer) -> tuple[bool, float, str, str]:
     return (offer.usd_per_hour is None, offer.usd_per_hour or 0.0, offer.instance_type, offer.region)
 
 
-#: Where an unpriced machine is placed when no region is asked for: each cloud's first region.
-HOME_REGIONS = {"sagemaker": "us-east-1", "azureml": "eastus", "vertex": "us-central1"}
+from cloudtrain.catalog.machines import HOME_REGIONS  # noqa: E402  (the machine tables' home regions)
 
 
 def _size_order(offer: Offer) -> tuple[object, ...]:

@@ -77,7 +77,12 @@ def test_machine_tables_refuse_bad_rows() -> None:
     with pytest.raises(OfferFormatError, match="disagree"):
         read_machines(header + "azureml,X,4,16,T4,0,,eastus,docs\n")
     with pytest.raises(OfferFormatError, match="required"):
-        read_machines(header + "azureml,X,4,16,,0,,,docs\n")
+        read_machines(header + "azureml,X,0,16,,0,,eastus,docs\n")
+    unplaced = read_machines(header + "azureml,Standard_ND96isr_H100_v5,96,1900,H100,8,80,,docs\n")
+    assert unplaced[0].regions == ()  # regions not sourced: planned where asked
+    offers = MachineOffers(unplaced, [])
+    assert [o.region for o in offers.candidates("azureml")] == ["eastus"]
+    assert [o.region for o in offers.candidates("azureml", "westeurope")] == ["westeurope"]
 
 
 def test_your_prices_win_and_are_shown_as_yours(tmp_path: Path) -> None:
