@@ -106,7 +106,7 @@ class Job:
         unpriced = {name: "no sourced price: this backend's machines are not in cloudtrain's catalog"
                     for name, cls in registry.available().items()
                     if name != "local" and not cls.machines_from_catalog and cloud in (None, name)}
-        return estimate_spec(spec, runner.catalog, clouds=priced, unpriced=unpriced, spot=spot)
+        return estimate_spec(spec, runner.catalog_for(self._loaded), clouds=priced, unpriced=unpriced, spot=spot)
 
     def plan(self, cloud: str, *, region: str | None = None, spot: bool | None = None, dry_run: bool = False) -> "Plan":
         """Where and how one submission would run (offer, job name, estimate); refuses what the backend

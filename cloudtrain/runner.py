@@ -72,16 +72,21 @@ class Runner:
         if cloud == "cheapest":
             from cloudtrain.plan import cheapest_cloud
 
-            cloud = cheapest_cloud(loaded.spec, self.catalog, self.priced_backends(loaded.spec, region), spot=spot)
-        return self._plan(loaded.spec, cloud, region=region, spot=spot, dry_run=dry_run)
+            cloud = cheapest_cloud(loaded.spec, self.catalog_for(loaded), self.priced_backends(loaded.spec, region), spot=spot)
+        return self._plan(loaded.spec, cloud, region=region, spot=spot, dry_run=dry_run, catalog=self.catalog_for(loaded))
+
+    def catalog_for(self, loaded: LoadedSpec) -> Any:
+        """The catalog with the config files' own prices (``prices:``) over it."""
+        prices = getattr(loaded, "prices", ())
+        return self.catalog.with_prices(prices) if prices else self.catalog
 
     def _plan(self, spec: Any, cloud: str, *, region: str | None = None, spot: bool | None = None,
-              created_at: Any = None, token: str | None = None, dry_run: bool = False) -> Plan:
+              created_at: Any = None, token: str | None = None, dry_run: bool = False, catalog: Any = None) -> Plan:
         provider = self.provider(cloud)
         settings, missing = spec.cloud_settings(cloud), ()
         if dry_run:
             settings, missing = provider.with_placeholders(settings)
-        catalog = self.catalog if provider.machines_from_catalog else None
+        catalog = (catalog or self.catalog) if provider.machines_from_catalog else None
         plan = make_plan(spec, cloud, catalog=catalog, settings=settings, region=region or provider.region_of(settings),
                          spot=spot, created_at=created_at, token=token)
         plan = provider.adjust_plan(plan)
@@ -135,7 +140,7 @@ class Runner:
         if not token or created_at is None:
             raise UsageError(f"{record.id} does not hold its submission token and time", "submit it as a new job")
         plan = self._plan(loaded.spec, record.cloud, region=record.region, spot=record.details.get("spot"),
-                          created_at=created_at, token=token)
+                          created_at=created_at, token=token, catalog=self.catalog_for(loaded))
         if plan.job_name != record.id or plan.instance_type != record.instance_type:
             raise UsageError(f"cannot rebuild the submission of {record.id}: it would now be {plan.job_name} on "
                              f"{plan.instance_type}, not {record.instance_type} (was the catalog refreshed?)",

@@ -38,6 +38,7 @@ class LoadedSpec:
     spec: JobSpec
     path: Path | None
     base_dir: Path
+    prices: tuple[dict[str, Any], ...] = ()  # the config files' `prices:` (your own prices)
 
     @property
     def local(self) -> dict[str, Any]:
@@ -224,16 +225,43 @@ def _read_config(path: Path) -> dict[str, Any]:
     data, _ = _yaml_load(path, "config file")
     if data is None:
         return {}
-    sections = config_sections()
+    sections = [*config_sections(), "prices"]
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a config file is a mapping of sections", f"allowed sections: {', '.join(sections)}")
     unknown = sorted(set(map(str, data)) - set(sections))
     if unknown:
-        raise SpecError(f"{path}: unknown config section(s) {unknown}", f"allowed sections (one per backend): {', '.join(sections)}")
+        raise SpecError(f"{path}: unknown config section(s) {unknown}", f"allowed sections (one per backend, and prices): {', '.join(sections)}")
+    if data.get("prices") is not None:
+        data = {**data, "prices": your_prices(data["prices"], str(path))}
     for key, value in data.items():
-        if value is not None and not isinstance(value, dict):
+        if key != "prices" and value is not None and not isinstance(value, dict):
             raise SpecError(f"{path}: section {key!r} must be a mapping", f"e.g. {key}: {{region: ...}}")
     return {k: v for k, v in data.items() if v}
+
+
+PRICE_KEYS = {"cloud", "region", "instance_type", "usd_per_hour", "spot_usd_per_hour"}
+
+
+def your_prices(rows: Any, source: str) -> list[dict[str, Any]]:
+    """The ``prices:`` section of a config file: your own prices (negotiated, discounted), a list of
+    ``{cloud, region, instance_type, usd_per_hour, spot_usd_per_hour?}``."""
+    import math
+
+    hint = "e.g. prices: [{cloud: sagemaker, region: us-east-1, instance_type: ml.p4d.24xlarge, usd_per_hour: 25.0}]"
+    if not isinstance(rows, list):
+        raise SpecError(f"{source}: prices is a list of {{cloud, region, instance_type, usd_per_hour}}", hint)
+    out = []
+    for index, row in enumerate(rows):
+        where = f"{source}: prices[{index}]"
+        if not isinstance(row, dict) or not {"cloud", "region", "instance_type", "usd_per_hour"} <= set(row) or set(row) - PRICE_KEYS:
+            raise SpecError(f"{where}: needs cloud, region, instance_type and usd_per_hour (and may have spot_usd_per_hour)", hint)
+        for key in ("usd_per_hour", "spot_usd_per_hour"):
+            value = row.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise SpecError(f"{where}.{key}: {value!r} is not a positive number of US dollars per hour", hint)
+        out.append({key: (str(value) if key in ("cloud", "region", "instance_type") else value) for key, value in row.items()})
+    return out
 
 
 def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -242,9 +270,14 @@ def config_layers(base_dir: Path, environ: dict[str, str] | None = None) -> tupl
 
     environ = dict(os.environ) if environ is None else environ
     files: dict[str, Any] = native_settings(environ)
+    prices: list[dict[str, Any]] = []
     for path in (user_config_path(), find_project_config(base_dir)):
         if path is not None and path.is_file():
-            files = _merge(files, _read_config(path))
+            config = _read_config(path)
+            prices += config.pop("prices", [])  # the project's after the user's: a later row wins
+            files = _merge(files, config)
+    if prices:
+        files["prices"] = prices
     return files, variable_settings(environ)
 
 
@@ -299,7 +332,7 @@ def build_spec(
         raise format_validation_error(error, source, node, [parse_override(o)[0] for o in overrides]) from None
     check_instance_types(spec, source, node)
     check_placeholders(spec, source, node)
-    return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir)
+    return LoadedSpec(spec=_absolute(spec, base_dir), path=None, base_dir=base_dir, prices=tuple(files.get("prices") or ()))
 
 
 def check_placeholders(spec: JobSpec, source: str, node: Any = None) -> None:
@@ -361,7 +394,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = (), check
     else:
         data, node = _yaml_load(path)
     loaded = build_spec(data, source=str(path), base_dir=_resolved(path, "the spec's path").parent, overrides=overrides, node=node)
-    loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir)
+    loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir, prices=loaded.prices)
     if check_files:
         check_spec_files(loaded, node)
     return loaded

@@ -8,11 +8,14 @@ does exist (accelerator counts, instance types, regions) so the fix is obvious.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from cloudtrain.catalog.accelerators import normalize_accelerator
 from cloudtrain.catalog.offers import CLOUDS, Offer
 from cloudtrain.errors import CatalogError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datetime import date
 
 _LIST_LIMIT = 12
 
@@ -46,6 +49,37 @@ class Catalog:
     offers: list[Offer]
     origins: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+
+    def with_prices(self, rows: Iterable[dict[str, object]], as_of: "date | None" = None) -> "Catalog":
+        """This catalog with your own prices (``{cloud, region, instance_type, usd_per_hour,
+        spot_usd_per_hour?}``, a config file's ``prices:``) over the catalog's, shown as "your price".
+        A row naming a machine the catalog does not have is ignored, with a warning."""
+        from dataclasses import replace
+        from datetime import date as _date
+
+        rows = list(rows)
+        if not rows:
+            return self
+        today = as_of or _date.today()
+        known = {(o.cloud, o.instance_type): o for o in self.offers}
+        yours, warnings = {}, list(self.warnings)
+        for row in rows:
+            base = known.get((str(row["cloud"]), str(row["instance_type"])))
+            if base is None:
+                warnings.append(f"your price for {row['cloud']} {row['instance_type']} names no machine the catalog has; ignored")
+                continue
+            spot = row.get("spot_usd_per_hour")
+            yours[(base.cloud, base.instance_type, str(row["region"]))] = replace(
+                base, region=str(row["region"]), usd_per_hour=float(row["usd_per_hour"]),  # type: ignore[arg-type]
+                spot_usd_per_hour=float(spot) if spot is not None else None, price_as_of=today,  # type: ignore[arg-type]
+                source="your config's prices:", price_origin="your price")
+        from cloudtrain.catalog.machines import MachineOffers
+
+        if isinstance(self.offers, MachineOffers):
+            offers: object = MachineOffers(self.offers.machines, [*self.offers.priced.values(), *yours.values()])
+        else:
+            offers = [o for o in self.offers if (o.cloud, o.instance_type, o.region) not in yours] + list(yours.values())
+        return Catalog(offers=offers, origins=self.origins, warnings=tuple(warnings))  # type: ignore[arg-type]
 
     # -- listings -------------------------------------------------------------------------------
     def clouds(self) -> list[str]:

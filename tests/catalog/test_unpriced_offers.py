@@ -101,3 +101,22 @@ def test_your_prices_win_and_are_shown_as_yours(tmp_path: Path) -> None:
     bad.write_text("cloud,region\nsagemaker,us-east-1\n")
     refused = subprocess.run([sys.executable, "-m", "cloudtrain", "prices", "import", str(bad)], capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and "header must be" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_prices_in_config_are_your_prices_and_prove_a_budget(tmp_path: Path) -> None:
+    from cloudtrain.api import Job
+    from cloudtrain.errors import SpecError
+
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "job.yaml").write_text("name: mine\ncode: .\nentrypoint: train.py\nframework: {name: pytorch}\n"
+                                       "resources: {accelerator: 'A100:8', nodes: 2}\nmax_runtime: 2h\nbudget: {max_usd: 150}\n"
+                                       "sagemaker: {role_arn: 'arn:aws:iam::123456789012:role/T', bucket: b}\n")
+    (tmp_path / "cloudtrain.yaml").write_text("prices:\n  - {cloud: sagemaker, region: us-east-1, instance_type: ml.p4d.24xlarge, "
+                                              "usd_per_hour: 25.0}\n")
+    job = Job.from_file(tmp_path / "job.yaml")
+    row = next(r for r in job.estimate() if r.cloud == "sagemaker")
+    assert (row.instance_type, row.price_origin, row.max_total_usd) == ("ml.p4d.24xlarge", "your price", 100.0)
+    assert job.dry_run("sagemaker").payload["ResourceConfig"]["InstanceCount"] == 2  # the budget is proven: 100 <= 150
+    (tmp_path / "cloudtrain.yaml").write_text("prices:\n  - {cloud: sagemaker, region: us-east-1, usd_per_hour: -1}\n")
+    with pytest.raises(SpecError, match=r"prices\[0\]: needs cloud, region, instance_type and usd_per_hour"):
+        Job.from_file(tmp_path / "job.yaml")
