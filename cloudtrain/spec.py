@@ -327,6 +327,12 @@ class Input(_FromString):
     """A named input: a local path (staged with the job) or a URI."""
 
     uri: str = Field(description="Local path, s3://, gs://, azureml://, https://, wasbs:// or abfss:// location.")
+    content_type: str | None = Field(None, description="The data's MIME type, for containers that need it (e.g. text/csv "
+                                                       "for SageMaker's built-in XGBoost).")
+    mode: Literal["File", "FastFile", "Pipe", "download", "mount"] | None = Field(
+        None, description="How the job reads it: File/FastFile/Pipe on SageMaker, download/mount on Azure ML.")
+    distribution: Literal["FullyReplicated", "ShardedByS3Key"] | None = Field(
+        None, description="SageMaker: every node gets all of it, or a shard of the S3 objects.")
 
     @field_validator("uri")
     @classmethod
@@ -571,8 +577,10 @@ class JobSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> "JobSpec":
-        if sum(bool(x) for x in (self.entrypoint, self.module, self.command)) != 1:
-            raise ValueError("give exactly one of 'entrypoint' (a script path), 'module' (a Python module) or 'command' (a shell command)")
+        given = sum(bool(x) for x in (self.entrypoint, self.module, self.command))
+        if given > 1 or (given == 0 and not self.image):
+            raise ValueError("give exactly one of 'entrypoint' (a script path), 'module' (a Python module) or 'command' (a shell "
+                             "command), or an image whose own entrypoint runs (a built-in algorithm or prebuilt container)")
         if self.command and self.args:
             raise ValueError("'args' go with an entrypoint or module; write them into 'command' itself")
 
@@ -588,8 +596,11 @@ class JobSpec(_Model):
         return self
 
     @property
-    def command_kind(self) -> Literal["script", "module", "command"]:
-        return "script" if self.entrypoint else "module" if self.module else "command"
+    def command_kind(self) -> Literal["script", "module", "command", "container"]:
+        """What runs: a script, a module, a shell command, or the container's own entrypoint."""
+        if self.entrypoint:
+            return "script"
+        return "module" if self.module else "command" if self.command else "container"
 
     def spec_hash(self) -> str:
         """A stable hash of the spec's content (used to recognise resubmissions)."""

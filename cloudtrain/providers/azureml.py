@@ -139,6 +139,13 @@ class AzureMLProvider(Provider):
 
     def check_settings(self, plan: "Plan") -> None:
         super().check_settings(plan)
+        if plan.spec.command_kind == "container":
+            raise UnsupportedFeatureError("entrypoint: an Azure ML command job runs a command, not an image's own entrypoint",
+                                          "give command: (e.g. command: 'python train.py') or entrypoint:")
+        for name, item in plan.spec.inputs.items():
+            if item.mode in ("File", "FastFile", "Pipe") or item.distribution:
+                raise UnsupportedFeatureError(f"inputs.{name}: mode {item.mode or ''} / distribution are SageMaker's",
+                                              "on Azure ML, mode is download or mount")
         if plan.nodes > 1 and plan.spec.distribution.type == "none":
             raise UnsupportedFeatureError("resources.nodes: several Azure ML nodes need distribution.type: torchrun, mpi, tensorflow "
                                           "or deepspeed (otherwise every node runs the whole job)", "set distribution: {type: torchrun} or resources.nodes: 1")

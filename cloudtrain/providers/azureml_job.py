@@ -159,7 +159,8 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
     else:
         raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
                         'e.g. framework: {name: pytorch, version: "2.2"}')
-    inputs = {name: Input(type="uri_file" if _is_file(item.uri) else "uri_folder", path=item.uri)
+    inputs = {name: Input(type="uri_file" if _is_file(item.uri) else "uri_folder", path=item.uri,
+                          **({"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}))
               for name, item in spec.inputs.items()}
     outputs = {}
     for name in output_names(plan):

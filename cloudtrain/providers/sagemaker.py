@@ -170,9 +170,10 @@ class SageMakerProvider(Provider):
 
         where = staging(plan)
         bucket, key = _split_s3(where["code"])
-        with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
-            self.call("upload the code bundle", s3.upload_file, Filename=str(bundle.path), Bucket=bucket, Key=key,
-                      ExtraArgs={"Metadata": {"sha256": bundle.sha256}, "Tagging": STAGED_TAG})
+        if plan.spec.command_kind != "container":  # a built-in algorithm takes no code
+            with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
+                self.call("upload the code bundle", s3.upload_file, Filename=str(bundle.path), Bucket=bucket, Key=key,
+                          ExtraArgs={"Metadata": {"sha256": bundle.sha256}, "Tagging": STAGED_TAG})
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
 

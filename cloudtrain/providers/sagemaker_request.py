@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_MAX_RUNTIME_SECONDS = 86400
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
+#: Azure ML's input modes, as SageMaker's nearest ones.
+INPUT_MODES = {"download": "File", "mount": "FastFile"}
 
 
 def output_uri(plan: "Plan") -> str | None:
@@ -123,21 +125,27 @@ def distribution_hyperparameters(plan: "Plan") -> dict[str, str]:
 def build_request(plan: "Plan") -> dict[str, Any]:
     spec, where = plan.spec, staging(plan)
     hyperparameters = {key: _hyperparameter(value) for key, value in spec.hyperparameters.items()}
-    hyperparameters.update({
-        "sagemaker_program": ENTRY_PROGRAM,
-        "sagemaker_submit_directory": where["code"],
-        "sagemaker_region": plan.region or "",
-        "sagemaker_container_log_level": "20",
-    })
-    hyperparameters.update(distribution_hyperparameters(plan))
+    container = spec.command_kind == "container"  # a built-in algorithm: its own entrypoint, its own hyperparameters
+    if not container:
+        hyperparameters.update({
+            "sagemaker_program": ENTRY_PROGRAM,
+            "sagemaker_submit_directory": where["code"],
+            "sagemaker_region": plan.region or "",
+            "sagemaker_container_log_level": "20",
+        })
+        hyperparameters.update(distribution_hyperparameters(plan))
     channels = []
     for name, item in spec.inputs.items():
         uri = where["inputs"][name] if item.is_local else item.uri
-        channels.append({
+        channel: dict[str, Any] = {
             "ChannelName": name,
-            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}},
-            "InputMode": "File",
-        })
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                            "S3DataDistributionType": item.distribution or "FullyReplicated"}},
+            "InputMode": INPUT_MODES.get(item.mode or "File", item.mode or "File"),
+        }
+        if item.content_type:
+            channel["ContentType"] = item.content_type
+        channels.append(channel)
     algorithm: dict[str, Any] = {"TrainingImage": training_image(plan), "TrainingInputMode": "File"}
     if spec.metrics:
         algorithm["MetricDefinitions"] = [{"Name": m.name, "Regex": m.regex or metric_regex(m.name)} for m in spec.metrics]
@@ -155,7 +163,7 @@ def build_request(plan: "Plan") -> dict[str, Any]:
         "ResourceConfig": {"InstanceType": plan.instance_type, "InstanceCount": plan.nodes, "VolumeSizeInGB": spec.resources.disk_gib},
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": plan.spot,
-        "Environment": environment(plan),
+        "Environment": dict(spec.env) if container else environment(plan),
         "Tags": tags,
     }
     if plan.pools:  # resources.pools: one instance group each (channels reach every group)

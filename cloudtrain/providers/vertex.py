@@ -214,12 +214,13 @@ class VertexProvider(Provider):
 
         where = staging(plan)
         bucket = self.storage(plan.settings["project"]).bucket(where["bucket"])
-        with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
-            blob = bucket.blob(split_gcs(where["code"])[1])
-            blob.metadata = {"sha256": bundle.sha256}
-            self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
-                      content_type="application/gzip", retry=DEFAULT_RETRY.with_deadline(self.retry_deadline),
-                      timeout=(5, 120))  # same bytes each time: safe to retry
+        if plan.spec.command_kind != "container":  # a prebuilt container's own entrypoint takes no code
+            with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
+                blob = bucket.blob(split_gcs(where["code"])[1])
+                blob.metadata = {"sha256": bundle.sha256}
+                self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
+                          content_type="application/gzip", retry=DEFAULT_RETRY.with_deadline(self.retry_deadline),
+                          timeout=(5, 120))  # same bytes each time: safe to retry
         for name, uri in where["inputs"].items():
             self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
 

@@ -263,8 +263,15 @@ def labels(plan: "Plan") -> dict[str, str]:
 
 def build_request(plan: "Plan") -> dict[str, Any]:
     spec, where = plan.spec, staging(plan)
-    container = {"imageUri": training_image(plan), "command": command(plan),
-                 "env": [{"name": k, "value": v} for k, v in environment(plan).items()]}
+    container: dict[str, Any] = {"imageUri": training_image(plan), "command": command(plan),
+                                 "env": [{"name": k, "value": v} for k, v in environment(plan).items()]}
+    if spec.command_kind == "container":  # a prebuilt container's own entrypoint, with the spec's args
+        from cloudtrain.runtime.invocation import render_args
+
+        container = {"imageUri": training_image(plan), "env": [{"name": k, "value": v} for k, v in spec.env.items()]}
+        args = render_args(spec.args, spec.hyperparameters, spec.hyperparameters_as_args, plan.job_name)
+        if args:
+            container["args"] = args
     pool = {"machineSpec": machine_spec(plan), "replicaCount": "1", "containerSpec": container,
             "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": spec.resources.disk_gib}}
     pools = [pool]

@@ -122,3 +122,34 @@ def test_azureml_url_inputs_render_with_their_path(tmp_path: Path, uri: str, kin
     assert payload["inputs"]["train"] == {"type": kind, "path": uri}
     with pytest.raises(UnsupportedFeatureError, match="inputs.train: wasbs://"):
         render(tmp_path, "sagemaker", "inputs.train=wasbs://data@account.blob.core.windows.net/digits/")
+
+
+BUILTIN = """
+name: builtin-xgboost
+code: .
+image: {sagemaker: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1,
+        vertex: us-docker.pkg.dev/vertex-ai/training/xgboost-cpu.1-7:latest}
+hyperparameters: {num_round: 50, objective: "multi:softmax", num_class: 10}
+hyperparameters_as_args: false
+resources: {cpus: 4}
+inputs:
+  train: {uri: s3://data/digits/train/, content_type: text/csv, mode: FastFile, distribution: ShardedByS3Key}
+max_runtime: 1h
+"""
+
+
+def test_a_built_in_algorithm_runs_the_container_s_own_entrypoint(tmp_path: Path) -> None:
+    _, payload = render(tmp_path, "sagemaker", text=BUILTIN)
+    assert payload["HyperParameters"] == {"num_round": "50", "objective": "multi:softmax", "num_class": "10"}  # no script mode
+    assert payload["InputDataConfig"] == [{"ChannelName": "train", "ContentType": "text/csv", "InputMode": "FastFile",
+                                           "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://data/digits/train/",
+                                                                           "S3DataDistributionType": "ShardedByS3Key"}}}]
+    assert "CLOUDTRAIN_ENTRYPOINT" not in payload["Environment"]
+    _, vertex = render(tmp_path, "vertex", "inputs.train=gs://data/digits/train/", text=BUILTIN)
+    container = vertex["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
+    assert "command" not in container and container["imageUri"].startswith("us-docker.pkg.dev/vertex-ai/training/xgboost")
+    with pytest.raises(UnsupportedFeatureError, match="Azure ML command job runs a command"):
+        render(tmp_path, "azureml", "inputs.train=https://data.example.org/train.csv", "image.azureml=azureml:AzureML-lightgbm-3.3@latest",
+               text=BUILTIN)
+    with pytest.raises(SpecError, match="an image whose own entrypoint runs"):
+        render(tmp_path, "sagemaker", "image=null", text=BUILTIN)
