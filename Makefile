@@ -14,11 +14,16 @@ CHECKOV_VERSION ?= 3.3.30
 .PHONY: demo test install bench clean
 
 $(PY):
+	@echo "== creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
+	@echo "== installing cloudtrain with every extra into $(VENV): the cloud SDKs (boto3, sagemaker, azure-ai-ml,"
+	@echo "   google-cloud-aiplatform), PyTorch (CPU build, pinned in constraints.txt), scikit-learn, Optuna, moto and"
+	@echo "   the test tools; a few minutes the first time, nothing when it is up to date"
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+	@echo "== installed"
 
 install: $(STAMP)
 
@@ -39,6 +44,7 @@ bench: $(STAMP)
 # pins, so it lives in a venv of its own (INFRA_VENV, above); without a registry the install fails,
 # and the checkov test then skips saying so (cfn-lint and python-hcl2 come with the `lint-infra` extra).
 $(CHECKOV):
+	@echo "== installing checkov $(CHECKOV_VERSION) into $(INFRA_VENV) (its own environment: its pins conflict with the project's)"
 	$(PYTHON) -m venv $(INFRA_VENV)
 	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION) \
 		|| { echo "checkov could not be installed: tests/infra/test_checkov.py will skip"; rm -rf $(INFRA_VENV); }
