@@ -64,13 +64,22 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
                             f"follow it with `cloudtrain logs {record.id} --follow`")
             _print_estimate(plan)
         return
+    import time
+
+    started, notes = time.monotonic(), err_console()
+
+    def changed(record, status) -> None:  # type: ignore[no-untyped-def]
+        if not as_json and notes.is_terminal:  # the job's state changes, with the time since the submit
+            notes.print(f"{plain(record.id)}: {styled_state(status.state.value)} after {time.monotonic() - started:.0f} s",
+                        highlight=False)
+
     try:
         if not as_json:
-            err_console().print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
+            notes.print(f"submitted {record.id} to {record.cloud}; streaming its logs", highlight=False)
             for line in run.logs(follow=True):
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
-        run.wait(poll_seconds=1.0)
+        run.wait(poll_seconds=1.0, on_change=changed)
     except KeyboardInterrupt:
         err_console().print(f"stopped waiting: {plain(record.id)} is still running on {record.cloud}; follow it with "
                             f"`cloudtrain logs {plain(record.id)} --follow`, stop it with `cloudtrain cancel {plain(record.id)}`",
