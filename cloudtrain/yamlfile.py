@@ -15,6 +15,7 @@ Errors quote at most a short excerpt of the input.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -61,6 +62,7 @@ def read_text(path: Path, what: str = "job spec") -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1)
 def _loader_class() -> type:
     import yaml
 

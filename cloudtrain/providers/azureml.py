@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError, SpecError, UnsupportedFeatureError
-from cloudtrain.providers.azureml_job import URI_SCHEMES, workspace
 from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider,
                                        missing_settings_error)
 
@@ -153,11 +152,11 @@ class AzureMLProvider(Provider):
 
         check_distribution(plan, "azureml")
         for name, output in plan.spec.outputs.items():
-            if output.uri and not output.uri.startswith(URI_SCHEMES):
+            if output.uri and not output.uri.startswith(_job().URI_SCHEMES):
                 raise UnsupportedFeatureError(f"outputs.{name}: {output.uri} is not a location Azure ML can write",
                                               "give an azureml://, https://, wasbs:// or abfss:// URI, or leave it unset for the job's default location")
         checkpoint = plan.spec.checkpoint.uri
-        if checkpoint and not checkpoint.startswith(URI_SCHEMES):
+        if checkpoint and not checkpoint.startswith(_job().URI_SCHEMES):
             raise UnsupportedFeatureError(f"checkpoint.uri: {checkpoint} is not a location Azure ML can write",
                                           "give an azureml://, https://, wasbs:// or abfss:// URI")
 
@@ -173,7 +172,7 @@ class AzureMLProvider(Provider):
 
     def create(self, plan: "Plan", request: NativeRequest) -> str:
         """Stage the code bundle and create the job; the SDK uploads the code and local inputs."""
-        ml = self.client(workspace(plan))
+        ml = self.client(_job().workspace(plan))
         with staged_code(Path(plan.spec.code), plan.spec.bundle) as code_dir:
             from cloudtrain.providers.azureml_job import load_yaml_job
 
@@ -192,7 +191,7 @@ class AzureMLProvider(Provider):
     def find_submission(self, plan: "Plan") -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        ml = self.client(workspace(plan))
+        ml = self.client(_job().workspace(plan))
         try:
             job = ml.jobs.get(plan.job_name)
         except ResourceNotFoundError:
@@ -209,7 +208,7 @@ class AzureMLProvider(Provider):
 
     def ref(self, plan: "Plan", native_id: str) -> JobRef:
         return JobRef(job_id=plan.job_name, cloud="azureml", native_id=native_id, region=plan.region,
-                      details={"submission_token": plan.submission_token, **workspace(plan)})
+                      details={"submission_token": plan.submission_token, **_job().workspace(plan)})
 
     # -- following ------------------------------------------------------------------------------------
 
@@ -360,3 +359,9 @@ def _time(value: Any) -> datetime | None:
             return None
     return None
 
+
+def _job():  # type: ignore[no-untyped-def]
+    """The job builder (imported when first used: estimates never need it)."""
+    from cloudtrain.providers import azureml_job
+
+    return azureml_job

@@ -39,7 +39,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError
 from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
-from cloudtrain.providers.vertex_job import SUBMISSION_LABEL, build_request, split_gcs, staging, validate_request
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -195,14 +194,14 @@ class VertexProvider(Provider):
 
     def check_settings(self, plan: "Plan") -> None:
         super().check_settings(plan)
-        staging(plan)
+        _job().staging(plan)
         from cloudtrain.providers.distribution import check_distribution
 
         check_distribution(plan, "vertex")
 
     def render(self, plan: "Plan") -> NativeRequest:
-        request = build_request(plan)
-        validate_request(request)
+        request = _job().build_request(plan)
+        _job().validate_request(request)
         return NativeRequest(cloud="vertex", payload=request)
 
     # -- submission -----------------------------------------------------------------------------------
@@ -212,11 +211,11 @@ class VertexProvider(Provider):
 
         from cloudtrain.providers.bundle import make_bundle
 
-        where = staging(plan)
+        where = _job().staging(plan)
         bucket = self.storage(plan.settings["project"]).bucket(where["bucket"])
         if plan.spec.command_kind != "container":  # a prebuilt container's own entrypoint takes no code
             with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
-                blob = bucket.blob(split_gcs(where["code"])[1])
+                blob = bucket.blob(_job().split_gcs(where["code"])[1])
                 blob.metadata = {"sha256": bundle.sha256}
                 self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
                           content_type="application/gzip", retry=DEFAULT_RETRY.with_deadline(self.retry_deadline),
@@ -248,21 +247,21 @@ class VertexProvider(Provider):
         client, parent = self._parent(plan)
         token = plan.submission_token
         pages = self.call("look for a job created by this submission", client.list_custom_jobs,
-                          request={"parent": parent, "filter": f'labels.{SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
+                          request={"parent": parent, "filter": f'labels.{_job().SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
         for job in self.call("list custom jobs", lambda: list(pages)):
-            if job.labels.get(SUBMISSION_LABEL) == token:
+            if job.labels.get(_job().SUBMISSION_LABEL) == token:
                 return job.name
         return None
 
     def ref(self, plan: "Plan", native_id: str) -> JobRef:
         return JobRef(job_id=plan.job_name, cloud="vertex", native_id=native_id, region=plan.settings.get("location") or plan.region,
                       details={"submission_token": plan.submission_token, "project": plan.settings["project"],
-                               "base_output": staging(plan)["output"], "replicas": plan.nodes})
+                               "base_output": _job().staging(plan)["output"], "replicas": plan.nodes})
 
     def _upload_input(self, bucket: Any, path: Path, uri: str) -> None:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        prefix = split_gcs(uri)[1]
+        prefix = _job().split_gcs(uri)[1]
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for file in files:
             relative = file.name if path.is_file() else file.relative_to(path).as_posix()
@@ -342,3 +341,10 @@ def _hint_for(error: Any) -> str:
 def _time(job: Any, field: str) -> datetime | None:
     value = getattr(job, field, None)
     return value if isinstance(value, datetime) and value.timestamp() > 0 else None
+
+
+def _job():  # type: ignore[no-untyped-def]
+    """The request builder (imported when first used: estimates never need it)."""
+    from cloudtrain.providers import vertex_job
+
+    return vertex_job
