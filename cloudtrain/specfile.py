@@ -337,6 +337,8 @@ def build_spec(
 
 def check_placeholders(spec: JobSpec, source: str, node: Any = None) -> None:
     """Every ``${{...}}`` in ``args`` and ``command`` names something the job defines."""
+    if not any("${{" in text for text in [*spec.args, spec.command or ""]):
+        return
     from cloudtrain.runtime.invocation import PlaceholderError, check
 
     for field, texts in (("args", spec.args), ("command", [spec.command or ""])):
