@@ -45,7 +45,8 @@ def all_reducer(rank: int, world: int):  # type: ignore[no-untyped-def]
         except OSError:  # an emulator's stand-in host names (algo-1...): its ranks share this machine
             host = "127.0.0.1"
         job = os.environ.get("CLOUDTRAIN_JOB_ID") or os.environ.get("TRAINING_JOB_NAME") or "job"
-        port = int(os.environ.get("CLOUDTRAIN_ALLREDUCE_PORT") or 20000 + int(hashlib.sha256(job.encode()).hexdigest(), 16) % 20000)
+        # below Linux's ephemeral range (32768-60999), where a client socket could hold the port
+        port = int(os.environ.get("CLOUDTRAIN_ALLREDUCE_PORT") or 20000 + int(hashlib.sha256(job.encode()).hexdigest(), 16) % 12000)
         reducer = TcpAllReduce(rank, world, (host, port))
         return reducer.sum, reducer.close, f"tcp {host}:{port}"
 
