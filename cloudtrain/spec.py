@@ -33,6 +33,10 @@ from pydantic import (
     model_validator,
 )
 
+from cloudtrain.entry_points import preload_pydantic_plugins
+
+preload_pydantic_plugins()  # before the first model is built: pydantic would read every package's metadata
+
 def parse_duration(value: Any) -> Any:
     """``"90m"``, ``"2h"``, ``"1h30m"``, ``"45s"``, a number of seconds, or a timedelta."""
     if isinstance(value, timedelta) or value is None:

@@ -27,6 +27,7 @@ UPPER = ("providers", "cli", "runner", "store", "api", "testing")  # what pure l
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "cloudtrain.spec": ("*",),
     "cloudtrain.errors": ("*",),
+    "cloudtrain.entry_points": ("*",),
     "cloudtrain.catalog": ("plan", "cost", *UPPER),
     "cloudtrain.plan": UPPER,
     "cloudtrain.cost": ("plan", *UPPER),
@@ -34,7 +35,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "cloudtrain.runtime": ("*",),
 }
 #: layer -> the cloudtrain modules it may import despite "*" (besides its own modules)
-ALLOWED: dict[str, tuple[str, ...]] = {"cloudtrain.spec": ("cloudtrain.errors",)}
+ALLOWED: dict[str, tuple[str, ...]] = {"cloudtrain.spec": ("cloudtrain.errors", "cloudtrain.entry_points")}
 STDLIB_ONLY = ("cloudtrain.runtime",)
 #: The one exception: the entry shim resolves a cloud secret with that cloud's SDK, which the cloud's
 #: training containers hold, imported inside the resolving function (never at module import).

@@ -10,6 +10,7 @@ kept apart from ``H100`` (a3-highgpu, AWS p5, Azure ND H100 v5). TPU generations
 
 from __future__ import annotations
 
+import functools
 import re
 
 from cloudtrain.errors import CatalogError
@@ -113,6 +114,7 @@ _ALIASES: dict[str, str] = {
 }
 
 
+@functools.lru_cache(maxsize=512)  # the machine tables name a few accelerators hundreds of times
 def _key(name: str) -> str:
     key = name.strip().lower()
     key = re.sub(r"^(nvidia|aws|amd|google)[\s_\-]*", "", key)

@@ -81,8 +81,9 @@ class MachineOffers(Sequence[Offer]):
     def __init__(self, machines: Iterable[Machine], priced: Iterable[Offer]) -> None:
         self.machines = list(machines)
         self.priced = {(o.cloud, o.instance_type, o.region): o for o in priced}
-        known = {(m.cloud, m.instance_type, r) for m in self.machines for r in m.regions}
-        self.extra = [o for key, o in self.priced.items() if key not in known]  # priced rows the tables lack
+        regions = {(m.cloud, m.instance_type): m.regions for m in self.machines}
+        self.extra = [o for o in self.priced.values()  # priced rows the tables lack
+                      if o.region not in regions.get((o.cloud, o.instance_type), ())]
         self._all: list[Offer] | None = None
 
     def _offers(self) -> list[Offer]:
