@@ -43,6 +43,9 @@ from cloudtrain.providers.process import free_port
 DEFAULT_PROJECT = "emulator-project"
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "cloudtrain-staging"
+#: The hostnames the JobService answers through the proxy (the SDK's regional and global endpoints).
+API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _ROUTES = [
     ("POST", re.compile(rf"^/v1/({_PARENT})/customJobs$"), "CreateCustomJob"),
@@ -99,8 +102,10 @@ class JobService:
     """The JobService's custom-job routes and Cloud Logging's ``entries:list``, as one WSGI app over
     the jobs and log entries it keeps in memory. ``storage``: a ``google.cloud.storage.Client`` factory."""
 
-    def __init__(self, root: Path, settings: JobSettings, storage: Callable[[], Any]) -> None:
+    def __init__(self, root: Path, settings: JobSettings, storage: Callable[[], Any],
+                 job_environment: dict[str, str] | None = None) -> None:
         self.root, self.settings, self.storage = root, settings, storage
+        self.job_environment = dict(job_environment or {})
         self.lock = threading.RLock()
         self.logs = LogEntries()
         self.runs: dict[str, CustomJobRun] = {}
@@ -141,7 +146,58 @@ class JobService:
             raise ApiError(404, f"The CustomJob does not exist: {name}")
         return run
 
-    # -- routes -----------------------------------------------------------------------------------
+    # -- the operations, on proto-plus messages (REST below, gRPC in vertex_grpc) ------------------
+
+    def create_custom_job(self, parent: str, job: Any) -> Any:
+        """Record ``job`` (an ``aiplatform_v1.CustomJob``) as created (QUEUED); the caller serializes
+        its answer (under :attr:`lock`) and then calls ``start()`` on the run returned."""
+        from google.cloud import aiplatform_v1
+
+        validate_job(job)
+        job_id = str(random.randrange(10**18, 10**19))
+        job.name = f"{parent}/customJobs/{job_id}"
+        job.state = aiplatform_v1.JobState.JOB_STATE_QUEUED
+        job.create_time = job.update_time = now()
+        run = CustomJobRun(job, self.root / job_id, self.storage, self.logs, self.settings, self.lock,
+                           self.job_environment)
+        with self.lock:
+            self.runs[job.name] = run
+        return run
+
+    def list_custom_jobs(self, parent: str, filter_text: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
+        """(one page of the jobs under ``parent`` that match ``filter_text``, newest first; next page token)."""
+        terms = []
+        for part in re.split(r"\s+AND\s+", filter_text.strip()) if filter_text.strip() else []:
+            match = _FILTER_TERM.match(part)
+            if not match:
+                raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
+                                    "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
+            terms.append(match.groups())
+        try:
+            start = int(page_token or 0)
+        except ValueError:
+            raise ApiError(400, f"Invalid page token: {page_token!r}") from None
+        size = int(page_size or 100)
+        with self.lock:
+            runs = [r for n, r in self.runs.items() if n.startswith(parent + "/")]
+            jobs = [r.job for r in runs if all(_matches(r.job, key, value) for key, value in terms)]
+        jobs.sort(key=lambda j: j.create_time, reverse=True)
+        return jobs[start:start + size], (str(start + size) if start + size < len(jobs) else "")
+
+    def cancel_custom_job(self, name: str) -> None:
+        if not self._run(name).cancel():
+            raise ApiError(400, f"Cannot cancel {name}: the job is already in a final state")
+
+    def delete_custom_job(self, name: str) -> str:
+        """Delete a finished job; the name of the (done) operation."""
+        run = self._run(name)
+        if run.state not in TERMINAL:
+            raise ApiError(400, f"Cannot delete {name}: the job is still running; cancel it first")
+        with self.lock:
+            del self.runs[name]
+        return f"{name}/operations/{random.randrange(10**18)}"
+
+    # -- REST routes ------------------------------------------------------------------------------
 
     def CreateCustomJob(self, parent: str, args: Any, body: bytes) -> tuple[int, Any]:
         from google.cloud import aiplatform_v1
@@ -150,15 +206,8 @@ class JobService:
             job = aiplatform_v1.CustomJob.from_json(body or b"{}", ignore_unknown_fields=False)
         except Exception as error:
             raise ApiError(400, f"Invalid JSON payload received. {error}") from None
-        validate_job(job)
-        job_id = str(random.randrange(10**18, 10**19))
-        job.name = f"{parent}/customJobs/{job_id}"
-        job.state = aiplatform_v1.JobState.JOB_STATE_QUEUED
-        job.create_time = job.update_time = now()
-        run = CustomJobRun(job, self.root / job_id, self.storage, self.logs, self.settings, self.lock)
-        with self.lock:
-            self.runs[job.name] = run
-        answer = self._json(job)  # as created (QUEUED), before the run moves it on
+        run = self.create_custom_job(parent, job)
+        answer = self._json(run.job)  # as created (QUEUED), before the run moves it on
         run.start()
         return 200, answer
 
@@ -166,37 +215,19 @@ class JobService:
         return 200, self._json(self._run(name).job)
 
     def ListCustomJobs(self, parent: str, args: Any, body: bytes) -> tuple[int, Any]:
-        terms = []
-        for part in re.split(r"\s+AND\s+", args.get("filter", "").strip()) if args.get("filter", "").strip() else []:
-            match = _FILTER_TERM.match(part)
-            if not match:
-                raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
-                                    "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
-            terms.append(match.groups())
-        with self.lock:
-            runs = [r for n, r in self.runs.items() if n.startswith(parent + "/")]
-            jobs = [r.job for r in runs if all(_matches(r.job, key, value) for key, value in terms)]
-        jobs.sort(key=lambda j: j.create_time, reverse=True)
-        size = int(args.get("pageSize") or 100)
-        start = int(args.get("pageToken") or 0)
-        page = jobs[start:start + size]
+        page, next_token = self.list_custom_jobs(parent, args.get("filter", ""), int(args.get("pageSize") or 100),
+                                                 args.get("pageToken") or "")
         answer: dict[str, Any] = {"customJobs": [json.loads(self._json(j)) for j in page]}
-        if start + size < len(jobs):
-            answer["nextPageToken"] = str(start + size)
+        if next_token:
+            answer["nextPageToken"] = next_token
         return 200, answer
 
     def CancelCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
-        if not self._run(name).cancel():
-            raise ApiError(400, f"Cannot cancel {name}: the job is already in a final state")
+        self.cancel_custom_job(name)
         return 200, {}
 
     def DeleteCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
-        run = self._run(name)
-        if run.state not in TERMINAL:
-            raise ApiError(400, f"Cannot delete {name}: the job is still running; cancel it first")
-        with self.lock:
-            del self.runs[name]
-        return 200, {"name": f"{name}/operations/{random.randrange(10**18)}", "done": True}
+        return 200, {"name": self.delete_custom_job(name), "done": True}
 
     def ListLogEntries(self, entries: str, args: Any, body: bytes) -> tuple[int, Any]:
         try:
@@ -239,9 +270,16 @@ def validate_job(job: Any) -> None:
                                 f"(got {getattr(accelerator, 'name', accelerator)}).")
         if count < 0:
             raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count cannot be negative.")
-        if pool.python_package_spec.executor_image_uri:
-            raise ApiError(400, "python_package_spec is not emulated: give container_spec with a command.")
-        if int(pool.replica_count or 0) and not pool.container_spec.image_uri:
+        package = pool.python_package_spec
+        if package.executor_image_uri or package.package_uris or package.python_module:
+            if pool.container_spec.image_uri:
+                raise ApiError(400, f"worker_pool_specs[{index}]: give either container_spec or python_package_spec, not both.")
+            for field in ("executor_image_uri", "python_module"):
+                if not getattr(package, field):
+                    raise ApiError(400, f"worker_pool_specs[{index}].python_package_spec.{field} is required.")
+            if not package.package_uris or not all(uri.startswith("gs://") for uri in package.package_uris):
+                raise ApiError(400, f"worker_pool_specs[{index}].python_package_spec.package_uris must be gs:// URIs.")
+        elif int(pool.replica_count or 0) and not pool.container_spec.image_uri:
             raise ApiError(400, f"worker_pool_specs[{index}].container_spec.image_uri is required.")
     for key, value in job.labels.items():
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
@@ -261,32 +299,49 @@ class VertexEmulator(Emulator):
 
     def __init__(self, *, project: str = DEFAULT_PROJECT, location: str = DEFAULT_LOCATION, bucket: str = DEFAULT_BUCKET,
                  host: str = "127.0.0.1", port: int = 0, storage_port: int = 0, root: str | Path | None = None,
-                 faults: Faults | Iterable[str] | None = None, grace_seconds: float = 10.0, poll_seconds: float = 0.1) -> None:
+                 faults: Faults | Iterable[str] | None = None, grace_seconds: float = 10.0, poll_seconds: float = 0.1,
+                 proxy_passthrough: bool = True) -> None:
         super().__init__(root, faults, grace_seconds)
         self.project, self.location, self.bucket, self.host = project, location, bucket, host
         self.port, self.storage_port = port, storage_port
         self.poll_seconds = poll_seconds
+        self.proxy_passthrough = proxy_passthrough
         self.service: JobService | None = None
+        self.authority: Any = None
+        self.grpc: Any = None
+        self.metadata: Any = None
+        self.proxy: Any = None
         self._gcs: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start_services(self) -> None:
-        from gcp_storage_emulator.server import create_server
+        from cloudtrain.emulators.gcp_metadata import MetadataServer
+        from cloudtrain.emulators.proxy import ConnectProxy
+        from cloudtrain.emulators.vertex_grpc import Authority, GrpcJobService, GrpcServer
+        from cloudtrain.emulators.vertex_storage import StorageServer
 
         self.storage_port = self.storage_port or free_port(self.host)
-        self._gcs = create_server(self.host, self.storage_port, in_memory=True, default_bucket=self.bucket)
-        self._gcs.start()
+        self._gcs = StorageServer(self.host, self.storage_port, self.bucket).start()
+        self.metadata = MetadataServer(self.project, f"emulator@{self.project}.iam.gserviceaccount.com", self.host,
+                                       verbose=self.log_requests).start()
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
         app = FaultMiddleware(self.service, self.faults, operation_of, fault_response)
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
+        self.authority = Authority(self.root / "tls")
+        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handler(), self.host,
+                               self.authority.server_credentials()).start()
+        self.proxy = ConnectProxy({pattern: self.grpc.address for pattern in API_HOSTS},
+                                  passthrough=self.proxy_passthrough).start()
+        self.service.job_environment = self.job_environment()
 
     def stop_services(self) -> None:
-        if self._gcs is not None:
-            self._gcs.stop()
-            self._gcs = None
+        for part in ("proxy", "grpc", "metadata", "_gcs"):
+            if getattr(self, part) is not None:
+                getattr(self, part).stop()
+                setattr(self, part, None)
 
     def emulated_jobs(self) -> list[CustomJobRun]:
         if self.service is None:
@@ -301,15 +356,27 @@ class VertexEmulator(Emulator):
         return f"http://{self.host}:{self.storage_port}"
 
     def environment(self) -> dict[str, str]:
-        """The variables that point cloudtrain (and google-cloud-storage) at this emulator. With
-        ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` set, the provider uses anonymous credentials: no ADC needed."""
+        """The variables that point the Google SDKs and cloudtrain at this emulator: storage
+        (``STORAGE_EMULATOR_HOST``), credentials (the metadata server), the JobService by its real
+        hostnames over gRPC (``grpc_proxy``, ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), and cloudtrain's
+        REST endpoint (with ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` the provider uses anonymous credentials)."""
         return {
             "CLOUDTRAIN_VERTEX_API_ENDPOINT": self.endpoint_url,
-            "STORAGE_EMULATOR_HOST": self.storage_host,
             "CLOUDTRAIN_VERTEX_PROJECT": self.project,
             "CLOUDTRAIN_VERTEX_LOCATION": self.location,
             "CLOUDTRAIN_VERTEX_STAGING_BUCKET": f"gs://{self.bucket}",
+            **self.job_environment(),
         }
+
+    def job_environment(self) -> dict[str, str]:
+        """What the Google SDKs honour, exported to users and set for the emulator's jobs (on Vertex
+        a replica reaches Cloud Storage, the metadata server and the API the same way)."""
+        assert self._gcs is not None and self.metadata is not None
+        environment = {"STORAGE_EMULATOR_HOST": self.storage_host, **self.metadata.environment()}
+        if self.proxy is not None:
+            environment.update({"grpc_proxy": self.proxy.url, "no_grpc_proxy": ",".join(LOCAL_HOSTS),
+                                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(self.authority.bundle_path)})
+        return environment
 
     def job_client(self) -> Any:
         """A real ``aiplatform_v1.JobServiceClient`` for this emulator (REST, anonymous)."""

@@ -13,7 +13,9 @@ files written under the base output directory (model, checkpoints, TensorBoard l
 copied back as they settle, and all of them once more at the end, as gcsfuse would write them.
 
 Each replica (``workerpool0-0``, ``workerpool1-0``...) is one process running the container's
-``command`` + ``args`` with this interpreter's directory first on ``PATH`` (no image is pulled),
+``command`` + ``args`` with this interpreter's directory first on ``PATH`` (no image is pulled), or,
+for a ``python_package_spec`` pool, ``python -m <python_module> <args>`` with the pool's packages
+installed as :mod:`cloudtrain.emulators.vertex_packages` describes,
 with what Vertex sets: the container env, ``AIP_MODEL_DIR`` / ``AIP_CHECKPOINT_DIR`` /
 ``AIP_TENSORBOARD_LOG_DIR``, ``CLUSTER_SPEC``, ``TF_CONFIG`` (pools 0-3 as chief, worker, ps, evaluator,
 at 127.0.0.1 with a port per replica), ``CLOUD_ML_JOB_ID``, ``CLOUD_ML_PROJECT_ID`` and,
@@ -43,6 +45,7 @@ from typing import Any, Callable
 from cloudtrain.emulators.common import without_inherited
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
 from cloudtrain.emulators.vertex_logging import LogEntries
+from cloudtrain.emulators.vertex_packages import install_packages, missing_requirements, split_gcs
 from cloudtrain.providers.process import NodeCommand, free_port
 
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
@@ -68,11 +71,6 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def split_gcs(uri: str) -> tuple[str, str]:
-    bucket, _, path = uri[len("gs://"):].partition("/")
-    return bucket, path
-
-
 class CustomJobRun(EmulatedJob):
     """One created job, keeping ``job`` (an ``aiplatform_v1.CustomJob``) up to date. ``lock`` (the
     service's re-entrant lock) guards ``job``: the service serializes it under the same lock.
@@ -82,9 +80,10 @@ class CustomJobRun(EmulatedJob):
     preemption_notice = "cloudtrain-emulator: SPOT capacity reclaimed: the job's replicas are preempted"
 
     def __init__(self, job: Any, root: Path, storage: Callable[[], Any], logs: LogEntries, settings: JobSettings,
-                 lock: Any) -> None:
+                 lock: Any, environment: dict[str, str] | None = None) -> None:
         super().__init__(job.name, root, settings, lock)
         self.job, self.logs = job, logs
+        self.environment = dict(environment or {})
         self.id = job.name.rsplit("/", 1)[-1]
         self.project = job.name.split("/")[1]
         self.mount = root / "gcs"
@@ -162,14 +161,26 @@ class CustomJobRun(EmulatedJob):
         if self.base_output:
             uris.add(self.base_output + "/")
         for pool in self.job.job_spec.worker_pool_specs:
-            container = pool.container_spec
-            texts = [e.value for e in container.env] + list(container.command) + list(container.args)
+            container, package = pool.container_spec, pool.python_package_spec
+            texts = ([e.value for e in container.env] + list(container.command) + list(container.args)
+                     + [e.value for e in package.env] + list(package.args))
             for text in texts:
                 uris.update(_GCS_URI.findall(text))
         self.mount.mkdir(parents=True, exist_ok=True)
         for uri in sorted(uris):
             if not any(uri != other and uri.startswith(other.rstrip("/") + "/") for other in uris):
                 self._download(uri)
+        for number, pool in enumerate(self.job.job_spec.worker_pool_specs):
+            if pool.python_package_spec.python_module and int(pool.replica_count or 0):
+                requirements = install_packages(list(pool.python_package_spec.package_uris), self._packages(number),
+                                                self.storage(), self.note)
+                missing = missing_requirements(requirements)
+                if missing:
+                    self.note("cloudtrain-emulator: the package's dependencies are not installed (offline) and this "
+                              f"environment lacks: {', '.join(missing)}")
+
+    def _packages(self, pool_number: int) -> Path:
+        return self.root / "packages" / f"workerpool{pool_number}"
 
     def mirrored_directories(self) -> list[Path]:
         """The base output directory in the mount: model, checkpoints, TensorBoard logs."""
@@ -219,14 +230,21 @@ class CustomJobRun(EmulatedJob):
         for pool, index, _ in replicas:
             tf_cluster.setdefault(task_types[int(pool[len("workerpool"):])], []).append(f"127.0.0.1:{free_port()}")
         for rank, (pool, index, spec) in enumerate(replicas):
-            container = spec.container_spec
-            argv = list(container.command) + list(container.args)
+            container, package = spec.container_spec, spec.python_package_spec
+            if package.python_module:
+                argv = ["python", "-m", package.python_module, *package.args]
+                env = {e.name: e.value for e in package.env}
+                installed = str(self._packages(int(pool[len("workerpool"):])))
+                env["PYTHONPATH"] = os.pathsep.join([installed, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else installed
+            else:
+                argv = list(container.command) + list(container.args)
+                env = {e.name: e.value for e in container.env}
+            env = {**self.environment, **env}  # what the machine provides (storage, metadata server), then the job's own
             if not argv:
                 raise JobSetupError(f"{pool}: the emulator runs the container's command; containerSpec.command is required "
                                     "(images are not pulled, so their entrypoint is unknown)")
             replica_dir = self.root / "replicas" / f"{pool}-{index}"
             (replica_dir / "tmp").mkdir(parents=True, exist_ok=True)
-            env = {e.name: e.value for e in container.env}
             if self.base_output:
                 env.update(AIP_MODEL_DIR=f"{self.base_output}/model/", AIP_CHECKPOINT_DIR=f"{self.base_output}/checkpoints/",
                            AIP_TENSORBOARD_LOG_DIR=f"{self.base_output}/logs/")

@@ -1,0 +1,166 @@
+"""The Vertex AI emulator's JobService over gRPC, the transport ``google-cloud-aiplatform`` uses by
+default (``aiplatform.CustomJob(...).run()``, ``aiplatform_v1.JobServiceClient()``).
+
+It serves ``google.cloud.aiplatform.v1.JobService`` (the API version the SDK's default
+``compat.DEFAULT_VERSION`` selects) with ``CreateCustomJob``, ``GetCustomJob``, ``ListCustomJobs``,
+``CancelCustomJob`` and ``DeleteCustomJob``, over the same :class:`cloudtrain.emulators.vertex.JobService`
+operations as the REST routes; messages are (de)serialized with the SDK's own proto-plus types.
+``DeleteCustomJob`` answers a finished long-running operation. Other methods of the service answer
+UNIMPLEMENTED.
+
+TLS: the server presents a certificate from the emulator's own CA for ``aiplatform.googleapis.com``
+and ``*.googleapis.com`` (which covers ``us-central1-aiplatform.googleapis.com`` and the other
+regional hosts; gRPC accepts only whole-label wildcards). A client reaches it by its real hostname
+through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grpc_proxy``) and trusts
+it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi's roots plus the CA, so other
+gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
+
+Faults apply as over REST (operation names ``JobService.<Method>``): ``throttle`` answers
+RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE; ``drop_after`` processes the call and then answers
+UNAVAILABLE (a handler cannot drop one call's connection), so the client retries a call that took
+effect. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exempt.
+"""
+
+from __future__ import annotations
+
+from concurrent import futures
+from pathlib import Path
+from typing import Any, Callable
+
+from cloudtrain.emulators.common import INTERNAL_HEADER, Faults
+
+SERVICE = "google.cloud.aiplatform.v1.JobService"
+CERTIFICATE_NAMES = ("aiplatform.googleapis.com", "*.googleapis.com")
+#: HTTP status of an ``ApiError`` -> gRPC status code name.
+_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION",
+          429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+class Authority:
+    """The emulator's certificate authority, a server certificate for :data:`CERTIFICATE_NAMES`, and
+    the roots bundle (certifi's roots + this CA) written to ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        import certifi
+        import trustme
+
+        self.ca = trustme.CA(organization_name="cloudtrain Vertex AI emulator")
+        self.certificate = self.ca.issue_cert(*CERTIFICATE_NAMES)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.bundle_path = directory / "vertex-emulator-roots.pem"
+        self.bundle_path.write_bytes(Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n" + self.ca.cert_pem.bytes())
+
+    def server_credentials(self) -> Any:
+        import grpc
+
+        chain = b"".join(blob.bytes() for blob in self.certificate.cert_chain_pems)
+        return grpc.ssl_server_credentials([(self.certificate.private_key_pem.bytes(), chain)])
+
+
+class GrpcJobService:
+    """The generic gRPC handler of :data:`SERVICE` over ``service`` (a ``vertex.JobService``)."""
+
+    def __init__(self, service: Any, faults: Faults) -> None:
+        self.service, self.faults = service, faults
+
+    def _call(self, method: str, work: Callable[[Any], bytes]) -> Callable[[Any, Any], bytes]:
+        import grpc
+
+        from cloudtrain.emulators.vertex import ApiError
+
+        def handle(request: Any, context: Any) -> bytes:
+            internal = any(key == INTERNAL_HEADER.lower() for key, _ in context.invocation_metadata() or ())
+            rule = None if internal else self.faults.take(f"JobService.{method}")
+            if rule is not None and rule.kind == "throttle":
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"Quota exceeded for aiplatform.googleapis.com (JobService.{method}): too many requests; retry later")
+            if rule is not None and rule.kind == "server_error":
+                context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+            try:
+                answer = work(request)
+            except ApiError as error:
+                context.abort(getattr(grpc.StatusCode, _CODES.get(error.code, "UNKNOWN")), error.message)
+            except Exception as error:  # an emulator bug: answer as the service would
+                context.abort(grpc.StatusCode.INTERNAL, f"emulator internal error: {type(error).__name__}: {error}")
+            if rule is not None:  # drop_after
+                context.abort(grpc.StatusCode.UNAVAILABLE, "The connection was closed before the response was sent.")
+            return answer
+
+        return handle
+
+    # -- the methods: request message in, serialized response out ----------------------------------
+
+    def _serialized(self, job: Any) -> bytes:
+        from google.cloud import aiplatform_v1
+
+        with self.service.lock:
+            return aiplatform_v1.CustomJob.serialize(job)
+
+    def create(self, request: Any) -> bytes:
+        run = self.service.create_custom_job(request.parent, request.custom_job)
+        answer = self._serialized(run.job)  # as created (QUEUED), before the run moves it on
+        run.start()
+        return answer
+
+    def get(self, request: Any) -> bytes:
+        return self._serialized(self.service._run(request.name).job)
+
+    def list(self, request: Any) -> bytes:
+        from google.cloud import aiplatform_v1
+
+        page, token = self.service.list_custom_jobs(request.parent, request.filter, request.page_size, request.page_token)
+        with self.service.lock:
+            return aiplatform_v1.ListCustomJobsResponse.serialize(
+                aiplatform_v1.ListCustomJobsResponse(custom_jobs=page, next_page_token=token))
+
+    def cancel(self, request: Any) -> bytes:
+        self.service.cancel_custom_job(request.name)
+        return b""  # google.protobuf.Empty
+
+    def delete(self, request: Any) -> bytes:
+        from google.longrunning import operations_pb2
+
+        return operations_pb2.Operation(name=self.service.delete_custom_job(request.name), done=True).SerializeToString()
+
+    def handler(self) -> Any:
+        import grpc
+        from google.cloud import aiplatform_v1
+
+        methods = {"CreateCustomJob": (self.create, aiplatform_v1.CreateCustomJobRequest),
+                   "GetCustomJob": (self.get, aiplatform_v1.GetCustomJobRequest),
+                   "ListCustomJobs": (self.list, aiplatform_v1.ListCustomJobsRequest),
+                   "CancelCustomJob": (self.cancel, aiplatform_v1.CancelCustomJobRequest),
+                   "DeleteCustomJob": (self.delete, aiplatform_v1.DeleteCustomJobRequest)}
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            name: grpc.unary_unary_rpc_method_handler(self._call(name, work), request_deserializer=message.deserialize)
+            for name, (work, message) in methods.items()})
+
+
+class GrpcServer:
+    """A gRPC server for ``handler`` on ``host`` at a free port: TLS with ``credentials``
+    (:meth:`Authority.server_credentials`), plaintext without."""
+
+    def __init__(self, handler: Any, host: str = "127.0.0.1", credentials: Any = None) -> None:
+        self.handler, self.host, self.credentials = handler, host, credentials
+        self.port = 0
+        self._server: Any = None
+
+    def start(self) -> "GrpcServer":
+        import grpc
+
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="vertex-grpc"))
+        self._server.add_generic_rpc_handlers((self.handler,))
+        address = f"{self.host}:0"
+        self.port = (self._server.add_secure_port(address, self.credentials) if self.credentials is not None
+                     else self._server.add_insecure_port(address))
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait(5)
+            self._server = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
