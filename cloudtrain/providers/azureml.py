@@ -88,6 +88,14 @@ class AzureMLSettings(BaseModel):
     experiment: str | None = None
 
 
+#: azure-core's own transport and retry settings for every ``MLClient`` call (its defaults retry 10
+#: times with backoff up to 2 minutes, and wait 5 minutes for a read): an unreachable workspace is
+#: reported within seconds, a slow answer within a minute. cloudtrain's own create retry
+#: (:meth:`Provider.create_once`) comes on top, with the same job name.
+CLIENT_TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60, "retry_total": 3,
+                                   "retry_backoff_factor": 0.5, "retry_backoff_max": 4}
+
+
 class AzureMLProvider(Provider):
     name: ClassVar[str] = "azureml"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -128,7 +136,7 @@ class AzureMLProvider(Provider):
                 from azure.identity import DefaultAzureCredential
 
                 credential = DefaultAzureCredential()
-            self._clients[key] = MLClient(credential, *key, show_progress=False, user_agent="cloudtrain")
+            self._clients[key] = MLClient(credential, *key, show_progress=False, user_agent="cloudtrain", **CLIENT_TIMEOUTS)
         return self._clients[key]
 
     def translate_error(self, what: str, error: Exception) -> CloudtrainError:
@@ -186,6 +194,8 @@ class AzureMLProvider(Provider):
 
         if isinstance(error, ResourceExistsError) or (isinstance(error, HttpResponseError) and "already exist" in str(error).lower()):
             return CreateOutcome.ALREADY_EXISTS
+        if _not_sent(error):
+            return CreateOutcome.NOT_SENT
         return CreateOutcome.TRANSIENT if _transient(error) else CreateOutcome.FATAL
 
     def find_submission(self, plan: "Plan") -> str | None:
@@ -291,18 +301,33 @@ def staged_code(code_dir: Path, settings: Any = None) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and what it wraps (the SDK wraps azure-core's errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _not_sent(error: Exception) -> bool:
+    """azure-core's ServiceRequestError: "no request was sent" (refused, no route, TLS failure)."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    chain = list(_causes(error))
+    return any(isinstance(e, ServiceRequestError) for e in chain) and \
+        not any(isinstance(e, (ServiceResponseError, HttpResponseError)) for e in chain)
+
+
 def _transient(error: Exception) -> bool:
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:  # the SDK wraps azure-core errors
-        seen.add(id(current))
+    for current in _causes(error):
         if isinstance(current, (ServiceRequestError, ServiceResponseError)):
             return True
         if isinstance(current, HttpResponseError) and getattr(current, "status_code", None) in TRANSIENT_STATUS:
             return True
-        current = current.__cause__ or current.__context__
     return False
 
 
@@ -315,7 +340,7 @@ def _provider_error(what: str, error: Exception) -> ProviderError | SpecError:
     text = " ".join(str(error).split())[:600]
     if isinstance(error, ClientAuthenticationError):
         return ProviderError(f"no usable Azure credentials to {what}: {text}", CREDENTIALS_HINT)
-    if isinstance(error, (ServiceRequestError, ServiceResponseError)):
+    if any(isinstance(e, (ServiceRequestError, ServiceResponseError)) for e in _causes(error)):  # also when the SDK wrapped it
         return ProviderError(f"cannot reach Azure ML while trying to {what}: {text}",
                              "check your network, or AZUREML_DEV_URL_MFE and REQUESTS_CA_BUNDLE when using the emulator")
     if isinstance(error, ResourceNotFoundError):

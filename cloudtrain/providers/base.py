@@ -151,6 +151,7 @@ class CreateOutcome(enum.Enum):
 
     ALREADY_EXISTS = "already exists"  # the name is taken: this submission's job if find_submission finds it
     TRANSIENT = "transient"  # throttled, 5xx, dropped: safe to look again and retry
+    NOT_SENT = "not sent"  # never reached the service (refused, no route, TLS) after the SDK's own retries
     UNCERTAIN = "uncertain"  # no answer after the SDK's own retries: it may have been accepted
     FATAL = "fatal"  # refused: nothing was created
 
@@ -236,6 +237,7 @@ class Provider:
     def create_once(self, plan: "Plan", request: NativeRequest) -> str:
         """Record -> create -> "already exists" is ours: never a second job for one submission."""
         delay = self.retry_seconds
+        sent = False  # whether an attempt may have reached the service
         for attempt in range(1, self.create_attempts + 1):
             if self.lookup_before_create:
                 found = self.find_submission(plan)
@@ -253,7 +255,10 @@ class Provider:
                         return found
                     raise ProviderError(f"another job named {plan.job_name} already exists on {self.name}",
                                         "submit again: a new submission gets a new job name") from None
-                if outcome is CreateOutcome.UNCERTAIN or (outcome is CreateOutcome.TRANSIENT and attempt == self.create_attempts):
+                if outcome is CreateOutcome.NOT_SENT and not sent:  # the SDK retried already: nothing was created
+                    raise self.translate_error(f"create the job {plan.job_name}", error) from None
+                sent = sent or outcome is not CreateOutcome.NOT_SENT
+                if outcome is CreateOutcome.UNCERTAIN or (outcome is not CreateOutcome.FATAL and attempt == self.create_attempts):
                     raise self.uncertain_error(plan, error) from None
                 if outcome is CreateOutcome.FATAL:
                     raise self.translate_error(f"create the job {plan.job_name}", error) from None
