@@ -38,11 +38,12 @@ from typing import Any, Callable, Iterable
 from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, drain_request_body,
                                          access_log_handler,
                                          wait_until)
+from cloudtrain.emulators import sagemaker_account
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
 
 DEFAULT_REGION = "us-east-1"
-ROLE_NAME = "cloudtrain-emulator"
+ROLE_NAME = sagemaker_account.ROLE_NAME
 CREATE = "SageMaker.CreateTrainingJob"
 #: The operation a fault given without one applies to (``throttle=2`` means CreateTrainingJob).
 DEFAULT_FAULT_OPERATION = CREATE
@@ -131,6 +132,19 @@ class SageMakerApi:
             return self._create(environ, start_response)
         if target == "SageMaker.StopTrainingJob":
             return self._stop(environ, start_response)
+        if not target and operation_of(environ) == "IAM.POST":
+            return self._iam(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+    def _iam(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """IAM's query API: SimulatePrincipalPolicy here (moto lacks it), the rest to moto."""
+        from cloudtrain.emulators import sagemaker_iam
+
+        body = drain_request_body(environ)
+        form = sagemaker_iam.parse_form(body)
+        if sagemaker_iam.is_simulation(form):
+            return self._answer(start_response, sagemaker_iam.simulate(self.account_and_region(environ)[0], form))
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
         return self.moto_app(environ, start_response)
 
     @staticmethod
@@ -230,6 +244,7 @@ class SageMakerEmulator(Emulator):
         self._runs: dict[str, TrainingJobRun] = {}
         self._create_lock = threading.Lock()
         self._s3: Any = None
+        self.sdk_defaults: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -255,16 +270,8 @@ class SageMakerEmulator(Emulator):
             client = session.client(service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"}))
             client.meta.events.register("before-sign", lambda request, **kwargs: request.headers.__setitem__(INTERNAL_HEADER, "1"))
             clients[service] = client
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                                         "Action": "sts:AssumeRole"}]}
-        try:
-            clients["iam"].create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(trust))
-        except clients["iam"].exceptions.EntityAlreadyExistsException:
-            pass
-        try:
-            clients["s3"].create_bucket(Bucket=self.bucket)
-        except (clients["s3"].exceptions.BucketAlreadyOwnedByYou, clients["s3"].exceptions.BucketAlreadyExists):
-            pass
+        sagemaker_account.set_up(clients["iam"], clients["s3"], self.bucket)
+        self.sdk_defaults = sagemaker_account.write_sdk_defaults(self.root, self.role_arn, self.bucket)
         self._s3 = clients["s3"]
 
     def emulated_jobs(self) -> list[TrainingJobRun]:
@@ -288,7 +295,8 @@ class SageMakerEmulator(Emulator):
         """The variables that point boto3 and cloudtrain at this emulator."""
         return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
-                "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket}
+                "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket,
+                "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.sdk_defaults)}
 
     # -- faults -------------------------------------------------------------------------------
 

@@ -26,14 +26,16 @@ import io
 import re
 import shlex
 import shutil
-import sys
 import tarfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cloudtrain.emulators import sagemaker_mounts
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
+from cloudtrain.emulators.sagemaker_container import WORKING_DIRECTORY, ContainerCommand
 from cloudtrain.emulators.sagemaker_toolkit import HostLayout, ScriptMode
 from cloudtrain.providers.process import NodeCommand, free_port
 
@@ -76,6 +78,7 @@ class TrainingJobRun(EmulatedJob):
         super().__init__(request["TrainingJobName"], root, settings)
         self.request, self.fake, self.account, self.region, self.s3 = request, fake, account, region, s3
         self.mode = ScriptMode(request, fake.arn, region)
+        self.container = ContainerCommand(request, fake.arn, region) if ContainerCommand.requested(request) else None
         self.layouts = {h: HostLayout(root / h, self.mode.checkpoint_local_path) for h in self.mode.hosts}
         self._streams: dict[str, str] = {}
         self._last_stamp: dict[str, int] = {}
@@ -229,11 +232,16 @@ class TrainingJobRun(EmulatedJob):
         """Lay out every host; on a restart, fresh hosts: new log streams, empty model, output and
         checkpoint directories, and the checkpoints restored from S3."""
         self._open_streams()
-        if not self.mode.program or not self.mode.submit_directory:
-            raise JobSetupError("the emulator runs script-mode jobs: HyperParameters sagemaker_program and "
-                                "sagemaker_submit_directory are required")
+        if self.container is not None:
+            reason = sagemaker_mounts.unavailable_reason()
+            if reason:
+                raise JobSetupError(f"a job with a ContainerEntrypoint sees its files at /opt/ml, which this machine "
+                                    f"cannot give it: {reason}")
+        elif not self.mode.program or not self.mode.submit_directory:
+            raise JobSetupError("the emulator runs script-mode jobs (HyperParameters sagemaker_program and "
+                                "sagemaker_submit_directory) and jobs with an AlgorithmSpecification.ContainerEntrypoint")
         bundle = self.root / "sourcedir.tar.gz"
-        if not restart:
+        if not restart and self.container is None:
             bucket, key = split_s3_uri(self.mode.submit_directory)
             try:
                 self.s3.download_file(bucket, key, str(bundle))
@@ -244,9 +252,10 @@ class TrainingJobRun(EmulatedJob):
                 for directory in (layout.model_dir, layout.output_dir, layout.checkpoint_dir):
                     shutil.rmtree(directory, ignore_errors=True)
             layout.make()
-            if not restart:
+            if not restart and self.container is None:
                 with tarfile.open(bundle) as archive:
                     archive.extractall(layout.code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+            if not restart:
                 self._download_channels(layout, index)
             self.mode.write_config(layout, host)
             if self._checkpoint_uri():
@@ -265,15 +274,25 @@ class TrainingJobRun(EmulatedJob):
             self._download_prefix(source["S3Uri"], destination, (index, len(self.layouts)) if sharded else (0, 1))
 
     def node_commands(self) -> list[NodeCommand]:
-        port = free_port()
-        ports = [free_port() for _ in range(2 * len(self.layouts))]  # TF_CONFIG: training tasks, then ps tasks
-        placed = self.mode.node_commands(self.layouts, port, ports)
+        if self.container is not None:
+            placed = [(host, self.container.node_command(str(layout.code))) for host, layout in self.layouts.items()]
+        else:
+            port = free_port()
+            ports = [free_port() for _ in range(2 * len(self.layouts))]  # TF_CONFIG: training tasks, then ps tasks
+            placed = self.mode.node_commands(self.layouts, port, ports)
         self._command_hosts = [host for host, _ in placed]
+        unbound = sagemaker_mounts.unavailable_reason()
+        if unbound and self.container is None:
+            self.note(f"cloudtrain-emulator: /opt/ml is not available to this job ({unbound}); "
+                      "the SM_* variables point to the job's files")
+        commands = []
         for host, command in placed:
-            start = next(i for i, a in enumerate(command.argv) if a in (sys.executable, "mpirun"))
-            shown = command.argv[start:]  # without the `env -u ...` prefix
-            self.log(host, f"Invoking script with the following command: {shlex.join(shown)}")
-        return [command for _, command in placed]
+            self.log(host, f"Invoking script with the following command: {shlex.join(_without_env_prefix(command.argv))}")
+            if not unbound:  # script mode keeps its working directory (the host's code directory)
+                cwd = WORKING_DIRECTORY if self.container is not None else command.cwd
+                command = replace(command, argv=sagemaker_mounts.bound(command.argv, self.layouts[host].ml, cwd))
+            commands.append(command)
+        return commands
 
     def failure_message(self, exit_codes: list[int | None], node: int) -> str:
         host = list(self.layouts)[node]
@@ -282,6 +301,16 @@ class TrainingJobRun(EmulatedJob):
             return "AlgorithmError: " + failure_file.read_text().strip()
         code = exit_codes[node] if node < len(exit_codes) else None
         return f"AlgorithmError: {self.last_error_line(node) or 'the training script failed'}, exit code: {code}"
+
+
+def _without_env_prefix(argv: list[str]) -> list[str]:
+    """``argv`` without the ``env -u NAME...`` that unsets the emulator's own contract variables."""
+    if not argv or argv[0] != "env":
+        return argv
+    start = 1
+    while start + 1 < len(argv) and argv[start] == "-u":
+        start += 2
+    return argv[start:]
 
 
 def _now() -> Any:
