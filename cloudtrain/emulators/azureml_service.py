@@ -1,10 +1,14 @@
-"""The Azure ML emulator's wire protocol: ARM (workspace, code assets, datastores, computes, jobs),
-run history (discovery, run details) and Blob storage, as one WSGI application (storage in :mod:`cloudtrain.emulators.azureml_storage`).
+"""The Azure ML emulator's wire protocol: ARM (workspace, code assets, environments, datastores,
+computes, jobs), the workspace data plane (discovery, run history, resolved output URIs) and Blob
+storage, as one WSGI application (environments in :mod:`~cloudtrain.emulators.azureml_environments`,
+the data plane in :mod:`~cloudtrain.emulators.azureml_run_history`, storage in
+:mod:`~cloudtrain.emulators.azureml_storage`).
 
 The same application answers the real host names (``management.azure.com``,
 ``<region>.api.azureml.ms``, ``<account>.blob.core.windows.net``) when the SDK's HTTP is intercepted
 in-process, and paths under one base URL when it runs as an HTTPS server (``/subscriptions/...``
-for ARM, ``/api/...`` for run history, ``/blob/<container>/...`` for storage). Blobs live in files
+for ARM, ``/api/...`` for run history, ``/blob/<container>/...`` for storage, and storage by its
+real name too, which the emulator's proxy tunnels to the server). Blobs live in files
 under ``<root>/storage/<container>/``. Each call has an operation name for fault injection
 (:func:`operation_of`): ``MachineLearningServices.<Resource>.<Verb>`` (``...Jobs.CreateOrUpdate``,
 ``...Jobs.Get``...), ``RunHistory.<Verb>``, ``Storage.Blob.<Verb>``.
@@ -26,11 +30,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from cloudtrain.emulators.azureml_environments import Environments
+from cloudtrain.emulators.azureml_run_history import ARTIFACT_STORE, RunHistory
 from cloudtrain.emulators.azureml_storage import BlobStore, blob_response
 
 ARM_HOST = "management.azure.com"
 WORKSPACE_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
                   r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
+DATASTORES = ("workspaceblobstore", ARTIFACT_STORE)
 MUTABLE_JOB_FIELDS = {"tags", "description", "displayName", "properties", "status", "services"}
 
 Handler = Callable[..., tuple[int, dict[str, str], Any]]
@@ -62,6 +69,7 @@ _ARM_OPERATIONS = [
     ("GET", r"/codes/[^/]+/versions$", "Codes.List"), ("POST", r"/codes/.+/startPendingUpload$", "Codes.StartPendingUpload"),
     ("PUT", r"/codes/", "Codes.CreateOrUpdate"), ("GET", r"/codes/", "Codes.Get"),
     ("POST", r"/datastores/.+/listSecrets$", "Datastores.ListSecrets"), ("GET", r"/datastores", "Datastores.Get"),
+    ("GET", r"/environments/[^/]+/versions$", "Environments.List"), ("PUT", r"/environments/", "Environments.CreateOrUpdate"),
     ("GET", r"/environments/", "Environments.Get"), ("GET", r"/computes/", "Computes.Get"),
     ("PUT", r"/jobs/[^/]+$", "Jobs.CreateOrUpdate"), ("GET", r"/jobs/[^/]+$", "Jobs.Get"), ("GET", r"/jobs$", "Jobs.List"),
     ("POST", r"/jobs/[^/]+/cancel$", "Jobs.Cancel"), ("GET", r"/jobs/[^/]+/cancelstatus$", "Jobs.CancelStatus"),
@@ -76,7 +84,11 @@ def operation_of(environ: dict[str, Any]) -> str | None:
     if service == "blob":
         return f"Storage.Blob.{method.capitalize()}"
     if service == "api":
-        return "RunHistory.GetRunDetails" if path.endswith("/details") else "RunHistory.Get"
+        for suffix, name in (("/details", "GetRunDetails"), ("/children", "GetChildren"), ("/rundata", "GetRunData"),
+                             ("/batchGetResolvedUris", "BatchGetResolvedUris")):
+            if path.endswith(suffix):
+                return f"RunHistory.{name}"
+        return "RunHistory.Get"
     match = re.match(WORKSPACE_PATH, path)
     if not match:
         return "MachineLearningServices.Other"
@@ -105,6 +117,9 @@ class AzureMLService:
         self.requests: dict[str, dict[str, Any]] = {}  # each job's properties as first sent
         self.runs: dict[str, dict[str, Any]] = {}  # run history: status, times, error, log files
         self.codes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.workspace_id = str(uuid.uuid4())
+        self.environments: dict[tuple[str, str, str], Environments] = {}  # per workspace
+        self.run_history = RunHistory(self)
         self.lock = threading.RLock()
         self.unhandled: list[tuple[str, str]] = []
         self._start_job, self._cancel_job = start_job, cancel_job
@@ -117,6 +132,8 @@ class AzureMLService:
             ("GET", ws + r"/datastores$", self.list_datastores),
             ("GET", ws + r"/datastores/(?P<name>[^/]+)$", self.get_datastore),
             ("POST", ws + r"/datastores/(?P<name>[^/]+)/listSecrets$", self.list_secrets),
+            ("GET", ws + r"/environments/(?P<name>[^/]+)/versions$", self.list_environment_versions),
+            ("PUT", ws + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", self.put_environment),
             ("GET", ws + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", self.get_environment),
             ("GET", ws + r"/computes/(?P<name>[^/]+)$", self.get_compute),
             ("GET", ws + r"/jobs$", self.list_jobs),
@@ -207,25 +224,36 @@ class AzureMLService:
         return (200, {}, doc) if doc else error(404, "UserError", f"code {name}:{version} not found")
 
     def datastore(self, sub: str, rg: str, ws: str, name: str = "workspaceblobstore") -> dict[str, Any]:
+        """A datastore of the workspace: ``workspaceblobstore`` (the default) or ``workspaceartifactstore``
+        (runs' logs and ./outputs), both in the emulator's one container."""
         return {"id": self.resource_id(sub, rg, ws, f"datastores/{name}"), "name": name,
                 "properties": {"datastoreType": "AzureBlob", "accountName": self.account, "containerName": self.container,
-                               "endpoint": "core.windows.net", "protocol": "https", "isDefault": True,
+                               "endpoint": "core.windows.net", "protocol": "https", "isDefault": name == "workspaceblobstore",
                                "credentials": {"credentialsType": "AccountKey"}}}
 
     def list_datastores(self, request: Any, sub: str, rg: str, ws: str) -> tuple[int, dict[str, str], Any]:
-        return 200, {}, {"value": [self.datastore(sub, rg, ws)]}
+        return 200, {}, {"value": [self.datastore(sub, rg, ws, name) for name in DATASTORES]}
 
     def get_datastore(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
-        if name != "workspaceblobstore":
-            return error(404, "UserError", f"datastore {name} not found (the emulator has workspaceblobstore)")
+        if name not in DATASTORES:
+            return error(404, "UserError", f"datastore {name} not found (the emulator has {' and '.join(DATASTORES)})")
         return 200, {}, self.datastore(sub, rg, ws, name)
 
     def list_secrets(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, {"secretsType": "AccountKey", "key": base64.b64encode(b"emulator-storage-key").decode()}
 
+    def workspace_environments(self, sub: str, rg: str, ws: str) -> Environments:
+        with self.lock:
+            return self.environments.setdefault((sub, rg, ws), Environments(lambda tail: self.resource_id(sub, rg, ws, tail)))
+
+    def put_environment(self, request: Any, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, dict[str, str], Any]:
+        return self.workspace_environments(sub, rg, ws).put(name, version, request.get_data())
+
     def get_environment(self, request: Any, sub: str, rg: str, ws: str, name: str, version: str) -> tuple[int, dict[str, str], Any]:
-        return 200, {}, {"id": self.resource_id(sub, rg, ws, f"environments/{name}/versions/{version}"), "name": version,
-                         "properties": {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04", "osType": "Linux"}}
+        return self.workspace_environments(sub, rg, ws).get(name, version)
+
+    def list_environment_versions(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
+        return self.workspace_environments(sub, rg, ws).list(name)
 
     def get_compute(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, {"id": self.resource_id(sub, rg, ws, f"computes/{name}"), "name": name, "location": self.region,
@@ -248,6 +276,9 @@ class AzureMLService:
         for key in ("command", "environmentId"):
             if not props.get(key):
                 return error(400, "UserError", f"properties.{key} is required")
+        missing = self.workspace_environments(sub, rg, ws).missing(props["environmentId"])
+        if missing:
+            return error(404, "UserError", missing)
         with self.lock:
             if name in self.jobs:
                 old, sent = self.jobs[name]["properties"], self.requests[name]
@@ -295,32 +326,6 @@ class AzureMLService:
     def cancel_status(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, b""
 
-    # -- run history -----------------------------------------------------------------------------
-
-    def run_history(self, request: Any, path: str) -> tuple[int, dict[str, str], Any]:
-        if path.rstrip("/") == "/discovery":
-            return 200, {}, {**{k: self.api_base for k in ("api", "catalog", "experimentation", "gallery", "history",
-                                                             "hyperdrive", "labeling", "modelmanagement", "pipelines")},
-                             "studio": "https://ml.azure.com"}
-        match = re.search(r"/runs/(?P<name>[^/]+)(?P<details>/details)?$", path)
-        if not match or request.method != "GET":
-            self.unhandled.append((request.method, request.url))
-            return error(404, "NotFound", f"emulator: no run history route for {request.method} {path}")
-        name = unquote(match.group("name"))
-        with self.lock:
-            run = self.runs.get(name)
-            if run is None:
-                return error(404, "UserError", f"run {name} not found")
-            doc = self.jobs[name]["properties"]
-            body = {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "status": run["status"],
-                    "startTimeUtc": run["startTimeUtc"], "endTimeUtc": run["endTimeUtc"], "warnings": [],
-                    "target": doc.get("computeId", "serverless"), "properties": {},
-                    "logFiles": {log: f"{self.blob_base}/{self.container}/{blob}?sv=2021-08-06&sr=b&sig=emulator"
-                                 for log, blob in run["logFiles"].items()}}
-            if run["error"]:
-                body["error"] = {"error": run["error"]}
-        return 200, {}, body
-
     def blob(self, request: Any, path: str) -> tuple[int, dict[str, str], Any]:
         return blob_response(self.blobs, request, path, self.blob_base)
 
@@ -343,12 +348,12 @@ class AzureMLService:
             outputs.setdefault(output, {"jobOutputType": "uri_folder"})["uri"] = uri
 
     def blob_for_uri(self, uri: str) -> tuple[str, str] | None:
-        """(container, blob name prefix) of an ``azureml://datastores/workspaceblobstore/paths/...``
+        """(container, blob name prefix) of an ``azureml://datastores/<workspaceblobstore|workspaceartifactstore>/paths/...``
         URI or a URL of this emulator's storage; None for anything else."""
         match = re.match(r"azureml://(?:subscriptions/[^/]+/resourcegroups/[^/]+/workspaces/[^/]+/)?datastores/"
                          r"(?P<ds>[^/]+)/paths/(?P<path>.*)$", uri, flags=re.IGNORECASE)
         if match:
-            return (self.container, match.group("path")) if match.group("ds") == "workspaceblobstore" else None
+            return (self.container, match.group("path")) if match.group("ds") in DATASTORES else None
         for base in (self.blob_base, self.base):  # the SDK records code URIs without the server's /blob prefix
             if base and uri.startswith(base + "/"):
                 container, _, name = uri[len(base) + 1:].split("?", 1)[0].partition("/")
