@@ -11,10 +11,20 @@ Two ways to reach it:
   (trustme), for other processes. :meth:`AzureMLEmulator.environment` gives what they export:
   ``AZUREML_DEV_URL_MFE`` (the SDK's control-plane URL), ``REQUESTS_CA_BUNDLE`` (trust the CA),
   ``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER`` (``DefaultAzureCredential`` takes a token from the
-  emulator as from an App Service managed identity) and ``CLOUDTRAIN_AZUREML_*`` (the workspace).
-  Limitation: the SDK uploads *local inputs* to ``https://<account>.blob.core.windows.net``, a name
-  that cannot point at a local server, so in server mode local inputs fail; code uploads work
-  (their URL comes from the emulator).
+  emulator as from an App Service managed identity), ``HTTPS_PROXY`` / ``NO_PROXY`` and
+  ``CLOUDTRAIN_AZUREML_*`` (the workspace). The control plane and run history need no proxy: the
+  SDK honours ``AZUREML_DEV_URL_MFE`` and takes the run-history URL from the workspace's discovery
+  URL. Storage does: the SDK builds the URL of local inputs, downloads and streamed logs from the
+  datastore's account name alone (``https://<account>.blob.core.windows.net``, whatever the
+  datastore's endpoint says), so a :class:`~cloudtrain.emulators.proxy.ConnectProxy` tunnels that
+  one host name to this server, which presents a certificate for it from its CA. Other hosts pass
+  through the proxy unchanged (``proxy_passthrough=False``: refused, for tests).
+
+A user's unchanged script (``MLClient(DefaultAzureCredential(), ...)``, ``command(code=...,
+inputs={"data": Input(path="./local")}, environment=<curated name or Environment(image=...,
+conda_file=...)>)``, ``jobs.create_or_update``, ``jobs.stream``, ``jobs.download(all=True)``,
+``jobs.list(parent_job_name=...)``) works against it with those variables exported. Environments
+are recorded, not built: jobs run with the emulator's Python.
 
 Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 :class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Faults
@@ -34,6 +44,7 @@ import io
 import json
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -105,7 +116,7 @@ class AzureMLEmulator(Emulator):
                  subscription_id: str = DEFAULT_SUBSCRIPTION, resource_group: str = "cloudtrain-emulator",
                  workspace: str = "emulator", region: str = "eastus", storage_account: str = "cloudtrainemulator",
                  container: str = "azureml-blobstore-emulator", faults: Faults | Iterable[str] | None = None,
-                 grace_seconds: float = 10.0) -> None:
+                 grace_seconds: float = 10.0, proxy_passthrough: bool = True) -> None:
         super().__init__(root, faults, grace_seconds)
         self.server, self.host, self.port = server, host, port
         self.subscription_id, self.resource_group, self.workspace, self.region = subscription_id, resource_group, workspace, region
@@ -115,6 +126,10 @@ class AzureMLEmulator(Emulator):
         self.runs: dict[str, Any] = {}
         self._mock: Any = None
         self._ca_path: Path | None = None
+        self.proxy_passthrough = proxy_passthrough
+        self.proxy: Any = None
+        self._compute = threading.Event()
+        self._compute.set()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -137,6 +152,11 @@ class AzureMLEmulator(Emulator):
         if self.server:
             self.http = ServerThread(_MsiRoute(app), self.host, self.port, access_log_handler(self.log_requests),
                                      ssl_context=ssl_context).start()
+            from cloudtrain.emulators.proxy import ConnectProxy
+
+            # the SDK builds storage URLs from the account name alone (https://<account>.blob.core.windows.net):
+            # only a proxy reaches them; this server answers that name with a certificate for it
+            self.proxy = ConnectProxy({self.blob_host: (self.host, self.port)}, passthrough=self.proxy_passthrough).start()
         else:
             import responses
 
@@ -149,6 +169,9 @@ class AzureMLEmulator(Emulator):
             self._mock.start()
 
     def stop_services(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         if self._mock is not None:
             self._mock.stop()
             self._mock.reset()
@@ -158,6 +181,11 @@ class AzureMLEmulator(Emulator):
         return list(self.runs.values())
 
     # -- what clients need ------------------------------------------------------------------------
+
+    @property
+    def blob_host(self) -> str:
+        """The storage account's real host name, which the SDK builds its storage URLs from."""
+        return f"{self.storage_account}.blob.core.windows.net"
 
     @property
     def settings(self) -> dict[str, str]:
@@ -177,6 +205,7 @@ class AzureMLEmulator(Emulator):
             "REQUESTS_CA_BUNDLE": str(self._ca_path),
             "IDENTITY_ENDPOINT": f"{self.endpoint_url}/msi/token",
             "IDENTITY_HEADER": IDENTITY_HEADER,
+            **(self.proxy.environment() if self.proxy is not None else {}),
         }
         env.update({f"CLOUDTRAIN_AZUREML_{key.upper()}": value for key, value in self.settings.items()})
         return env
@@ -209,6 +238,19 @@ class AzureMLEmulator(Emulator):
         return wait_until(lambda: self.job_status(name) if self.job_status(name) in wanted else None, timeout=timeout,
                           what=f"job {name} to reach {sorted(wanted)}")
 
+    def hold_jobs(self) -> None:
+        """Keep jobs in ``Queued`` (as on a cluster still allocating nodes) until :meth:`release_jobs`,
+        e.g. so that a client is following a job before it runs."""
+        self._compute.clear()
+
+    def release_jobs(self) -> None:
+        self._compute.set()
+
+    def run_details_reads(self, name: str) -> int:
+        """How many times a client read the job's run details (``jobs.stream`` does while it follows the job)."""
+        with self.service.lock:
+            return self.service.run_history.detail_reads.get(name, 0)
+
     def blob(self, name: str) -> bytes:
         """A blob of the workspace's default container (e.g. ``ExperimentRun/dcid.<job>/user_logs/std_log.txt``)."""
         return self.service.blobs.path(self.container, name).read_bytes()
@@ -219,7 +261,8 @@ class AzureMLEmulator(Emulator):
     def _start_job(self, document: dict[str, Any]) -> None:
         from cloudtrain.emulators.azureml_execution import JobRun
 
-        self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds)).start()
+        self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
+                                             compute=self._compute).start()
 
     def _cancel_job(self, name: str) -> None:
         run = self.runs.get(name)
@@ -240,7 +283,7 @@ class AzureMLEmulator(Emulator):
         import trustme
 
         authority = trustme.CA(organization_name="cloudtrain emulator")
-        certificate = authority.issue_cert(self.host, "localhost")
+        certificate = authority.issue_cert(self.host, "localhost", self.blob_host)
         # REQUESTS_CA_BUNDLE replaces the roots `requests` trusts: the bundle exported holds the
         # system's (certifi's) roots too, so other HTTPS calls in the user's shell keep working.
         import certifi

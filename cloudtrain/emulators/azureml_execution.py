@@ -23,7 +23,10 @@ each with Azure ML's variables (``AZUREML_RUN_ID``, ``AZUREML_EXPERIMENT_NAME``,
 ``MASTER_PORT`` (a free port), ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and
 ``NODE_RANK``. Their output goes to ``user_logs/std_log.txt`` (``std_log_process_<rank>.txt`` when
 there are several processes) in the run's log container, readable while the job runs.
-``limits.timeout`` ends the job as Azure ML does (Failed). Runtime-contract variables of the
+``limits.timeout`` ends the job as Azure ML does (Failed). While the emulator holds jobs
+(``AzureMLEmulator.hold_jobs``) a job waits in ``Queued``, as on a cluster still allocating its nodes.
+The job's environment (curated or custom image / conda file) is recorded, not built: the command
+runs with the emulator's Python. Runtime-contract variables of the
 emulator's own process (``CLOUDTRAIN_*``, ``AZUREML_*``, ``RANK``...) are unset for the job.
 The run loop itself is :class:`cloudtrain.emulators.job_runner.EmulatedJob`.
 """
@@ -35,6 +38,7 @@ import re
 import shlex
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -68,9 +72,11 @@ def iso_seconds(value: Any) -> float | None:
 class JobRun(EmulatedJob):
     """One Azure ML command job running on this machine (see the module docstring)."""
 
-    def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], settings: JobSettings) -> None:
+    def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], settings: JobSettings,
+                 compute: threading.Event | None = None) -> None:
         super().__init__(document["name"], root / "jobs" / document["name"], settings)
         self.service, self.document = service, document
+        self.compute = compute  # while clear, the job waits in Queued (its cluster has no node for it yet)
         self.props: dict[str, Any] = document["properties"]
         self._commands: list[NodeCommand] = []
         self.log_names: list[str] = []
@@ -79,6 +85,13 @@ class JobRun(EmulatedJob):
     @property
     def log_prefix(self) -> str:
         return f"ExperimentRun/dcid.{self.name}"
+
+    def run(self) -> None:
+        if self.compute is not None and not self.compute.is_set():
+            self.enter(Phase.QUEUED)
+            while not self.compute.wait(0.05) and not self.cancel_requested:
+                pass
+        super().run()
 
     # -- states and logs ---------------------------------------------------------------------------
 
