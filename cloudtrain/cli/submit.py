@@ -54,7 +54,14 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
                 err_console().print(f"[yellow]note:[/] not set yet, shown as SET-... placeholders: {plain(names)}; a real "
                                     f"submit needs them (in the spec, cloudtrain.yaml, or {plain(variables)})", soft_wrap=True)
         return
-    run = job.submit(plan)
+    from cloudtrain import progress
+
+    notes = err_console()
+    previous = progress.set_reporter(progress.rich_reporter(notes) if notes.is_terminal and not as_json else None)
+    try:  # uploads show a bar with bytes and rate on a terminal
+        run = job.submit(plan)
+    finally:
+        progress.set_reporter(previous)
     record = run.record
     if not wait_:
         if as_json:
@@ -66,7 +73,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
         return
     import time
 
-    started, notes = time.monotonic(), err_console()
+    started = time.monotonic()
 
     def changed(record, status) -> None:  # type: ignore[no-untyped-def]
         if not as_json and notes.is_terminal:  # the job's state changes, with the time since the submit

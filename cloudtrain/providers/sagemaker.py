@@ -163,6 +163,7 @@ class SageMakerProvider(Provider):
     # -- submission -----------------------------------------------------------------------------------
 
     def stage(self, plan: "Plan", request: NativeRequest) -> None:
+        from cloudtrain.progress import transfer
         from cloudtrain.providers.bundle import make_bundle
 
         s3 = self.client("s3", plan.region)
@@ -171,9 +172,10 @@ class SageMakerProvider(Provider):
         where = staging(plan)
         bucket, key = _split_s3(where["code"])
         if plan.spec.command_kind != "container":  # a built-in algorithm takes no code
-            with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
+            with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle, \
+                    transfer(f"code -> {where['code']}", bundle.path.stat().st_size) as advance:  # streamed from a temporary file
                 self.call("upload the code bundle", s3.upload_file, Filename=str(bundle.path), Bucket=bucket, Key=key,
-                          ExtraArgs={"Metadata": {"sha256": bundle.sha256}, "Tagging": STAGED_TAG})
+                          ExtraArgs={"Metadata": {"sha256": bundle.sha256}, "Tagging": STAGED_TAG}, Callback=advance)
         for name, uri in where["inputs"].items():
             self._upload_input(s3, Path(plan.spec.inputs[name].uri), uri)
 
@@ -195,12 +197,15 @@ class SageMakerProvider(Provider):
         return plan.job_name
 
     def _upload_input(self, s3: Any, path: Path, uri: str) -> None:
+        from cloudtrain.progress import transfer
+
         bucket, prefix = _split_s3(uri)
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            relative = file.name if path.is_file() else file.relative_to(path).as_posix()
-            self.call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative,
-                      ExtraArgs={"Tagging": STAGED_TAG})
+        with transfer(f"{path} -> {uri}", sum(file.stat().st_size for file in files)) as advance:
+            for file in files:
+                relative = file.name if path.is_file() else file.relative_to(path).as_posix()
+                self.call(f"upload input {file}", s3.upload_file, Filename=str(file), Bucket=bucket, Key=prefix + relative,
+                          ExtraArgs={"Tagging": STAGED_TAG}, Callback=advance)
 
     # -- following ------------------------------------------------------------------------------------
 

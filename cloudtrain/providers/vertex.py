@@ -207,8 +207,6 @@ class VertexProvider(Provider):
     # -- submission -----------------------------------------------------------------------------------
 
     def stage(self, plan: "Plan", request: NativeRequest) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         from cloudtrain.providers.bundle import make_bundle
 
         where = _job().staging(plan)
@@ -217,9 +215,8 @@ class VertexProvider(Provider):
             with make_bundle(Path(plan.spec.code), plan.spec.bundle, reuse=True) as bundle:  # streamed from a temporary file
                 blob = bucket.blob(_job().split_gcs(where["code"])[1])
                 blob.metadata = {"sha256": bundle.sha256}
-                self.call("upload the code bundle", blob.upload_from_filename, filename=str(bundle.path),
-                          content_type="application/gzip", retry=DEFAULT_RETRY.with_deadline(self.retry_deadline),
-                          timeout=(5, 120))  # same bytes each time: safe to retry
+                self._upload_file(blob, bundle.path, f"code -> {where['code']}", "upload the code bundle",
+                                  content_type="application/gzip")  # same bytes each time: safe to retry
         for name, uri in where["inputs"].items():
             self._upload_input(bucket, Path(plan.spec.inputs[name].uri), uri)
 
@@ -259,14 +256,28 @@ class VertexProvider(Provider):
                                "base_output": _job().staging(plan)["output"], "replicas": plan.nodes})
 
     def _upload_input(self, bucket: Any, path: Path, uri: str) -> None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
+        from cloudtrain.progress import transfer
 
         prefix = _job().split_gcs(uri)[1]
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for file in files:
-            relative = file.name if path.is_file() else file.relative_to(path).as_posix()
-            self.call(f"upload input {file}", bucket.blob(prefix + relative).upload_from_filename, filename=str(file),
-                       retry=DEFAULT_RETRY.with_deadline(self.retry_deadline), timeout=(5, 120))
+        with transfer(f"{path} -> {uri}", sum(file.stat().st_size for file in files)) as advance:
+            for file in files:
+                relative = file.name if path.is_file() else file.relative_to(path).as_posix()
+                self._upload_file(bucket.blob(prefix + relative), file, None, f"upload input {file}", advance=advance)
+
+    def _upload_file(self, blob: Any, path: Path, label: str | None, what: str, advance: Any = None, **options: Any) -> None:
+        """One file to ``blob``, its bytes reported (to ``advance``, or a transfer named ``label``)."""
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        from cloudtrain.progress import ReadCounter, transfer
+
+        import mimetypes
+
+        options.setdefault("content_type", mimetypes.guess_type(path.name)[0])  # as upload_from_filename does
+        size = path.stat().st_size
+        with transfer(label or what, size if advance is None else 0) as own, open(path, "rb") as handle:
+            self.call(what, blob.upload_from_file, ReadCounter(handle, advance or own), size=size, rewind=False,
+                      retry=DEFAULT_RETRY.with_deadline(self.retry_deadline), timeout=(5, 120), **options)
 
     # -- following ------------------------------------------------------------------------------------
 
