@@ -7,7 +7,8 @@ fails the job, as Vertex does.
 
 The ``/gcs/<bucket>`` mount is emulated by a directory: before the run, every ``gs://`` location
 the job refers to (its base output directory, ``gs://`` values of its env, command and args) is
-copied from the GCS emulator into ``<job root>/gcs/<bucket>/...``, and ``CLOUDTRAIN_GCS_MOUNT``
+copied from the GCS emulator into ``<job root>/gcs/<bucket>/...``, which each replica sees at ``/gcs``
+where the machine allows (:mod:`cloudtrain.emulators.vertex_mount`), and ``CLOUDTRAIN_GCS_MOUNT``
 points there (the rendered command reads ``${CLOUDTRAIN_GCS_MOUNT:-/gcs}``). While the job runs,
 files written under the base output directory (model, checkpoints, TensorBoard logs, metrics) are
 copied back as they settle, and all of them once more at the end, as gcsfuse would write them.
@@ -45,6 +46,7 @@ from typing import Any, Callable
 from cloudtrain.emulators.common import without_inherited
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
 from cloudtrain.emulators.vertex_logging import LogEntries
+from cloudtrain.emulators.vertex_mount import unavailable_reason, with_gcs_mount
 from cloudtrain.emulators.vertex_packages import install_packages, missing_requirements, split_gcs
 from cloudtrain.providers.process import NodeCommand, free_port
 
@@ -167,6 +169,9 @@ class CustomJobRun(EmulatedJob):
             for text in texts:
                 uris.update(_GCS_URI.findall(text))
         self.mount.mkdir(parents=True, exist_ok=True)
+        if unavailable_reason() is not None:
+            self.note(f"cloudtrain-emulator: /gcs is not mounted for the replicas: {unavailable_reason()}; "
+                      "CLOUDTRAIN_GCS_MOUNT holds the same files")
         for uri in sorted(uris):
             if not any(uri != other and uri.startswith(other.rstrip("/") + "/") for other in uris):
                 self._download(uri)
@@ -256,7 +261,10 @@ class CustomJobRun(EmulatedJob):
                 "CLOUDTRAIN_GCS_MOUNT": str(self.mount), "TMPDIR": str(replica_dir / "tmp"), "PYTHONUNBUFFERED": "1",
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             })
-            commands.append(NodeCommand(argv=without_inherited(argv, env), env=env, cwd=str(replica_dir)))
+            argv = without_inherited(argv, env)
+            if unavailable_reason() is None:
+                argv = with_gcs_mount(argv, self.mount)
+            commands.append(NodeCommand(argv=argv, env=env, cwd=str(replica_dir)))
         return commands
 
     def failure_message(self, exit_codes: list[int | None], node: int) -> str:

@@ -1,0 +1,189 @@
+"""Users' unchanged google-cloud-aiplatform scripts (``user_code/vertex/``) run against the Vertex AI
+emulator with nothing but the variables it exports added to a bare environment (PATH and a fresh
+HOME, so no gcloud credentials of the machine are found):
+
+- ``run_job.py``: ``aiplatform.init`` + ``CustomJob.from_local_script(...).run()``; the SDK finds
+  credentials and the project through the emulator's metadata server, stages ``task.py`` as a package
+  in a bucket that did not exist, reaches the JobService over gRPC by its real hostname through the
+  emulator's proxy and TLS certificate, and the emulator installs and runs the package; the training
+  code saves its model with google-cloud-storage and the script reads it back.
+- ``run_custom_job.py``: ``CustomJob(worker_pool_specs=[python_package_spec])`` with a package the
+  user built and uploaded; the trainer reads its data and writes its model through ``/gcs/...``.
+
+The gRPC JobService is also exercised directly (a TLS channel to its port) for its answers, errors
+and faults. Nothing here waits for time: the scripts end when their job does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+pytest.importorskip("google.cloud.aiplatform")
+pytest.importorskip("gcp_storage_emulator")
+pytest.importorskip("grpc")
+pytest.importorskip("trustme")
+
+from cloudtrain.emulators.vertex import VertexEmulator  # noqa: E402
+
+USER_CODE = Path(__file__).parent / "vertex"
+SCRIPT_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VertexEmulator]:
+    # passthrough off: a host the emulator does not serve is refused, so nothing leaves this machine
+    with VertexEmulator(root=tmp_path_factory.mktemp("vertex-user-code"), grace_seconds=3.0, poll_seconds=0.05,
+                        proxy_passthrough=False) as running:
+        yield running
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    target = tmp_path / "project"
+    shutil.copytree(USER_CODE, target, ignore=shutil.ignore_patterns("dist", "*.egg-info", "__pycache__"))
+    return target
+
+
+def run_user_script(emulator: VertexEmulator, project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    home = project.parent / "home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment()}
+    return subprocess.run([sys.executable, *argv], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=SCRIPT_TIMEOUT)
+
+
+def job_named(emulator: VertexEmulator, resource_name: str) -> Any:
+    return next(job for job in emulator.jobs() if job.name == resource_name)
+
+
+def job_log(emulator: VertexEmulator, resource_name: str) -> str:
+    """The job's lines from the emulator's Cloud Logging, through google-cloud-logging's own client."""
+    from google.auth.credentials import AnonymousCredentials
+
+    from cloudtrain.providers.vertex_logs import CloudLoggingReader
+
+    reader = CloudLoggingReader(resource_name.split("/")[1], AnonymousCredentials(), emulator.endpoint_url)
+    lines, _ = reader.read(resource_name.rsplit("/", 1)[-1], None)
+    return "\n".join(lines)
+
+
+def test_from_local_script_runs_the_staged_package_and_the_model_is_read_back(emulator: VertexEmulator, project: Path) -> None:
+    done = run_user_script(emulator, project, "run_job.py")
+    assert done.returncode == 0, done.stderr[-4000:]
+    resource = re.search(r"^job (\S+) JOB_STATE_SUCCEEDED$", done.stdout, re.M)
+    assert resource, done.stdout + done.stderr[-2000:]
+    name = resource.group(1)
+    assert name.startswith("projects/my-project/locations/us-central1/customJobs/")
+    # what the SDK sent: a python package staged in the user's bucket, run on the prebuilt image
+    job = job_named(emulator, name)
+    pool = job.job_spec.worker_pool_specs[0]
+    assert pool.python_package_spec.executor_image_uri == "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest"
+    assert pool.python_package_spec.python_module == "aiplatform_custom_trainer_script.task"
+    assert list(pool.python_package_spec.args) == ["--epochs", "2"]
+    (package,) = pool.python_package_spec.package_uris
+    assert package.startswith("gs://my-staging/") and package.endswith(".tar.gz")
+    # the training code ran: its log line and the metrics it saved, read back by the user's script, agree
+    trained = re.search(r"trained for 2 epochs: accuracy (\d\.\d{3})", job_log(emulator, name))
+    assert trained, job_log(emulator, name)
+    assert f"metrics epochs=2 accuracy={trained.group(1)}" in done.stdout
+    assert "model SGDClassifier classes 10" in done.stdout
+    output = job.job_spec.base_output_directory.output_uri_prefix
+    bucket, _, prefix = output[len("gs://"):].partition("/")
+    names = {blob.name for blob in emulator.storage_client().list_blobs(bucket, prefix=prefix.rstrip("/") + "/model/")}
+    assert names == {f"{prefix.rstrip('/')}/model/model.pkl", f"{prefix.rstrip('/')}/model/metrics.txt"}
+
+
+def test_custom_job_from_worker_pool_specs_reads_and_writes_gcs_paths(emulator: VertexEmulator, project: Path) -> None:
+    from cloudtrain.emulators.vertex_mount import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(f"/gcs cannot be mounted for replicas here: {unavailable_reason()}")
+    values = [round(random.uniform(-100, 100), 2) for _ in range(random.randint(3, 9))]
+    (project / "data" / "values.csv").write_text("value\n" + "".join(f"{v}\n" for v in values))
+    done = run_user_script(emulator, project, "run_custom_job.py")
+    assert done.returncode == 0, done.stderr[-4000:]
+    model = json.loads(re.search(r"^model (.+)$", done.stdout, re.M).group(1))
+    assert model["rows"] == len(values)
+    assert model["mean"] == pytest.approx(2 * sum(values) / len(values))
+    name = re.search(r"^job (\S+) JOB_STATE_SUCCEEDED$", done.stdout, re.M).group(1)
+    assert job_named(emulator, name).job_spec.base_output_directory.output_uri_prefix == "gs://my-output/custom-run"
+
+
+def test_application_default_credentials_come_from_the_metadata_server(emulator: VertexEmulator, project: Path) -> None:
+    probe = ("import google.auth, google.auth.transport.requests as r\n"
+             "credentials, project = google.auth.default()\n"
+             "credentials.refresh(r.Request())\n"
+             "print(type(credentials).__module__, project, credentials.service_account_email, bool(credentials.token))\n")
+    done = run_user_script(emulator, project, "-c", probe)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["google.auth.compute_engine.credentials", emulator.project,
+                                   f"emulator@{emulator.project}.iam.gserviceaccount.com", "True"]
+
+
+# -- the gRPC JobService, through a TLS channel straight to its port ---------------------------------
+
+@pytest.fixture()
+def grpc_client(emulator: VertexEmulator) -> Iterator[Any]:
+    import grpc
+    from google.cloud import aiplatform_v1
+    from google.cloud.aiplatform_v1.services.job_service.transports import JobServiceGrpcTransport
+
+    emulator.faults.clear()
+    host, port = emulator.grpc.address
+    channel = grpc.secure_channel(f"{host}:{port}", grpc.ssl_channel_credentials(emulator.authority.ca.cert_pem.bytes()),
+                                  options=[("grpc.ssl_target_name_override", "us-central1-aiplatform.googleapis.com")])
+    yield aiplatform_v1.JobServiceClient(transport=JobServiceGrpcTransport(channel=channel))
+    channel.close()
+
+
+def sleeper_job() -> Any:
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.CustomJob(display_name="grpc-sleeper", labels={"suite": "grpc"}, job_spec={
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1,
+                               "container_spec": {"image_uri": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3:latest",
+                                                  "command": ["python", "-c", "import time; time.sleep(600)"]}}],
+        "base_output_directory": {"output_uri_prefix": "gs://cloudtrain-staging/out/grpc/"}})
+
+
+def test_grpc_create_get_list_cancel(emulator: VertexEmulator, grpc_client: Any) -> None:
+    from cloudtrain.emulators.common import wait_until
+
+    parent = "projects/p1/locations/us-central1"
+    created = grpc_client.create_custom_job(parent=parent, custom_job=sleeper_job())
+    assert created.state.name == "JOB_STATE_QUEUED" and created.name.startswith(parent + "/customJobs/")
+    assert grpc_client.get_custom_job(name=created.name).display_name == "grpc-sleeper"
+    listed = list(grpc_client.list_custom_jobs(request={"parent": parent, "filter": 'labels.suite="grpc"'}))
+    assert [job.name for job in listed] == [created.name]
+    wait_until(lambda: grpc_client.get_custom_job(name=created.name).state.name == "JOB_STATE_RUNNING", timeout=60,
+               what="the job to run")
+    grpc_client.cancel_custom_job(name=created.name)
+    final = wait_until(lambda: (lambda j: j if j.state.name == "JOB_STATE_CANCELLED" else None)(
+        grpc_client.get_custom_job(name=created.name)), timeout=60, what="the cancel")
+    assert final.end_time
+
+
+def test_grpc_errors_and_faults_are_google_api_exceptions(emulator: VertexEmulator, grpc_client: Any) -> None:
+    from google.api_core import exceptions
+    from google.cloud import aiplatform_v1
+
+    parent = "projects/p2/locations/us-central1"
+    with pytest.raises(exceptions.NotFound, match="does not exist"):
+        grpc_client.get_custom_job(name=parent + "/customJobs/404")
+    with pytest.raises(exceptions.InvalidArgument, match="worker_pool_specs is required"):
+        grpc_client.create_custom_job(parent=parent, custom_job=aiplatform_v1.CustomJob(display_name="empty"))
+    emulator.faults.add("throttle", 1, "JobService.ListCustomJobs")
+    with pytest.raises(exceptions.ResourceExhausted):
+        grpc_client.list_custom_jobs(parent=parent, retry=None)
+    assert list(grpc_client.list_custom_jobs(parent=parent)) == []
+    assert emulator.faults.count("throttle") == 1
