@@ -1,0 +1,142 @@
+"""Users' unchanged SageMaker code against the emulator, with nothing but the variables it exports.
+
+Each script under ``user_code/sagemaker/`` is written as for the real cloud (no endpoint, no
+cloudtrain import). It runs in a subprocess whose environment is a clean one (``PATH``, a fresh
+``HOME``) plus :meth:`SageMakerEmulator.environment` (what ``cloudtrain emulator start --cloud
+sagemaker`` prints), plus guards so nothing leaves the machine: no instance metadata lookups, and
+an HTTP(S) proxy on a loopback port that refuses every connection, so a call that ignores
+``AWS_ENDPOINT_URL`` fails instead of reaching the internet. The tests read what the training code
+produced (its log lines, the model archive's content), never what the emulator was told.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+pytest.importorskip("moto")
+
+from cloudtrain.emulators import sagemaker_mounts  # noqa: E402
+from cloudtrain.emulators.sagemaker import SageMakerEmulator  # noqa: E402
+
+USER_CODE = Path(__file__).resolve().parent / "sagemaker"
+SCRIPT_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SageMakerEmulator]:
+    with SageMakerEmulator(root=tmp_path_factory.mktemp("sm-user-code"), stop_grace_seconds=5) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def refusing_proxy() -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` where nothing listens: a socket holds the port without listening."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{holder.getsockname()[1]}"
+
+
+def run_user_script(emulator: SageMakerEmulator, proxy: str, home: Path, script: str) -> SimpleNamespace:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment(),
+           "AWS_EC2_METADATA_DISABLED": "true", "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy,
+           "https_proxy": proxy, "http_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    done = subprocess.run([sys.executable, str(USER_CODE / script)], env=env, cwd=home, capture_output=True, text=True,
+                          timeout=SCRIPT_TIMEOUT)
+    lines = done.stdout.strip().splitlines()
+    return SimpleNamespace(code=done.returncode, stdout=done.stdout, stderr=done.stderr,
+                           model=json.loads(lines[-1]) if done.returncode == 0 and lines else None)
+
+
+def describe(emulator: SageMakerEmulator, prefix: str) -> dict:
+    names = [n for n in emulator.training_jobs() if n.startswith(prefix)]
+    assert len(names) == 1, names
+    sagemaker = boto3.client("sagemaker", endpoint_url=emulator.endpoint_url, region_name=emulator.region,
+                             aws_access_key_id="testing", aws_secret_access_key="testing")
+    return sagemaker.describe_training_job(TrainingJobName=names[0])
+
+
+def assert_trained(model: dict) -> None:
+    """What train.py computes from data/train.csv (y = 2x + 1, 7 rows) with 200 epochs."""
+    assert model["epochs"] == 200 and model["rows"] == 7
+    assert model["weights"] == pytest.approx([2.0, 1.0], abs=1e-3)
+    assert model["loss"] < 1e-6
+
+
+def test_modeltrainer_with_a_local_input_folder_runs_the_entry_script(emulator: SageMakerEmulator, refusing_proxy: str,
+                                                                     tmp_path: Path) -> None:
+    pytest.importorskip("sagemaker.train")
+    result = run_user_script(emulator, refusing_proxy, tmp_path, "modeltrainer_job.py")
+    unavailable = sagemaker_mounts.unavailable_reason()
+    if unavailable:  # the job is refused with the reason, not run with paths it cannot see
+        assert result.code != 0
+        assert "sees its files at /opt/ml" in result.stderr and unavailable in result.stderr
+        return
+    assert result.code == 0, result.stderr[-4000:]
+    assert_trained(result.model)
+    # hyperparameters.json read at /opt/ml by the script: what the SDK sent, as SageMaker writes it
+    assert result.model["hyperparameters_file"] == {"epochs": "200", "learning-rate": "0.1"}
+    # train(logs=True) streamed the job's CloudWatch lines: the SDK driver's and the script's own
+    assert "Running Basic Script driver" in result.stderr
+    assert "training finished: epochs=200 rows=7" in result.stderr
+
+    job = describe(emulator, "linear-modeltrainer-")
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/bash"]
+    assert "sm_train.sh" in job["AlgorithmSpecification"]["ContainerArguments"][-1]
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert set(channels) == {"train", "code", "sm_drivers"}
+    assert all(uri.startswith(f"s3://{emulator.bucket}/linear-modeltrainer/") for uri in channels.values())
+
+
+def test_boto3_script_mode_runs_the_program_and_returns_the_model(emulator: SageMakerEmulator, refusing_proxy: str,
+                                                                tmp_path: Path) -> None:
+    if sagemaker_mounts.unavailable_reason():
+        pytest.skip(f"train.py reads /opt/ml/input/config directly: {sagemaker_mounts.unavailable_reason()}")
+    result = run_user_script(emulator, refusing_proxy, tmp_path, "boto3_script_mode.py")
+    assert result.code == 0, result.stderr[-4000:]
+    assert_trained(result.model)
+    assert "training finished: epochs=200 rows=7" in result.stdout  # printed from CloudWatch by the script
+    sent = result.model["hyperparameters_file"]
+    assert json.loads(sent["sagemaker_program"]) == "train.py" and sent["epochs"] == "200"
+    # the job read the secret the script stored, with its role's credentials (no keys in its environment)
+    assert result.model["secret_sha256"] == hashlib.sha256(b"token-for-the-training-job").hexdigest()
+    assert "token-for-the-training-job" not in result.stdout + result.stderr
+
+    job = describe(emulator, "linear-script-mode-")
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"/{job['TrainingJobName']}/output/model.tar.gz")
+
+
+def test_the_role_check_the_sdk_makes_sees_the_roles_policies(emulator: SageMakerEmulator) -> None:
+    """iam:SimulatePrincipalPolicy evaluates what each role really has, so the SDK refuses a bare role."""
+    iam = boto3.client("iam", endpoint_url=emulator.endpoint_url, region_name=emulator.region,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                                "Principal": {"Service": "sagemaker.amazonaws.com"}}]})
+    bare = iam.create_role(RoleName="bare-role", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    denied = iam.create_role(RoleName="denied-role", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.put_role_policy(RoleName="denied-role", PolicyName="p", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}, {"Effect": "Deny", "Action": "s3:PutObject", "Resource": "*"}]}))
+    actions = ["s3:GetObject", "s3:PutObject", "sagemaker:CreateTrainingJob"]
+
+    def decisions(arn: str) -> dict[str, str]:
+        results = iam.simulate_principal_policy(PolicySourceArn=arn, ActionNames=actions)["EvaluationResults"]
+        return {r["EvalActionName"]: r["EvalDecision"] for r in results}
+
+    assert decisions(emulator.role_arn) == dict.fromkeys(actions, "allowed")
+    assert decisions(bare) == dict.fromkeys(actions, "implicitDeny")
+    assert decisions(denied) == {"s3:GetObject": "allowed", "s3:PutObject": "explicitDeny",
+                                 "sagemaker:CreateTrainingJob": "implicitDeny"}
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.simulate_principal_policy(PolicySourceArn=bare.replace("bare-role", "missing-role"), ActionNames=actions)
