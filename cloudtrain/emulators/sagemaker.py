@@ -8,11 +8,21 @@ moto lacks or gets wrong for training jobs:
   then the job is created in moto and run (:mod:`cloudtrain.emulators.sagemaker_jobs`) with its
   Environment and MetricDefinitions kept as sent;
 - StopTrainingJob (absent from moto): Stopping, SIGTERM, grace period, SIGKILL, Stopped;
+- iam:SimulatePrincipalPolicy (absent from moto; the SageMaker Python SDK v3 checks the training role
+  with it): decided from the principal's policies in moto (:mod:`cloudtrain.emulators.sagemaker_iam`);
+- the container credentials endpoint of a job (``AWS_CONTAINER_CREDENTIALS_FULL_URI``, with
+  ``AWS_ENDPOINT_URL``, in the job's environment): the job's role credentials from moto's
+  sts:AssumeRole, so boto3 inside a job (Secrets Manager for ``aws_secret``, S3...) works as on
+  SageMaker, without keys in the job's environment;
 - fault injection (:mod:`cloudtrain.emulators.common`): throttling (HTTP 400 ThrottlingException),
   HTTP 500 InternalFailure, a connection dropped after a create was processed, spot interruption.
 
 Operation names for faults are ``Service.Operation`` for JSON APIs (``SageMaker.CreateTrainingJob``,
 ``Logs.GetLogEvents``) and ``Service.METHOD`` for the others (``S3.PUT``, ``IAM.POST``).
+
+The account starts with an execution role and a bucket, and :meth:`SageMakerEmulator.environment`
+names a SageMaker Python SDK defaults file with them (:mod:`cloudtrain.emulators.sagemaker_account`),
+so SDK code that passes no role or bucket runs unchanged.
 
 moto keeps its state in process-wide backends: an emulator resets them when it starts (``reset=True``),
 so run one emulator per process at a time. The emulator's own S3 and IAM calls go through its HTTP
@@ -47,6 +57,8 @@ ROLE_NAME = sagemaker_account.ROLE_NAME
 CREATE = "SageMaker.CreateTrainingJob"
 #: The operation a fault given without one applies to (``throttle=2`` means CreateTrainingJob).
 DEFAULT_FAULT_OPERATION = CREATE
+#: Where a job's processes get their role's credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI + job name).
+CREDENTIALS_PATH = "/_cloudtrain/container-credentials/"
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _SERVICE_NAMES = {"Logs_20140328": "Logs", "AmazonSageMaker": "SageMaker"}
 _instance_types: set[str] | None = None
@@ -128,6 +140,8 @@ class SageMakerApi:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if environ.get("PATH_INFO", "").startswith(CREDENTIALS_PATH) and not target:
+            return self._container_credentials(environ, start_response)
         if target == CREATE:
             return self._create(environ, start_response)
         if target == "SageMaker.StopTrainingJob":
@@ -135,6 +149,15 @@ class SageMakerApi:
         if not target and operation_of(environ) == "IAM.POST":
             return self._iam(environ, start_response)
         return self.moto_app(environ, start_response)
+
+    def _container_credentials(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """A job's role credentials, as the container credentials endpoint serves them to botocore."""
+        run = self.emulator._runs.get(environ["PATH_INFO"][len(CREDENTIALS_PATH):])
+        if run is None:
+            body = json.dumps({"code": "NotFound", "message": "no such training job"}).encode()
+            return self._answer(start_response, ("404 Not Found", [("Content-Type", "application/json")], body))
+        body = json.dumps(self.emulator.job_credentials(run)).encode()
+        return self._answer(start_response, ("200 OK", [("Content-Type", "application/json")], body))
 
     def _iam(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """IAM's query API: SimulatePrincipalPolicy here (moto lacks it), the rest to moto."""
@@ -244,6 +267,8 @@ class SageMakerEmulator(Emulator):
         self._runs: dict[str, TrainingJobRun] = {}
         self._create_lock = threading.Lock()
         self._s3: Any = None
+        self._sts: Any = None
+        self._credentials: dict[str, dict[str, str]] = {}
         self.sdk_defaults: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -266,13 +291,13 @@ class SageMakerEmulator(Emulator):
         self.http = ServerThread(app, self.host, self.port, access_log_handler(self.log_requests, MotoRequestHandler)).start()
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region)
         clients = {}
-        for service in ("s3", "iam"):
+        for service in ("s3", "iam", "sts"):
             client = session.client(service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"}))
             client.meta.events.register("before-sign", lambda request, **kwargs: request.headers.__setitem__(INTERNAL_HEADER, "1"))
             clients[service] = client
         sagemaker_account.set_up(clients["iam"], clients["s3"], self.bucket)
         self.sdk_defaults = sagemaker_account.write_sdk_defaults(self.root, self.role_arn, self.bucket)
-        self._s3 = clients["s3"]
+        self._s3, self._sts = clients["s3"], clients["sts"]
 
     def emulated_jobs(self) -> list[TrainingJobRun]:
         return list(self._runs.values())
@@ -323,9 +348,23 @@ class SageMakerEmulator(Emulator):
         root = self.root / "jobs" / name
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        run = TrainingJobRun(request, fake, account, region, root, self._s3, JobSettings(self.faults, self.grace_seconds))
+        platform = {"AWS_ENDPOINT_URL": self.endpoint_url,
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{self.endpoint_url}{CREDENTIALS_PATH}{name}"}
+        run = TrainingJobRun(request, fake, account, region, root, self._s3, JobSettings(self.faults, self.grace_seconds),
+                             platform_environment=platform)
         self._runs[name] = run
         run.start()
+
+    def job_credentials(self, run: TrainingJobRun) -> dict[str, str]:
+        """Temporary credentials of the job's role (sts:AssumeRole in moto, once per job)."""
+        with self._create_lock:
+            if run.name not in self._credentials:
+                issued = self._sts.assume_role(RoleArn=run.request["RoleArn"], RoleSessionName=f"SageMaker-{run.name}"[:64])
+                credentials = issued["Credentials"]
+                self._credentials[run.name] = {
+                    "AccessKeyId": credentials["AccessKeyId"], "SecretAccessKey": credentials["SecretAccessKey"],
+                    "Token": credentials["SessionToken"], "Expiration": credentials["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+            return self._credentials[run.name]
 
     def training_jobs(self) -> list[str]:
         """Names of the jobs created through this emulator, oldest first (each created once)."""

@@ -16,7 +16,12 @@ attempt, ``{job}/algo-{i}-{epoch seconds}``. Checkpoint directories are mirrored
 job runs. With a ``preempt`` fault pending, a job with ``EnableManagedSpotTraining`` is interrupted
 once after its first checkpoint settles: processes stopped, secondary status Interrupted, then
 Restarting on fresh hosts whose checkpoint directories are restored from S3, as managed spot
-training does. The run loop itself is :class:`cloudtrain.emulators.job_runner.EmulatedJob`;
+training does. A job runs either in script mode (:mod:`cloudtrain.emulators.sagemaker_toolkit`) or, when its
+request has an ``AlgorithmSpecification.ContainerEntrypoint``, as that container command
+(:mod:`cloudtrain.emulators.sagemaker_container`), with ``/opt/ml`` bound to the host's tree
+(:mod:`cloudtrain.emulators.sagemaker_mounts`) and the platform's variables (the emulator's
+endpoint and the job's container credentials URI). The run loop itself is
+:class:`cloudtrain.emulators.job_runner.EmulatedJob`;
 this module supplies SageMaker's states, layout, logs and uploads.
 """
 
@@ -74,9 +79,10 @@ class TrainingJobRun(EmulatedJob):
     preemption_notice = "cloudtrain-emulator: spot capacity reclaimed: interrupting the training job"
 
     def __init__(self, request: dict[str, Any], fake: Any, account: str, region: str, root: Path, s3: Any,
-                 settings: JobSettings) -> None:
+                 settings: JobSettings, platform_environment: dict[str, str] | None = None) -> None:
         super().__init__(request["TrainingJobName"], root, settings)
         self.request, self.fake, self.account, self.region, self.s3 = request, fake, account, region, s3
+        self.platform_environment = dict(platform_environment or {})
         self.mode = ScriptMode(request, fake.arn, region)
         self.container = ContainerCommand(request, fake.arn, region) if ContainerCommand.requested(request) else None
         self.layouts = {h: HostLayout(root / h, self.mode.checkpoint_local_path) for h in self.mode.hosts}
@@ -287,6 +293,7 @@ class TrainingJobRun(EmulatedJob):
                       "the SM_* variables point to the job's files")
         commands = []
         for host, command in placed:
+            command = replace(command, env={**self.platform_environment, **command.env})
             self.log(host, f"Invoking script with the following command: {shlex.join(_without_env_prefix(command.argv))}")
             if not unbound:  # script mode keeps its working directory (the host's code directory)
                 cwd = WORKING_DIRECTORY if self.container is not None else command.cwd

@@ -9,8 +9,11 @@ runs ``python <program> --key value ...`` there (``torchrun --nnodes N --nproc_p
 --node_rank i --master_addr ... --master_port ...`` when torch distributed is enabled).
 
 Here each host ``algo-i`` gets its own ``<job root>/algo-i/opt/ml`` tree; every ``/opt/ml`` path the
-job sees (``SM_*`` variables, request Environment values starting with ``/opt/ml``, the checkpoint
-``LocalPath``) is rooted there. The interpreter is this one (``sys.executable``): no container image
+job is given (``SM_*`` variables, request Environment values starting with ``/opt/ml``, the checkpoint
+``LocalPath``) is rooted there, and where the machine allows it the tree is also bound on ``/opt/ml``
+itself for the host's processes (:mod:`cloudtrain.emulators.sagemaker_mounts`), so a script that
+opens ``/opt/ml/input/config/hyperparameters.json`` directly finds it; where it does not, the job's
+log says so. The interpreter is this one (``sys.executable``): no container image
 is pulled. The distribution options the toolkits read from the hyperparameters:
 
 - ``sagemaker_torch_distributed_enabled``: ``torchrun`` on every host with one process per GPU of
