@@ -1,0 +1,147 @@
+"""A user's unchanged azure-ai-ml script (``user_code/azureml/submit_job.py``: ``command()`` with a
+local ``Input`` folder, ``jobs.create_or_update``, ``jobs.stream``, ``jobs.download``) runs against
+the Azure ML emulator with nothing but the variables the emulator exports added to a bare
+environment: the SDK uploads the local folder and the code through the emulator's proxy to
+``<account>.blob.core.windows.net``, the training code reads that input, ``stream`` prints its log
+and ``download`` brings its model back.
+
+The emulator holds the job in Queued until the script follows it (it has read the run's details),
+so that ``stream`` sees the job run whatever the machine's speed: nothing here waits for time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("azure.ai.ml")
+pytest.importorskip("azure.identity")
+pytest.importorskip("trustme")
+
+from cloudtrain.emulators.azureml import AzureMLEmulator  # noqa: E402
+from cloudtrain.emulators.common import wait_until  # noqa: E402
+
+USER_CODE = Path(__file__).parent / "azureml"
+CURATED = "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureMLEmulator]:
+    # passthrough off: a host the emulator does not serve is refused, so nothing leaves this machine
+    with AzureMLEmulator(tmp_path_factory.mktemp("azureml-server"), server=True, grace_seconds=3.0,
+                         proxy_passthrough=False) as value:
+        yield value
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> tuple[Path, dict[str, float]]:
+    """A copy of the user's project whose local data are random points on a line (so only a run that
+    read this upload can produce the expected model)."""
+    target = tmp_path / "project"
+    shutil.copytree(USER_CODE, target, ignore=shutil.ignore_patterns("downloads", "__pycache__"))
+    rng = random.Random()
+    slope, intercept = round(rng.uniform(-5, 5), 3), round(rng.uniform(-5, 5), 3)
+    xs = sorted(rng.sample(range(-50, 50), 7))
+    (target / "local_data" / "points.csv").write_text("x,y\n" + "".join(f"{x},{slope * x + intercept}\n" for x in xs))
+    return target, {"slope": slope, "intercept": intercept, "rows": len(xs)}
+
+
+def user_environment(emulator: AzureMLEmulator, project: Path) -> dict[str, str]:
+    """A bare environment (PATH and HOME) plus what ``cloudtrain emulator start --cloud azureml`` exports."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", str(project))}
+    env.update(emulator.environment())
+    return env
+
+
+def run_user_script(emulator: AzureMLEmulator, project: Path, *args: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Run ``submit_job.py`` with only the user's environment; returns the job's name and the
+    finished process."""
+    before = set(emulator.job_names())
+    emulator.hold_jobs()
+    process = subprocess.Popen([sys.executable, "submit_job.py", *args], cwd=project, env=user_environment(emulator, project),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def followed_job() -> str | None:
+            if process.poll() is not None:
+                raise AssertionError(f"the script ended before following its job: {process.communicate()[1][-3000:]}")
+            return next((name for name in emulator.job_names() if name not in before and emulator.run_details_reads(name)), None)
+
+        name = wait_until(followed_job, timeout=180, what="the script to submit its job and follow it")
+    finally:
+        emulator.release_jobs()
+    stdout, stderr = process.communicate(timeout=300)
+    return name, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def assert_trained_on_the_upload(emulator: AzureMLEmulator, project: Path, name: str, done: subprocess.CompletedProcess[str],
+                                 expected: dict[str, float]) -> None:
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert emulator.status_history(name)[-1] == "Completed", emulator.service.runs[name]
+    # the SDK uploaded the local folder to the datastore and sent its datastore URI, not a local path
+    sent = emulator.service.jobs[name]["properties"]["inputs"]["data"]
+    assert sent["uri"].startswith("azureml://"), sent
+    container, prefix = emulator.service.blob_for_uri(sent["uri"]) or ("", "")
+    assert container == emulator.container and prefix.startswith("LocalUpload/"), sent
+    assert emulator.blob(prefix.rstrip("/") + "/points.csv") == (project / "local_data" / "points.csv").read_bytes()
+    # stream printed the training code's own log line (the fit of this upload's points)
+    line = (f"trained on {expected['rows']} rows from points.csv: slope={expected['slope']:.6f} "
+            f"intercept={expected['intercept']:.6f}")
+    assert f"RunId: {name}" in done.stdout and line in done.stdout, done.stdout[-3000:]
+    assert "Execution Summary" in done.stdout
+    # download(all=True) brought back the named output and the run's artifacts
+    model = json.loads((project / "downloads" / "named-outputs" / "model" / "model.json").read_text())
+    assert model["rows"] == expected["rows"]
+    assert model["slope"] == pytest.approx(expected["slope"], abs=1e-6)
+    assert model["intercept"] == pytest.approx(expected["intercept"], abs=1e-6)
+    artifacts = project / "downloads" / "artifacts"
+    assert json.loads((artifacts / "outputs" / "metrics.json").read_text()) == {"rows": expected["rows"]}
+    assert line in (artifacts / "user_logs" / "std_log.txt").read_text()
+
+
+def test_custom_environment_local_input_stream_and_download(emulator: AzureMLEmulator,
+                                                           project: tuple[Path, dict[str, float]]) -> None:
+    folder, expected = project
+    name, done = run_user_script(emulator, folder)
+    assert_trained_on_the_upload(emulator, folder, name, done, expected)
+    # the custom Environment(image=..., conda_file=...) was registered in the workspace as the SDK sent it
+    environment_id = emulator.service.jobs[name]["properties"]["environmentId"]
+    match = re.search(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/.*/workspaces/([^/]+)/environments/([^/]+)/versions/([^/]+)$",
+                      environment_id)
+    assert match, environment_id
+    registered = emulator.service.workspace_environments(*match.groups()[:3]).find(*match.groups()[3:])
+    assert registered is not None
+    assert registered["properties"]["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+    assert "python=3.11" in registered["properties"]["condaFile"]
+    # a second script lists the job's children: a command job has none
+    listed = subprocess.run([sys.executable, "list_child_jobs.py", name], cwd=folder, env=user_environment(emulator, folder),
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert re.search(rf"job {name} \(command\) is \S*completed with 0 child jobs", listed.stdout, re.IGNORECASE), listed.stdout
+    assert not emulator.service.unhandled
+
+
+def test_curated_environment_by_name(emulator: AzureMLEmulator, project: tuple[Path, dict[str, float]]) -> None:
+    folder, expected = project
+    name, done = run_user_script(emulator, folder, CURATED)
+    assert_trained_on_the_upload(emulator, folder, name, done, expected)
+    assert emulator.service.jobs[name]["properties"]["environmentId"] == f"azureml:{CURATED}"
+
+
+def test_an_unknown_environment_is_refused_as_in_a_workspace(emulator: AzureMLEmulator,
+                                                            project: tuple[Path, dict[str, float]]) -> None:
+    folder, _ = project
+    before = set(emulator.job_names())
+    done = subprocess.run([sys.executable, "submit_job.py", "azureml:no-such-environment:3"], cwd=folder,
+                          env=user_environment(emulator, folder), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "no-such-environment:3 not found" in done.stderr, done.stderr[-3000:]
+    assert set(emulator.job_names()) == before
