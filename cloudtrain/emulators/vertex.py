@@ -38,6 +38,8 @@ from cloudtrain.emulators.common import Emulator, FaultMiddleware, Faults, Serve
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
 from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
+from cloudtrain.emulators.vertex_pipelines import PipelineRoutes, TrainingPipelines
+from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, validate_job  # noqa: F401 (re-exported)
 from cloudtrain.providers.process import free_port
 
 DEFAULT_PROJECT = "emulator-project"
@@ -53,31 +55,18 @@ _ROUTES = [
     ("GET", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "GetCustomJob"),
     ("DELETE", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+)$"), "DeleteCustomJob"),
     ("POST", re.compile(rf"^/v1/({_PARENT}/customJobs/[^/:]+):cancel$"), "CancelCustomJob"),
+    ("POST", re.compile(rf"^/v1/({_PARENT})/trainingPipelines$"), "CreateTrainingPipeline"),
+    ("GET", re.compile(rf"^/v1/({_PARENT})/trainingPipelines$"), "ListTrainingPipelines"),
+    ("GET", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+)$"), "GetTrainingPipeline"),
+    ("DELETE", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+)$"), "DeleteTrainingPipeline"),
+    ("POST", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+):cancel$"), "CancelTrainingPipeline"),
     ("POST", re.compile(r"^/v2/(entries):list$"), "ListLogEntries"),
 ]
-#: Machine series that Vertex AI custom training accepts in ``machineSpec.machineType``, from Google's
-#: page "Configure compute resources for custom training"
-#: (https://cloud.google.com/vertex-ai/docs/training/configure-compute#machine-types), kept here on
-#: purpose apart from the provider's list so that a wrong provider list is caught by the emulator.
-TRAINING_MACHINE_SERIES = (
-    "e2-standard", "e2-highmem", "e2-highcpu", "n1-standard", "n1-highmem", "n1-highcpu",
-    "n2-standard", "n2-highmem", "n2-highcpu", "n2d-standard", "n2d-highmem", "n2d-highcpu",
-    "c2-standard", "c2d-standard", "c2d-highmem", "c2d-highcpu", "c3-standard", "c3-highcpu", "c3-highmem",
-    "m1-ultramem", "m1-megamem", "a2-highgpu", "a2-megagpu", "a2-ultragpu", "a3-highgpu", "a3-megagpu",
-    "a3-ultragpu", "a4-highgpu", "a4x-highgpu", "g2-standard", "g4-standard",
-    "ct5lp-hightpu", "ct5p-hightpu", "ct6e-standard", "cloud-tpu",
-)
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
            500: "INTERNAL", 503: "UNAVAILABLE", 412: "FAILED_PRECONDITION"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 _FILTER_TERM = re.compile(r'^\s*(labels\.[a-z][a-z0-9_-]*|display_name|displayName|state)\s*=\s*"?([^"]*)"?\s*$')
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -88,8 +77,13 @@ def operation_of(environ: dict[str, Any]) -> str | None:
     method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
     for verb, pattern, name in _ROUTES:
         if verb == method and pattern.match(path):
-            return f"{'Logging' if name == 'ListLogEntries' else 'JobService'}.{name}"
+            return f"{service_of(name)}.{name}"
     return None
+
+
+def service_of(method: str) -> str:
+    """The service an operation belongs to, as fault rules name it (``JobService.CreateCustomJob``)."""
+    return "Logging" if method == "ListLogEntries" else "PipelineService" if "TrainingPipeline" in method else "JobService"
 
 
 def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -98,7 +92,7 @@ def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[
     return f"{code} {_REASONS[code]}", [("Content-Type", "application/json")], error_body(code, message)
 
 
-class JobService:
+class JobService(PipelineRoutes):
     """The JobService's custom-job routes and Cloud Logging's ``entries:list``, as one WSGI app over
     the jobs and log entries it keeps in memory. ``storage``: a ``google.cloud.storage.Client`` factory."""
 
@@ -109,6 +103,7 @@ class JobService:
         self.lock = threading.RLock()
         self.logs = LogEntries()
         self.runs: dict[str, CustomJobRun] = {}
+        self.pipelines = TrainingPipelines(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
@@ -245,47 +240,6 @@ def _matches(job: Any, key: str, value: str) -> bool:
     return job.state.name == value
 
 
-def validate_job(job: Any) -> None:
-    """What Vertex refuses that the proto parser does not."""
-    from google.cloud import aiplatform_v1
-
-    accelerators = {member for name, member in aiplatform_v1.AcceleratorType.__members__.items()
-                    if name != "ACCELERATOR_TYPE_UNSPECIFIED"}
-    if not job.display_name:
-        raise ApiError(400, "CustomJob.display_name is required.")
-    pools = job.job_spec.worker_pool_specs
-    if not pools:
-        raise ApiError(400, "CustomJob.job_spec.worker_pool_specs is required.")
-    if int(pools[0].replica_count or 0) != 1:
-        raise ApiError(400, "The first worker pool (the primary replica) must have replica_count 1.")
-    for index, pool in enumerate(pools):
-        machine = pool.machine_spec.machine_type
-        if not machine and int(pool.replica_count or 0):
-            raise ApiError(400, f"worker_pool_specs[{index}].machine_spec.machine_type is required.")
-        if machine and not any(machine == series or machine.startswith(series + "-") for series in TRAINING_MACHINE_SERIES):
-            raise ApiError(400, f"Machine type \"{machine}\" is not supported.")
-        accelerator, count = pool.machine_spec.accelerator_type, int(pool.machine_spec.accelerator_count or 0)
-        if count and accelerator not in accelerators:
-            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count {count} needs a valid accelerator_type "
-                                f"(got {getattr(accelerator, 'name', accelerator)}).")
-        if count < 0:
-            raise ApiError(400, f"worker_pool_specs[{index}]: accelerator_count cannot be negative.")
-        package = pool.python_package_spec
-        if package.executor_image_uri or package.package_uris or package.python_module:
-            if pool.container_spec.image_uri:
-                raise ApiError(400, f"worker_pool_specs[{index}]: give either container_spec or python_package_spec, not both.")
-            for field in ("executor_image_uri", "python_module"):
-                if not getattr(package, field):
-                    raise ApiError(400, f"worker_pool_specs[{index}].python_package_spec.{field} is required.")
-            if not package.package_uris or not all(uri.startswith("gs://") for uri in package.package_uris):
-                raise ApiError(400, f"worker_pool_specs[{index}].python_package_spec.package_uris must be gs:// URIs.")
-        elif int(pool.replica_count or 0) and not pool.container_spec.image_uri:
-            raise ApiError(400, f"worker_pool_specs[{index}].container_spec.image_uri is required.")
-    for key, value in job.labels.items():
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
-            raise ApiError(400, f"Invalid label {key}={value}: keys and values are lowercase letters, digits, '_' and '-'.")
-
-
 class VertexEmulator(Emulator):
     """A local Vertex AI JobService and Cloud Logging (REST, one :attr:`endpoint_url`) and Cloud
     Storage; ``with VertexEmulator() as emulator:``.
@@ -331,7 +285,7 @@ class VertexEmulator(Emulator):
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
         self.authority = Authority(self.root / "tls")
-        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handler(), self.host,
+        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handlers(), self.host,
                                self.authority.server_credentials()).start()
         self.proxy = ConnectProxy({pattern: self.grpc.address for pattern in API_HOSTS},
                                   passthrough=self.proxy_passthrough).start()

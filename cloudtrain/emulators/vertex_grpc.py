@@ -1,12 +1,13 @@
-"""The Vertex AI emulator's JobService over gRPC, the transport ``google-cloud-aiplatform`` uses by
-default (``aiplatform.CustomJob(...).run()``, ``aiplatform_v1.JobServiceClient()``).
+"""The Vertex AI emulator's JobService and PipelineService over gRPC, the transport
+``google-cloud-aiplatform`` uses by default (``aiplatform.CustomJob(...).run()``,
+``CustomTrainingJob(...).run()``, ``aiplatform_v1.JobServiceClient()``).
 
 It serves ``google.cloud.aiplatform.v1.JobService`` (the API version the SDK's default
 ``compat.DEFAULT_VERSION`` selects) with ``CreateCustomJob``, ``GetCustomJob``, ``ListCustomJobs``,
-``CancelCustomJob`` and ``DeleteCustomJob``, over the same :class:`cloudtrain.emulators.vertex.JobService`
+``CancelCustomJob`` and ``DeleteCustomJob``, and ``google.cloud.aiplatform.v1.PipelineService`` with
+the same five for ``TrainingPipeline`` (:mod:`cloudtrain.emulators.vertex_pipelines`), over the same
 operations as the REST routes; messages are (de)serialized with the SDK's own proto-plus types.
-``DeleteCustomJob`` answers a finished long-running operation. Other methods of the service answer
-UNIMPLEMENTED.
+Deletes answer a finished long-running operation. Other methods answer UNIMPLEMENTED.
 
 TLS: the server presents a certificate from the emulator's own CA for ``aiplatform.googleapis.com``
 and ``*.googleapis.com`` (which covers ``us-central1-aiplatform.googleapis.com`` and the other
@@ -15,7 +16,7 @@ through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grp
 it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi's roots plus the CA, so other
 gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
 
-Faults apply as over REST (operation names ``JobService.<Method>``): ``throttle`` answers
+Faults apply as over REST (operation names ``JobService.<Method>``, ``PipelineService.<Method>``): ``throttle`` answers
 RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE; ``drop_after`` processes the call and then answers
 UNAVAILABLE (a handler cannot drop one call's connection), so the client retries a call that took
 effect. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exempt.
@@ -30,6 +31,7 @@ from typing import Any, Callable
 from cloudtrain.emulators.common import INTERNAL_HEADER, Faults
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
+PIPELINE_SERVICE = "google.cloud.aiplatform.v1.PipelineService"
 CERTIFICATE_NAMES = ("aiplatform.googleapis.com", "*.googleapis.com")
 #: HTTP status of an ``ApiError`` -> gRPC status code name.
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION",
@@ -58,22 +60,24 @@ class Authority:
 
 
 class GrpcJobService:
-    """The generic gRPC handler of :data:`SERVICE` over ``service`` (a ``vertex.JobService``)."""
+    """The generic gRPC handlers of :data:`SERVICE` and :data:`PIPELINE_SERVICE` over ``service`` (a
+    ``vertex.JobService``, with its ``pipelines``)."""
 
     def __init__(self, service: Any, faults: Faults) -> None:
         self.service, self.faults = service, faults
 
-    def _call(self, method: str, work: Callable[[Any], bytes]) -> Callable[[Any, Any], bytes]:
+    def _call(self, service: str, method: str, work: Callable[[Any], bytes]) -> Callable[[Any, Any], bytes]:
         import grpc
 
-        from cloudtrain.emulators.vertex import ApiError
+        from cloudtrain.emulators.vertex_validation import ApiError
 
         def handle(request: Any, context: Any) -> bytes:
             internal = any(key == INTERNAL_HEADER.lower() for key, _ in context.invocation_metadata() or ())
-            rule = None if internal else self.faults.take(f"JobService.{method}")
+            operation = f"{service.rsplit('.', 1)[-1]}.{method}"
+            rule = None if internal else self.faults.take(operation)
             if rule is not None and rule.kind == "throttle":
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"Quota exceeded for aiplatform.googleapis.com (JobService.{method}): too many requests; retry later")
+                              f"Quota exceeded for aiplatform.googleapis.com ({operation}): too many requests; retry later")
             if rule is not None and rule.kind == "server_error":
                 context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
             try:
@@ -122,26 +126,66 @@ class GrpcJobService:
 
         return operations_pb2.Operation(name=self.service.delete_custom_job(request.name), done=True).SerializeToString()
 
-    def handler(self) -> Any:
-        import grpc
+    def create_pipeline(self, request: Any) -> bytes:
         from google.cloud import aiplatform_v1
 
-        methods = {"CreateCustomJob": (self.create, aiplatform_v1.CreateCustomJobRequest),
-                   "GetCustomJob": (self.get, aiplatform_v1.GetCustomJobRequest),
-                   "ListCustomJobs": (self.list, aiplatform_v1.ListCustomJobsRequest),
-                   "CancelCustomJob": (self.cancel, aiplatform_v1.CancelCustomJobRequest),
-                   "DeleteCustomJob": (self.delete, aiplatform_v1.DeleteCustomJobRequest)}
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            name: grpc.unary_unary_rpc_method_handler(self._call(name, work), request_deserializer=message.deserialize)
-            for name, (work, message) in methods.items()})
+        pipeline, run = self.service.pipelines.create(request.parent, request.training_pipeline)
+        with self.service.lock:
+            answer = aiplatform_v1.TrainingPipeline.serialize(pipeline)
+        run.start()
+        return answer
+
+    def get_pipeline(self, request: Any) -> bytes:
+        from google.cloud import aiplatform_v1
+
+        with self.service.lock:
+            return aiplatform_v1.TrainingPipeline.serialize(self.service.pipelines.get(request.name))
+
+    def list_pipelines(self, request: Any) -> bytes:
+        from google.cloud import aiplatform_v1
+
+        page, token = self.service.pipelines.list(request.parent, request.page_size, request.page_token)
+        with self.service.lock:
+            return aiplatform_v1.ListTrainingPipelinesResponse.serialize(
+                aiplatform_v1.ListTrainingPipelinesResponse(training_pipelines=page, next_page_token=token))
+
+    def cancel_pipeline(self, request: Any) -> bytes:
+        self.service.pipelines.cancel(request.name)
+        return b""
+
+    def delete_pipeline(self, request: Any) -> bytes:
+        from google.longrunning import operations_pb2
+
+        return operations_pb2.Operation(name=self.service.pipelines.delete(request.name), done=True).SerializeToString()
+
+    def handlers(self) -> tuple[Any, ...]:
+        """The generic handlers of the JobService and the PipelineService."""
+        import grpc
+        from google.cloud import aiplatform_v1 as v1
+
+        services = {
+            SERVICE: {"CreateCustomJob": (self.create, v1.CreateCustomJobRequest),
+                      "GetCustomJob": (self.get, v1.GetCustomJobRequest),
+                      "ListCustomJobs": (self.list, v1.ListCustomJobsRequest),
+                      "CancelCustomJob": (self.cancel, v1.CancelCustomJobRequest),
+                      "DeleteCustomJob": (self.delete, v1.DeleteCustomJobRequest)},
+            PIPELINE_SERVICE: {"CreateTrainingPipeline": (self.create_pipeline, v1.CreateTrainingPipelineRequest),
+                               "GetTrainingPipeline": (self.get_pipeline, v1.GetTrainingPipelineRequest),
+                               "ListTrainingPipelines": (self.list_pipelines, v1.ListTrainingPipelinesRequest),
+                               "CancelTrainingPipeline": (self.cancel_pipeline, v1.CancelTrainingPipelineRequest),
+                               "DeleteTrainingPipeline": (self.delete_pipeline, v1.DeleteTrainingPipelineRequest)},
+        }
+        return tuple(grpc.method_handlers_generic_handler(service, {
+            name: grpc.unary_unary_rpc_method_handler(self._call(service, name, work), request_deserializer=message.deserialize)
+            for name, (work, message) in methods.items()}) for service, methods in services.items())
 
 
 class GrpcServer:
-    """A gRPC server for ``handler`` on ``host`` at a free port: TLS with ``credentials``
+    """A gRPC server for ``handlers`` on ``host`` at a free port: TLS with ``credentials``
     (:meth:`Authority.server_credentials`), plaintext without."""
 
-    def __init__(self, handler: Any, host: str = "127.0.0.1", credentials: Any = None) -> None:
-        self.handler, self.host, self.credentials = handler, host, credentials
+    def __init__(self, handlers: tuple[Any, ...], host: str = "127.0.0.1", credentials: Any = None) -> None:
+        self.handlers, self.host, self.credentials = handlers, host, credentials
         self.port = 0
         self._server: Any = None
 
@@ -149,7 +193,7 @@ class GrpcServer:
         import grpc
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="vertex-grpc"))
-        self._server.add_generic_rpc_handlers((self.handler,))
+        self._server.add_generic_rpc_handlers(self.handlers)
         address = f"{self.host}:0"
         self.port = (self._server.add_secure_port(address, self.credentials) if self.credentials is not None
                      else self._server.add_insecure_port(address))

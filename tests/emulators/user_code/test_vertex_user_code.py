@@ -9,9 +9,11 @@ HOME, so no gcloud credentials of the machine are found):
   code saves its model with google-cloud-storage and the script reads it back.
 - ``run_custom_job.py``: ``CustomJob(worker_pool_specs=[python_package_spec])`` with a package the
   user built and uploaded; the trainer reads its data and writes its model through ``/gcs/...``.
+- ``run_training_job.py``: ``CustomTrainingJob(...).run()``, a training pipeline (PipelineService)
+  whose backing custom job runs the staged script.
 
 The gRPC JobService is also exercised directly (a TLS channel to its port) for its answers, errors
-and faults. Nothing here waits for time: the scripts end when their job does.
+and faults, and the PipelineService over REST for what it refuses. Nothing here waits for time: the scripts end when their job does.
 """
 
 from __future__ import annotations
@@ -117,6 +119,58 @@ def test_custom_job_from_worker_pool_specs_reads_and_writes_gcs_paths(emulator: 
     assert model["mean"] == pytest.approx(2 * sum(values) / len(values))
     name = re.search(r"^job (\S+) JOB_STATE_SUCCEEDED$", done.stdout, re.M).group(1)
     assert job_named(emulator, name).job_spec.base_output_directory.output_uri_prefix == "gs://my-output/custom-run"
+
+
+def test_custom_training_job_runs_through_a_training_pipeline(emulator: VertexEmulator, project: Path) -> None:
+    done = run_user_script(emulator, project, "run_training_job.py")
+    assert done.returncode == 0, done.stderr[-4000:]
+    name = re.search(r"^pipeline (\S+) PIPELINE_STATE_SUCCEEDED$", done.stdout, re.M)
+    assert name, done.stdout + done.stderr[-2000:]
+    backing = emulator.service.pipelines.backing[name.group(1)]
+    job = job_named(emulator, backing)
+    assert job.state.name == "JOB_STATE_SUCCEEDED" and job.display_name == "training-custom-job"
+    assert job.job_spec.worker_pool_specs[0].python_package_spec.package_uris[0].startswith("gs://my-pipelines/")
+    trained = re.search(r"trained for 3 epochs: accuracy (\d\.\d{3})", job_log(emulator, backing))
+    assert trained, job_log(emulator, backing)
+    assert f"metrics epochs=3 accuracy={trained.group(1)}" in done.stdout
+    assert "model SGDClassifier classes 10" in done.stdout
+
+
+def test_training_pipelines_over_rest_and_what_they_refuse(emulator: VertexEmulator) -> None:
+    from google.api_core import exceptions
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1
+
+    from cloudtrain.emulators.vertex_pipelines import CUSTOM_TASK
+
+    client = aiplatform_v1.PipelineServiceClient(credentials=AnonymousCredentials(), transport="rest",
+                                                 client_options=ClientOptions(api_endpoint=emulator.endpoint_url))
+    parent = "projects/p3/locations/us-central1"
+    inputs = {"worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1,
+                                     "container_spec": {"image_uri": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3:latest",
+                                                        "command": ["python", "-c", "print('pipeline ran')"]}}],
+              "base_output_directory": {"output_uri_prefix": "gs://cloudtrain-staging/out/rest-pipeline"}}
+    created = client.create_training_pipeline(parent=parent, training_pipeline=aiplatform_v1.TrainingPipeline(
+        display_name="rest", training_task_definition=CUSTOM_TASK, training_task_inputs=inputs))
+    assert created.state.name == "PIPELINE_STATE_QUEUED"
+    backing = created.training_task_metadata["backingCustomJob"]
+    assert backing.startswith(parent + "/customJobs/")
+    emulator.run_of(backing).join(timeout=120)
+    got = client.get_training_pipeline(name=created.name)
+    assert got.state.name == "PIPELINE_STATE_SUCCEEDED" and got.end_time
+    assert [p.name for p in client.list_training_pipelines(parent=parent)] == [created.name]
+    assert "pipeline ran" in job_log(emulator, backing)
+    with pytest.raises(exceptions.BadRequest, match="model_to_upload is not emulated"):
+        client.create_training_pipeline(parent=parent, training_pipeline=aiplatform_v1.TrainingPipeline(
+            display_name="m", training_task_definition=CUSTOM_TASK, training_task_inputs=inputs,
+            model_to_upload={"display_name": "m", "container_spec": {"image_uri": "us-docker.pkg.dev/x/y:z"}}))
+    with pytest.raises(exceptions.BadRequest, match="is not emulated"):
+        client.create_training_pipeline(parent=parent, training_pipeline=aiplatform_v1.TrainingPipeline(
+            display_name="automl", training_task_definition="gs://google-cloud-aiplatform/schema/trainingjob/definition/"
+            "automl_tabular_1.0.0.yaml", training_task_inputs={}))
+    with pytest.raises(exceptions.NotFound):
+        client.get_training_pipeline(name=parent + "/trainingPipelines/404")
 
 
 def test_application_default_credentials_come_from_the_metadata_server(emulator: VertexEmulator, project: Path) -> None:
