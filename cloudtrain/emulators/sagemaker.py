@@ -21,8 +21,10 @@ Operation names for faults are ``Service.Operation`` for JSON APIs (``SageMaker.
 ``Logs.GetLogEvents``) and ``Service.METHOD`` for the others (``S3.PUT``, ``IAM.POST``).
 
 The account starts with an execution role and a bucket, and :meth:`SageMakerEmulator.environment`
-names a SageMaker Python SDK defaults file with them (:mod:`cloudtrain.emulators.sagemaker_account`),
-so SDK code that passes no role or bucket runs unchanged.
+names a SageMaker Python SDK defaults file with the role (:mod:`cloudtrain.emulators.sagemaker_account`),
+so SDK code that passes no role runs unchanged. Calls to AWS's own hostnames (STS at the fixed
+address the SDK uses, ``*.amazonaws.com``) reach the emulator through an HTTPS proxy it exports
+(:mod:`cloudtrain.emulators.sagemaker_https`).
 
 moto keeps its state in process-wide backends: an emulator resets them when it starts (``reset=True``),
 so run one emulator per process at a time. The emulator's own S3 and IAM calls go through its HTTP
@@ -49,6 +51,7 @@ from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddlew
                                          access_log_handler,
                                          wait_until)
 from cloudtrain.emulators import sagemaker_account
+from cloudtrain.emulators.sagemaker_https import AwsHostnames
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
 
@@ -259,8 +262,11 @@ class SageMakerEmulator(Emulator):
 
     def __init__(self, port: int = 0, root: str | Path | None = None, faults: Faults | Iterable[str] | None = None, *,
                  host: str = "127.0.0.1", region: str = DEFAULT_REGION, stop_grace_seconds: float = 10.0,
-                 reset: bool = True, log_requests: bool = False) -> None:
+                 reset: bool = True, log_requests: bool = False, aws_hostnames: bool = True,
+                 proxy_passthrough: bool = True) -> None:
         super().__init__(root, faults, stop_grace_seconds)
+        self.aws_hostnames, self.proxy_passthrough = aws_hostnames, proxy_passthrough
+        self.hostnames: AwsHostnames | None = None
         self.port, self.host, self.region = port, host, region
         self.reset, self.log_requests = reset, log_requests
         self.account_id = "123456789012"
@@ -288,7 +294,11 @@ class SageMakerEmulator(Emulator):
                               operation_of, error_response)
         from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-        self.http = ServerThread(app, self.host, self.port, access_log_handler(self.log_requests, MotoRequestHandler)).start()
+        handler = access_log_handler(self.log_requests, MotoRequestHandler)
+        self.http = ServerThread(app, self.host, self.port, handler).start()
+        if self.aws_hostnames:
+            self.hostnames = AwsHostnames(app, self.root, self.region, host=self.host, passthrough=self.proxy_passthrough,
+                                          request_handler=handler).start()
         session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region)
         clients = {}
         for service in ("s3", "iam", "sts"):
@@ -296,8 +306,13 @@ class SageMakerEmulator(Emulator):
             client.meta.events.register("before-sign", lambda request, **kwargs: request.headers.__setitem__(INTERNAL_HEADER, "1"))
             clients[service] = client
         sagemaker_account.set_up(clients["iam"], clients["s3"], self.bucket)
-        self.sdk_defaults = sagemaker_account.write_sdk_defaults(self.root, self.role_arn, self.bucket)
+        self.sdk_defaults = sagemaker_account.write_sdk_defaults(self.root, self.role_arn)
         self._s3, self._sts = clients["s3"], clients["sts"]
+
+    def stop_services(self) -> None:
+        if self.hostnames is not None:
+            self.hostnames.stop()
+            self.hostnames = None
 
     def emulated_jobs(self) -> list[TrainingJobRun]:
         return list(self._runs.values())
@@ -317,8 +332,8 @@ class SageMakerEmulator(Emulator):
         return f"cloudtrain-emulator-{self.account_id}"
 
     def environment(self) -> dict[str, str]:
-        """The variables that point boto3 and cloudtrain at this emulator."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        """The variables that point boto3, the SageMaker Python SDK and cloudtrain at this emulator."""
+        return {**(self.hostnames.environment() if self.hostnames else {}), "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
                 "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket,
                 "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.sdk_defaults)}
@@ -348,7 +363,7 @@ class SageMakerEmulator(Emulator):
         root = self.root / "jobs" / name
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        platform = {"AWS_ENDPOINT_URL": self.endpoint_url,
+        platform = {**(self.hostnames.environment() if self.hostnames else {}), "AWS_ENDPOINT_URL": self.endpoint_url,
                     "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{self.endpoint_url}{CREDENTIALS_PATH}{name}"}
         run = TrainingJobRun(request, fake, account, region, root, self._s3, JobSettings(self.faults, self.grace_seconds),
                              platform_environment=platform)

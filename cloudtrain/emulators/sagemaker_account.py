@@ -8,11 +8,11 @@ Python SDK's role check need (the role is a real IAM entity in moto, so ``iam:Ge
 The SageMaker Python SDK reads an administrator defaults file named by
 ``SAGEMAKER_ADMIN_CONFIG_OVERRIDE`` (a user's own ``~/.config/sagemaker/config.yaml`` or
 ``SAGEMAKER_USER_CONFIG_OVERRIDE`` still wins over it). The emulator writes one into its root with
-the role as ``SageMaker.TrainingJob.RoleArn`` (as an administrator sets a default execution role;
-without it the SDK infers a role from the caller, and the emulator's caller is an IAM user), the
-bucket as the session's default bucket (the SDK would otherwise name it from ``sts:GetCallerIdentity``
-at STS's fixed regional address, which ``AWS_ENDPOINT_URL`` does not change) and telemetry off
-(the SDK would report an emulated job to AWS).
+the role as ``SageMaker.TrainingJob.RoleArn``, as an administrator sets a default execution role
+(without one the SDK infers a role from the caller, and the emulator's caller is an IAM user, so
+the SDK would refuse it as it does on AWS), and telemetry off (the SDK would report an emulated job
+to AWS). The default bucket is left to the SDK: it names ``sagemaker-<region>-<account>`` from
+STS at its fixed address (reached through the emulator's proxy) and creates it.
 """
 
 from __future__ import annotations
@@ -48,11 +48,10 @@ def set_up(iam: Any, s3: Any, bucket: str) -> None:
         pass
 
 
-def write_sdk_defaults(directory: Path, role_arn: str, bucket: str) -> Path:
+def write_sdk_defaults(directory: Path, role_arn: str) -> Path:
     """The SageMaker Python SDK defaults file (JSON is YAML; the SDK validates it against its schema)."""
     defaults = {"SchemaVersion": "1.0", "SageMaker": {
-        "PythonSDK": {"Modules": {"Session": {"DefaultS3Bucket": bucket}, "TelemetryOptOut": True}},
-        "TrainingJob": {"RoleArn": role_arn}}}
+        "PythonSDK": {"Modules": {"TelemetryOptOut": True}}, "TrainingJob": {"RoleArn": role_arn}}}
     path = directory / SDK_DEFAULTS_FILE
     path.write_text(json.dumps(defaults, indent=2) + "\n")
     return path

@@ -3,10 +3,10 @@
 Each script under ``user_code/sagemaker/`` is written as for the real cloud (no endpoint, no
 cloudtrain import). It runs in a subprocess whose environment is a clean one (``PATH``, a fresh
 ``HOME``) plus :meth:`SageMakerEmulator.environment` (what ``cloudtrain emulator start --cloud
-sagemaker`` prints), plus guards so nothing leaves the machine: no instance metadata lookups, and
-an HTTP(S) proxy on a loopback port that refuses every connection, so a call that ignores
-``AWS_ENDPOINT_URL`` fails instead of reaching the internet. The tests read what the training code
-produced (its log lines, the model archive's content), never what the emulator was told.
+sagemaker`` prints), plus guards so nothing leaves the machine: no instance metadata lookups, the
+emulator's HTTPS proxy refuses every host but AWS's (``proxy_passthrough=False``), and plain HTTP
+goes to a loopback port that refuses connections. The tests read what the training code produced
+(its log lines, the model archive's content), never what the emulator was told.
 """
 
 from __future__ import annotations
@@ -35,22 +35,24 @@ SCRIPT_TIMEOUT = 300
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SageMakerEmulator]:
-    with SageMakerEmulator(root=tmp_path_factory.mktemp("sm-user-code"), stop_grace_seconds=5) as running:
+    with SageMakerEmulator(root=tmp_path_factory.mktemp("sm-user-code"), stop_grace_seconds=5, proxy_passthrough=False) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def refusing_proxy() -> Iterator[str]:
-    """``http://127.0.0.1:PORT`` where nothing listens: a socket holds the port without listening."""
+    """``http://127.0.0.1:PORT`` where nothing listens (a socket holds the port without listening),
+    the proxy for plain HTTP."""
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         yield f"http://127.0.0.1:{holder.getsockname()[1]}"
 
 
 def run_user_script(emulator: SageMakerEmulator, proxy: str, home: Path, script: str) -> SimpleNamespace:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment(),
-           "AWS_EC2_METADATA_DISABLED": "true", "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy,
-           "https_proxy": proxy, "http_proxy": proxy, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    exported = emulator.environment()
+    assert exported["HTTPS_PROXY"].startswith("http://127.0.0.1:")  # the emulator's proxy, refusing other hosts
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **exported,
+           "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": proxy, "http_proxy": proxy}
     done = subprocess.run([sys.executable, str(USER_CODE / script)], env=env, cwd=home, capture_output=True, text=True,
                           timeout=SCRIPT_TIMEOUT)
     lines = done.stdout.strip().splitlines()
@@ -96,7 +98,9 @@ def test_modeltrainer_with_a_local_input_folder_runs_the_entry_script(emulator: 
     assert "sm_train.sh" in job["AlgorithmSpecification"]["ContainerArguments"][-1]
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
     assert set(channels) == {"train", "code", "sm_drivers"}
-    assert all(uri.startswith(f"s3://{emulator.bucket}/linear-modeltrainer/") for uri in channels.values())
+    # the SDK's own default bucket, named from STS at its fixed address (through the proxy) and created
+    default_bucket = f"sagemaker-{emulator.region}-{emulator.account_id}"
+    assert all(uri.startswith(f"s3://{default_bucket}/linear-modeltrainer/") for uri in channels.values())
 
 
 def test_boto3_script_mode_runs_the_program_and_returns_the_model(emulator: SageMakerEmulator, refusing_proxy: str,
