@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cloudtrain.cost import check_budget
-from cloudtrain.errors import CloudtrainError, ProviderError, SubmissionUncertainError, UsageError, WaitTimeoutError
+from cloudtrain.errors import (CloudtrainError, ProviderError, SubmissionUncertainError, UnsupportedFeatureError, UsageError,
+                               WaitTimeoutError)
 from cloudtrain.plan import Plan, make_plan
 from cloudtrain.providers.base import JobState, JobStatus, NativeRequest
 from cloudtrain.providers.registry import get_provider
@@ -116,6 +117,9 @@ class Runner:
         record = self.store.resolve(key)
         if record.cloud == "local":
             raise UsageError(f"{record.id} is a local job; there is no submission to resume", "run it again with `cloudtrain run`")
+        if record.details.get("kind") == "sweep":
+            raise UsageError(f"{record.id} is a tuning job; `--resume` sends training jobs only",
+                             f"`cloudtrain status {record.id}` says whether it exists; else run `cloudtrain sweep SPEC --cloud {record.cloud}` again")
         if record.state is JobState.PENDING and _submitter_gone(record.details):
             record = self.store.update(record.id, details={"resumable": True, "submitter": None},
                                        message="the submitting process ended before the job was sent (killed?)")
@@ -159,8 +163,28 @@ class Runner:
         if plan.missing_settings:
             raise UsageError(f"this plan was made for a dry run: {', '.join(plan.missing_settings)} not set", "plan it again without dry_run")
         record = self._record(plan)
+        return Submission(plan, request, self._send(record, lambda: provider.submit(plan, request),
+                                                    resumable=plan.cloud != "local"))
+
+    def submit_sweep(self, plan: Plan, sweep: Any, *, dry_run: bool = False) -> Submission:
+        """Submit ``sweep`` to the backend's tuning service, over trials like ``plan``'s job; the
+        tuning job is recorded (``details["kind"] == "sweep"``) and followed like a job."""
+        provider = self.provider(plan.cloud)
+        request = provider.render_sweep(plan, sweep)
+        if dry_run:
+            return Submission(plan, request, None)
+        if not provider.capabilities.sweep_jobs:  # refused before anything is recorded
+            raise UnsupportedFeatureError(f"submitting a sweep to {plan.cloud} is not built yet: only its request can be shown",
+                                          f"`cloudtrain sweep SPEC --cloud {plan.cloud} --dry-run`; or run the sweep here (no --cloud)")
+        if plan.missing_settings:
+            raise UsageError(f"this plan was made for a dry run: {', '.join(plan.missing_settings)} not set", "plan it again without dry_run")
+        record = self._record(plan, job_id=provider.sweep_name(plan), kind="sweep")
+        return Submission(plan, request, self._send(record, lambda: provider.submit_sweep(plan, request), resumable=False))
+
+    def _send(self, record: JobRecord, send: Callable[[], Any], *, resumable: bool) -> JobRecord:
+        """Send a recorded submission; the record says what became of it, whatever happens."""
         try:
-            ref = provider.submit(plan, request)
+            ref = send()
         except SubmissionUncertainError as error:  # stays PENDING: `status` asks the cloud
             self.store.update(record.id, message=error.message, details={"resumable": True})
             raise
@@ -168,26 +192,28 @@ class Runner:
             self.store.update(record.id, state=JobState.FAILED, message=error.message)
             raise
         except BaseException as error:  # an interrupted submit stays PENDING: `submit --resume` retries it
-            hint = "" if plan.cloud == "local" else f"; `cloudtrain submit SPEC --resume {record.id}` sends it again"
+            hint = f"; `cloudtrain submit SPEC --resume {record.id}` sends it again" if resumable else ""
             self.store.update(record.id, message=f"submission interrupted ({type(error).__name__}){hint}",
-                              details={"resumable": plan.cloud != "local"})
+                              details={"resumable": resumable})
             raise
-        record = self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region,
-                                   message=None, details={**ref.details, "resumable": False, "submitter": None})
-        return Submission(plan, request, record)
+        return self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region,
+                                 message=None, details={**ref.details, "resumable": False, "submitter": None})
 
-    def _record(self, plan: Plan) -> JobRecord:
+    def _record(self, plan: Plan, job_id: str | None = None, kind: str = "job") -> JobRecord:
         existing = self.store.find_by_token(plan.cloud, plan.submission_token)
         if existing is not None:
             return existing
         details: dict[str, Any] = {"submission_token": plan.submission_token}
+        if kind != "job":
+            details["kind"] = kind
         if plan.cloud != "local":  # what `submit --resume` needs to send the same submission again
             details.update(planned_at=plan.created_at.isoformat(), spot=plan.spot,
                            code_sha256=_code_fingerprint(plan.spec), submitter=_this_process())
         from cloudtrain.store import new_record
 
+        job_id = job_id or plan.job_name
         return self.store.insert(new_record(
-            plan.job_name, plan.cloud, plan.job_name, plan.spec.name, plan.spec.spec_hash(),
+            job_id, plan.cloud, job_id, plan.spec.name, plan.spec.spec_hash(),
             region=plan.region, instance_type=plan.instance_type,
             estimate=plan.estimate.to_dict() if plan.estimate else None, details=details,
         ))

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cloudtrain.cli.common import console, err_console, json_option, load, plain, print_json, runner, spec_argument
+from cloudtrain.cli.common import BackendChoice, console, err_console, json_option, load, plain, print_json, runner, spec_argument
 
 
 class SweepDisplay:
@@ -33,7 +33,7 @@ class SweepDisplay:
 
 @click.command("sweep")
 @spec_argument
-@click.option("--cloud", default=None, type=click.Choice(["local", "sagemaker", "vertex", "azureml"]),
+@click.option("--cloud", default=None, type=BackendChoice(),
               help="Run it as this cloud's tuning service (default: here, with Optuna).")
 @click.option("--dry-run", is_flag=True, help="With --cloud: print the tuning request; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="With --cloud: return when the tuning job has ended.")
@@ -45,15 +45,58 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, dry_r
     """Sweep SPEC's hyperparameters (its sweep: section), here or on a cloud's tuning service."""
     loaded = load(spec_path, overrides, check_files=cloud in (None, "local") and not dry_run)
     if cloud not in (None, "local"):
-        from cloudtrain.sweeps.cloud import show_or_submit
-
-        show_or_submit(loaded, cloud, runner(), dry_run=dry_run, wait=wait_, as_json=as_json)
+        run_on_cloud(loaded, cloud, dry_run=dry_run, wait=wait_, as_json=as_json)
         return
     if dry_run:
         from cloudtrain.errors import UsageError
 
         raise UsageError("--dry-run shows a cloud's tuning request", "add --cloud sagemaker, vertex or azureml")
     run_local(loaded, seed=seed, new=new, as_json=as_json)
+
+
+def run_on_cloud(loaded: Any, cloud: str, *, dry_run: bool, wait: bool, as_json: bool) -> None:
+    """``--cloud``: print the tuning request (``--dry-run``), or submit it and, with ``--wait``,
+    follow it until it ends (the best trial is in the final status)."""
+    from cloudtrain.sweeps import cloud as cloud_sweeps
+
+    jobs = runner()
+    if dry_run:
+        request = cloud_sweeps.render(loaded, cloud, jobs)
+        if as_json:
+            print_json({"cloud": request.cloud, "request": request.payload})
+        else:
+            console().print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
+        return
+    record = cloud_sweeps.submit(loaded, cloud, jobs).record
+    if not wait:
+        if as_json:
+            print_json(record.to_dict())
+        else:
+            console().print(f"submitted the tuning job {plain(record.id)} to {cloud}; follow it with "
+                            f"`cloudtrain status {plain(record.id)}`, `cloudtrain logs {plain(record.id)} --follow`", highlight=False)
+        return
+    import time
+
+    started, notes = time.monotonic(), err_console()
+
+    def changed(record: Any, status: Any) -> None:
+        if not as_json:
+            notes.print(f"{plain(record.id)}: {status.state.value} after {time.monotonic() - started:.0f} s"
+                        + (f"  {plain(status.message)}" if status.message else ""), highlight=False)
+
+    try:
+        record, status = jobs.wait(record.id, poll_seconds=2.0, on_change=changed)
+    except KeyboardInterrupt:
+        notes.print(f"stopped waiting: the tuning job {plain(record.id)} goes on; stop it with `cloudtrain cancel {plain(record.id)}`",
+                    highlight=False)
+        sys.exit(130)
+    if as_json:
+        print_json({**record.to_dict(), "message": status.message, "model_uri": status.model_uri})
+    else:
+        console().print(f"{plain(record.id)}: {status.state.value}  {plain(status.message or '')}"
+                        + (f"\nbest trial's model: {plain(status.model_uri)}" if status.model_uri else ""), highlight=False)
+    if status.state.value != "SUCCEEDED":
+        sys.exit(130 if status.state.value == "CANCELLED" else 1)
 
 
 def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> None:

@@ -176,6 +176,14 @@ class AzureMLProvider(Provider):
         load_yaml_job(document)
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
 
+    def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
+        """The sweep job as the YAML ``az ml job create`` takes, loaded back with the SDK's ``load_job``."""
+        from cloudtrain.sweeps.azureml import build_yaml, validate_yaml
+
+        document = build_yaml(plan, sweep)
+        validate_yaml(document, plan.spec.code)
+        return NativeRequest(cloud="azureml", payload=document, format="yaml")
+
     # -- submission -----------------------------------------------------------------------------------
 
     def create(self, plan: "Plan", request: NativeRequest) -> str:

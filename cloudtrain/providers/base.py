@@ -100,6 +100,7 @@ class Capabilities:
     container_images: bool = False  # image:
     input_schemes: tuple[str, ...] = ("local",)  # inputs.*: "local" or URI schemes ("s3", "gs", ...)
     secret_sources: tuple[str, ...] = ("env",)  # secrets.*: env, aws_secret, azure_key_vault, gcp_secret
+    sweep_jobs: bool = False  # a sweep can be submitted to the backend's tuning service (submit_sweep)
 
 
 class NoSettings(BaseModel):
@@ -290,6 +291,23 @@ class Provider:
                 on_line(line)
         return ref, self.status(ref)
 
+    # -- sweeps: the backend's own tuning service (optional) ------------------------------------
+
+    def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
+        """The tuning request for ``sweep`` over trials like ``plan``'s job, validated. Pure."""
+        raise UnsupportedFeatureError(f"sweep: the {self.name} backend has no tuning service cloudtrain can use",
+                                      "run the sweep here: `cloudtrain sweep SPEC` (no --cloud)")
+
+    def submit_sweep(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        """With ``capabilities.sweep_jobs``: stage the code, create the tuning job once; its ref has
+        ``details["kind"] == "sweep"``, and :meth:`status`, :meth:`logs` and :meth:`cancel` then
+        follow the tuning job and its trials."""
+        raise NotImplementedError
+
+    def sweep_name(self, plan: "Plan") -> str:
+        """The tuning job's name (its id in the store)."""
+        return plan.job_name
+
     # -- following ------------------------------------------------------------------------------
 
     def status(self, ref: JobRef) -> JobStatus:
@@ -383,3 +401,8 @@ def check_capabilities(provider: Provider, plan: "Plan") -> None:
                 f"secrets.{secret_name}: the {name} backend cannot read secrets from {source}",
                 f"it reads secrets from: {', '.join(caps.secret_sources)}",
             )
+
+
+def is_sweep(ref: JobRef) -> bool:
+    """Whether ``ref`` is a tuning job (:meth:`Provider.submit_sweep`) rather than one training job."""
+    return ref.details.get("kind") == "sweep"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError, SpecError
-from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
+from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider, is_sweep
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -72,7 +72,7 @@ class SageMakerProvider(Provider):
     name: ClassVar[str] = "sagemaker"
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
-        input_schemes=("local", "s3"), secret_sources=("aws_secret",),
+        input_schemes=("local", "s3"), secret_sources=("aws_secret",), sweep_jobs=True,
     )
     settings_model = SageMakerSettings
     region_setting = "region"
@@ -160,7 +160,24 @@ class SageMakerProvider(Provider):
         validate_request(request)
         return NativeRequest(cloud="sagemaker", payload=request)
 
+    def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
+        from cloudtrain.sweeps.sagemaker import build_tuning_request, validate_tuning_request
+
+        request = build_tuning_request(plan, sweep)
+        validate_tuning_request(request)
+        return NativeRequest(cloud="sagemaker", payload=request)
+
+    def sweep_name(self, plan: "Plan") -> str:
+        from cloudtrain.sweeps.sagemaker import tuning_job_name
+
+        return tuning_job_name(plan)
+
     # -- submission -----------------------------------------------------------------------------------
+
+    def submit_sweep(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        from cloudtrain.providers import sagemaker_tuning
+
+        return sagemaker_tuning.submit(self, plan, request)
 
     def stage(self, plan: "Plan", request: NativeRequest) -> None:
         from cloudtrain.progress import transfer
@@ -214,6 +231,10 @@ class SageMakerProvider(Provider):
         return self.call(f"describe job {ref.native_id}", sagemaker.describe_training_job, TrainingJobName=ref.native_id)
 
     def status(self, ref: JobRef) -> JobStatus:
+        if is_sweep(ref):
+            from cloudtrain.providers import sagemaker_tuning
+
+            return sagemaker_tuning.status(self, ref)
         job = self.describe(ref)
         status, secondary = job["TrainingJobStatus"], job.get("SecondaryStatus")
         state = neutral_state(status, secondary)
@@ -228,6 +249,13 @@ class SageMakerProvider(Provider):
                          model_uri=model)
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
+        if is_sweep(ref):
+            from cloudtrain.providers import sagemaker_tuning
+
+            return sagemaker_tuning.read_logs(self, ref, cursor, final)
+        return self.read_trial_logs(ref, cursor, final)
+
+    def read_trial_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
         """CloudWatch events of every host's stream after the per-stream tokens in ``cursor``."""
         from botocore.exceptions import ClientError
 
@@ -263,6 +291,10 @@ class SageMakerProvider(Provider):
         return lines, tokens
 
     def cancel(self, ref: JobRef) -> None:
+        if is_sweep(ref):
+            from cloudtrain.providers import sagemaker_tuning
+
+            return sagemaker_tuning.cancel(self, ref)
         sagemaker = self.client("sagemaker", ref.region)
         self.call(f"stop job {ref.native_id}", sagemaker.stop_training_job, TrainingJobName=ref.native_id)
 

@@ -204,6 +204,13 @@ class VertexProvider(Provider):
         _job().validate_request(request)
         return NativeRequest(cloud="vertex", payload=request)
 
+    def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
+        from cloudtrain.sweeps.vertex import build_tuning_request, validate_tuning_request
+
+        request = build_tuning_request(plan, sweep)
+        validate_tuning_request(request)
+        return NativeRequest(cloud="vertex", payload=request)
+
     # -- submission -----------------------------------------------------------------------------------
 
     def stage(self, plan: "Plan", request: NativeRequest) -> None:
