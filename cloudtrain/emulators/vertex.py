@@ -1,28 +1,42 @@
-"""A local Vertex AI: the JobService and Cloud Logging REST APIs on one endpoint, plus a Cloud
-Storage emulator, on 127.0.0.1.
+"""A local Vertex AI on 127.0.0.1 that users' unchanged Google SDK code reaches through the
+environment alone (:meth:`VertexEmulator.environment`, printed by ``cloudtrain emulator start``):
 
-The real ``aiplatform_v1.JobServiceClient`` (``transport="rest"``, ``api_endpoint`` =
-:attr:`VertexEmulator.endpoint_url`, exported as ``CLOUDTRAIN_VERTEX_API_ENDPOINT``),
-``google-cloud-logging`` (``Client(_use_grpc=False, client_options={"api_endpoint": endpoint_url})``:
-``POST /v2/entries:list``, see :mod:`cloudtrain.emulators.vertex_logging`) and
-``google-cloud-storage`` (``STORAGE_EMULATOR_HOST``, served by ``gcp-storage-emulator`` in memory)
-talk to it unchanged.
-Routes (``/v1/projects/{p}/locations/{l}/...``): ``customJobs`` POST (create) and GET (list, with
+- the JobService (custom jobs) and PipelineService (custom training pipelines,
+  :mod:`~cloudtrain.emulators.vertex_pipelines`) over gRPC with TLS
+  (:mod:`~cloudtrain.emulators.vertex_grpc`), reached by their real hostnames
+  (``us-central1-aiplatform.googleapis.com``...) through a CONNECT proxy
+  (:mod:`cloudtrain.emulators.proxy`; ``grpc_proxy``) and trusted through
+  ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` (certifi's roots + the emulator's CA). The aiplatform SDK
+  reads no variable that moves its endpoint (``aiplatform.init`` always passes an explicit regional
+  ``api_endpoint``), hence the proxy;
+- the same services and Cloud Logging over plain REST on :attr:`VertexEmulator.endpoint_url`
+  (``CLOUDTRAIN_VERTEX_API_ENDPOINT``: cloudtrain's provider, or a client given
+  ``api_endpoint=...`` and ``transport="rest"``);
+- Application Default Credentials from a metadata server (:mod:`~cloudtrain.emulators.gcp_metadata`;
+  ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``), for the emulator's project;
+- Cloud Storage (:mod:`~cloudtrain.emulators.vertex_storage`; ``STORAGE_EMULATOR_HOST``), where a
+  bucket is created on its first upload.
+
+Jobs see the same variables, as a Vertex replica sees Google's services, and run as
+:mod:`cloudtrain.emulators.vertex_jobs` describes (container commands or ``python_package_spec``,
+``/gcs``).
+
+REST routes (``/v1/projects/{p}/locations/{l}/...``): ``customJobs`` POST (create) and GET (list, with
 ``filter`` terms ``labels.KEY="VALUE"``, ``display_name="..."`` and ``state=JOB_STATE_...`` joined by
 AND, ``pageSize`` / ``pageToken``), ``customJobs/{id}`` GET and DELETE, ``customJobs/{id}:cancel``
-POST. Requests are parsed with ``CustomJob.from_json`` (unknown fields refused); errors are Google's
-JSON error body (``{"error": {"code", "message", "status"}}``), which the SDK turns into
-``google.api_core.exceptions``. What Vertex refuses beyond the proto parser is checked against the
-SDK's own ``AcceleratorType`` enum and the emulator's own list of machine series
-(:data:`TRAINING_MACHINE_SERIES`), never the provider's. Jobs run as
-:mod:`cloudtrain.emulators.vertex_jobs` describes.
+POST; the same for ``trainingPipelines``; ``POST /v2/entries:list`` (Cloud Logging). Requests are
+parsed with the SDK's proto-plus ``from_json`` (unknown fields refused); errors are Google's JSON
+error body (``{"error": {"code", "message", "status"}}``), which the SDK turns into
+``google.api_core.exceptions``. What Vertex refuses beyond the proto parser is in
+:mod:`~cloudtrain.emulators.vertex_validation`.
 
 Faults (:class:`cloudtrain.emulators.common.Faults`; operations are ``JobService.CreateCustomJob``,
 ``JobService.GetCustomJob``, ``JobService.ListCustomJobs``, ``JobService.CancelCustomJob``,
-``JobService.DeleteCustomJob``, ``Logging.ListLogEntries``): ``throttle`` answers HTTP 429 RESOURCE_EXHAUSTED, ``server_error``
-HTTP 503 UNAVAILABLE, ``drop_after`` processes the call and closes the connection without an answer
-(a create accepted whose response is lost), ``preempt`` interrupts SPOT jobs once after a
-checkpoint. The storage emulator is not subject to faults.
+``JobService.DeleteCustomJob``, ``PipelineService.<Method>``, ``Logging.ListLogEntries``), over REST
+and gRPC: ``throttle`` answers 429 / RESOURCE_EXHAUSTED, ``server_error`` 503 / UNAVAILABLE,
+``drop_after`` processes the call and closes the connection without an answer (a create accepted
+whose response is lost; over gRPC, UNAVAILABLE after processing), ``preempt`` interrupts SPOT jobs
+once after a checkpoint. Storage and the metadata server are not subject to faults.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ effect. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exemp
 
 from __future__ import annotations
 
+import os
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +37,13 @@ CERTIFICATE_NAMES = ("aiplatform.googleapis.com", "*.googleapis.com")
 #: HTTP status of an ``ApiError`` -> gRPC status code name.
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION",
           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
+def without_fork_handlers() -> None:
+    """The emulator forks (pip, replicas) while the server's threads run; gRPC's fork handlers have
+    nothing to do for a child that execs at once, and log a line per fork. gRPC reads this when it is
+    first imported, so it holds where the emulator is the process's first user of gRPC."""
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
 
 class Authority:
@@ -160,6 +168,7 @@ class GrpcJobService:
 
     def handlers(self) -> tuple[Any, ...]:
         """The generic handlers of the JobService and the PipelineService."""
+        without_fork_handlers()
         import grpc
         from google.cloud import aiplatform_v1 as v1
 
@@ -190,6 +199,7 @@ class GrpcServer:
         self._server: Any = None
 
     def start(self) -> "GrpcServer":
+        without_fork_handlers()
         import grpc
 
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="vertex-grpc"))
