@@ -28,6 +28,7 @@ this module supplies SageMaker's states, layout, logs and uploads.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shlex
 import shutil
@@ -293,7 +294,8 @@ class TrainingJobRun(EmulatedJob):
                       "the SM_* variables point to the job's files")
         commands = []
         for host, command in placed:
-            command = replace(command, env={**self.platform_environment, **command.env})
+            env = {**self.platform_environment, **command.env}
+            command = replace(command, env=env, argv=_without_callers_credentials(command.argv, env))
             self.log(host, f"Invoking script with the following command: {shlex.join(_without_env_prefix(command.argv))}")
             if not unbound:  # script mode keeps its working directory (the host's code directory)
                 cwd = WORKING_DIRECTORY if self.container is not None else command.cwd
@@ -308,6 +310,21 @@ class TrainingJobRun(EmulatedJob):
             return "AlgorithmError: " + failure_file.read_text().strip()
         code = exit_codes[node] if node < len(exit_codes) else None
         return f"AlgorithmError: {self.last_error_line(node) or 'the training script failed'}, exit code: {code}"
+
+
+#: The emulator's caller's own AWS identity, which a job never sees: it uses its role's credentials.
+CALLER_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
+                      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                      "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+
+
+def _without_callers_credentials(argv: list[str], env: dict[str, str]) -> list[str]:
+    """``argv`` run without the credentials of the emulator's own process (``env -u``)."""
+    leaked = [name for name in CALLER_CREDENTIALS if name in os.environ and name not in env]
+    if not leaked:
+        return argv
+    unset = [a for name in leaked for a in ("-u", name)]
+    return ["env", *unset, *argv[1:]] if argv and argv[0] == "env" else ["env", *unset, *argv]
 
 
 def _without_env_prefix(argv: list[str]) -> list[str]:
