@@ -58,7 +58,14 @@ ACCELERATORS = {
     "L4": "NVIDIA_L4", "H100": "NVIDIA_H100_80GB", "H200": "NVIDIA_H200_141GB",
 }
 #: Machine families Vertex AI custom training offers (the SDK ships no list of machine types).
-MACHINE_FAMILIES = ("n1", "n2", "n2d", "e2", "c2", "c2d", "c3", "m1", "a2", "a3", "a4", "g2", "g4", "ct5lp", "ct6e")
+MACHINE_FAMILIES = ("n1", "n2", "n2d", "e2", "c2", "c2d", "c3", "m1", "a2", "a3", "a4", "g2", "g4", "ct5lp", "ct5p", "ct6e")
+#: TPU VM machine types: the chips of one host -> its slice's ``tpuTopology``, which the SDK says is
+#: required for TPU v5 ("CustomJob.from_local_script": tpu_topology) and which Vertex reads for v6e.
+#: Single-host shapes from Google's TPU pages: v5e and v6e 1x1, 2x2, 2x4
+#: (https://cloud.google.com/tpu/docs/v5e, https://cloud.google.com/tpu/docs/v6e), v5p 2x2x1 for a
+#: 4-chip VM (https://cloud.google.com/tpu/docs/v5p). The accelerator is the machine type's own.
+TPU_TOPOLOGIES = {("ct5lp", 1): "1x1", ("ct5lp", 4): "2x2", ("ct5lp", 8): "2x4",
+                  ("ct6e", 1): "1x1", ("ct6e", 4): "2x2", ("ct6e", 8): "2x4", ("ct5p", 4): "2x2x1"}
 _MACHINE = re.compile(r"^(?P<family>[a-z][a-z0-9]*)-[a-z0-9]+(-[a-z0-9]+)*$")
 #: Prebuilt training images ("Prebuilt containers for custom training",
 #: https://cloud.google.com/vertex-ai/docs/training/pre-built-containers, and the supported frameworks
@@ -134,6 +141,8 @@ def machine_spec(plan: "Plan", offer: Any = None) -> dict[str, Any]:
             raise SpecError(f"resources.instance_type.vertex: {offer.instance_type!r} is not MACHINE+ACCELERATORxCOUNT",
                             "e.g. n1-standard-8+NVIDIA_TESLA_T4x1")
         accelerator, count = match.group(1), int(match.group(2))
+    elif (offer.accelerator or "").startswith("TPU-"):
+        return tpu_machine_spec(plan, offer, machine)
     elif offer.has_accelerator:
         accelerator, count = ACCELERATORS.get(offer.accelerator or ""), offer.accelerator_count
         if accelerator is None:
@@ -150,6 +159,21 @@ def machine_spec(plan: "Plan", offer: Any = None) -> dict[str, Any]:
                             f"one of: {', '.join(sorted(accelerator_names()))}")
         spec.update(acceleratorType=accelerator, acceleratorCount=count)
     return spec
+
+
+def tpu_machine_spec(plan: "Plan", offer: Any, machine: str) -> dict[str, Any]:
+    """A TPU VM: its machine type and its single-host slice's topology (multi-host slices are not
+    rendered: one node per job)."""
+    family = machine.split("-", 1)[0]
+    topology = TPU_TOPOLOGIES.get((family, offer.accelerator_count))
+    if topology is None:
+        shapes = ", ".join(f"{f}: {c} chips" for f, c in TPU_TOPOLOGIES)
+        raise SpecError(f"resources.accelerator: {offer.accelerator}:{offer.accelerator_count} on {machine} is not a "
+                        "single-host TPU VM cloudtrain can render", f"single-host TPU VMs: {shapes}")
+    if plan.nodes > 1:
+        raise SpecError(f"resources.nodes: a TPU slice of several hosts ({plan.nodes} x {machine}) is not rendered yet",
+                        "use resources.nodes: 1 (one TPU VM of up to 8 chips)")
+    return {"machineType": machine, "tpuTopology": topology}
 
 
 def _major_minor(version: str) -> str:
@@ -195,6 +219,11 @@ def training_image(plan: "Plan") -> str:
     if spec.framework is None:
         raise SpecError("framework: Vertex AI needs a container: give framework {name, version} or image",
                         'e.g. framework: {name: sklearn, version: "1.3"}')
+    if plan.offer is not None and (plan.offer.accelerator or "").startswith("TPU-"):
+        # "Prebuilt containers for TPU v5e are not available" (and TensorFlow is not supported from v6e):
+        # https://cloud.google.com/vertex-ai/docs/training/training-with-tpu-vm
+        raise SpecError(f"framework: Vertex AI has no prebuilt training container for {plan.offer.accelerator} VMs",
+                        "give image: {vertex: <your image with torch_xla / jax and libtpu>}")
     name = spec.framework.name
     if name == "huggingface":
         return _huggingface_image(plan)
