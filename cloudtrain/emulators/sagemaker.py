@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, drain_request_body,
                                          access_log_handler,
                                          wait_until)
-from cloudtrain.emulators import sagemaker_account
+from cloudtrain.emulators import sagemaker_account, sagemaker_tuning
 from cloudtrain.emulators.sagemaker_https import AwsHostnames
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
@@ -149,6 +149,8 @@ class SageMakerApi:
             return self._create(environ, start_response)
         if target == "SageMaker.StopTrainingJob":
             return self._stop(environ, start_response)
+        if target in sagemaker_tuning.OPERATIONS:  # tuning jobs run for real (moto's run nothing)
+            return sagemaker_tuning.handle(self, environ, start_response)
         if not target and operation_of(environ) == "IAM.POST":
             return self._iam(environ, start_response)
         return self.moto_app(environ, start_response)
@@ -314,8 +316,8 @@ class SageMakerEmulator(Emulator):
             self.hostnames.stop()
             self.hostnames = None
 
-    def emulated_jobs(self) -> list[TrainingJobRun]:
-        return list(self._runs.values())
+    def emulated_jobs(self) -> list[Any]:
+        return [*sagemaker_tuning.tuning_jobs(self), *self._runs.values()]  # tuners first: no trial starts after
 
     @property
     def stop_grace_seconds(self) -> float:
