@@ -71,7 +71,31 @@ def test_local_torchrun_two_nodes_of_two(tmp_path: Path) -> None:
     assert {r["env"]["MASTER_ADDR"] for r in records(out)} == {"127.0.0.1"}
 
 
+def test_local_deepspeed_runs_under_torchrun(tmp_path: Path) -> None:
+    spec, out = project(tmp_path, "{nodes: 2}", "{type: deepspeed, processes_per_node: 2}")
+    run_local(spec)
+    assert ranks(out) == [(0, 4, 0, 0, None), (1, 4, 1, 0, None), (2, 4, 0, 1, None), (3, 4, 1, 1, None)]
+
+
 # -- the emulators --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, cloud", [("torchrun", "vertex"), ("torchrun", "azureml"), ("deepspeed", "vertex"),
+                                         ("deepspeed", "azureml")])
+def test_emulated_torchrun_and_deepspeed_two_nodes_of_two(kind: str, cloud: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, out = project(tmp_path, "{nodes: 2}", f"{{type: {kind}, processes_per_node: 2}}")
+    status, logs = run_job(cloud, spec, tmp_path, monkeypatch)
+    assert status.state is JobState.SUCCEEDED, logs
+    assert ranks(out) == [(0, 4, 0, 0, None), (1, 4, 1, 0, None), (2, 4, 0, 1, None), (3, 4, 1, 1, None)]
+    assert len({r["env"]["MASTER_ADDR"] for r in records(out)}) == 1  # one rendezvous for both nodes
+
+
+def test_sagemaker_deepspeed_starts_one_rank_per_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, out = project(tmp_path, "{nodes: 2, instance_type: {sagemaker: ml.g5.12xlarge}}", "{type: deepspeed}")
+    status, logs = run_job("sagemaker", spec, tmp_path, monkeypatch)
+    assert status.state is JobState.SUCCEEDED, logs
+    assert ranks(out) == [(r, 8, r % 4, r // 4, None) for r in range(8)]
+
 
 def test_sagemaker_torchrun_on_two_p4d_starts_sixteen_ranks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec, out = project(tmp_path, "{nodes: 2, instance_type: {sagemaker: ml.p4d.24xlarge}}", "{type: torchrun}")
