@@ -20,6 +20,8 @@ to moto, whose tuning jobs are a placeholder that runs nothing.
 - ``StopHyperParameterTuningJob``: Stopping, the running trials stopped, then Stopped; a job that
   already ended: ValidationException.
 - ``DeleteHyperParameterTuningJob``: forgets an ended tuning job (its trials stay).
+- ``ListTags`` / ``AddTags`` / ``DeleteTags`` on a tuning job's ARN: its tags (the request's
+  ``Tags``, which every trial also gets); on any other ARN moto answers.
 
 Faults apply to these operations by name (``SageMaker.CreateHyperParameterTuningJob``...) as to any
 other: :class:`cloudtrain.emulators.common.FaultMiddleware` sits in front of the whole layer. The
@@ -29,6 +31,7 @@ trials' own calls carry the emulator's internal header, so faults never hit them
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import threading
 import uuid
@@ -42,7 +45,9 @@ from cloudtrain.emulators.sagemaker_tuning_request import check
 PREFIX = "SageMaker."
 OPERATIONS = tuple(PREFIX + name for name in (
     "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", "ListHyperParameterTuningJobs",
-    "ListTrainingJobsForHyperParameterTuningJob", "StopHyperParameterTuningJob", "DeleteHyperParameterTuningJob"))
+    "ListTrainingJobsForHyperParameterTuningJob", "StopHyperParameterTuningJob", "DeleteHyperParameterTuningJob",
+    "ListTags", "AddTags", "DeleteTags"))  # the tag calls only for tuning job ARNs; moto answers the others
+_TAG_OPERATIONS = ("ListTags", "AddTags", "DeleteTags")
 _LIST_SORT = {"Name": lambda s: s["HyperParameterTuningJobName"], "Status": lambda s: s["HyperParameterTuningJobStatus"],
               "CreationTime": lambda s: s["CreationTime"]}
 _TRIAL_SORT = {"Name": lambda s: s["TrainingJobName"], "Status": lambda s: s["TrainingJobStatus"],
@@ -89,6 +94,22 @@ class TuningService:
         if job is None:
             raise ApiError("ResourceNotFound", f"Amazon SageMaker can't find a tuning job with name {name}")
         return job
+
+    def by_arn(self, arn: str) -> TuningJob | None:
+        return next((job for job in list(self.jobs.values()) if job.arn == arn), None)
+
+    def tags(self, account: str, region: str, request: dict[str, Any], operation: str) -> dict[str, Any]:
+        job = self.by_arn(request.get("ResourceArn", ""))
+        if job is None:
+            raise ApiError("ResourceNotFound", f"No tuning job has the ARN {request.get('ResourceArn')}")
+        with job.lock:
+            tags = {t["Key"]: t["Value"] for t in job.request.get("Tags") or []}
+            if operation == "AddTags":
+                tags.update({t["Key"]: t.get("Value", "") for t in request.get("Tags") or []})
+            elif operation == "DeleteTags":
+                tags = {k: v for k, v in tags.items() if k not in set(request.get("TagKeys") or [])}
+            job.request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        return {"Tags": job.request["Tags"]} if operation != "DeleteTags" else {}
 
     def jobs_in(self, account: str, region: str) -> list[TuningJob]:
         return [job for (a, r, _), job in list(self.jobs.items()) if (a, r) == (account, region)]
@@ -223,13 +244,19 @@ def handle(api: Any, environ: dict[str, Any], start_response: Callable[..., Any]
                 "ListHyperParameterTuningJobs": service.list_jobs, "StopHyperParameterTuningJob": service.stop,
                 "ListTrainingJobsForHyperParameterTuningJob": service.list_trials,
                 "DeleteHyperParameterTuningJob": service.delete}
+    body = drain_request_body(environ)
     try:
-        request = json.loads(drain_request_body(environ) or b"{}")
+        request = json.loads(body or b"{}")
         if not isinstance(request, dict):
             raise ValueError
     except ValueError:
         return _respond(start_response, "400 Bad Request", {"__type": "SerializationException", "message": "the body is not a JSON object"},
                         "SerializationException")
+    if operation in _TAG_OPERATIONS:
+        if service.by_arn(request.get("ResourceArn", "")) is None:  # not a tuning job: moto's
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            return api.moto_app(environ, start_response)
+        handlers[operation] = lambda a, r, q: service.tags(a, r, q, operation)
     account, region = api.account_and_region(environ)
     try:
         return _respond(start_response, "200 OK", handlers[operation](account, region, request))

@@ -196,7 +196,6 @@ def test_trials_are_training_jobs_of_the_tuning_job(aws: SimpleNamespace, random
                                             **trial["TunedHyperParameters"]}
     assert [m for m in described["FinalMetricDataList"] if m["MetricName"] == "loss"][0]["Value"] == \
         trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
-    assert aws.sagemaker.list_tags(ResourceArn=described["TrainingJobArn"])["Tags"] == [{"Key": "team", "Value": "vision"}]
 
 
 def test_trials_sort_by_objective_and_filter_by_status(aws: SimpleNamespace, random_search: SimpleNamespace) -> None:
@@ -213,6 +212,15 @@ def test_list_tuning_jobs_shows_it(aws: SimpleNamespace, random_search: SimpleNa
     assert [(s["HyperParameterTuningJobArn"], s["HyperParameterTuningJobStatus"], s["Strategy"]) for s in summaries] == [
         (random_search.arn, "Completed", "Random")]
     assert summaries[0]["ObjectiveStatusCounters"]["Succeeded"] == 6
+
+
+def test_tuning_job_tags_are_its_own(aws: SimpleNamespace, random_search: SimpleNamespace) -> None:
+    assert aws.sagemaker.list_tags(ResourceArn=random_search.arn)["Tags"] == [{"Key": "team", "Value": "vision"}]
+    aws.sagemaker.add_tags(ResourceArn=random_search.arn, Tags=[{"Key": "stage", "Value": "dev"}])
+    aws.sagemaker.delete_tags(ResourceArn=random_search.arn, TagKeys=["team"])
+    assert aws.sagemaker.list_tags(ResourceArn=random_search.arn)["Tags"] == [{"Key": "stage", "Value": "dev"}]
+    trial = random_search.trials[0]["TrainingJobArn"]
+    assert aws.sagemaker.list_tags(ResourceArn=trial)["Tags"] == [{"Key": "team", "Value": "vision"}]  # moto's, untouched
 
 
 def test_grid_enumerates_the_values_and_never_picks_a_trial_that_failed(emulator: SageMakerEmulator,
