@@ -299,7 +299,8 @@ class TrainingJobRun(EmulatedJob):
             self.log(host, f"Invoking script with the following command: {shlex.join(_without_env_prefix(command.argv))}")
             if not unbound:  # script mode keeps its working directory (the host's code directory)
                 cwd = WORKING_DIRECTORY if self.container is not None else command.cwd
-                command = replace(command, argv=sagemaker_mounts.bound(command.argv, self.layouts[host].ml, cwd))
+                hosts = sagemaker_mounts.hosts_file(self.root / "hosts", self.mode.hosts)
+                command = replace(command, argv=sagemaker_mounts.bound(command.argv, self.layouts[host].ml, cwd, hosts))
             commands.append(command)
         return commands
 

@@ -6,6 +6,8 @@ SDK's own driver scripts uses those paths literally. Here every host of a job ha
 the emulator's root (``<root>/jobs/<job>/algo-N/opt/ml``); each host's processes run in a private
 mount namespace (``unshare --mount``) where that tree is bind-mounted on ``/opt/ml``, so hosts
 and jobs running at the same time each see their own, and nothing outside the job sees a change.
+A hosts file naming the job's hosts (``algo-1``...) on 127.0.0.1 is bound on ``/etc/hosts`` there
+too, as SageMaker's hosts resolve each other.
 
 That needs ``unshare`` and ``mount`` (util-linux) and either root or unprivileged user namespaces
 (then ``--map-root-user``), and ``/opt/ml`` must exist as a mount point: as root the emulator
@@ -23,8 +25,10 @@ import threading
 from pathlib import Path
 
 MOUNT_POINT = "/opt/ml"
-#: Runs inside the namespace: $1 the host's tree, $2 the working directory, then the command.
-_BIND_AND_RUN = f'mount --bind "$1" {MOUNT_POINT} && cd "$2" && shift 2 && exec "$@"'
+HOSTS_FILE = "/etc/hosts"
+#: Runs inside the namespace: $1 the host's tree, $2 the working directory, $3 a hosts file (or ""), then the command.
+_BIND_AND_RUN = (f'mount --bind "$1" {MOUNT_POINT} && {{ [ -z "$3" ] || mount --bind "$3" {HOSTS_FILE}; }} '
+                 '&& cd "$2" && shift 3 && exec "$@"')
 _lock = threading.Lock()
 _probed: list[tuple[list[str], str | None]] = []
 
@@ -47,7 +51,7 @@ def _probe() -> tuple[list[str], str | None]:
     with tempfile.TemporaryDirectory(prefix="cloudtrain-opt-ml-") as tree:
         (Path(tree) / "probe").write_text("ok")
         try:
-            result = subprocess.run([*prefix, "sh", "-c", _BIND_AND_RUN, "sh", tree, "/", "cat", f"{MOUNT_POINT}/probe"],
+            result = subprocess.run([*prefix, "sh", "-c", _BIND_AND_RUN, "sh", tree, "/", "", "cat", f"{MOUNT_POINT}/probe"],
                                     capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as error:
             return [], f"unshare failed: {error}"
@@ -69,10 +73,22 @@ def unavailable_reason() -> str | None:
     return _probe_once()[1]
 
 
-def bound(argv: list[str], host_tree: Path, cwd: str) -> list[str]:
-    """``argv`` run with ``host_tree`` on ``/opt/ml`` and ``cwd`` as its working directory (a path
-    the job sees). Call only when :func:`unavailable_reason` is None."""
+def hosts_file(path: Path, hosts: list[str]) -> Path:
+    """Write ``path``: this machine's hosts file plus the job's host names (``algo-1``...) on 127.0.0.1,
+    so code that connects to ``algo-1`` (the SageMaker SDK's drivers, ``SM_HOSTS``) reaches it here."""
+    try:
+        current = Path(HOSTS_FILE).read_text()
+    except OSError:
+        current = "127.0.0.1 localhost\n"
+    path.write_text(current.rstrip("\n") + "\n# the SageMaker emulator's hosts of this job\n127.0.0.1 " + " ".join(hosts) + "\n")
+    return path
+
+
+def bound(argv: list[str], host_tree: Path, cwd: str, hosts: Path | None = None) -> list[str]:
+    """``argv`` run with ``host_tree`` on ``/opt/ml`` (and ``hosts`` on ``/etc/hosts`` when given) and
+    ``cwd`` as its working directory (a path the job sees). Call only when :func:`unavailable_reason`
+    is None."""
     prefix, reason = _probe_once()
     if reason:
         raise RuntimeError(reason)
-    return [*prefix, "sh", "-c", _BIND_AND_RUN, "sh", str(host_tree), cwd, *argv]
+    return [*prefix, "sh", "-c", _BIND_AND_RUN, "sh", str(host_tree), cwd, str(hosts or ""), *argv]

@@ -103,6 +103,21 @@ def test_modeltrainer_with_a_local_input_folder_runs_the_entry_script(emulator: 
     assert all(uri.startswith(f"s3://{default_bucket}/linear-modeltrainer/") for uri in channels.values())
 
 
+def test_modeltrainer_torchrun_on_two_instances_reaches_across_hosts(emulator: SageMakerEmulator, refusing_proxy: str,
+                                                                    tmp_path: Path) -> None:
+    """The SDK's Torchrun driver starts torchrun with --master_addr=algo-1 on each host: the hosts resolve."""
+    pytest.importorskip("sagemaker.train")
+    pytest.importorskip("torch")
+    if sagemaker_mounts.unavailable_reason():
+        pytest.skip(sagemaker_mounts.unavailable_reason())
+    result = run_user_script(emulator, refusing_proxy, tmp_path, "modeltrainer_torchrun.py")
+    assert result.code == 0, result.stderr[-4000:]
+    assert result.model == {"sum": 3.0, "world": 2}  # ranks 0 and 1 added 1 + 2
+    for rank, host in ((0, "algo-1"), (1, "algo-2")):
+        assert f"all-reduce rank={rank} world=2 sum=3 host={host}" in result.stderr
+    assert "--master_addr=algo-1" in result.stderr
+
+
 def test_boto3_script_mode_runs_the_program_and_returns_the_model(emulator: SageMakerEmulator, refusing_proxy: str,
                                                                 tmp_path: Path) -> None:
     if sagemaker_mounts.unavailable_reason():
