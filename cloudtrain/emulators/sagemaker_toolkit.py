@@ -36,7 +36,8 @@ order, each sees its group in ``SM_CURRENT_INSTANCE_GROUP`` (and ``resourceconfi
 distributed launch spans the hosts of ``sagemaker_distribution_instance_groups``; the other groups'
 hosts run the program plainly, as the toolkit does.
 
-Hosts ``algo-N`` do not resolve locally, hence 127.0.0.1 everywhere. Runtime-contract variables of
+The toolkit's own addresses are 127.0.0.1 (hosts ``algo-N`` resolve only inside a job's mount
+namespace, where :mod:`cloudtrain.emulators.sagemaker_mounts` binds a hosts file naming them). Runtime-contract variables of
 the emulator's own process (``CLOUDTRAIN_*``, ``SM_*``, ``RANK``...) are unset for the job.
 """
 
