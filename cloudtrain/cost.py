@@ -1,7 +1,8 @@
 """Cost estimates: a pure function of a spec (or plan) and catalog offers.
 
 The upper bound of a job's cost is ``$/h per node x nodes x max_runtime``: managed training bills
-each node for the job's run time, and ``max_runtime`` is where the cloud stops it. When the spec
+each node for the job's run time, and ``max_runtime`` is where the cloud stops it (for
+``resources.pools``, the sum over the pools: :func:`estimate_pools`). When the spec
 asks for spot capacity and the cloud publishes a spot price, the bound uses it, and the on-demand
 figure is kept beside it. Without ``max_runtime`` there is no upper bound, only an hourly figure.
 An offer without a sourced price has no figures at all (``priced`` is False): it is shown as
@@ -11,9 +12,9 @@ unless the user gives a price (``cloudtrain prices import``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from cloudtrain.errors import BudgetExceededError, CatalogError
 from cloudtrain.spec import JobSpec
@@ -151,6 +152,38 @@ def estimate_offer(spec: JobSpec, offer: "Offer", spot: bool | None = None) -> C
         price_as_of=offer.price_as_of,
         source=offer.source,
         price_origin=offer.price_origin,
+    )
+
+
+def estimate_pools(spec: JobSpec, pools: "Sequence[tuple[str, int, Offer]]", spot: bool | None = None) -> CostEstimate:
+    """One estimate for a cluster of pools (``resources.pools``): the hourly figures are the pools'
+    sums (nodes x $/h of each), so the bound and the budget cover the whole cluster; a pool without
+    a sourced price (or spot price) leaves the cluster's without one."""
+    if len(pools) == 1:
+        _, nodes, offer = pools[0]
+        return replace(estimate_offer(spec, offer, spot), nodes=nodes)
+    nodes = sum(count for _, count, _ in pools)
+
+    def per_node(price: Callable[["Offer"], float | None]) -> float | None:
+        prices = [(count, price(offer)) for _, count, offer in pools]
+        if any(value is None for _, value in prices):
+            return None
+        return sum(count * (value or 0.0) for count, value in prices) / nodes
+
+    wants_spot = spec.spot.enabled if spot is None else spot
+    spot_price = per_node(lambda offer: offer.spot_usd_per_hour)
+    first = pools[0][2]
+    dates = [offer.price_as_of for _, _, offer in pools if offer.price_as_of]
+    origins = {offer.price_origin for _, _, offer in pools}
+    return CostEstimate(
+        cloud=first.cloud, region=first.region,
+        instance_type="[" + ", ".join(f"{name} {count} x {offer.instance_type}" for name, count, offer in pools) + "]",
+        accelerator=first.accelerator, accelerator_count=first.accelerator_count, nodes=nodes,
+        usd_per_hour_per_node=per_node(lambda offer: offer.usd_per_hour), spot_usd_per_hour_per_node=spot_price,
+        max_runtime_hours=runtime_hours(spec), spot=bool(wants_spot and spot_price is not None),
+        price_as_of=min(dates) if dates else None,
+        source="; ".join(dict.fromkeys(offer.source for _, _, offer in pools if offer.source)) or None,
+        price_origin="no sourced price" if "no sourced price" in origins else ("your price" if "your price" in origins else "catalog"),
     )
 
 

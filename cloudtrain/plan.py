@@ -106,7 +106,7 @@ def make_plan(
     a backend without catalog offers); ``settings``: the backend's section (the spec's by default);
     ``region`` and ``spot`` override the spec when given."""
     from cloudtrain.catalog.choice import choose_offer
-    from cloudtrain.cost import estimate_offer
+    from cloudtrain.cost import estimate_offer, estimate_pools
 
     if created_at is None or token is None:
         created_at, token = new_submission(created_at)
@@ -127,9 +127,7 @@ def make_plan(
         first_spec = spec.model_copy(update={"resources": spec.resources.pool_resources(first)})
         offer = offers[0][2]
         return Plan(**common, processes_per_node=processes_per_node(first_spec, offer.accelerator_count), region=offer.region,
-                    offer=offer, pools=tuple(offers),
-                    # one pool's bound would understate a mixed cluster's: unestimated until cost sums pools
-                    estimate=estimate_offer(first_spec, offer, spot=use_spot) if len(offers) == 1 else None)
+                    offer=offer, pools=tuple(offers), estimate=estimate_pools(spec, offers, spot=use_spot))
     offer = choose_offer(spec, cloud, catalog, region)
     return Plan(**common, processes_per_node=processes_per_node(spec, offer.accelerator_count), region=offer.region,
                 offer=offer, estimate=estimate_offer(spec, offer, spot=use_spot))

@@ -158,3 +158,32 @@ def test_estimate_cli_json_shape(tmp_path: Path) -> None:
     row = cheapest_row(data["cheapest"]["cloud"], "T4", 1)
     assert data["cheapest"]["max_total_usd"] == round((row.spot_usd_per_hour if data["cheapest"]["spot"] else row.usd_per_hour) * 4, 2)
     date.fromisoformat(data["cheapest"]["price_as_of"])
+
+
+POOLS = {"pools": [{"name": "train", "nodes": 2, "instance_type": {"sagemaker": "ml.g4dn.xlarge"}},
+                   {"name": "data", "nodes": 1, "instance_type": {"sagemaker": "ml.m5.xlarge"}}]}
+
+
+def _row(instance_type: str):  # type: ignore[no-untyped-def]
+    return next(o for o in CATALOG.offers if o.cloud == "sagemaker" and o.region == "us-east-1" and o.instance_type == instance_type)
+
+
+def test_pools_are_priced_as_the_sum_of_their_nodes() -> None:
+    plan = make_plan(spec(resources=POOLS, max_runtime="2h"), "sagemaker", catalog=CATALOG, region="us-east-1")
+    train, data = _row("ml.g4dn.xlarge"), _row("ml.m5.xlarge")
+    hourly = 2 * train.usd_per_hour + data.usd_per_hour
+    assert plan.estimate is not None and plan.estimate.nodes == 3
+    assert plan.estimate.usd_per_hour == round(hourly, 6)
+    assert plan.estimate.max_total_usd == round(hourly * 2, 2)
+    assert plan.estimate.instance_type == "[train 2 x ml.g4dn.xlarge, data 1 x ml.m5.xlarge]"
+    with pytest.raises(BudgetExceededError, match="over budget.max_usd"):  # the whole cluster counts, not the first pool
+        check_budget(spec(resources=POOLS, max_runtime="2h", budget={"max_usd": round(2 * train.usd_per_hour * 2 + 0.01, 2)}),
+                     plan.estimate)
+
+
+def test_a_pool_without_a_sourced_price_leaves_the_cluster_unpriced() -> None:
+    pools = {"pools": [POOLS["pools"][0], {"name": "data", "nodes": 1, "instance_type": {"sagemaker": "ml.c4.xlarge"}}]}
+    plan = make_plan(spec(resources=pools, max_runtime="2h"), "sagemaker", catalog=CATALOG, region="us-east-1")
+    assert plan.estimate is not None and not plan.estimate.priced
+    with pytest.raises(BudgetExceededError, match="cannot be proven"):
+        check_budget(spec(resources=pools, max_runtime="2h", budget={"max_usd": 100}), plan.estimate)
