@@ -8,7 +8,8 @@ then what it leaves out (enums, name patterns, maximums), then the service's own
 whose metric is one of the definition's ``MetricDefinitions``, ``MaxNumberOfTrainingJobs`` (left
 out only with Grid, where the grid decides) at least ``MaxParallelTrainingJobs``, valid ranges
 (:func:`cloudtrain.emulators.sagemaker_tuning_space.parse_ranges`), Grid with categorical ranges
-only, Hyperband and Grid without ``TrainingJobEarlyStoppingType: Auto``; and the trial request that
+only, Hyperband and Grid without ``TrainingJobEarlyStoppingType: Auto``, ``HyperbandStrategyConfig``
+only with Hyperband and MinResource <= MaxResource; and the trial request that
 the definition gives must pass the emulator's CreateTrainingJob checks.
 """
 
@@ -108,6 +109,11 @@ def check(request: dict[str, Any]) -> list[Parameter]:
     early = config.get("TrainingJobEarlyStoppingType", "Off")
     if strategy in ("Hyperband", "Grid") and early != "Off":
         raise ValueError(f"TrainingJobEarlyStoppingType must be Off with the {strategy} strategy.")
+    hyperband = (config.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
+    if hyperband and strategy != "Hyperband":
+        raise ValueError(f"StrategyConfig.HyperbandStrategyConfig is for the Hyperband strategy, not {strategy}.")
+    if hyperband.get("MinResource", 1) > hyperband.get("MaxResource", hyperband.get("MinResource", 1)):
+        raise ValueError("HyperbandStrategyConfig.MinResource cannot be greater than MaxResource.")
     try:
         parameters = parse_ranges(config.get("ParameterRanges") or {}, definition.get("StaticHyperParameters") or {})
     except InvalidRanges as error:

@@ -245,6 +245,45 @@ def test_grid_enumerates_the_values_and_never_picks_a_trial_that_failed(emulator
     assert [t["TunedHyperParameters"]["x"] for t in trials(aws, name, SortBy="FinalObjectiveMetricValue")] == ["4", "1"]
 
 
+def test_bayesian_search_as_cloudtrain_sends_it(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:
+    """cloudtrain's tpe + median early stopping: Bayesian, TrainingJobEarlyStoppingType Auto, a log scale."""
+    request = tuning_request(emulator, "Bayesian", {
+        "ContinuousParameterRanges": [{"Name": "x", "MinValue": "0.5", "MaxValue": "6", "ScalingType": "Logarithmic"}],
+        "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "1", "MaxValue": "30", "ScalingType": "Logarithmic"}]}, 4, 2)
+    request["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] = "Auto"
+    request["Tags"] += [{"Key": "cloudtrain:job", "Value": "tune-x"}, {"Key": "cloudtrain:submission", "Value": "abc123"}]
+    aws.sagemaker.create_hyper_parameter_tuning_job(**request)
+    final = wait_ended(aws, request["HyperParameterTuningJobName"])
+    ran = trials(aws, request["HyperParameterTuningJobName"])
+    assert final["HyperParameterTuningJobStatus"] == "Completed" and len(ran) == 4
+    values = {t["TrainingJobName"]: (float(t["TunedHyperParameters"]["x"]) - 3) ** 2 for t in ran}
+    assert final["BestTrainingJob"]["TrainingJobName"] == min(values, key=values.get)
+    assert all(0.5 <= float(t["TunedHyperParameters"]["x"]) <= 6 and 1 <= int(t["TunedHyperParameters"]["epochs"]) <= 30
+               for t in ran)
+
+
+def test_target_objective_value_ends_the_search(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:
+    request = tuning_request(emulator, "Grid", {"CategoricalParameterRanges": [
+        {"Name": "x", "Values": ["3", "5", "1", "4"]}]}, None, 1)
+    request["HyperParameterTuningJobConfig"]["TuningJobCompletionCriteria"] = {"TargetObjectiveMetricValue": 0.5}
+    aws.sagemaker.create_hyper_parameter_tuning_job(**request)
+    final = wait_ended(aws, request["HyperParameterTuningJobName"])
+    assert final["HyperParameterTuningJobStatus"] == "Completed"
+    assert [t["TunedHyperParameters"] for t in trials(aws, request["HyperParameterTuningJobName"])] == [{"x": "3"}]
+
+
+def test_a_create_retried_after_a_dropped_connection_creates_one_tuning_job(emulator: SageMakerEmulator,
+                                                                              aws: SimpleNamespace) -> None:
+    request = tuning_request(emulator, "Grid", {"CategoricalParameterRanges": [{"Name": "x", "Values": ["2"]}]}, None, 1)
+    emulator.drop_connection_after(1, "SageMaker.CreateHyperParameterTuningJob")
+    code, text = refusal(aws.sagemaker.create_hyper_parameter_tuning_job, **request)  # botocore retried the dropped call
+    assert code == "ResourceInUse" and "already exists" in text
+    assert emulator.faults.injected == [("drop_after", "SageMaker.CreateHyperParameterTuningJob")]
+    final = wait_ended(aws, request["HyperParameterTuningJobName"])
+    assert final["HyperParameterTuningJobStatus"] == "Completed"
+    assert len(trials(aws, request["HyperParameterTuningJobName"])) == 1
+
+
 def test_no_objective_from_any_trial_fails_the_tuning_job(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:
     request = tuning_request(emulator, "Random", {"CategoricalParameterRanges": [
         {"Name": "mode", "Values": ["crash", "silent"]}]}, 2, 2)
@@ -313,6 +352,9 @@ def refusal(call: Any, **request: Any) -> tuple[str, str]:
     (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Grid"), "categorical"),
     (lambda r: r["TrainingJobDefinition"]["ResourceConfig"].update(InstanceType="ml.imaginary.huge"), "instanceType"),
     (lambda r: r.update(HyperParameterTuningJobName="a-name-that-is-longer-than-32-chars"), "hyperParameterTuningJobName"),
+    (lambda r: r["HyperParameterTuningJobConfig"]["ResourceLimits"].pop("MaxNumberOfTrainingJobs"), "MaxNumberOfTrainingJobs"),
+    (lambda r: r["HyperParameterTuningJobConfig"].update(Strategy="Hyperband", TrainingJobEarlyStoppingType="Auto"), "Off"),
+    (lambda r: r.update(TrainingJobDefinitions=[r["TrainingJobDefinition"]]), "TrainingJobDefinitions"),
 ])
 def test_invalid_requests_are_refused(emulator: SageMakerEmulator, aws: SimpleNamespace, change: Any, message: str) -> None:
     request = tuning_request(emulator, "Random", {"ContinuousParameterRanges": [
