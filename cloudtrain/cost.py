@@ -177,7 +177,7 @@ def estimate_pools(spec: JobSpec, pools: "Sequence[tuple[str, int, Offer]]", spo
     origins = {offer.price_origin for _, _, offer in pools}
     return CostEstimate(
         cloud=first.cloud, region=first.region,
-        instance_type="[" + ", ".join(f"{name} {count} x {offer.instance_type}" for name, count, offer in pools) + "]",
+        instance_type="pools(" + ", ".join(f"{name} {count} x {offer.instance_type}" for name, count, offer in pools) + ")",
         accelerator=first.accelerator, accelerator_count=first.accelerator_count, nodes=nodes,
         usd_per_hour_per_node=per_node(lambda offer: offer.usd_per_hour), spot_usd_per_hour_per_node=spot_price,
         max_runtime_hours=runtime_hours(spec), spot=bool(wants_spot and spot_price is not None),
@@ -207,7 +207,7 @@ def estimate_spec(
     as names (priced in ``region``, else the cheapest region) or as a map to each one's region.
     ``unpriced``: backends shown without a price, and why."""
     from cloudtrain.catalog import CLOUDS, normalize_accelerator
-    from cloudtrain.catalog.choice import choose_offer
+    from cloudtrain.catalog.choice import choose_offer, choose_pool_offers
 
     if not isinstance(clouds, Mapping):
         clouds = {name: region for name in (CLOUDS if clouds is None else clouds)}
@@ -216,13 +216,15 @@ def estimate_spec(
     offers, unavailable = [], {}
     for cloud, cloud_region in clouds.items():
         try:
-            offer = choose_offer(spec, cloud, catalog, cloud_region)
+            if spec.resources.pools:
+                offers.append(estimate_pools(spec, choose_pool_offers(spec, cloud, catalog, cloud_region), spot))
+            else:
+                offers.append(estimate_offer(spec, choose_offer(spec, cloud, catalog, cloud_region), spot))
         except CatalogError as error:
             unavailable[cloud] = error.message
-            continue
-        offers.append(estimate_offer(spec, offer, spot))
     offers.sort(key=_rank_key)
-    return SpecEstimate(job=spec.name, nodes=spec.resources.nodes, max_runtime_hours=runtime_hours(spec),
+    nodes = sum(pool.nodes for pool in spec.resources.pools) if spec.resources.pools else spec.resources.nodes
+    return SpecEstimate(job=spec.name, nodes=nodes, max_runtime_hours=runtime_hours(spec),
                         offers=offers, unavailable=unavailable, unpriced=dict(unpriced or {}))
 
 

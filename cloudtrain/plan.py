@@ -105,7 +105,7 @@ def make_plan(
     """Resolve ``spec`` for one backend. ``catalog``: where the backend's offers come from (None for
     a backend without catalog offers); ``settings``: the backend's section (the spec's by default);
     ``region`` and ``spot`` override the spec when given."""
-    from cloudtrain.catalog.choice import choose_offer
+    from cloudtrain.catalog.choice import choose_offer, choose_pool_offers
     from cloudtrain.cost import estimate_offer, estimate_pools
 
     if created_at is None or token is None:
@@ -120,10 +120,7 @@ def make_plan(
         return Plan(**common, processes_per_node=processes_per_node(spec), region=region)
     if spec.resources.pools:  # each pool's offer, in the first pool's region
         first = spec.resources.pools[0]
-        offers = []
-        for pool in spec.resources.pools:
-            one_kind = spec.model_copy(update={"resources": spec.resources.pool_resources(pool)})
-            offers.append((pool.name, pool.nodes, choose_offer(one_kind, cloud, catalog, region or (offers[0][2].region if offers else None))))
+        offers = choose_pool_offers(spec, cloud, catalog, region)
         first_spec = spec.model_copy(update={"resources": spec.resources.pool_resources(first)})
         offer = offers[0][2]
         return Plan(**common, processes_per_node=processes_per_node(first_spec, offer.accelerator_count), region=offer.region,

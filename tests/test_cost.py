@@ -175,7 +175,7 @@ def test_pools_are_priced_as_the_sum_of_their_nodes() -> None:
     assert plan.estimate is not None and plan.estimate.nodes == 3
     assert plan.estimate.usd_per_hour == round(hourly, 6)
     assert plan.estimate.max_total_usd == round(hourly * 2, 2)
-    assert plan.estimate.instance_type == "[train 2 x ml.g4dn.xlarge, data 1 x ml.m5.xlarge]"
+    assert plan.estimate.instance_type == "pools(train 2 x ml.g4dn.xlarge, data 1 x ml.m5.xlarge)"
     with pytest.raises(BudgetExceededError, match="over budget.max_usd"):  # the whole cluster counts, not the first pool
         check_budget(spec(resources=POOLS, max_runtime="2h", budget={"max_usd": round(2 * train.usd_per_hour * 2 + 0.01, 2)}),
                      plan.estimate)

@@ -28,3 +28,12 @@ def choose_offer(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | No
         min_memory_gib=res.memory_gib,
         instance_type=res.instance_type.get(cloud),
     )
+
+
+def choose_pool_offers(spec: JobSpec, cloud: str, catalog: "Catalog", region: str | None = None) -> list[tuple[str, int, "Offer"]]:
+    """(name, nodes, offer) of each of ``resources.pools``, every pool in the first pool's region."""
+    chosen: list[tuple[str, int, "Offer"]] = []
+    for pool in spec.resources.pools:
+        one_kind = spec.model_copy(update={"resources": spec.resources.pool_resources(pool)})
+        chosen.append((pool.name, pool.nodes, choose_offer(one_kind, cloud, catalog, region or (chosen[0][2].region if chosen else None))))
+    return chosen
