@@ -25,6 +25,11 @@ inputs={"data": Input(path="./local")}, environment=<curated name or Environment
 conda_file=...)>)``, ``jobs.create_or_update``, ``jobs.stream``, ``jobs.download(all=True)``,
 ``jobs.list(parent_job_name=...)``) works against it with those variables exported. Environments
 are recorded, not built: jobs run with the emulator's Python.
+The SDK's ``jobs.stream`` prints a job's log only if the job is still in progress when it starts
+following it; a short job on this machine could end before that, so with ``queue_until_followed``
+(seconds; ``cloudtrain emulator start`` uses 5) a new job waits in ``Queued`` until a client has read
+its run details (what ``stream`` does first) or that long, as a real cluster queues it (tests give
+it a time no run reaches, so that only the client's reading starts the job).
 
 Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 :class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Faults
@@ -44,7 +49,6 @@ import io
 import json
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -58,6 +62,7 @@ DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 TOKEN = "cloudtrain-emulator-token"
 IDENTITY_HEADER = "cloudtrain-emulator"
 TERMINAL = ("Completed", "Failed", "Canceled")
+VAULT_HOSTS = "*.vault.azure.net"  # every vault: a job's azure_key_vault secrets name their own
 
 
 class EmulatorCredential:
@@ -110,13 +115,15 @@ class AzureMLEmulator(Emulator):
 
     title = "Azure ML"
     scratch_prefix = "cloudtrain-azureml-"
-    command_line_options = {"server": True}
+    #: ``cloudtrain emulator start``: a job waits in Queued until a client follows it (or 5 s), so that
+    #: ``jobs.stream`` right after ``create_or_update`` shows a short job's log, as on a real cluster
+    command_line_options = {"server": True, "queue_until_followed": 5.0}
 
     def __init__(self, root: str | Path | None = None, *, server: bool = False, host: str = "127.0.0.1", port: int = 0,
                  subscription_id: str = DEFAULT_SUBSCRIPTION, resource_group: str = "cloudtrain-emulator",
                  workspace: str = "emulator", region: str = "eastus", storage_account: str = "cloudtrainemulator",
                  container: str = "azureml-blobstore-emulator", faults: Faults | Iterable[str] | None = None,
-                 grace_seconds: float = 10.0, proxy_passthrough: bool = True) -> None:
+                 grace_seconds: float = 10.0, proxy_passthrough: bool = True, queue_until_followed: float = 0.0) -> None:
         super().__init__(root, faults, grace_seconds)
         self.server, self.host, self.port = server, host, port
         self.subscription_id, self.resource_group, self.workspace, self.region = subscription_id, resource_group, workspace, region
@@ -128,8 +135,7 @@ class AzureMLEmulator(Emulator):
         self._ca_path: Path | None = None
         self.proxy_passthrough = proxy_passthrough
         self.proxy: Any = None
-        self._compute = threading.Event()
-        self._compute.set()
+        self.queue_until_followed = queue_until_followed
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -147,7 +153,7 @@ class AzureMLEmulator(Emulator):
                     self.port = sock.getsockname()[1]
         base = f"https://{self.host}:{self.port}" if self.server else None
         self.service = AzureMLService(self.root, region=self.region, storage_account=self.storage_account, container=self.container,
-                                      base=base, start_job=self._start_job, cancel_job=self._cancel_job)
+                                      base=base, start_job=self._start_job, cancel_job=self._cancel_job, token=TOKEN)
         app = FaultMiddleware(self.service, self.faults, self._operation_of, azure_error_response)
         if self.server:
             self.http = ServerThread(_MsiRoute(app), self.host, self.port, access_log_handler(self.log_requests),
@@ -156,12 +162,13 @@ class AzureMLEmulator(Emulator):
 
             # the SDK builds storage URLs from the account name alone (https://<account>.blob.core.windows.net):
             # only a proxy reaches them; this server answers that name with a certificate for it
-            self.proxy = ConnectProxy({self.blob_host: (self.host, self.port)}, passthrough=self.proxy_passthrough).start()
+            self.proxy = ConnectProxy({self.blob_host: (self.host, self.port), VAULT_HOSTS: (self.host, self.port)},
+                                      passthrough=self.proxy_passthrough).start()
         else:
             import responses
 
             self._mock = responses.RequestsMock(assert_all_requests_are_fired=False)
-            hosts = (r"https://(management\.azure\.com|[a-z0-9-]+\.api\.azureml\.ms|"
+            hosts = (r"https://(management\.azure\.com|[a-z0-9-]+\.api\.azureml\.ms|[a-z0-9-]+\.vault\.azure\.net|"
                      + re.escape(self.storage_account) + r"\.blob\.core\.windows\.net)(:443)?/.*")
             for method in ("GET", "PUT", "POST", "HEAD", "DELETE", "PATCH"):
                 self._mock.add_callback(method, re.compile(hosts), callback=lambda request, app=app: self._answer(app, request))
@@ -210,6 +217,17 @@ class AzureMLEmulator(Emulator):
         env.update({f"CLOUDTRAIN_AZUREML_{key.upper()}": value for key, value in self.settings.items()})
         return env
 
+    def job_environment(self) -> dict[str, str]:
+        """What each job's processes get from the emulator's compute in server mode: its managed
+        identity (``IDENTITY_ENDPOINT`` / ``IDENTITY_HEADER``), the proxy and the CA bundle, so code in
+        the job (``azure_key_vault`` secrets, ``DefaultAzureCredential``, the workspace's storage)
+        reaches the emulator as it reaches Azure from Azure ML compute. Nothing in-process."""
+        if self.http is None or self.proxy is None:
+            return {}
+        env = self.environment()
+        return {key: env[key] for key in ("REQUESTS_CA_BUNDLE", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "HTTPS_PROXY", "https_proxy",
+                                          "NO_PROXY", "no_proxy") if key in env}
+
     def ml_client(self) -> Any:
         """An ``MLClient`` for the emulated workspace (in server mode, after ``AZUREML_DEV_URL_MFE`` is set)."""
         from azure.ai.ml import MLClient
@@ -238,13 +256,12 @@ class AzureMLEmulator(Emulator):
         return wait_until(lambda: self.job_status(name) if self.job_status(name) in wanted else None, timeout=timeout,
                           what=f"job {name} to reach {sorted(wanted)}")
 
-    def hold_jobs(self) -> None:
-        """Keep jobs in ``Queued`` (as on a cluster still allocating nodes) until :meth:`release_jobs`,
-        e.g. so that a client is following a job before it runs."""
-        self._compute.clear()
-
-    def release_jobs(self) -> None:
-        self._compute.set()
+    def _may_start(self, job: Any) -> bool:
+        """Whether a queued job gets its node: at once, or with ``queue_until_followed`` seconds once a
+        client read its run details (``jobs.stream`` does) or after that long."""
+        if self.queue_until_followed <= 0:
+            return True
+        return bool(self.run_details_reads(job.name)) or time.monotonic() - job.created >= self.queue_until_followed
 
     def run_details_reads(self, name: str) -> int:
         """How many times a client read the job's run details (``jobs.stream`` does while it follows the job)."""
@@ -262,7 +279,7 @@ class AzureMLEmulator(Emulator):
         from cloudtrain.emulators.azureml_execution import JobRun
 
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
-                                             compute=self._compute).start()
+                                             may_start=self._may_start, platform_environment=self.job_environment()).start()
 
     def _cancel_job(self, name: str) -> None:
         run = self.runs.get(name)
@@ -283,7 +300,7 @@ class AzureMLEmulator(Emulator):
         import trustme
 
         authority = trustme.CA(organization_name="cloudtrain emulator")
-        certificate = authority.issue_cert(self.host, "localhost", self.blob_host)
+        certificate = authority.issue_cert(self.host, "localhost", self.blob_host, VAULT_HOSTS)
         # REQUESTS_CA_BUNDLE replaces the roots `requests` trusts: the bundle exported holds the
         # system's (certifi's) roots too, so other HTTPS calls in the user's shell keep working.
         import certifi

@@ -21,10 +21,12 @@ every task at 127.0.0.1 (a port each) and its own task;
 each with Azure ML's variables (``AZUREML_RUN_ID``, ``AZUREML_EXPERIMENT_NAME``,
 ``AZUREML_NODE_COUNT``, ``AZUREML_ARM_*``) and, when distributed, ``MASTER_ADDR`` (127.0.0.1),
 ``MASTER_PORT`` (a free port), ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` and
-``NODE_RANK``. Their output goes to ``user_logs/std_log.txt`` (``std_log_process_<rank>.txt`` when
+``NODE_RANK``; in server mode also the compute's managed identity, proxy and CA bundle
+(``AzureMLEmulator.job_environment``). Their output goes to ``user_logs/std_log.txt`` (``std_log_process_<rank>.txt`` when
 there are several processes) in the run's log container, readable while the job runs.
-``limits.timeout`` ends the job as Azure ML does (Failed). While the emulator holds jobs
-(``AzureMLEmulator.hold_jobs``) a job waits in ``Queued``, as on a cluster still allocating its nodes.
+``limits.timeout`` ends the job as Azure ML does (Failed). A job waits in ``Queued`` while the
+emulator says it may not start yet (``AzureMLEmulator(queue_until_followed=...)``), as on a
+cluster still allocating its nodes.
 The job's environment (curated or custom image / conda file) is recorded, not built: the command
 runs with the emulator's Python. Runtime-contract variables of the
 emulator's own process (``CLOUDTRAIN_*``, ``AZUREML_*``, ``RANK``...) are unset for the job.
@@ -38,9 +40,9 @@ import re
 import shlex
 import shutil
 import sys
-import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from cloudtrain.emulators.common import without_inherited
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
@@ -73,10 +75,12 @@ class JobRun(EmulatedJob):
     """One Azure ML command job running on this machine (see the module docstring)."""
 
     def __init__(self, service: "AzureMLService", root: Path, document: dict[str, Any], settings: JobSettings,
-                 compute: threading.Event | None = None) -> None:
+                 may_start: Callable[["JobRun"], bool] | None = None, platform_environment: dict[str, str] | None = None) -> None:
         super().__init__(document["name"], root / "jobs" / document["name"], settings)
         self.service, self.document = service, document
-        self.compute = compute  # while clear, the job waits in Queued (its cluster has no node for it yet)
+        self.may_start = may_start  # while it says no, the job waits in Queued (its cluster has no node for it yet)
+        self.created = time.monotonic()
+        self.platform_environment = dict(platform_environment or {})  # what the compute gives every process
         self.props: dict[str, Any] = document["properties"]
         self._commands: list[NodeCommand] = []
         self.log_names: list[str] = []
@@ -87,10 +91,10 @@ class JobRun(EmulatedJob):
         return f"ExperimentRun/dcid.{self.name}"
 
     def run(self) -> None:
-        if self.compute is not None and not self.compute.is_set():
+        if self.may_start is not None and not self.may_start(self):
             self.enter(Phase.QUEUED)
-            while not self.compute.wait(0.05) and not self.cancel_requested:
-                pass
+            while not self.cancel_requested and not self.may_start(self):
+                time.sleep(0.05)
         super().run()
 
     # -- states and logs ---------------------------------------------------------------------------
@@ -263,7 +267,7 @@ class JobRun(EmulatedJob):
         props = self.props
         sub, rg, ws = self.service.runs[self.name]["workspace"]
         experiment = props.get("experimentName") or "Default"
-        env = {str(k): str(v) for k, v in (props.get("environmentVariables") or {}).items()}
+        env = {**self.platform_environment, **{str(k): str(v) for k, v in (props.get("environmentVariables") or {}).items()}}
         env.update({
             "AZUREML_RUN_ID": self.name, "AZUREML_EXPERIMENT_NAME": experiment, "AZUREML_ARM_PROJECT_NAME": experiment,
             "AZUREML_ARM_SUBSCRIPTION": sub, "AZUREML_ARM_RESOURCEGROUP": rg, "AZUREML_ARM_WORKSPACE_NAME": ws,

@@ -5,10 +5,11 @@ the data plane in :mod:`~cloudtrain.emulators.azureml_run_history`, storage in
 :mod:`~cloudtrain.emulators.azureml_storage`).
 
 The same application answers the real host names (``management.azure.com``,
-``<region>.api.azureml.ms``, ``<account>.blob.core.windows.net``) when the SDK's HTTP is intercepted
+``<region>.api.azureml.ms``, ``<account>.blob.core.windows.net``, ``<vault>.vault.azure.net``) when the SDK's HTTP is intercepted
 in-process, and paths under one base URL when it runs as an HTTPS server (``/subscriptions/...``
-for ARM, ``/api/...`` for run history, ``/blob/<container>/...`` for storage, and storage by its
-real name too, which the emulator's proxy tunnels to the server). Blobs live in files
+for ARM, ``/api/...`` for run history, ``/blob/<container>/...`` for storage, and storage and Key
+Vault by their real names too, which the emulator's proxy tunnels to the server; Key Vault in
+:mod:`~cloudtrain.emulators.azureml_key_vault`). Blobs live in files
 under ``<root>/storage/<container>/``. Each call has an operation name for fault injection
 (:func:`operation_of`): ``MachineLearningServices.<Resource>.<Verb>`` (``...Jobs.CreateOrUpdate``,
 ``...Jobs.Get``...), ``RunHistory.<Verb>``, ``Storage.Blob.<Verb>``.
@@ -31,6 +32,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from cloudtrain.emulators.azureml_environments import Environments
+from cloudtrain.emulators.azureml_key_vault import VAULT_SUFFIX, KeyVaults
 from cloudtrain.emulators.azureml_run_history import ARTIFACT_STORE, RunHistory
 from cloudtrain.emulators.azureml_storage import BlobStore, blob_response
 
@@ -52,10 +54,12 @@ def error(status: int, code: str, message: str) -> tuple[int, dict[str, str], An
 
 
 def split_service(host: str, path: str) -> tuple[str, str]:
-    """(``arm`` | ``api`` | ``blob``, path inside that service) for a request's host and path."""
+    """(``arm`` | ``api`` | ``blob`` | ``vault``, path inside that service) for a request's host and path."""
     host = host.split(":")[0].lower()
     if host.endswith(".blob.core.windows.net"):
         return "blob", path
+    if host.endswith(VAULT_SUFFIX):
+        return "vault", path
     if host.endswith(".api.azureml.ms"):
         return "api", path
     if host != ARM_HOST and path.startswith("/blob/"):
@@ -83,6 +87,8 @@ def operation_of(environ: dict[str, Any]) -> str | None:
     service, path = split_service(environ.get("HTTP_HOST", ""), environ.get("PATH_INFO", ""))
     if service == "blob":
         return f"Storage.Blob.{method.capitalize()}"
+    if service == "vault":
+        return f"KeyVault.Secrets.{method.capitalize()}"
     if service == "api":
         for suffix, name in (("/details", "GetRunDetails"), ("/children", "GetChildren"), ("/rundata", "GetRunData"),
                              ("/batchGetResolvedUris", "BatchGetResolvedUris")):
@@ -106,7 +112,8 @@ class AzureMLService:
     ``cancel_job(name)`` for each cancel."""
 
     def __init__(self, root: Path, *, region: str, storage_account: str, container: str, base: str | None,
-                 start_job: Callable[[dict[str, Any]], None], cancel_job: Callable[[str], None]) -> None:
+                 start_job: Callable[[dict[str, Any]], None], cancel_job: Callable[[str], None], token: str = "",
+                 tenant: str = "00000000-0000-0000-0000-000000000000") -> None:
         self.region, self.account, self.container = region, storage_account, container
         self.base = base
         self.blob_base = f"{base}/blob" if base else f"https://{storage_account}.blob.core.windows.net"
@@ -120,6 +127,7 @@ class AzureMLService:
         self.workspace_id = str(uuid.uuid4())
         self.environments: dict[tuple[str, str, str], Environments] = {}  # per workspace
         self.run_history = RunHistory(self)
+        self.key_vaults = KeyVaults(token, tenant)
         self.lock = threading.RLock()
         self.unhandled: list[tuple[str, str]] = []
         self._start_job, self._cancel_job = start_job, cancel_job
@@ -173,6 +181,8 @@ class AzureMLService:
             return self.blob(request, path)
         if service == "api":
             return self.run_history(request, path)
+        if service == "vault":
+            return self.key_vaults(request, request.host, path)
         for method, pattern, handler in self.arm_routes:
             match = re.match(pattern, path)
             if match and request.method == method:
