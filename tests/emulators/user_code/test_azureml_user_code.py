@@ -5,8 +5,9 @@ environment: the SDK uploads the local folder and the code through the emulator'
 ``<account>.blob.core.windows.net``, the training code reads that input, ``stream`` prints its log
 and ``download`` brings its model back.
 
-The emulator holds the job in Queued until the script follows it (it has read the run's details),
-so that ``stream`` sees the job run whatever the machine's speed: nothing here waits for time.
+The emulator keeps a new job Queued until the script follows it (reads its run details), as
+``cloudtrain emulator start`` does, here with a time limit no run reaches: so ``stream`` sees the
+job run whatever the machine's speed, and nothing here waits for time.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ pytest.importorskip("azure.identity")
 pytest.importorskip("trustme")
 
 from cloudtrain.emulators.azureml import AzureMLEmulator  # noqa: E402
-from cloudtrain.emulators.common import wait_until  # noqa: E402
 
 USER_CODE = Path(__file__).parent / "azureml"
 CURATED = "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"
@@ -38,7 +38,7 @@ CURATED = "AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureMLEmulator]:
     # passthrough off: a host the emulator does not serve is refused, so nothing leaves this machine
     with AzureMLEmulator(tmp_path_factory.mktemp("azureml-server"), server=True, grace_seconds=3.0,
-                         proxy_passthrough=False) as value:
+                         proxy_passthrough=False, queue_until_followed=3600.0) as value:
         yield value
 
 
@@ -66,20 +66,12 @@ def run_user_script(emulator: AzureMLEmulator, project: Path, *args: str) -> tup
     """Run ``submit_job.py`` with only the user's environment; returns the job's name and the
     finished process."""
     before = set(emulator.job_names())
-    emulator.hold_jobs()
-    process = subprocess.Popen([sys.executable, "submit_job.py", *args], cwd=project, env=user_environment(emulator, project),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def followed_job() -> str | None:
-            if process.poll() is not None:
-                raise AssertionError(f"the script ended before following its job: {process.communicate()[1][-3000:]}")
-            return next((name for name in emulator.job_names() if name not in before and emulator.run_details_reads(name)), None)
-
-        name = wait_until(followed_job, timeout=180, what="the script to submit its job and follow it")
-    finally:
-        emulator.release_jobs()
-    stdout, stderr = process.communicate(timeout=300)
-    return name, subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    done = subprocess.run([sys.executable, "submit_job.py", *args], cwd=project, env=user_environment(emulator, project),
+                          capture_output=True, text=True, timeout=300)
+    created = [name for name in emulator.job_names() if name not in before]
+    assert len(created) == 1, (created, done.stderr[-3000:])
+    assert emulator.run_details_reads(created[0]), "the job ran before the script followed it"
+    return created[0], done
 
 
 def assert_trained_on_the_upload(emulator: AzureMLEmulator, project: Path, name: str, done: subprocess.CompletedProcess[str],
@@ -145,3 +137,44 @@ def test_an_unknown_environment_is_refused_as_in_a_workspace(emulator: AzureMLEm
     assert done.returncode != 0
     assert "no-such-environment:3 not found" in done.stderr, done.stderr[-3000:]
     assert set(emulator.job_names()) == before
+
+
+def test_a_jobs_azure_key_vault_secret_is_read_inside_the_job(emulator: AzureMLEmulator, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user stores a secret with their own ``SecretClient`` (through the exported environment); a
+    cloudtrain job naming it as an ``azure_key_vault`` secret gets its value inside the job, where the
+    emulator's compute gives the job its managed identity, as Azure ML compute does."""
+    pytest.importorskip("azure.keyvault.secrets")
+    import hashlib
+
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+    from azure.keyvault.secrets import SecretClient
+
+    from cloudtrain.providers.azureml import AzureMLProvider
+    from cloudtrain.runner import Runner
+    from cloudtrain.specfile import load_spec
+    from cloudtrain.store import JobStore
+
+    for key in [k for k in os.environ if k.startswith(("AZURE_", "IDENTITY_", "MSI_"))]:
+        monkeypatch.delenv(key)
+    for key, value in emulator.environment().items():
+        monkeypatch.setenv(key, value)
+    value = f"token-{random.getrandbits(64):x}"
+    vault = SecretClient("https://team-vault.vault.azure.net", DefaultAzureCredential())
+    assert vault.set_secret("api-token", value).value == value
+    assert vault.get_secret("api-token").value == value
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "train.py").write_text(
+        "import hashlib, os\nprint('secret sha256', hashlib.sha256(os.environ['API_TOKEN'].encode()).hexdigest(), flush=True)\n")
+    (tmp_path / "code" / "job.yaml").write_text(
+        "name: secret-reader\ncode: .\nentrypoint: train.py\nframework: {name: sklearn}\nresources: {cpus: 2}\n"
+        "secrets: {API_TOKEN: {azure_key_vault: 'https://team-vault.vault.azure.net/secrets/api-token'}}\n")
+    ml = MLClient(emulator.credential, emulator.subscription_id, emulator.resource_group, emulator.workspace, show_progress=False)
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"azureml": AzureMLProvider(client=ml)})
+    record = runner.submit(runner.plan(load_spec(tmp_path / "code" / "job.yaml", emulator.overrides), "azureml")).record
+    ml.jobs._runs_operations.get_run_details(record.id)  # follow it, so the job leaves the queue
+    assert emulator.wait_for_status(record.id, timeout=240) == "Completed", emulator.service.runs[record.id]
+    log = emulator.blob(f"ExperimentRun/dcid.{record.id}/user_logs/std_log.txt").decode()
+    assert f"secret sha256 {hashlib.sha256(value.encode()).hexdigest()}" in log, log[-3000:]
+    assert value not in json.dumps(emulator.service.jobs[record.id])  # the request names the secret, never its value
