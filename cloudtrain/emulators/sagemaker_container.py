@@ -12,21 +12,37 @@ asks for ``/bin/bash -c "chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh && .
 Here the command runs as given, with ``/opt/ml`` bound to the host's tree
 (:mod:`cloudtrain.emulators.sagemaker_mounts`; a job fails with a ClientError saying why when the
 machine does not allow it), in ``/`` (an image's default working directory). The image is not
-pulled: ``python``/``python3``/``pip`` on ``PATH`` are this interpreter's (its directory comes
-first), so the command runs with the packages installed here.
+pulled: each host gets a virtual environment of this interpreter (:func:`host_interpreter`) that
+sees the packages installed here, first on ``PATH``, so ``python3 -m pip install`` in the job (the
+SDK's ``requirements``) installs into that host's environment, never into the emulator's.
 """
 
 from __future__ import annotations
 
 import os
+import site
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cloudtrain.emulators.common import without_inherited
 from cloudtrain.providers.process import NodeCommand
 
 WORKING_DIRECTORY = "/"
+
+
+def host_interpreter(directory: Path) -> Path:
+    """A virtual environment at ``directory`` (no pip of its own) whose ``site-packages`` come before
+    this interpreter's (a ``.pth`` file adds them); returns its ``bin`` directory."""
+    done = subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise OSError(f"could not create the job's Python environment: {done.stderr.strip()[-500:]}")
+    site_packages = next((directory / "lib").glob("python*/site-packages"))
+    inherited = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(p)]
+    (site_packages / "_cloudtrain_emulator_interpreter.pth").write_text("".join(f"{p}\n" for p in inherited))
+    return directory / "bin"
 
 
 @dataclass
@@ -46,17 +62,17 @@ class ContainerCommand:
     def requested(request: dict[str, Any]) -> bool:
         return bool((request.get("AlgorithmSpecification") or {}).get("ContainerEntrypoint"))
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, interpreter_bin: Path) -> dict[str, str]:
         """What the platform sets in the container, then the request's ``Environment``."""
-        interpreter_dir = os.path.dirname(sys.executable)
+        path = (str(interpreter_bin), os.path.dirname(sys.executable), os.environ.get("PATH", ""))
         env = {"TRAINING_JOB_NAME": self.request["TrainingJobName"], "TRAINING_JOB_ARN": self.arn,
                "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, "PYTHONUNBUFFERED": "1",
-               "PATH": os.pathsep.join(p for p in (interpreter_dir, os.environ.get("PATH", "")) if p)}
+               "PATH": os.pathsep.join(p for p in path if p)}
         env.update(self.request.get("Environment") or {})
         return env
 
-    def node_command(self, host_code_dir: str) -> NodeCommand:
+    def node_command(self, host_code_dir: str, interpreter_bin: Path) -> NodeCommand:
         """The command as requested (to be bound to ``/opt/ml`` by the caller); ``host_code_dir``
-        is where the process starts before the bind."""
-        env = self.environment()
+        is where the process starts before the bind, ``interpreter_bin`` the host's :func:`host_interpreter`."""
+        env = self.environment(interpreter_bin)
         return NodeCommand(argv=without_inherited(self.argv, env), env=env, cwd=host_code_dir)

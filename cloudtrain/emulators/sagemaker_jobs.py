@@ -41,7 +41,7 @@ from typing import Any
 
 from cloudtrain.emulators import sagemaker_mounts
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
-from cloudtrain.emulators.sagemaker_container import WORKING_DIRECTORY, ContainerCommand
+from cloudtrain.emulators.sagemaker_container import WORKING_DIRECTORY, ContainerCommand, host_interpreter
 from cloudtrain.emulators.sagemaker_toolkit import HostLayout, ScriptMode
 from cloudtrain.providers.process import NodeCommand, free_port
 
@@ -84,6 +84,7 @@ class TrainingJobRun(EmulatedJob):
         super().__init__(request["TrainingJobName"], root, settings)
         self.request, self.fake, self.account, self.region, self.s3 = request, fake, account, region, s3
         self.platform_environment = dict(platform_environment or {})
+        self._interpreters: dict[str, Path] = {}
         self.mode = ScriptMode(request, fake.arn, region)
         self.container = ContainerCommand(request, fake.arn, region) if ContainerCommand.requested(request) else None
         self.layouts = {h: HostLayout(root / h, self.mode.checkpoint_local_path) for h in self.mode.hosts}
@@ -264,6 +265,11 @@ class TrainingJobRun(EmulatedJob):
                     archive.extractall(layout.code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             if not restart:
                 self._download_channels(layout, index)
+                if self.container is not None:
+                    try:
+                        self._interpreters[host] = host_interpreter(self.root / host / "python")
+                    except OSError as error:
+                        raise JobSetupError(str(error)) from None
             self.mode.write_config(layout, host)
             if self._checkpoint_uri():
                 self._download_prefix(self._checkpoint_uri() + "/", layout.checkpoint_dir)
@@ -282,7 +288,8 @@ class TrainingJobRun(EmulatedJob):
 
     def node_commands(self) -> list[NodeCommand]:
         if self.container is not None:
-            placed = [(host, self.container.node_command(str(layout.code))) for host, layout in self.layouts.items()]
+            placed = [(host, self.container.node_command(str(layout.code), self._interpreters[host]))
+                      for host, layout in self.layouts.items()]
         else:
             port = free_port()
             ports = [free_port() for _ in range(2 * len(self.layouts))]  # TF_CONFIG: training tasks, then ps tasks
