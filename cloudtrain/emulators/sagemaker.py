@@ -335,7 +335,8 @@ class SageMakerEmulator(Emulator):
 
     def environment(self) -> dict[str, str]:
         """The variables that point boto3, the SageMaker Python SDK and cloudtrain at this emulator."""
-        return {**(self.hostnames.environment() if self.hostnames else {}), "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        proxy = self.hostnames.environment() if self.hostnames else {}  # HTTPS_PROXY, NO_PROXY, AWS_CA_BUNDLE
+        return {**proxy, "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
                 "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket,
                 "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.sdk_defaults)}

@@ -20,7 +20,8 @@ training does. A job runs either in script mode (:mod:`cloudtrain.emulators.sage
 request has an ``AlgorithmSpecification.ContainerEntrypoint``, as that container command
 (:mod:`cloudtrain.emulators.sagemaker_container`), with ``/opt/ml`` bound to the host's tree
 (:mod:`cloudtrain.emulators.sagemaker_mounts`) and the platform's variables (the emulator's
-endpoint and the job's container credentials URI). The run loop itself is
+endpoint, its proxy, and the job's container credentials URI). A job never sees the credentials of
+the emulator's own process (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``...): it acts as its role. The run loop itself is
 :class:`cloudtrain.emulators.job_runner.EmulatedJob`;
 this module supplies SageMaker's states, layout, logs and uploads.
 """
