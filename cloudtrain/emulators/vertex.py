@@ -1,15 +1,17 @@
 """A local Vertex AI on 127.0.0.1 that users' unchanged Google SDK code reaches through the
 environment alone (:meth:`VertexEmulator.environment`, printed by ``cloudtrain emulator start``):
 
-- the JobService (custom jobs) and PipelineService (custom training pipelines,
-  :mod:`~cloudtrain.emulators.vertex_pipelines`) over gRPC with TLS
-  (:mod:`~cloudtrain.emulators.vertex_grpc`), reached by their real hostnames
-  (``us-central1-aiplatform.googleapis.com``...) through a CONNECT proxy
-  (:mod:`cloudtrain.emulators.proxy`; ``grpc_proxy``) and trusted through
-  ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` (certifi's roots + the emulator's CA). The aiplatform SDK
-  reads no variable that moves its endpoint (``aiplatform.init`` always passes an explicit regional
-  ``api_endpoint``), hence the proxy;
-- the same services and Cloud Logging over plain REST on :attr:`VertexEmulator.endpoint_url`
+- the JobService (custom jobs), PipelineService (custom training pipelines,
+  :mod:`~cloudtrain.emulators.vertex_pipelines`) and Cloud Logging's ``ListLogEntries``, over gRPC
+  (:mod:`~cloudtrain.emulators.vertex_grpc`) and REST, at their real hostnames
+  (``us-central1-aiplatform.googleapis.com``..., ``logging.googleapis.com``): a CONNECT proxy
+  (:mod:`cloudtrain.emulators.proxy`; ``grpc_proxy``, ``HTTPS_PROXY``) tunnels them to one TLS
+  address (:mod:`~cloudtrain.emulators.vertex_front`) trusted through
+  ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` and ``REQUESTS_CA_BUNDLE`` (certifi's roots + the emulator's
+  CA). No variable moves the aiplatform SDK's endpoint: its clients always get an explicit
+  regional ``api_endpoint`` (``initializer.get_client_options``), which the generated clients put
+  before ``GOOGLE_CLOUD_UNIVERSE_DOMAIN`` and the mTLS variables; hence the proxy;
+- the same REST routes in plain HTTP on :attr:`VertexEmulator.endpoint_url`
   (``CLOUDTRAIN_VERTEX_API_ENDPOINT``: cloudtrain's provider, or a client given
   ``api_endpoint=...`` and ``transport="rest"``);
 - Application Default Credentials from a metadata server (:mod:`~cloudtrain.emulators.gcp_metadata`;
@@ -59,8 +61,8 @@ from cloudtrain.providers.process import free_port
 DEFAULT_PROJECT = "emulator-project"
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "cloudtrain-staging"
-#: The hostnames the JobService answers through the proxy (the SDK's regional and global endpoints).
-API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com")
+#: The hostnames the emulator answers through the proxy (aiplatform's regional and global endpoints, Cloud Logging).
+API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _ROUTES = [
@@ -277,6 +279,7 @@ class VertexEmulator(Emulator):
         self.service: JobService | None = None
         self.authority: Any = None
         self.grpc: Any = None
+        self.front: Any = None
         self.metadata: Any = None
         self.proxy: Any = None
         self._gcs: Any = None
@@ -286,6 +289,7 @@ class VertexEmulator(Emulator):
     def start_services(self) -> None:
         from cloudtrain.emulators.gcp_metadata import MetadataServer
         from cloudtrain.emulators.proxy import ConnectProxy
+        from cloudtrain.emulators.vertex_front import TlsFront, server_context
         from cloudtrain.emulators.vertex_grpc import Authority, GrpcJobService, GrpcServer
         from cloudtrain.emulators.vertex_storage import StorageServer
 
@@ -299,14 +303,14 @@ class VertexEmulator(Emulator):
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
         self.authority = Authority(self.root / "tls")
-        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handlers(), self.host,
-                               self.authority.server_credentials()).start()
-        self.proxy = ConnectProxy({pattern: self.grpc.address for pattern in API_HOSTS},
+        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handlers(), self.host).start()
+        self.front = TlsFront(server_context(self.authority), self.grpc.address, (self.host, self.port), self.host).start()
+        self.proxy = ConnectProxy({pattern: self.front.address for pattern in API_HOSTS},
                                   passthrough=self.proxy_passthrough).start()
         self.service.job_environment = self.job_environment()
 
     def stop_services(self) -> None:
-        for part in ("proxy", "grpc", "metadata", "_gcs"):
+        for part in ("proxy", "front", "grpc", "metadata", "_gcs"):
             if getattr(self, part) is not None:
                 getattr(self, part).stop()
                 setattr(self, part, None)
@@ -325,9 +329,11 @@ class VertexEmulator(Emulator):
 
     def environment(self) -> dict[str, str]:
         """The variables that point the Google SDKs and cloudtrain at this emulator: storage
-        (``STORAGE_EMULATOR_HOST``), credentials (the metadata server), the JobService by its real
-        hostnames over gRPC (``grpc_proxy``, ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``), and cloudtrain's
-        REST endpoint (with ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` the provider uses anonymous credentials)."""
+        (``STORAGE_EMULATOR_HOST``), credentials (the metadata server), the services by their real
+        hostnames over gRPC (``grpc_proxy``, ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``) and HTTPS
+        (``HTTPS_PROXY``, ``REQUESTS_CA_BUNDLE``; both bundles hold certifi's roots too, and the proxy
+        passes other hosts through), and cloudtrain's REST endpoint (with
+        ``CLOUDTRAIN_VERTEX_API_ENDPOINT`` the provider uses anonymous credentials)."""
         return {
             "CLOUDTRAIN_VERTEX_API_ENDPOINT": self.endpoint_url,
             "CLOUDTRAIN_VERTEX_PROJECT": self.project,
@@ -342,8 +348,10 @@ class VertexEmulator(Emulator):
         assert self._gcs is not None and self.metadata is not None
         environment = {"STORAGE_EMULATOR_HOST": self.storage_host, **self.metadata.environment()}
         if self.proxy is not None:
-            environment.update({"grpc_proxy": self.proxy.url, "no_grpc_proxy": ",".join(LOCAL_HOSTS),
-                                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(self.authority.bundle_path)})
+            bundle = str(self.authority.bundle_path)  # certifi's roots + the emulator's CA
+            environment.update({**self.proxy.environment(), "REQUESTS_CA_BUNDLE": bundle,
+                                "grpc_proxy": self.proxy.url, "no_grpc_proxy": ",".join(LOCAL_HOSTS),
+                                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": bundle})
         return environment
 
     def job_client(self) -> Any:

@@ -4,35 +4,40 @@
 
 It serves ``google.cloud.aiplatform.v1.JobService`` (the API version the SDK's default
 ``compat.DEFAULT_VERSION`` selects) with ``CreateCustomJob``, ``GetCustomJob``, ``ListCustomJobs``,
-``CancelCustomJob`` and ``DeleteCustomJob``, and ``google.cloud.aiplatform.v1.PipelineService`` with
-the same five for ``TrainingPipeline`` (:mod:`cloudtrain.emulators.vertex_pipelines`), over the same
-operations as the REST routes; messages are (de)serialized with the SDK's own proto-plus types.
-Deletes answer a finished long-running operation. Other methods answer UNIMPLEMENTED.
+``CancelCustomJob`` and ``DeleteCustomJob``, ``google.cloud.aiplatform.v1.PipelineService`` with the
+same five for ``TrainingPipeline`` (:mod:`cloudtrain.emulators.vertex_pipelines`), and
+``google.logging.v2.LoggingServiceV2.ListLogEntries`` (what ``google.cloud.logging.Client().list_entries``
+calls), over the same operations as the REST routes; messages are (de)serialized with the SDKs' own
+proto-plus types. Deletes answer a finished long-running operation. Other methods answer UNIMPLEMENTED.
 
-TLS: the server presents a certificate from the emulator's own CA for ``aiplatform.googleapis.com``
-and ``*.googleapis.com`` (which covers ``us-central1-aiplatform.googleapis.com`` and the other
-regional hosts; gRPC accepts only whole-label wildcards). A client reaches it by its real hostname
-through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grpc_proxy``) and trusts
-it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi's roots plus the CA, so other
-gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
+The server itself is plaintext on 127.0.0.1; TLS is :mod:`cloudtrain.emulators.vertex_front`'s, with
+a certificate from :class:`Authority` for ``aiplatform.googleapis.com`` and ``*.googleapis.com``
+(which covers ``us-central1-aiplatform.googleapis.com``, the other regional hosts and
+``logging.googleapis.com``; gRPC accepts only whole-label wildcards). A client reaches it by its real
+hostname through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grpc_proxy``)
+and trusts it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi's roots plus the CA,
+so other gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
 
-Faults apply as over REST (operation names ``JobService.<Method>``, ``PipelineService.<Method>``): ``throttle`` answers
-RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE; ``drop_after`` processes the call and then answers
+Faults apply as over REST (operation names ``JobService.<Method>``, ``PipelineService.<Method>``,
+``Logging.ListLogEntries``): ``throttle`` answers RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE; ``drop_after`` processes the call and then answers
 UNAVAILABLE (a handler cannot drop one call's connection), so the client retries a call that took
 effect. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exempt.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable
 
 from cloudtrain.emulators.common import INTERNAL_HEADER, Faults
+from cloudtrain.emulators.vertex_validation import ApiError
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 PIPELINE_SERVICE = "google.cloud.aiplatform.v1.PipelineService"
+LOGGING_SERVICE = "google.logging.v2.LoggingServiceV2"
 CERTIFICATE_NAMES = ("aiplatform.googleapis.com", "*.googleapis.com")
 #: HTTP status of an ``ApiError`` -> gRPC status code name.
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION",
@@ -77,11 +82,9 @@ class GrpcJobService:
     def _call(self, service: str, method: str, work: Callable[[Any], bytes]) -> Callable[[Any, Any], bytes]:
         import grpc
 
-        from cloudtrain.emulators.vertex_validation import ApiError
-
         def handle(request: Any, context: Any) -> bytes:
             internal = any(key == INTERNAL_HEADER.lower() for key, _ in context.invocation_metadata() or ())
-            operation = f"{service.rsplit('.', 1)[-1]}.{method}"
+            operation = f"{'Logging' if service == LOGGING_SERVICE else service.rsplit('.', 1)[-1]}.{method}"
             rule = None if internal else self.faults.take(operation)
             if rule is not None and rule.kind == "throttle":
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -166,11 +169,24 @@ class GrpcJobService:
 
         return operations_pb2.Operation(name=self.service.pipelines.delete(request.name), done=True).SerializeToString()
 
+    def list_log_entries(self, request: Any) -> bytes:
+        from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse
+
+        from cloudtrain.emulators.vertex_logging import InvalidRequest
+
+        body = json.loads(ListLogEntriesRequest.to_json(request, indent=None))
+        try:
+            answer = self.service.logs.list(body)
+        except InvalidRequest as error:
+            raise ApiError(400, str(error)) from None
+        return ListLogEntriesResponse.serialize(ListLogEntriesResponse.from_json(json.dumps(answer)))
+
     def handlers(self) -> tuple[Any, ...]:
         """The generic handlers of the JobService and the PipelineService."""
         without_fork_handlers()
         import grpc
         from google.cloud import aiplatform_v1 as v1
+        from google.cloud.logging_v2.types import ListLogEntriesRequest
 
         services = {
             SERVICE: {"CreateCustomJob": (self.create, v1.CreateCustomJobRequest),
@@ -183,6 +199,7 @@ class GrpcJobService:
                                "ListTrainingPipelines": (self.list_pipelines, v1.ListTrainingPipelinesRequest),
                                "CancelTrainingPipeline": (self.cancel_pipeline, v1.CancelTrainingPipelineRequest),
                                "DeleteTrainingPipeline": (self.delete_pipeline, v1.DeleteTrainingPipelineRequest)},
+            LOGGING_SERVICE: {"ListLogEntries": (self.list_log_entries, ListLogEntriesRequest)},
         }
         return tuple(grpc.method_handlers_generic_handler(service, {
             name: grpc.unary_unary_rpc_method_handler(self._call(service, name, work), request_deserializer=message.deserialize)

@@ -11,6 +11,8 @@ HOME, so no gcloud credentials of the machine are found):
   user built and uploaded; the trainer reads its data and writes its model through ``/gcs/...``.
 - ``run_training_job.py``: ``CustomTrainingJob(...).run()``, a training pipeline (PipelineService)
   whose backing custom job runs the staged script.
+- ``run_job_rest.py``: the same over ``api_transport="rest"`` (HTTPS through the proxy), then the
+  job's log read with google-cloud-logging over gRPC at ``logging.googleapis.com``.
 
 The gRPC JobService is also exercised directly (a TLS channel to its port) for its answers, errors
 and faults, and the PipelineService over REST for what it refuses. Nothing here waits for time: the scripts end when their job does.
@@ -173,6 +175,20 @@ def test_training_pipelines_over_rest_and_what_they_refuse(emulator: VertexEmula
         client.get_training_pipeline(name=parent + "/trainingPipelines/404")
 
 
+def test_rest_transport_and_cloud_logging_reach_the_emulator_by_their_real_hostnames(emulator: VertexEmulator,
+                                                                                     project: Path) -> None:
+    done = run_user_script(emulator, project, "run_job_rest.py")
+    assert done.returncode == 0, done.stderr[-4000:]
+    name = re.search(r"^job (\S+) JOB_STATE_SUCCEEDED$", done.stdout, re.M)
+    assert name, done.stdout + done.stderr[-2000:]
+    assert job_named(emulator, name.group(1)).display_name == "rest"
+    # the lines google-cloud-logging read are the job's own, as the emulator's log holds them
+    trained = re.search(r"^log workerpool0-0 (trained for 4 epochs: accuracy \d\.\d{3})$", done.stdout, re.M)
+    assert trained, done.stdout
+    assert trained.group(1) in job_log(emulator, name.group(1))
+    assert re.search(r"^log service Job completed successfully\.$", done.stdout, re.M)
+
+
 def test_application_default_credentials_come_from_the_metadata_server(emulator: VertexEmulator, project: Path) -> None:
     probe = ("import google.auth, google.auth.transport.requests as r\n"
              "credentials, project = google.auth.default()\n"
@@ -184,7 +200,7 @@ def test_application_default_credentials_come_from_the_metadata_server(emulator:
                                    f"emulator@{emulator.project}.iam.gserviceaccount.com", "True"]
 
 
-# -- the gRPC JobService, through a TLS channel straight to its port ---------------------------------
+# -- the gRPC JobService, through a TLS channel straight to the emulator's TLS address ---------------------------------
 
 @pytest.fixture()
 def grpc_client(emulator: VertexEmulator) -> Iterator[Any]:
@@ -193,7 +209,7 @@ def grpc_client(emulator: VertexEmulator) -> Iterator[Any]:
     from google.cloud.aiplatform_v1.services.job_service.transports import JobServiceGrpcTransport
 
     emulator.faults.clear()
-    host, port = emulator.grpc.address
+    host, port = emulator.front.address
     channel = grpc.secure_channel(f"{host}:{port}", grpc.ssl_channel_credentials(emulator.authority.ca.cert_pem.bytes()),
                                   options=[("grpc.ssl_target_name_override", "us-central1-aiplatform.googleapis.com")])
     yield aiplatform_v1.JobServiceClient(transport=JobServiceGrpcTransport(channel=channel))

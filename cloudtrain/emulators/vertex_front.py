@@ -1,0 +1,106 @@
+"""The one TLS address the Vertex AI emulator's Google hostnames reach through the CONNECT proxy,
+serving both transports the Google SDKs use on ``<host>:443``.
+
+It terminates TLS with the emulator's certificate (:class:`cloudtrain.emulators.vertex_grpc.Authority`)
+and offers ALPN ``h2`` and ``http/1.1``: a connection that negotiates ``h2`` (gRPC) is spliced to the
+plaintext gRPC server, any other to the plaintext REST server (the JobService, PipelineService and
+Cloud Logging routes), both on 127.0.0.1. So ``aiplatform.init(api_transport="rest")``,
+``google-cloud-logging`` over gRPC or REST and the default gRPC clients all find their service at
+its real name.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import socketserver
+import ssl
+import threading
+from typing import Any
+
+_CHUNK = 65536
+
+
+def _read(tls: ssl.SSLSocket) -> bytes:
+    """What ``tls`` has now (every decrypted byte it buffers), b"" at its end."""
+    data = tls.recv(_CHUNK)
+    while data and tls.pending():
+        data += tls.recv(tls.pending())
+    return data
+
+
+def _splice(tls: ssl.SSLSocket, plain: socket.socket, stop: threading.Event) -> None:
+    while not stop.is_set():
+        readable, _, broken = select.select([tls, plain], [], [tls, plain], 0.5)
+        if broken:
+            return
+        for source in readable:
+            try:
+                data = _read(tls) if source is tls else plain.recv(_CHUNK)
+                if not data:
+                    return
+                (plain if source is tls else tls).sendall(data)
+            except (OSError, ssl.SSLError):
+                return
+
+
+class TlsFront:
+    """TLS on ``host`` at a free port, split by ALPN between ``grpc`` and ``rest`` (local addresses)."""
+
+    def __init__(self, context: ssl.SSLContext, grpc: tuple[str, int], rest: tuple[str, int], host: str = "127.0.0.1") -> None:
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        self.context, self.grpc, self.rest = context, grpc, rest
+        self._stop = threading.Event()
+        front = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                front._handle(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server((host, 0), Handler)
+        self._thread: threading.Thread | None = None
+
+    def _handle(self, client: socket.socket) -> None:
+        client.settimeout(30)
+        try:
+            tls = self.context.wrap_socket(client, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # a client that does not trust the emulator's CA, or not TLS at all
+        target = self.grpc if tls.selected_alpn_protocol() == "h2" else self.rest
+        try:
+            backend = socket.create_connection(target, timeout=10)
+        except OSError:
+            tls.close()
+            return
+        with tls, backend:
+            tls.settimeout(None)
+            backend.settimeout(None)
+            _splice(tls, backend, self._stop)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> "TlsFront":
+        self._thread = threading.Thread(target=self._server.serve_forever, name="vertex-tls-front", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def server_context(authority: Any) -> ssl.SSLContext:
+    """A TLS server context presenting ``authority``'s certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    authority.certificate.configure_cert(context)
+    return context
