@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Response = tuple[int, dict[str, str], Any]
 ARTIFACT_STORE = "workspaceartifactstore"
 _WORKSPACE = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+"
-#: Output types the model registry resolves (the others are data assets).
-MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
+#: A job output's type -> the asset type run history names (models resolve in the model registry,
+#: the others in the data registry).
+MODEL_TYPES = {"custom_model": "CustomModel", "mlflow_model": "MLFlowModel", "triton_model": "TritonModel"}
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -104,7 +105,8 @@ class RunHistory:
             props = service.jobs[name]["properties"]
             outputs = {"default": {"assetId": output_asset_id(service, name, "default"), "type": "uri_folder"}}
             for output, item in (props.get("outputs") or {}).items():
-                outputs[output] = {"assetId": output_asset_id(service, name, output), "type": item.get("jobOutputType", "uri_folder")}
+                kind = item.get("jobOutputType", "uri_folder")
+                outputs[output] = {"assetId": output_asset_id(service, name, output), "type": MODEL_TYPES.get(kind, kind)}
             metadata = {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "status": run["status"],
                         "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, props.get("experimentName") or "Default")),
                         "startTimeUtc": run["startTimeUtc"], "endTimeUtc": run["endTimeUtc"], "outputs": outputs}
