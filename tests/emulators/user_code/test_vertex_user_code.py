@@ -257,3 +257,47 @@ def test_grpc_errors_and_faults_are_google_api_exceptions(emulator: VertexEmulat
         grpc_client.list_custom_jobs(parent=parent, retry=None)
     assert list(grpc_client.list_custom_jobs(parent=parent)) == []
     assert emulator.faults.count("throttle") == 1
+
+
+def package_job(uri: str, module: str = "probe.main") -> Any:
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.CustomJob(display_name="package", job_spec={
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1,
+                               "python_package_spec": {"executor_image_uri": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest",
+                                                       "package_uris": [uri], "python_module": module, "args": ["--x", "1"]}}],
+        "base_output_directory": {"output_uri_prefix": "gs://cloudtrain-staging/out/package/"}})
+
+
+def test_python_package_spec_installs_the_package_and_names_what_it_cannot(emulator: VertexEmulator, grpc_client: Any,
+                                                                          tmp_path: Path) -> None:
+    from cloudtrain.emulators.common import wait_until
+
+    source = tmp_path / "probe-source"
+    (source / "probe").mkdir(parents=True)
+    (source / "probe" / "__init__.py").write_text("")
+    marker = f"probe ran {random.randrange(10**9)}"
+    (source / "probe" / "main.py").write_text(f"import sys\nprint({marker!r}, sys.argv[1:])\n")
+    (source / "setup.py").write_text("from setuptools import setup\nsetup(name='probe', version='1.0', packages=['probe'], "
+                                     "install_requires=['no-such-dependency-for-cloudtrain>=1', 'scikit-learn'])\n")
+    subprocess.run([sys.executable, "setup.py", "--quiet", "sdist", "--dist-dir", str(tmp_path)], cwd=source, check=True,
+                   capture_output=True)
+    emulator.storage_client().bucket(emulator.bucket).blob("packages/probe-1.0.tar.gz").upload_from_filename(
+        str(tmp_path / "probe-1.0.tar.gz"))
+    parent = "projects/p4/locations/us-central1"
+
+    def finished(name: str) -> Any:
+        return wait_until(lambda: (lambda j: j if j.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") else None)(
+            grpc_client.get_custom_job(name=name)), timeout=120, what=f"{name} to end")
+
+    ran = finished(grpc_client.create_custom_job(parent=parent, custom_job=package_job(
+        f"gs://{emulator.bucket}/packages/probe-1.0.tar.gz")).name)
+    log = job_log(emulator, ran.name)
+    assert ran.state.name == "JOB_STATE_SUCCEEDED", log
+    assert f"{marker} ['--x', '1']" in log
+    lacks = re.search(r"this environment lacks: (.*)$", log, re.M)
+    assert lacks and lacks.group(1) == "no-such-dependency-for-cloudtrain>=1", log  # scikit-learn is importable here
+    missing = finished(grpc_client.create_custom_job(parent=parent, custom_job=package_job(
+        f"gs://{emulator.bucket}/packages/missing-1.0.tar.gz")).name)
+    assert missing.state.name == "JOB_STATE_FAILED"
+    assert f"cannot read gs://{emulator.bucket}/packages/missing-1.0.tar.gz" in missing.error.message
