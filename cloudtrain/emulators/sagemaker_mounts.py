@@ -9,9 +9,9 @@ and jobs running at the same time each see their own, and nothing outside the jo
 A hosts file naming the job's hosts (``algo-1``...) on 127.0.0.1 is bound on ``/etc/hosts`` there
 too, as SageMaker's hosts resolve each other.
 
-That needs ``unshare`` and ``mount`` (util-linux) and either root or unprivileged user namespaces
-(then ``--map-root-user``), and ``/opt/ml`` must exist as a mount point: as root the emulator
-creates the empty directory once when it is missing. :func:`unavailable_reason` says why it is not
+That needs ``unshare`` and ``mount`` (util-linux) and either root (with the capability to mount)
+or user namespaces (``unshare --user --map-root-user``, tried second), and ``/opt/ml`` must exist
+as a mount point: as root the emulator creates the empty directory once when it is missing. :func:`unavailable_reason` says why it is not
 possible on this machine (checked once per process, by trying it).
 """
 
@@ -33,9 +33,11 @@ _lock = threading.Lock()
 _probed: list[tuple[list[str], str | None]] = []
 
 
-def _unshare_command() -> list[str]:
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
-    return ["unshare", "--mount", "--propagation", "private"] + ([] if root else ["--map-root-user"])
+def _unshare_commands() -> list[list[str]]:
+    """The ways to get a private mount namespace, in the order tried: as root, then in a user namespace."""
+    private = ["unshare", "--mount", "--propagation", "private"]
+    user = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    return [private, user] if hasattr(os, "geteuid") and os.geteuid() == 0 else [user]
 
 
 def _probe() -> tuple[list[str], str | None]:
@@ -47,18 +49,20 @@ def _probe() -> tuple[list[str], str | None]:
             os.makedirs(MOUNT_POINT)
         except OSError as error:
             return [], f"{MOUNT_POINT} does not exist and cannot be created as a mount point ({error.strerror})"
-    prefix = _unshare_command()
+    detail = "no output"
     with tempfile.TemporaryDirectory(prefix="cloudtrain-opt-ml-") as tree:
         (Path(tree) / "probe").write_text("ok")
-        try:
-            result = subprocess.run([*prefix, "sh", "-c", _BIND_AND_RUN, "sh", tree, "/", "", "cat", f"{MOUNT_POINT}/probe"],
-                                    capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return [], f"unshare failed: {error}"
-    if result.returncode != 0 or result.stdout != "ok":
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return [], f"a private mount namespace is not allowed here (run the emulator as root, or allow user namespaces): {detail}"
-    return prefix, None
+        for prefix in _unshare_commands():
+            try:
+                result = subprocess.run([*prefix, "sh", "-c", _BIND_AND_RUN, "sh", tree, "/", "", "cat", f"{MOUNT_POINT}/probe"],
+                                        capture_output=True, text=True, timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                detail = str(error)
+                continue
+            if result.returncode == 0 and result.stdout == "ok":
+                return prefix, None
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return [], f"a private mount namespace is not allowed here (run the emulator as root, or allow user namespaces): {detail}"
 
 
 def _probe_once() -> tuple[list[str], str | None]:
