@@ -8,6 +8,10 @@ finish without printing one, or wait for a stop. Nothing waits for time: tests p
 from __future__ import annotations
 
 import io
+import os
+import socket
+import subprocess
+import sys
 import json
 import math
 import re
@@ -68,7 +72,8 @@ def code_bundle() -> bytes:
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SageMakerEmulator]:
-    with SageMakerEmulator(root=tmp_path_factory.mktemp("sm-tuning"), stop_grace_seconds=5) as running:
+    # proxy_passthrough=False: the SDK's calls to AWS hostnames reach the emulator, any other host is refused
+    with SageMakerEmulator(root=tmp_path_factory.mktemp("sm-tuning"), stop_grace_seconds=5, proxy_passthrough=False) as running:
         yield running
 
 
@@ -123,11 +128,11 @@ def trials(aws: SimpleNamespace, name: str, **options: Any) -> list[dict[str, An
     return [summary for page in pages for summary in page["TrainingJobSummaries"]]
 
 
-def printed_losses(aws: SimpleNamespace, trial: str) -> list[float]:
+def printed_losses(aws: SimpleNamespace, trial: str, regex: str = OBJECTIVE_REGEX) -> list[float]:
     streams = aws.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{trial}/")["logStreams"]
     lines = [e["message"] for s in streams for e in aws.logs.get_log_events(
         logGroupName=LOG_GROUP, logStreamName=s["logStreamName"], startFromHead=True)["events"]]
-    return [float(m.group(1)) for line in lines if (m := re.search(OBJECTIVE_REGEX, line))]
+    return [float(m.group(1)) for line in lines if (m := re.search(regex, line))]
 
 
 @pytest.fixture(scope="module")
@@ -407,3 +412,56 @@ def test_bayesian_sampler_learns_from_the_trials() -> None:
     late = sum(abs(v - 3) < 0.5 for v in values[15:])
     assert late > 15 * (1 / 6) * 2  # TPE, once warmed up, samples near the minimum far more than uniform would
     assert math.isclose(min(values, key=lambda v: abs(v - 3)), 3, abs_tol=0.3)
+
+
+SDK_TRAIN = """
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--width", type=float, required=True)
+parser.add_argument("--epochs", type=int, default=1)
+args, _ = parser.parse_known_args()
+print(f"loss={(args.width - 3) ** 2!r}", flush=True)
+"""
+
+SDK_TUNE = """
+import json
+from pathlib import Path
+from sagemaker.core.parameter import ContinuousParameter
+from sagemaker.train import ModelTrainer
+from sagemaker.train.configs import Compute, SourceCode
+from sagemaker.train.tuner import HyperparameterTuner
+
+trainer = ModelTrainer(
+    training_image="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5.1-cpu-py311",
+    source_code=SourceCode(source_dir=str(Path(__file__).parent / "src"), entry_script="train.py"),
+    compute=Compute(instance_type="ml.m5.xlarge", instance_count=1), hyperparameters={"epochs": 2}, base_job_name="sdk-tune")
+tuner = HyperparameterTuner(
+    model_trainer=trainer, objective_metric_name="loss", objective_type="Minimize",
+    metric_definitions=[{"Name": "loss", "Regex": r"loss=([-0-9.eE+]+)"}],
+    hyperparameter_ranges={"width": ContinuousParameter(0.0, 6.0)}, strategy="Random", max_jobs=4, max_parallel_jobs=2)
+tuner.tune(wait=False)
+tuner.latest_tuning_job.wait(poll=1)
+print(json.dumps({"tuning_job": tuner.latest_tuning_job.hyper_parameter_tuning_job_name, "best": tuner.best_training_job()}))
+"""
+
+
+def test_the_sagemaker_sdk_tuner_runs_unchanged(emulator: SageMakerEmulator, aws: SimpleNamespace, tmp_path: Path) -> None:
+    """A user's SDK v3 HyperparameterTuner script, with nothing but the variables the emulator exports."""
+    pytest.importorskip("sagemaker.train.tuner")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text(SDK_TRAIN)
+    (tmp_path / "tune.py").write_text(SDK_TUNE)
+    with socket.socket() as holder:  # plain HTTP goes to a loopback port that refuses connections
+        holder.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{holder.getsockname()[1]}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), **emulator.environment(),
+               "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": refusing, "http_proxy": refusing}
+        done = subprocess.run([sys.executable, str(tmp_path / "tune.py")], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reported = json.loads(done.stdout.strip().splitlines()[-1])
+    ran = trials(aws, reported["tuning_job"])
+    assert len(ran) == 4 and {t["TrainingJobStatus"] for t in ran} == {"Completed"}
+    losses = {t["TrainingJobName"]: printed_losses(aws, t["TrainingJobName"], r"loss=([-0-9.eE+]+)") for t in ran}
+    assert all(losses[t["TrainingJobName"]] == [(float(t["TunedHyperParameters"]["width"]) - 3) ** 2] for t in ran)
+    assert reported["best"] == min(losses, key=losses.get)
