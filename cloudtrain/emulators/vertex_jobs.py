@@ -21,7 +21,10 @@ with what Vertex sets: the container env, ``AIP_MODEL_DIR`` / ``AIP_CHECKPOINT_D
 ``AIP_TENSORBOARD_LOG_DIR``, ``CLUSTER_SPEC``, ``TF_CONFIG`` (pools 0-3 as chief, worker, ps, evaluator,
 at 127.0.0.1 with a port per replica), ``CLOUD_ML_JOB_ID``, ``CLOUD_ML_PROJECT_ID`` and,
 as in the PyTorch images, ``MASTER_ADDR`` / ``MASTER_PORT`` / ``WORLD_SIZE`` / ``RANK`` (master on
-127.0.0.1 at a free port). Runtime-contract variables of the emulator's own process are unset.
+127.0.0.1 at a free port). As a Vertex replica reaches Google's services, it gets the variables
+that send the Google SDKs to the emulator (``environment``: storage, the metadata server's
+credentials, the proxy), so ``storage.Client()`` or ``aiplatform`` work inside the job unchanged.
+Runtime-contract variables of the emulator's own process are unset.
 
 Each output line becomes a Cloud Logging entry as it is written (:mod:`cloudtrain.emulators.vertex_logging`),
 as on Vertex AI: resource ``ml_job`` with labels ``job_id`` / ``project_id`` / ``task_name``
