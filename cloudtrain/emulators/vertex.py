@@ -109,8 +109,10 @@ def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[
 
 
 class JobService(PipelineRoutes):
-    """The JobService's custom-job routes and Cloud Logging's ``entries:list``, as one WSGI app over
-    the jobs and log entries it keeps in memory. ``storage``: a ``google.cloud.storage.Client`` factory."""
+    """The JobService's custom-job operations (over REST here, over gRPC in
+    :mod:`~cloudtrain.emulators.vertex_grpc`), the PipelineService's routes and Cloud Logging's
+    ``entries:list``, as one WSGI app over the jobs, pipelines and log entries it keeps in memory.
+    ``storage``: a ``google.cloud.storage.Client`` factory; ``job_environment``: variables every job gets."""
 
     def __init__(self, root: Path, settings: JobSettings, storage: Callable[[], Any],
                  job_environment: dict[str, str] | None = None) -> None:

@@ -193,11 +193,13 @@ def test_application_default_credentials_come_from_the_metadata_server(emulator:
     probe = ("import google.auth, google.auth.transport.requests as r\n"
              "credentials, project = google.auth.default()\n"
              "credentials.refresh(r.Request())\n"
-             "print(type(credentials).__module__, project, credentials.service_account_email, bool(credentials.token))\n")
+             "print(type(credentials).__module__, project, credentials.service_account_email, bool(credentials.token))\n"
+             "from google.cloud import aiplatform\n"
+             "print(aiplatform.initializer.global_config.project)\n")  # aiplatform.init() with no project finds it
     done = run_user_script(emulator, project, "-c", probe)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["google.auth.compute_engine.credentials", emulator.project,
-                                   f"emulator@{emulator.project}.iam.gserviceaccount.com", "True"]
+                                   f"emulator@{emulator.project}.iam.gserviceaccount.com", "True", emulator.project]
 
 
 # -- the gRPC JobService, through a TLS channel straight to the emulator's TLS address ---------------------------------
