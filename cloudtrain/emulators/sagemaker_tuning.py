@@ -124,7 +124,7 @@ class TuningService:
         name = request["HyperParameterTuningJobName"]
         arn = f"arn:aws:sagemaker:{region}:{account}:hyper-parameter-tuning-job/{name.lower()}"
         with self.lock:
-            if (account, region, name) in self.jobs:
+            if self.by_arn(arn) is not None:  # names differing only in case share an ARN, as in SageMaker
                 raise ApiError("ResourceInUse", "Hyperparameter tuning job names must be unique within an AWS account and "
                                                 f"region, and a tuning job with this name already exists ({arn})")
             job = TuningJob(request, parameters, arn, account, region, None, self.emulator)

@@ -374,6 +374,8 @@ def test_invalid_requests_are_refused(emulator: SageMakerEmulator, aws: SimpleNa
 def test_a_name_already_used_is_refused(aws: SimpleNamespace, random_search: SimpleNamespace) -> None:
     code, text = refusal(aws.sagemaker.create_hyper_parameter_tuning_job, **random_search.request)
     assert code == "ResourceInUse" and random_search.arn in text
+    shouted = {**random_search.request, "HyperParameterTuningJobName": random_search.name.upper()}
+    assert refusal(aws.sagemaker.create_hyper_parameter_tuning_job, **shouted)[0] == "ResourceInUse"
     assert len(trials(aws, random_search.name)) == 6
 
 
