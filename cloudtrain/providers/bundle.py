@@ -401,18 +401,21 @@ def entry_environment(plan: "Plan") -> dict[str, str]:
     """The variables every cloud job carries for the entry shim (:mod:`cloudtrain.runtime.entry`)
     and the runtime context: the spec's ``env``, then what to run and how. Each provider adds its
     cloud's own (checkpoint directory, inputs...)."""
-    from cloudtrain.runtime.invocation import render_args, resolve, spec_values
+    from cloudtrain.runtime.invocation import resolve
 
     spec = plan.spec
     env = dict(spec.env)
     env["CLOUDTRAIN_JOB_ID"] = plan.job_name
+    known = {"job_name": plan.job_name}  # hyperparameters are put in inside the job: a tuning trial has its own
     if spec.command is not None:
-        env["CLOUDTRAIN_COMMAND"] = resolve(spec.command, spec_values(spec.hyperparameters, plan.job_name), strict=False)
+        env["CLOUDTRAIN_COMMAND"] = resolve(spec.command, known, strict=False)
     else:
         env["CLOUDTRAIN_ENTRYPOINT" if spec.entrypoint else "CLOUDTRAIN_MODULE"] = spec.entrypoint or spec.module or ""
-    args = render_args(spec.args, spec.hyperparameters, spec.hyperparameters_as_args, plan.job_name)
+    args = [resolve(arg, known, strict=False) for arg in spec.args]
     if args:
         env["CLOUDTRAIN_ARGS"] = json.dumps(args)
+    if spec.hyperparameters_as_args and spec.hyperparameters:
+        env["CLOUDTRAIN_HP_FLAGS"] = "1"  # the shim appends --name value for each of the job's hyperparameters
     if spec.setup:
         env["CLOUDTRAIN_SETUP"] = json.dumps(spec.setup)
     requirements = spec.requirements or ("requirements.txt" if (Path(spec.code) / "requirements.txt").is_file() else None)

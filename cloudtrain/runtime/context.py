@@ -133,7 +133,7 @@ def _json(environ: Mapping[str, str], key: str, default: Any) -> Any:
         raise RuntimeError(f"cloudtrain runtime: {key} is not valid JSON") from None
 
 
-def _decode_hps(values: Mapping[str, Any]) -> dict[str, Any]:
+def decode_hyperparameters(values: Mapping[str, Any]) -> dict[str, Any]:
     """Clouds pass hyperparameters as strings; give back numbers and booleans where they are."""
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -213,7 +213,7 @@ def _local(environ: Mapping[str, str]) -> RunContext:
         model_dir=Path(environ.get("CLOUDTRAIN_MODEL_DIR", run_dir / "model")),
         output_dir=output_dir,
         checkpoint_dir=Path(checkpoint) if checkpoint else None,
-        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        hyperparameters=decode_hyperparameters(_json(environ, "CLOUDTRAIN_HPS", {})),
         tensorboard_dir=output_dir / "tensorboard",
         metrics_file=Path(environ.get("CLOUDTRAIN_METRICS_FILE", run_dir / "metrics.jsonl")),
         pool=environ.get("CLOUDTRAIN_POOL") or None,
@@ -244,7 +244,7 @@ def _sagemaker(environ: Mapping[str, str]) -> RunContext:
         model_dir=Path(environ.get("SM_MODEL_DIR", "/opt/ml/model")),
         output_dir=output_dir,
         checkpoint_dir=checkpoint,
-        hyperparameters=_decode_hps(_json(environ, "SM_HPS", {})),
+        hyperparameters=decode_hyperparameters(_json(environ, "SM_HPS", {})),
         tensorboard_dir=output_dir / "tensorboard",
         metrics_file=Path(metrics) if metrics else output_dir / "metrics.jsonl",
         pool=environ.get("SM_CURRENT_INSTANCE_GROUP") or environ.get("CLOUDTRAIN_POOL") or None,
@@ -279,7 +279,7 @@ def _vertex(environ: Mapping[str, str]) -> RunContext:
         model_dir=model_dir,
         output_dir=output_dir,
         checkpoint_dir=gcs_path(checkpoint, mount) if checkpoint else None,
-        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        hyperparameters=decode_hyperparameters(_json(environ, "CLOUDTRAIN_HPS", {})),
         tensorboard_dir=gcs_path(tensorboard, mount) if tensorboard else output_dir / "tensorboard",
         metrics_file=output_dir / "metrics.jsonl",
         pool=environ.get("CLOUDTRAIN_POOL") or (pool if len(pools) > 1 else None),
@@ -301,7 +301,7 @@ def _azureml(environ: Mapping[str, str]) -> RunContext:
         model_dir=model_dir,
         output_dir=outputs_dir,
         checkpoint_dir=Path(checkpoint) if checkpoint else outputs_dir / "checkpoints",
-        hyperparameters=_decode_hps(_json(environ, "CLOUDTRAIN_HPS", {})),
+        hyperparameters=decode_hyperparameters(_json(environ, "CLOUDTRAIN_HPS", {})),
         tensorboard_dir=outputs_dir / "tensorboard",
         metrics_file=outputs_dir / "metrics.jsonl",
         **_ranks(environ, node_rank, nodes, int(environ.get("CLOUDTRAIN_NUM_GPUS", 0))),

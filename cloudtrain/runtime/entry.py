@@ -10,7 +10,9 @@ environment, as rendered in its request):
 
 - ``CLOUDTRAIN_ENTRYPOINT`` (a script path inside the bundle; ``.sh`` runs under bash),
   ``CLOUDTRAIN_MODULE``, or ``CLOUDTRAIN_COMMAND`` (a shell command, run under bash);
-- ``CLOUDTRAIN_ARGS``: a JSON list of arguments;
+- ``CLOUDTRAIN_ARGS``: a JSON list of arguments, and ``CLOUDTRAIN_HP_FLAGS=1`` to append the
+  job's hyperparameters as ``--name value`` flags; ``${{hyperparameters.NAME}}`` placeholders and
+  these flags take the job's own values (:func:`job_hyperparameters`: a tuning trial's);
 - ``CLOUDTRAIN_SETUP``: a JSON list of shell commands, and ``CLOUDTRAIN_REQUIREMENTS``: a
   requirements file to ``pip install -r``; both run once per node (the first process to take the
   node's set-up lock runs them; under torchrun the others wait for it) before the entrypoint;
@@ -76,17 +78,38 @@ def set_up_node(job_id: str) -> None:
         Path(f"{marker}.done").write_text("done\n")
 
 
+def job_hyperparameters(argv: list[str]) -> dict:
+    """The job's hyperparameters: the runtime context's (``SM_HPS`` on SageMaker, which holds a
+    tuning trial's values), with the values a tuning service put on this program's command line
+    (Vertex AI's ``--name=value``; SageMaker's toolkit's ``--name value``) winning. The result is
+    exported as ``CLOUDTRAIN_HPS`` too, so ``context().hp()`` in the script agrees with its flags."""
+    from cloudtrain.runtime.context import context, decode_hyperparameters
+    from cloudtrain.runtime.invocation import argv_values
+
+    hyperparameters = dict(context().hyperparameters)
+    given = argv_values(argv, hyperparameters)
+    if given:
+        hyperparameters.update(decode_hyperparameters(given))
+        os.environ["CLOUDTRAIN_HPS"] = json.dumps(hyperparameters)
+        if "SM_HPS" in os.environ:
+            os.environ["SM_HPS"] = json.dumps(hyperparameters)
+    return hyperparameters
+
+
 def main() -> None:
     if str(CODE_ROOT) not in sys.path:
         sys.path.append(str(CODE_ROOT))  # the bundle's own cloudtrain.runtime
     from cloudtrain.runtime.context import context
-    from cloudtrain.runtime.invocation import resolve, values_of
+    from cloudtrain.runtime.invocation import hyperparameter_flags, resolve, spec_values, values_of
 
     secrets = json.loads(os.environ.get("CLOUDTRAIN_SECRETS") or "{}")
     for name, ref in secrets.items():
         os.environ[name] = resolve_secret(ref)
-    values = values_of(context())
+    hyperparameters = job_hyperparameters(sys.argv[1:])
+    values = {**values_of(context()), **spec_values(hyperparameters, os.environ.get("CLOUDTRAIN_JOB_ID", ""))}
     args = [resolve(arg, values) for arg in json.loads(os.environ.get("CLOUDTRAIN_ARGS") or "[]")]
+    if os.environ.get("CLOUDTRAIN_HP_FLAGS") == "1":
+        args += hyperparameter_flags(hyperparameters)
     os.chdir(CODE_ROOT)
     set_up_node(os.environ.get("CLOUDTRAIN_JOB_ID", ""))
     command = os.environ.get("CLOUDTRAIN_COMMAND")

@@ -13,10 +13,13 @@ spec's order, the way SageMaker's training toolkit passes them and argparse scri
 Placeholders, in ``args`` and ``command`` (Azure ML's syntax): ``${{inputs.NAME}}``,
 ``${{outputs.NAME}}``, ``${{hyperparameters.NAME}}``, ``${{model_dir}}``, ``${{checkpoint_dir}}``,
 ``${{output_dir}}``, ``${{job_name}}``. The spec refuses unknown ones (:func:`check`). The values
-the spec knows (hyperparameters, the job's name) are put in when the request is rendered
-(:func:`render_args`), exactly as written; the paths are put in inside the job by :func:`resolve`
-with the values :func:`values_of` reads from the runtime context, so ``--data ${{inputs.train}}``
-is ``--data /opt/ml/input/data/train`` on SageMaker and the local input's path on this machine.
+the spec knows (the job's name; the hyperparameters on this machine) are put in when the request is
+rendered (:func:`render_args`), exactly as written; the paths are put in inside the job by
+:func:`resolve` with the values :func:`values_of` reads from the runtime context, so
+``--data ${{inputs.train}}`` is ``--data /opt/ml/input/data/train`` on SageMaker and the local
+input's path on this machine. In cloud jobs the hyperparameters' flags and placeholders are made
+inside the job too, from the job's own values (a tuning service's trial values, which it passes
+in the job's environment or command line, :func:`argv_values`), by the entry shim.
 """
 
 from __future__ import annotations
@@ -109,6 +112,27 @@ def spec_values(hyperparameters: Mapping[str, Any], job_name: str) -> dict[str, 
     values = {f"hyperparameters.{name}": " ".join(flag_value(value)) for name, value in hyperparameters.items()}
     values["job_name"] = job_name
     return values
+
+
+def argv_values(argv: list[str], names: Iterable[str]) -> dict[str, str]:
+    """The values ``argv`` gives the hyperparameters ``names``, as a tuning service passes a trial's
+    values on the command line: ``--name=value`` (Vertex AI), ``--name value`` or ``-n value``
+    (SageMaker's training toolkit, single-letter names). Other words are ignored; the last wins."""
+    known = set(names)
+    found: dict[str, str] = {}
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        name = word.lstrip("-") if word.startswith("-") else None
+        if name is not None and "=" in name:
+            name, _, value = name.partition("=")
+            if name in known:
+                found[name] = value
+        elif name in known and index + 1 < len(argv):
+            found[name] = argv[index + 1]
+            index += 1
+        index += 1
+    return found
 
 
 def render_args(args: list[str], hyperparameters: Mapping[str, Any], as_flags: bool, job_name: str) -> list[str]:

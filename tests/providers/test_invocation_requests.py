@@ -53,9 +53,10 @@ def container_env(cloud: str, payload: dict) -> dict[str, str]:
 @pytest.mark.parametrize("cloud", ["sagemaker", "azureml", "vertex"])
 def test_flags_and_placeholders_reach_every_cloud(tmp_path: Path, cloud: str) -> None:
     plan, payload = render(tmp_path, cloud)
-    args = json.loads(container_env(cloud, payload)["CLOUDTRAIN_ARGS"])
-    assert args == ["--data", "${{inputs.train}}", "--model-dir", "${{model_dir}}", "--run", plan.job_name,
-                    "--lr", "0.01", "--epochs", "3"]  # paths are put in inside the job, by the entry shim
+    env = container_env(cloud, payload)
+    args = json.loads(env["CLOUDTRAIN_ARGS"])
+    assert args == ["--data", "${{inputs.train}}", "--model-dir", "${{model_dir}}", "--run", plan.job_name]
+    assert env["CLOUDTRAIN_HP_FLAGS"] == "1"  # paths and the hyperparameters' flags are put in inside the job, by the entry shim
 
 
 def test_output_and_checkpoint_locations_on_sagemaker(tmp_path: Path) -> None:

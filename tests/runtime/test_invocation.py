@@ -109,3 +109,37 @@ def test_missing_requirements_are_reported_locally_not_installed(tmp_path: Path)
     (tmp_path / "requirements.txt").write_text("# pinned\npyyaml>=6\nno-such-package-cloudtrain==1.0\n")
     with pytest.raises(SpecError, match="requirements.txt names packages this environment lacks: no-such-package-cloudtrain==1.0"):
         Runner().plan(load_spec(spec), "local")
+
+
+def test_a_tuning_services_values_on_the_command_line_are_read() -> None:
+    from cloudtrain.runtime.invocation import argv_values
+
+    names = ["lr", "x", "layers"]
+    assert argv_values(["--lr=0.5", "--other", "1", "-x", "3.5"], names) == {"lr": "0.5", "x": "3.5"}  # Vertex, SageMaker
+    assert argv_values(["--lr", "0.1", "--lr", "0.2", "--unknown=4"], names) == {"lr": "0.2"}
+    assert argv_values(["--lr"], names) == {}
+
+
+def test_the_entry_shim_gives_the_script_the_trials_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from cloudtrain.runtime import entry
+
+    import shutil
+
+    code = tmp_path / "bundle"  # a code bundle: the code and cloudtrain/runtime, as the providers stage it
+    shutil.copytree(Path(entry.__file__).parent, code / "cloudtrain" / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    (code / "cloudtrain" / "__init__.py").write_text("")
+    (code / "train.py").write_text("import json, sys\nfrom cloudtrain.runtime import context\n"
+                                   "print(json.dumps({'argv': sys.argv[1:], 'hp': context().hyperparameters}))\n")
+    env = {"PATH": "/usr/bin:/bin", "CLOUDTRAIN_ENVIRONMENT": "vertex", "CLOUDTRAIN_JOB_ID": "trial-7",
+           "CLOUDTRAIN_ENTRYPOINT": "train.py", "CLOUDTRAIN_ARGS": json.dumps(["--lr-copy", "${{hyperparameters.lr}}", "--run", "trial-7"]),
+           "CLOUDTRAIN_HP_FLAGS": "1", "CLOUDTRAIN_HPS": json.dumps({"lr": 0.01, "epochs": 3}),
+           "AIP_MODEL_DIR": str(tmp_path / "model")}
+    out = subprocess.run([sys.executable, str(code / "cloudtrain" / "runtime" / "entry.py"), "--lr=0.25"], env=env, cwd=code,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["argv"] == ["--lr-copy", "0.25", "--run", "trial-7", "--lr", "0.25", "--epochs", "3"]
+    assert seen["hp"] == {"lr": 0.25, "epochs": 3}  # context().hp() agrees with the flags

@@ -1,0 +1,124 @@
+"""Cloud sweeps end to end: `cloudtrain sweep SPEC --cloud sagemaker` submits a tuning job to the
+SageMaker emulator, which runs its trials; the job store follows it with status, logs, list, wait
+and cancel like any job; backends without a tuning service refuse before recording anything."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cloudtrain.errors import UnsupportedFeatureError
+from cloudtrain.providers.base import JobState
+from cloudtrain.specfile import load_spec
+from cloudtrain.sweeps import cloud as cloud_sweeps
+from cloudtrain.testing import Backend
+
+HERE = Path(__file__).parent
+
+#: the objective is a known function of the tuned value: the true best trial is the x nearest 3
+SCRIPT = """
+import argparse
+from cloudtrain.runtime import context
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--epochs", type=int, required=True)
+args = parser.parse_args()
+loss = (args.x - 3.0) ** 2
+print(f"trial x={args.x} loss={loss}", flush=True)
+context().log_metric("loss", loss)
+"""
+
+SPEC = """
+name: tune-x
+code: .
+entrypoint: train.py
+framework: {name: sklearn}
+hyperparameters: {epochs: 1, x: 0.0}
+resources: {cpus: 2}
+max_runtime: 10m
+sweep:
+  objective: {metric: loss, goal: minimize}
+  parameters:
+    x: {type: float, min: 0.0, max: 6.0}
+  algorithm: random
+  early_stopping: none
+  max_trials: 4
+  max_parallel: 2
+"""
+
+
+@pytest.fixture()
+def sagemaker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    sys.path.insert(0, str(HERE))
+    try:
+        import backend_sagemaker
+    finally:
+        sys.path.remove(str(HERE))
+    with backend_sagemaker.backend(tmp_path, monkeypatch) as value:
+        yield value
+
+
+def _spec(tmp_path: Path, spec: str = SPEC) -> Path:
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "train.py").write_text(textwrap.dedent(SCRIPT))
+    (tmp_path / "job" / "job.yaml").write_text(spec)
+    return tmp_path / "job" / "job.yaml"
+
+
+def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backend, tmp_path: Path) -> None:
+    runner = sagemaker.runner
+    loaded = load_spec(_spec(tmp_path), sagemaker.overrides)
+    record = cloud_sweeps.submit(loaded, "sagemaker", runner).record
+    assert record.details["kind"] == "sweep"
+    final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    logs = "\n".join(runner.logs(record.id))
+    losses = {}
+    for line in logs.splitlines():  # "[<trial>] trial x=... loss=..."
+        if "] trial x=" in line:
+            trial = line[1:line.index("]")]
+            losses[trial] = float(line.rsplit("loss=", 1)[1])
+    assert len(losses) == 4, logs  # every trial ran and its log is shown under its name
+    assert len(set(losses.values())) == 4, losses  # each trial ran with its own tuned x, not the spec's x: 0.0
+    best = min(losses, key=losses.get)
+    assert f"best {best}: loss = " in status.message, (status.message, losses)
+    assert "trials: 4 completed" in status.message, status.message
+    assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
+    assert record.id in [r.id for r in runner.list(cloud="sagemaker")]
+
+
+def test_a_tuning_job_can_be_cancelled(sagemaker: Backend, tmp_path: Path) -> None:
+    runner = sagemaker.runner
+    path = _spec(tmp_path)
+    (path.parent / "train.py").write_text(textwrap.dedent("""  # trials that run until they are stopped
+        import signal, sys, threading
+        from cloudtrain.runtime import context
+        context()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: stop.set())
+        print("trial started", flush=True)
+        stop.wait()
+        sys.exit(0)
+    """))
+    record = cloud_sweeps.submit(load_spec(path, sagemaker.overrides), "sagemaker", runner).record
+    cancelled = runner.cancel(record.id)
+    assert cancelled.state in (JobState.CANCELLING, JobState.CANCELLED)
+    _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.CANCELLED, status
+
+
+def test_a_backend_without_sweep_jobs_refuses_before_recording(tmp_path: Path) -> None:
+    from cloudtrain.runner import Runner
+    from cloudtrain.store import JobStore
+
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"))
+    loaded = load_spec(_spec(tmp_path), ["vertex.project=p", "vertex.staging_bucket=gs://b", "vertex.location=us-central1"])
+    assert cloud_sweeps.render(loaded, "vertex", runner).payload["maxTrialCount"] == 4  # its request can be shown
+    with pytest.raises(UnsupportedFeatureError, match="submitting a sweep to vertex is not built yet"):
+        cloud_sweeps.submit(loaded, "vertex", runner)
+    assert runner.store.list() == []
