@@ -5,10 +5,10 @@ States: JOB_STATE_QUEUED (created) -> JOB_STATE_PENDING (the Cloud Storage FUSE 
 JOB_STATE_CANCELLING -> JOB_STATE_CANCELLED after CancelCustomJob. Exceeding ``scheduling.timeout``
 fails the job, as Vertex does.
 
-The ``/gcs/<bucket>`` mount is emulated by a directory: before the run, every ``gs://`` location
-the job refers to (its base output directory, ``gs://`` values of its env, command and args) is
-copied from the GCS emulator into ``<job root>/gcs/<bucket>/...``, which each replica sees at ``/gcs``
-where the machine allows (:mod:`cloudtrain.emulators.vertex_mount`), and ``CLOUDTRAIN_GCS_MOUNT``
+The ``/gcs/<bucket>`` mount is emulated by a directory: before the run, every Cloud Storage location
+the job refers to (its base output directory, ``gs://`` or ``/gcs/`` values of its env, command and
+args) is copied from the GCS emulator into ``<job root>/gcs/<bucket>/...``, which each replica sees
+at ``/gcs`` where the machine allows (:mod:`cloudtrain.emulators.vertex_mount`), and ``CLOUDTRAIN_GCS_MOUNT``
 points there (the rendered command reads ``${CLOUDTRAIN_GCS_MOUNT:-/gcs}``). While the job runs,
 files written under the base output directory (model, checkpoints, TensorBoard logs, metrics) are
 copied back as they settle, and all of them once more at the end, as gcsfuse would write them.
@@ -54,7 +54,11 @@ from cloudtrain.emulators.vertex_packages import install_packages, missing_requi
 from cloudtrain.providers.process import NodeCommand, free_port
 
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
-_GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]*(?:/[^\s\"',;]*)?")
+# A path ends at whitespace, a quote or a separator a shell or a flag list puts after it.
+_PATH_CHARACTERS = r"[^\s\"',;()`|&<>]*"
+_GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]*(?:/" + _PATH_CHARACTERS + ")?")
+# The same location written as its Cloud Storage FUSE path (/gcs/BUCKET/PATH).
+_GCS_PATH = re.compile(r"(?<![\w/.-])/gcs/([a-z0-9][a-z0-9._-]*(?:/" + _PATH_CHARACTERS + ")?)")
 # Files the job does not write: not copied back to the bucket.
 _NOT_OUTPUTS = ("staging/",)
 #: Phase -> (JobState, error (google.rpc code, message) or None); phases without a state of their own are absent.
@@ -171,6 +175,7 @@ class CustomJobRun(EmulatedJob):
                      + [e.value for e in package.env] + list(package.args))
             for text in texts:
                 uris.update(_GCS_URI.findall(text))
+                uris.update(f"gs://{path}" for path in _GCS_PATH.findall(text))
         self.mount.mkdir(parents=True, exist_ok=True)
         if unavailable_reason() is not None:
             self.note(f"cloudtrain-emulator: /gcs is not mounted for the replicas: {unavailable_reason()}; "

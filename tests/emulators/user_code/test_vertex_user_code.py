@@ -303,3 +303,50 @@ def test_python_package_spec_installs_the_package_and_names_what_it_cannot(emula
         f"gs://{emulator.bucket}/packages/missing-1.0.tar.gz")).name)
     assert missing.state.name == "JOB_STATE_FAILED"
     assert f"cannot read gs://{emulator.bucket}/packages/missing-1.0.tar.gz" in missing.error.message
+
+
+def test_a_container_command_reads_what_it_names_by_its_gcs_path(emulator: VertexEmulator, grpc_client: Any) -> None:
+    from google.cloud import aiplatform_v1
+
+    from cloudtrain.emulators.common import wait_until
+    from cloudtrain.emulators.vertex_mount import unavailable_reason
+
+    if unavailable_reason() is not None:
+        pytest.skip(f"/gcs cannot be mounted for replicas here: {unavailable_reason()}")
+    token = str(random.randrange(10**12))
+    emulator.storage_client().bucket("fuse-data").blob("in/token.txt").upload_from_string(token)  # created on first upload
+    job = aiplatform_v1.CustomJob(display_name="fuse", job_spec={
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1, "container_spec": {
+            "image_uri": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3:latest",
+            "command": ["sh", "-c", "echo read $(cat /gcs/fuse-data/in/token.txt)"]}}]})
+    created = grpc_client.create_custom_job(parent="projects/p5/locations/us-central1", custom_job=job)
+    done = wait_until(lambda: (lambda j: j if j.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") else None)(
+        grpc_client.get_custom_job(name=created.name)), timeout=120, what="the job to end")
+    assert done.state.name == "JOB_STATE_SUCCEEDED", job_log(emulator, created.name)
+    assert f"read {token}" in job_log(emulator, created.name)
+
+
+def test_the_metadata_server_answers_as_google_documents(emulator: VertexEmulator) -> None:
+    import requests
+
+    root = f"http://{emulator.metadata.address}/computeMetadata/v1/"
+    flavor = {"Metadata-Flavor": "Google"}
+    assert requests.get(root + "project/project-id", timeout=10).status_code == 403  # the header is required
+    answer = requests.get(root + "project/project-id", headers=flavor, timeout=10)
+    assert answer.text == emulator.project and answer.headers["Metadata-Flavor"] == "Google"
+    token = requests.get(root + "instance/service-accounts/default/token", headers=flavor, timeout=10).json()
+    assert token["token_type"] == "Bearer" and token["expires_in"] > 0 and token["access_token"]
+    info = requests.get(root + "instance/service-accounts/default/", params={"recursive": "true"}, headers=flavor,
+                        timeout=10).json()
+    assert info["email"] == f"emulator@{emulator.project}.iam.gserviceaccount.com"
+    assert requests.get(root + "instance/service-accounts/default/identity", headers=flavor, timeout=10).status_code == 404
+
+
+def test_the_exported_roots_bundle_still_trusts_the_public_roots(emulator: VertexEmulator) -> None:
+    import certifi
+
+    environment = emulator.environment()
+    assert environment["REQUESTS_CA_BUNDLE"] == environment["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"]
+    bundle = Path(environment["REQUESTS_CA_BUNDLE"]).read_text()
+    assert bundle.count("BEGIN CERTIFICATE") == Path(certifi.where()).read_text().count("BEGIN CERTIFICATE") + 1
+    assert emulator.authority.ca.cert_pem.bytes().decode() in bundle
