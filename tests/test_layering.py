@@ -37,9 +37,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 #: layer -> the cloudtrain modules it may import despite "*" (besides its own modules)
 ALLOWED: dict[str, tuple[str, ...]] = {"cloudtrain.spec": ("cloudtrain.errors", "cloudtrain.entry_points")}
 STDLIB_ONLY = ("cloudtrain.runtime",)
-#: The one exception: the entry shim resolves a cloud secret with that cloud's SDK, which the cloud's
-#: training containers hold, imported inside the resolving function (never at module import).
-RUNTIME_CLOUD_SDKS = {"cloudtrain.runtime.entry": ("boto3", "google", "azure")}
+#: The exceptions, imported inside a function (never at module import): the entry shim resolves a
+#: cloud secret with that cloud's SDK, which the cloud's training containers hold; the runtime
+#: context logs a metric to MLflow on Azure ML, where its environments carry it.
+RUNTIME_CLOUD_SDKS = {"cloudtrain.runtime.entry": ("boto3", "google", "azure"), "cloudtrain.runtime.context": ("mlflow",)}
 
 
 @dataclass(frozen=True)

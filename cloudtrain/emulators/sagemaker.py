@@ -51,6 +51,7 @@ from cloudtrain.emulators.common import (INTERNAL_HEADER, Emulator, FaultMiddlew
                                          access_log_handler,
                                          wait_until)
 from cloudtrain.emulators import sagemaker_account, sagemaker_tuning
+from cloudtrain.emulators.sagemaker_validation import validate_create
 from cloudtrain.emulators.sagemaker_https import AwsHostnames
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.sagemaker_jobs import TERMINAL, TrainingJobRun
@@ -62,9 +63,7 @@ CREATE = "SageMaker.CreateTrainingJob"
 DEFAULT_FAULT_OPERATION = CREATE
 #: Where a job's processes get their role's credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI + job name).
 CREDENTIALS_PATH = "/_cloudtrain/container-credentials/"
-JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _SERVICE_NAMES = {"Logs_20140328": "Logs", "AmazonSageMaker": "SageMaker"}
-_instance_types: set[str] | None = None
 
 
 def _credential_scope(environ: dict[str, Any]) -> list[str]:
@@ -104,35 +103,6 @@ def error_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[
         body = (f"<ErrorResponse><Error><Type>{'Sender' if throttle else 'Receiver'}</Type><Code>{code}</Code>"
                 f"<Message>emulated fault</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
     return status, [("Content-Type", "text/xml")], body.encode()
-
-
-def _valid_instance_types() -> set[str]:
-    global _instance_types
-    if _instance_types is None:
-        import botocore.session
-
-        model = botocore.session.get_session().get_service_model("sagemaker")
-        shape = model.operation_model("CreateTrainingJob").input_shape.members["ResourceConfig"].members["InstanceType"]
-        _instance_types = set(shape.enum)
-    return _instance_types
-
-
-def validate_create(request: dict[str, Any]) -> str | None:
-    """What the real service refuses and moto accepts (None: fine)."""
-    name = request.get("TrainingJobName", "")
-    if not JOB_NAME.match(name):
-        return (f"1 validation error detected: Value '{name}' at 'trainingJobName' failed to satisfy constraint: "
-                "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-    instance_type = (request.get("ResourceConfig") or {}).get("InstanceType")
-    if instance_type and instance_type not in _valid_instance_types():
-        return (f"1 validation error detected: Value '{instance_type}' at 'resourceConfig.instanceType' failed to "
-                "satisfy constraint: Member must satisfy enum value set")
-    stopping = request.get("StoppingCondition") or {}
-    if request.get("EnableManagedSpotTraining"):
-        wait, runtime = stopping.get("MaxWaitTimeInSeconds"), stopping.get("MaxRuntimeInSeconds", 86400)
-        if wait is None or wait < runtime:
-            return "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to MaxRuntimeInSeconds"
-    return None
 
 
 class SageMakerApi:
@@ -401,7 +371,7 @@ class SageMakerEmulator(Emulator):
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until every job this emulator runs has ended (TimeoutError after ``timeout`` s)."""
-        wait_until(lambda: not any(r.thread.is_alive() for r in list(self._runs.values())), timeout, what="jobs to end")
+        wait_until(lambda: not any(job.thread.is_alive() for job in self.emulated_jobs()), timeout, what="jobs to end")  # tuners too
 
     def wait_for_job(self, name: str, timeout: float = 60.0) -> str:
         """Wait until job ``name`` ends; returns its TrainingJobStatus."""

@@ -121,7 +121,7 @@ def check(request: dict[str, Any]) -> list[Parameter]:
     if strategy == "Grid" and any(p.kind != "categorical" for p in parameters):
         raise ValueError("The Grid strategy searches categorical parameters only; "
                          f"'{next(p.name for p in parameters if p.kind != 'categorical')}' is not categorical.")
-    from cloudtrain.emulators.sagemaker import validate_create
+    from cloudtrain.emulators.sagemaker_validation import validate_create
 
     sample = trial_request(definition, request["HyperParameterTuningJobName"] + "-001-00000000",
                            {p.name: "0" for p in parameters}, [])

@@ -121,6 +121,36 @@ class RunContext:
                 handle.write(json.dumps(record) + "\n")
         line = f"{METRIC_PREFIX} name={name} value={value:.6g}" + (f" step={int(step)}" if step is not None else "")
         print(line, file=self._stdout or sys.stdout, flush=True)
+        _report_to_tuning_service(self.environment, name, value, step)
+
+
+HYPERTUNE_FILE = "/tmp/hypertune/output.metrics"  # cloudml-hypertune's default (CLOUD_ML_HP_METRIC_FILE)
+HYPERTUNE_KEEP = 100
+
+
+def hypertune_line(metric: str, value: float, step: int | None, trial: str = "0") -> str:
+    """One line of the metrics file as ``cloudml-hypertune`` writes it (what Vertex AI reads)."""
+    body = {"timestamp": time.time(), "trial": str(trial), metric: str(float(value)),
+            "global_step": str(int(step) if step else 0), "checkpoint_path": ""}
+    return json.dumps(body, sort_keys=True)
+
+
+def _report_to_tuning_service(environment: str, name: str, value: float, step: int | None) -> None:
+    """Where a cloud's tuning service reads a trial's objective: on Vertex AI (a trial has
+    ``CLOUD_ML_TRIAL_ID``), the metrics file ``cloudml-hypertune`` keeps (its last 100 reports);
+    on Azure ML, MLflow, when the job's environment has it (the curated ones do)."""
+    if environment == "vertex" and os.environ.get("CLOUD_ML_TRIAL_ID"):
+        path = Path(os.environ.get("CLOUD_ML_HP_METRIC_FILE") or HYPERTUNE_FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        lines.append(hypertune_line(name, value, step, os.environ["CLOUD_ML_TRIAL_ID"]))
+        path.write_text("\n".join(lines[-HYPERTUNE_KEEP:]) + "\n", encoding="utf-8")
+    elif environment == "azureml" and math.isfinite(value):
+        try:
+            import mlflow  # type: ignore[import-not-found]
+        except ImportError:
+            return
+        mlflow.log_metric(name, value, step=step)
 
 
 def _json(environ: Mapping[str, str], key: str, default: Any) -> Any:

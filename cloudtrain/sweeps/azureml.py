@@ -10,10 +10,9 @@ refused with median), ``random``, ``grid`` (``Choice`` parameters only). Early s
 evaluation: Azure ML has no Hyperband, and the bandit policy is its closest rule: say so).
 The job is rendered as YAML and loaded back with ``load_job`` (the SDK's schema validation).
 
-Azure ML reads a sweep's primary metric from MLflow: the trial must log the objective with
-``mlflow.log_metric`` (the curated environments carry ``mlflow`` and ``azureml-mlflow``). The
-runtime is stdlib-only and does not do it; a script swept on Azure ML logs the objective itself
-(``import mlflow; mlflow.log_metric(name, value, step)``) next to ``context().log_metric``.
+Azure ML reads a sweep's primary metric from MLflow: the runtime's ``context().log_metric`` also
+calls ``mlflow.log_metric`` on Azure ML when the job's environment has ``mlflow`` (the curated
+environments carry ``mlflow`` and ``azureml-mlflow``); a custom environment needs them installed.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ values are ``discreteValueSpec``, others ``categoricalValueSpec``.
 Vertex reads a trial's objective from what the ``cloudml-hypertune`` package writes: JSON lines
 in ``/tmp/hypertune/output.metrics`` (``CLOUD_ML_HP_METRIC_FILE``), one object per report with the
 metric's tag, value (as a string), ``global_step``, ``timestamp`` and ``trial``; the file is
-rewritten with the last 100 reports each time (:func:`hypertune_line` writes that format). The
-trial's values arrive as ``--name=value`` arguments after the container's command.
+rewritten with the last 100 reports each time. The runtime's ``context().log_metric`` writes it in
+a trial (:func:`cloudtrain.runtime.context.hypertune_line`); the trial's values arrive as
+``--name=value`` arguments after the container's command, which the entry shim reads.
 """
 
 from __future__ import annotations
@@ -99,10 +100,3 @@ def validate_tuning_request(request: dict[str, Any]) -> Any:
         raise SpecError("the Vertex AI HyperparameterTuningJob is not valid:\n  " + "\n  ".join(problems),
                         "fix the spec fields behind the request fields named above")
     return job
-
-
-def hypertune_line(metric: str, value: float, step: int | None, trial: str = "0") -> str:
-    """One line of ``/tmp/hypertune/output.metrics`` as cloudml-hypertune writes it."""
-    body = {"timestamp": time.time(), "trial": str(trial), metric: str(float(value)),
-            "global_step": str(int(step) if step else 0), "checkpoint_path": ""}
-    return json.dumps(body, sort_keys=True)

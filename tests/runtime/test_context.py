@@ -159,7 +159,7 @@ def test_runtime_imports_only_the_standard_library() -> None:
     import ast
 
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
-    secret_sdks = {"boto3", "google", "azure"}
+    allowed = {"entry.py": {"boto3", "google", "azure"}, "context.py": {"mlflow"}}  # inside functions only
     for path in Path(__file__).resolve().parents[2].joinpath("cloudtrain", "runtime").glob("*.py"):
         tree = ast.parse(path.read_text())
         top_level = set(map(id, tree.body))
@@ -170,4 +170,29 @@ def test_runtime_imports_only_the_standard_library() -> None:
                 if root in stdlib or name.startswith("cloudtrain.runtime"):
                     continue
                 assert id(node) not in top_level, f"{path.name} imports {name} at module level"
-                assert path.name == "entry.py" and root in secret_sdks, f"{path.name} imports {name}"
+                assert root in allowed.get(path.name, set()), f"{path.name} imports {name}"
+
+
+def test_a_vertex_trial_reports_its_metrics_where_hypertune_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = tmp_path / "hypertune" / "output.metrics"
+    monkeypatch.setenv("CLOUD_ML_TRIAL_ID", "7")
+    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(metrics))
+    ctx = context({"AIP_MODEL_DIR": str(tmp_path / "model"), "CLOUDTRAIN_ENVIRONMENT": "vertex"})
+    ctx._stdout = io.StringIO()
+    for step in range(105):
+        ctx.log_metric("val_accuracy", step / 200, step=step)
+    lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert len(lines) == 100 and lines[-1]["val_accuracy"] == str(104 / 200) and lines[-1]["trial"] == "7"  # the last 100
+    assert lines[0]["global_step"] == "5"
+
+
+def test_an_azure_ml_job_logs_its_metrics_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    logged: list[tuple] = []
+    monkeypatch.setitem(sys.modules, "mlflow", types.SimpleNamespace(log_metric=lambda *a, **k: logged.append((*a, k.get("step")))))
+    ctx = context({"AZUREML_RUN_ID": "run-1"})
+    assert ctx.environment == "azureml"
+    ctx._stdout = io.StringIO()
+    ctx.log_metric("val_loss", 0.25, step=3)
+    assert logged == [("val_loss", 0.25, 3)]

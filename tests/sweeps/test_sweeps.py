@@ -163,7 +163,7 @@ def test_azureml_sweep_job_loads_back_with_load_job() -> None:
 
 
 def test_hypertune_line_is_cloudml_hypertune_format() -> None:
-    from cloudtrain.sweeps.vertex import hypertune_line
+    from cloudtrain.runtime.context import hypertune_line
 
     line = json.loads(hypertune_line("val_accuracy", 0.5, 12))
     assert line["val_accuracy"] == "0.5" and line["global_step"] == "12" and line["trial"] == "0"
