@@ -26,8 +26,10 @@ A price that could not be sourced is left out.
   ("up to 90 %" savings), so every SageMaker spot cell is empty. The four ``eu-west-1`` rows
   (m5.xlarge, g4dn.xlarge, g5.xlarge, p3.2xlarge) are the rates on a published AWS bill for
   December 2023 ("$0.257 per Training ml.m5.xlarge hour in EU (Ireland)"...), dated the last day
-  of that month and so shown as stale. No sourced training price was found for us-west-2 or for
-  the p4d/p5/trn1 families: they are absent.
+  of that month and so shown as stale. ``us-east-1`` ``ml.p4d.24xlarge`` is a Price List Query API
+  answer (Training component, verified 2026-07-27) recorded with its test data in a public
+  repository. No sourced training price was found for us-west-2 or for the p4de/p5/trn1
+  families: they are unpriced.
 * Azure ML bills the VM price. Prices are the Azure Retail Prices API (Linux pay-as-you-go
   ``Consumption`` meters and ``Spot`` meters) as captured in the SkyPilot catalog snapshot
   ``catalogs/v6/azure/vms.csv`` at commit 098741e70562 of skypilot-org/skypilot-catalog. That
