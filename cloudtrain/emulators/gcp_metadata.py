@@ -13,6 +13,12 @@ gives ``{email, aliases, scopes}``), ``.../email``, ``.../scopes``, ``.../aliase
 
 The token is an opaque string the emulators accept and check for nothing; it is not a Google token
 and grants nothing anywhere else. Identity tokens (``.../identity``) are not served.
+
+:class:`OAuthTokenService` answers Google's OAuth token endpoint (``POST https://oauth2.googleapis.com/token``,
+reached through the emulator's proxy) with the same token, so the credentials a user already has work
+offline too: gcloud's application default credentials (``authorized_user``, a refresh-token grant)
+and service-account key files (``GOOGLE_APPLICATION_CREDENTIALS``, a signed JWT grant). What they
+send stays on this machine and is neither checked nor kept.
 """
 
 from __future__ import annotations
@@ -108,3 +114,24 @@ class MetadataServer:
 
     def environment(self) -> dict[str, str]:
         return {"GCE_METADATA_HOST": self.address, "GCE_METADATA_IP": self.address}
+
+
+class OAuthTokenService:
+    """``POST /token`` of ``oauth2.googleapis.com`` for every grant, answering ``service``'s token."""
+
+    def __init__(self, service: MetadataService) -> None:
+        self.service = service
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        from werkzeug.wrappers import Request
+
+        request = Request(environ)
+        if request.method == "POST" and request.path == "/token" and request.form.get("grant_type"):
+            code, answer = 200, {"access_token": self.service.token, "expires_in": TOKEN_SECONDS, "token_type": "Bearer",
+                                 "scope": request.form.get("scope") or " ".join(_SCOPES)}
+        else:
+            code, answer = 400, {"error": "invalid_request", "error_description": "the emulator serves POST /token grants only"}
+        body = json.dumps(answer).encode()
+        start_response("200 OK" if code == 200 else "400 Bad Request",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]

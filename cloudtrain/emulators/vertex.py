@@ -15,7 +15,9 @@ environment alone (:meth:`VertexEmulator.environment`, printed by ``cloudtrain e
   (``CLOUDTRAIN_VERTEX_API_ENDPOINT``: cloudtrain's provider, or a client given
   ``api_endpoint=...`` and ``transport="rest"``);
 - Application Default Credentials from a metadata server (:mod:`~cloudtrain.emulators.gcp_metadata`;
-  ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``), for the emulator's project;
+  ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``), for the emulator's project; credentials the user
+  already has (gcloud's ADC file, a key file) get their tokens from the emulator's
+  ``oauth2.googleapis.com/token`` through the proxy, so they work offline too;
 - Cloud Storage (:mod:`~cloudtrain.emulators.vertex_storage`; ``STORAGE_EMULATOR_HOST``), where a
   bucket is created on its first upload.
 
@@ -61,8 +63,10 @@ from cloudtrain.providers.process import free_port
 DEFAULT_PROJECT = "emulator-project"
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "cloudtrain-staging"
-#: The hostnames the emulator answers through the proxy (aiplatform's regional and global endpoints, Cloud Logging).
-API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com")
+OAUTH_HOST = "oauth2.googleapis.com"
+#: The hostnames the emulator answers through the proxy: aiplatform's regional and global endpoints,
+#: Cloud Logging, and Google's OAuth token endpoint (for the credentials a user already has).
+API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com", OAUTH_HOST)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _ROUTES = [
@@ -258,6 +262,17 @@ def _matches(job: Any, key: str, value: str) -> bool:
     return job.state.name == value
 
 
+class _ByHost:
+    """A WSGI app that sends requests for the hostnames in ``apps`` to theirs, others to ``default``."""
+
+    def __init__(self, apps: dict[str, Callable[..., Any]], default: Callable[..., Any]) -> None:
+        self.apps, self.default = apps, default
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        host = (environ.get("HTTP_HOST") or "").rsplit(":", 1)[0].lower()
+        return self.apps.get(host, self.default)(environ, start_response)
+
+
 class VertexEmulator(Emulator):
     """A local Vertex AI JobService and Cloud Logging (REST, one :attr:`endpoint_url`) and Cloud
     Storage; ``with VertexEmulator() as emulator:``.
@@ -289,7 +304,7 @@ class VertexEmulator(Emulator):
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start_services(self) -> None:
-        from cloudtrain.emulators.gcp_metadata import MetadataServer
+        from cloudtrain.emulators.gcp_metadata import MetadataServer, OAuthTokenService
         from cloudtrain.emulators.proxy import ConnectProxy
         from cloudtrain.emulators.vertex_front import TlsFront, server_context
         from cloudtrain.emulators.vertex_grpc import Authority, GrpcJobService, GrpcServer
@@ -301,7 +316,8 @@ class VertexEmulator(Emulator):
                                        verbose=self.log_requests).start()
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
-        app = FaultMiddleware(self.service, self.faults, operation_of, fault_response)
+        app = _ByHost({OAUTH_HOST: OAuthTokenService(self.metadata.service)},
+                      FaultMiddleware(self.service, self.faults, operation_of, fault_response))
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
         self.authority = Authority(self.root / "tls")

@@ -350,3 +350,38 @@ def test_the_exported_roots_bundle_still_trusts_the_public_roots(emulator: Verte
     bundle = Path(environment["REQUESTS_CA_BUNDLE"]).read_text()
     assert bundle.count("BEGIN CERTIFICATE") == Path(certifi.where()).read_text().count("BEGIN CERTIFICATE") + 1
     assert emulator.authority.ca.cert_pem.bytes().decode() in bundle
+
+
+def test_credentials_the_user_already_has_are_refreshed_by_the_emulator(emulator: VertexEmulator, project: Path) -> None:
+    """gcloud's application default credentials (a refresh token) and a service-account key file
+    get their access token from the emulator's OAuth endpoint, through the proxy: offline."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    gcloud = project.parent / "home" / ".config" / "gcloud"
+    gcloud.mkdir(parents=True)
+    (gcloud / "application_default_credentials.json").write_text(json.dumps({
+        "type": "authorized_user", "client_id": "id.apps.googleusercontent.com", "client_secret": "secret",
+        "refresh_token": "1//refresh", "quota_project_id": "my-project"}))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    key_file = project.parent / "key.json"
+    key_file.write_text(json.dumps({
+        "type": "service_account", "project_id": "key-project", "private_key_id": "1", "private_key": key,
+        "client_email": "trainer@key-project.iam.gserviceaccount.com", "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token"}))
+    probe = ("import google.auth, google.auth.transport.requests as r\n"
+             "credentials, project = google.auth.default(scopes=['https://www.googleapis.com/auth/cloud-platform'])\n"
+             "credentials.refresh(r.Request())\n"
+             "print(type(credentials).__module__, project, credentials.token)\n")
+    user = run_user_script(emulator, project, "-c", probe)
+    assert user.returncode == 0, user.stderr[-3000:]
+    # (the project comes from gcloud's own configuration, absent here; aiplatform.init(project=...) names it)
+    assert user.stdout.split() == ["google.oauth2.credentials", "None", emulator.metadata.service.token]
+    home = project.parent / "home"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment(),
+           "GOOGLE_APPLICATION_CREDENTIALS": str(key_file)}
+    keyed = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, capture_output=True, text=True,
+                           timeout=SCRIPT_TIMEOUT)
+    assert keyed.returncode == 0, keyed.stderr[-3000:]
+    assert keyed.stdout.split() == ["google.oauth2.service_account", "key-project", emulator.metadata.service.token]
