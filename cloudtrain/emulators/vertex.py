@@ -262,17 +262,6 @@ def _matches(job: Any, key: str, value: str) -> bool:
     return job.state.name == value
 
 
-class _ByHost:
-    """A WSGI app that sends requests for the hostnames in ``apps`` to theirs, others to ``default``."""
-
-    def __init__(self, apps: dict[str, Callable[..., Any]], default: Callable[..., Any]) -> None:
-        self.apps, self.default = apps, default
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        host = (environ.get("HTTP_HOST") or "").rsplit(":", 1)[0].lower()
-        return self.apps.get(host, self.default)(environ, start_response)
-
-
 class VertexEmulator(Emulator):
     """A local Vertex AI JobService and Cloud Logging (REST, one :attr:`endpoint_url`) and Cloud
     Storage; ``with VertexEmulator() as emulator:``.
@@ -306,7 +295,7 @@ class VertexEmulator(Emulator):
     def start_services(self) -> None:
         from cloudtrain.emulators.gcp_metadata import MetadataServer, OAuthTokenService
         from cloudtrain.emulators.proxy import ConnectProxy
-        from cloudtrain.emulators.vertex_front import TlsFront, server_context
+        from cloudtrain.emulators.vertex_front import ByHost, TlsFront, server_context
         from cloudtrain.emulators.vertex_grpc import Authority, GrpcJobService, GrpcServer
         from cloudtrain.emulators.vertex_storage import StorageServer
 
@@ -316,7 +305,7 @@ class VertexEmulator(Emulator):
                                        verbose=self.log_requests).start()
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
-        app = _ByHost({OAUTH_HOST: OAuthTokenService(self.metadata.service)},
+        app = ByHost({OAUTH_HOST: OAuthTokenService(self.metadata.service)},
                       FaultMiddleware(self.service, self.faults, operation_of, fault_response))
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port

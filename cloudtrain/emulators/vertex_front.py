@@ -16,7 +16,7 @@ import socket
 import socketserver
 import ssl
 import threading
-from typing import Any
+from typing import Any, Callable, Iterable
 
 _CHUNK = 65536
 
@@ -104,3 +104,15 @@ def server_context(authority: Any) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     authority.certificate.configure_cert(context)
     return context
+
+
+class ByHost:
+    """A WSGI app that sends requests for the hostnames in ``apps`` to theirs (the REST side serves
+    more than one Google hostname), others to ``default``."""
+
+    def __init__(self, apps: dict[str, Callable[..., Any]], default: Callable[..., Any]) -> None:
+        self.apps, self.default = apps, default
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        host = (environ.get("HTTP_HOST") or "").rsplit(":", 1)[0].lower()
+        return self.apps.get(host, self.default)(environ, start_response)
