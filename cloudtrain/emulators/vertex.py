@@ -157,7 +157,8 @@ class JobService(PipelineRoutes):
         with self.lock:
             return aiplatform_v1.CustomJob.to_json(job, use_integers_for_enums=False, indent=None).encode()
 
-    def _run(self, name: str) -> CustomJobRun:
+    def run_named(self, name: str) -> CustomJobRun:
+        """The run of the custom job ``name``; NOT_FOUND as Vertex answers when there is none."""
         run = self.runs.get(name)
         if run is None:
             raise ApiError(404, f"The CustomJob does not exist: {name}")
@@ -202,12 +203,12 @@ class JobService(PipelineRoutes):
         return jobs[start:start + size], (str(start + size) if start + size < len(jobs) else "")
 
     def cancel_custom_job(self, name: str) -> None:
-        if not self._run(name).cancel():
+        if not self.run_named(name).cancel():
             raise ApiError(400, f"Cannot cancel {name}: the job is already in a final state")
 
     def delete_custom_job(self, name: str) -> str:
         """Delete a finished job; the name of the (done) operation."""
-        run = self._run(name)
+        run = self.run_named(name)
         if run.state not in TERMINAL:
             raise ApiError(400, f"Cannot delete {name}: the job is still running; cancel it first")
         with self.lock:
@@ -229,7 +230,7 @@ class JobService(PipelineRoutes):
         return 200, answer
 
     def GetCustomJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
-        return 200, self._json(self._run(name).job)
+        return 200, self._json(self.run_named(name).job)
 
     def ListCustomJobs(self, parent: str, args: Any, body: bytes) -> tuple[int, Any]:
         page, next_token = self.list_custom_jobs(parent, args.get("filter", ""), int(args.get("pageSize") or 100),
@@ -387,4 +388,4 @@ class VertexEmulator(Emulator):
 
     def run_of(self, name: str) -> CustomJobRun:
         assert self.service is not None
-        return self.service._run(name)
+        return self.service.run_named(name)

@@ -118,7 +118,7 @@ class GrpcJobService:
         return answer
 
     def get(self, request: Any) -> bytes:
-        return self._serialized(self.service._run(request.name).job)
+        return self._serialized(self.service.run_named(request.name).job)
 
     def list(self, request: Any) -> bytes:
         from google.cloud import aiplatform_v1
