@@ -182,11 +182,11 @@ class GrpcJobService:
         return ListLogEntriesResponse.serialize(ListLogEntriesResponse.from_json(json.dumps(answer)))
 
     def handlers(self) -> tuple[Any, ...]:
-        """The generic handlers of the JobService and the PipelineService."""
+        """The generic handlers of the JobService, the PipelineService and (when google-cloud-logging
+        is installed) Cloud Logging."""
         without_fork_handlers()
         import grpc
         from google.cloud import aiplatform_v1 as v1
-        from google.cloud.logging_v2.types import ListLogEntriesRequest
 
         services = {
             SERVICE: {"CreateCustomJob": (self.create, v1.CreateCustomJobRequest),
@@ -199,8 +199,13 @@ class GrpcJobService:
                                "ListTrainingPipelines": (self.list_pipelines, v1.ListTrainingPipelinesRequest),
                                "CancelTrainingPipeline": (self.cancel_pipeline, v1.CancelTrainingPipelineRequest),
                                "DeleteTrainingPipeline": (self.delete_pipeline, v1.DeleteTrainingPipelineRequest)},
-            LOGGING_SERVICE: {"ListLogEntries": (self.list_log_entries, ListLogEntriesRequest)},
         }
+        try:
+            from google.cloud.logging_v2.types import ListLogEntriesRequest
+        except ImportError:  # the gcp extra without logging: the service answers UNIMPLEMENTED
+            pass
+        else:
+            services[LOGGING_SERVICE] = {"ListLogEntries": (self.list_log_entries, ListLogEntriesRequest)}
         return tuple(grpc.method_handlers_generic_handler(service, {
             name: grpc.unary_unary_rpc_method_handler(self._call(service, name, work), request_deserializer=message.deserialize)
             for name, (work, message) in methods.items()}) for service, methods in services.items())
