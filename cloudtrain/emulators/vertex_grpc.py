@@ -19,9 +19,10 @@ and trusts it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi'
 so other gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
 
 Faults apply as over REST (operation names ``JobService.<Method>``, ``PipelineService.<Method>``,
-``Logging.ListLogEntries``): ``throttle`` answers RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE; ``drop_after`` processes the call and then answers
-UNAVAILABLE (a handler cannot drop one call's connection), so the client retries a call that took
-effect. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exempt.
+``Logging.ListLogEntries``): ``throttle`` answers RESOURCE_EXHAUSTED, ``server_error`` UNAVAILABLE;
+``drop_after`` processes the call and then answers UNAVAILABLE (a handler cannot drop one call's
+connection), so the client retries a call that took effect; ``drop_before`` answers UNAVAILABLE
+without processing it. Calls with the ``x-cloudtrain-emulator-internal`` metadata key are exempt.
 """
 
 from __future__ import annotations
@@ -91,13 +92,15 @@ class GrpcJobService:
                               f"Quota exceeded for aiplatform.googleapis.com ({operation}): too many requests; retry later")
             if rule is not None and rule.kind == "server_error":
                 context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+            if rule is not None and rule.kind != "drop_after":  # drop_before and kinds added later: nothing takes effect
+                context.abort(grpc.StatusCode.UNAVAILABLE, "The connection was closed before the call reached the service.")
             try:
                 answer = work(request)
             except ApiError as error:
                 context.abort(getattr(grpc.StatusCode, _CODES.get(error.code, "UNKNOWN")), error.message)
             except Exception as error:  # an emulator bug: answer as the service would
                 context.abort(grpc.StatusCode.INTERNAL, f"emulator internal error: {type(error).__name__}: {error}")
-            if rule is not None:  # drop_after
+            if rule is not None:  # drop_after: the call took effect
                 context.abort(grpc.StatusCode.UNAVAILABLE, "The connection was closed before the response was sent.")
             return answer
 

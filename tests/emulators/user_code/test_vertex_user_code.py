@@ -259,6 +259,12 @@ def test_grpc_errors_and_faults_are_google_api_exceptions(emulator: VertexEmulat
         grpc_client.list_custom_jobs(parent=parent, retry=None)
     assert list(grpc_client.list_custom_jobs(parent=parent)) == []
     assert emulator.faults.count("throttle") == 1
+    emulator.faults.add("drop_after", 1, "JobService.CreateCustomJob")  # the create takes effect, its answer is lost
+    with pytest.raises(exceptions.ServiceUnavailable):
+        grpc_client.create_custom_job(parent=parent, custom_job=sleeper_job(), retry=None)
+    (lost,) = list(grpc_client.list_custom_jobs(parent=parent))
+    assert lost.display_name == "grpc-sleeper"
+    grpc_client.cancel_custom_job(name=lost.name)
 
 
 def package_job(uri: str, module: str = "probe.main") -> Any:
