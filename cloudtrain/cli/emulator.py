@@ -20,7 +20,7 @@ def command() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Where jobs run (a temporary directory by default).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:OPERATION]=COUNT",
-              help="Inject faults: throttle, 5xx, drop-after, preempt (e.g. --fault throttle=2). Repeatable.")
+              help="Inject faults: throttle, 5xx, drop-after, drop-before, preempt (e.g. --fault throttle=2). Repeatable.")
 @click.option("--verbose", is_flag=True, help="Log every HTTP request (quiet by default).")
 def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verbose: bool) -> None:
     """Start the emulator of CLOUD on 127.0.0.1 until Ctrl-C.
@@ -32,12 +32,21 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
 
     
     What each serves (and runs: jobs go through the local executor under the cloud's contract):
-      sagemaker  SageMaker training jobs (create, describe, stop, list), S3, CloudWatch Logs, IAM
-                 (moto; AWS_ENDPOINT_URL). Not: tuning jobs that run trials, STS at its fixed
-                 address, the SageMaker Python SDK v3 ModelTrainer's driver scripts.
-      azureml    Azure ML workspace, code assets, command jobs, run history, blob storage over
-                 HTTPS with a local CA, a managed-identity token route (AZUREML_DEV_URL_MFE).
-                 Not: local data inputs uploaded by the SDK, jobs.download, custom environments.
+      sagemaker  SageMaker training jobs (create, describe, stop, list) and tuning jobs whose
+                 trials run for real (objective from each trial's logs, the true best reported;
+                 Random, Grid, Bayesian via Optuna; early stopping not applied); S3, CloudWatch
+                 Logs, IAM (SimulatePrincipalPolicy), STS, Secrets Manager (moto;
+                 AWS_ENDPOINT_URL), AWS's own hostnames through an HTTPS proxy with a local CA
+                 (HTTPS_PROXY, AWS_CA_BUNDLE), SDK defaults naming the emulator's role. Runs script
+                 mode and ContainerEntrypoint jobs (the SDK v3 ModelTrainer's drivers) with /opt/ml
+                 bound for the job; jobs act as their role. Not: container images (jobs run with
+                 this Python), FastFile/Pipe input modes, the SDK's MPI driver across hosts (ssh).
+      azureml    Azure ML workspace, code assets, environments (curated and custom: recorded, not
+                 built), command jobs, run history (stream, download, child jobs), blob storage
+                 and Key Vault secrets over HTTPS with a local CA (AZUREML_DEV_URL_MFE;
+                 HTTPS_PROXY for <account>.blob.core.windows.net and *.vault.azure.net; a
+                 managed-identity token route). Jobs wait in Queued until followed (or 5 s). Not:
+                 pipeline, sweep, AutoML or Spark jobs, registries, data and model assets.
       vertex     Vertex AI JobService (CustomJob) and Cloud Logging over REST, Cloud Storage
                  (CLOUDTRAIN_VERTEX_API_ENDPOINT, STORAGE_EMULATOR_HOST; cloudtrain's clients).
                  Not: gRPC, CustomTrainingJob, python_package_spec, tuning jobs.

@@ -80,7 +80,13 @@ class EmulatorCredential:
 
 
 def azure_error_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    """The error Azure answers for an injected fault."""
+    """The error Azure answers for an injected fault. Azure Storage throttles with HTTP 503
+    ``ServerBusy`` (its documented throttling answer, which the storage SDK retries), not 429."""
+    if operation.startswith("Storage."):
+        code, status = ("ServerBusy", "503 Service Unavailable") if kind == "throttle" else ("InternalError", "500 Internal Server Error")
+        body = (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+                f"<Message>emulator fault: {operation}</Message></Error>").encode()
+        return status, [("Content-Type", "application/xml"), ("x-ms-error-code", code)], body
     if kind == "throttle":
         body = {"error": {"code": "TooManyRequests", "message": f"emulator fault: {operation} is throttled"}}
         return "429 Too Many Requests", [("Content-Type", "application/json"), ("Retry-After", "0.05"),

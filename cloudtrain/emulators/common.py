@@ -10,11 +10,13 @@ job runners (preemption). Each rule answers the first ``count`` matching calls:
 - ``server_error``: HTTP 500 (``InternalFailure``);
 - ``drop_after``: the call is processed, then the connection is closed without a response, so the
   client retries a call that already took effect;
+- ``drop_before``: the connection is closed before the call is processed, as a timeout or a reset
+  on the way to the service would leave it: nothing took effect;
 - ``preempt`` (not an HTTP rule): the next ``count`` preemptible jobs are interrupted once each
   after their first checkpoint, then restarted from it.
 
 Command-line form (``Faults.parse``): ``KIND[:OPERATION]=COUNT``, e.g. ``throttle=2``,
-``5xx:SageMaker.DescribeTrainingJob=1``, ``drop-after=1``, ``preempt=1``. OPERATION is a shell-style
+``5xx:SageMaker.DescribeTrainingJob=1``, ``drop-after=1``, ``drop-before=1``, ``preempt=1``. OPERATION is a shell-style
 pattern over the emulator's operation names (``Service.Operation``).
 """
 
@@ -31,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, TextIO
 
-HTTP_FAULT_KINDS = ("throttle", "server_error", "drop_after")
+HTTP_FAULT_KINDS = ("throttle", "server_error", "drop_after", "drop_before")
 _KIND_ALIASES = {"throttle": "throttle", "throttling": "throttle", "5xx": "server_error", "server_error": "server_error",
                  "server-error": "server_error", "drop_after": "drop_after", "drop-after": "drop_after",
-                 "drop": "drop_after", "preempt": "preempt", "spot": "preempt", "preemption": "preempt"}
+                 "drop": "drop_after", "drop_before": "drop_before", "drop-before": "drop_before", "preempt": "preempt", "spot": "preempt", "preemption": "preempt"}
 #: Request header that the emulators' own clients send so that faults never hit the emulator itself.
 INTERNAL_HEADER = "X-Cloudtrain-Emulator-Internal"
 
@@ -96,7 +98,7 @@ class Faults:
             elif kind in HTTP_FAULT_KINDS:
                 self.rules.append(FaultRule(kind, operation, count))
             else:
-                raise ValueError(f"unknown fault kind {kind!r}; use one of throttle, 5xx, drop-after, preempt")
+                raise ValueError(f"unknown fault kind {kind!r}; use one of throttle, 5xx, drop-after, drop-before, preempt")
         return self
 
     def clear(self) -> None:
@@ -157,14 +159,14 @@ class ConnectionDroppedByEmulator(ConnectionAbortedError):
     """Raised inside the server to end a request without a response (werkzeug treats it as a drop)."""
 
 
-def drop_connection(environ: dict[str, Any]) -> None:
+def drop_connection(environ: dict[str, Any], processed: bool = True) -> None:
     sock = environ.get("werkzeug.socket")
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-    raise ConnectionDroppedByEmulator("emulator fault: connection dropped after the call was processed")
+    raise ConnectionDroppedByEmulator(f"emulator fault: connection dropped {'after' if processed else 'before'} the call was processed")
 
 
 class FaultMiddleware:
@@ -180,6 +182,9 @@ class FaultMiddleware:
         rule = self.faults.take(operation) if operation else None
         if rule is None:
             return self.app(environ, start_response)
+        if rule.kind == "drop_before":
+            drain_request_body(environ)
+            drop_connection(environ, processed=False)
         if rule.kind == "drop_after":
             result = self.app(environ, lambda *args, **kwargs: (lambda data: None))
             try:

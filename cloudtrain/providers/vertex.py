@@ -162,12 +162,15 @@ class VertexProvider(Provider):
                 self._storage = storage.Client(project=project, credentials=self.credentials())
         return self._storage
 
-    def _retry(self) -> Any:
+    def _retry(self, reads: bool = False) -> Any:
+        """google-api-core's retry for throttling and 5xx; ``reads``: also a dropped connection
+        (requests' ConnectionError, an OSError), safe to repeat for a get or a list, never for a create."""
         from google.api_core import exceptions, retry
 
-        return retry.Retry(predicate=retry.if_exception_type(exceptions.TooManyRequests, exceptions.ServiceUnavailable,
-                                                             exceptions.InternalServerError, exceptions.BadGateway,
-                                                             exceptions.GatewayTimeout, exceptions.DeadlineExceeded),
+        kinds: tuple[type[BaseException], ...] = (exceptions.TooManyRequests, exceptions.ServiceUnavailable,
+                                                  exceptions.InternalServerError, exceptions.BadGateway,
+                                                  exceptions.GatewayTimeout, exceptions.DeadlineExceeded)
+        return retry.Retry(predicate=retry.if_exception_type(*kinds, *((OSError,) if reads else ())),
                            initial=self.retry_seconds, maximum=30.0, multiplier=2.0, timeout=self.retry_deadline)
 
     def translate_error(self, what: str, error: Exception) -> CloudtrainError:
@@ -251,7 +254,7 @@ class VertexProvider(Provider):
         client, parent = self._parent(plan)
         token = plan.submission_token
         pages = self.call("look for a job created by this submission", client.list_custom_jobs,
-                          request={"parent": parent, "filter": f'labels.{_job().SUBMISSION_LABEL}="{token}"'}, retry=self._retry())
+                          request={"parent": parent, "filter": f'labels.{_job().SUBMISSION_LABEL}="{token}"'}, retry=self._retry(reads=True))
         for job in self.call("list custom jobs", lambda: list(pages)):
             if job.labels.get(_job().SUBMISSION_LABEL) == token:
                 return job.name
@@ -290,7 +293,7 @@ class VertexProvider(Provider):
 
     def describe(self, ref: JobRef) -> Any:
         client = self.client(ref.region or _location_of(ref.native_id))
-        return self.call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry())
+        return self.call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry(reads=True))
 
     def status(self, ref: JobRef) -> JobStatus:
         job = self.describe(ref)
@@ -329,7 +332,7 @@ class VertexProvider(Provider):
 
         client = self.client(ref.region or _location_of(ref.native_id))
         try:
-            client.cancel_custom_job(name=ref.native_id, retry=self._retry())
+            client.cancel_custom_job(name=ref.native_id, retry=self._retry(reads=True))  # cancelling twice is harmless
         except exceptions.FailedPrecondition:
             if not self.status(ref).state.is_terminal:
                 raise ProviderError(f"Vertex AI cannot cancel {ref.native_id} now", "retry in a moment") from None

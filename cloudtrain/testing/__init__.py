@@ -32,6 +32,8 @@ before the import. What each test needs and skips without:
 - every test: ``name``, ``runner``, ``overrides``;
 - ``test_unsupported_feature_is_refused_at_plan_time``: ``unsupported`` (skipped if unset);
 - ``test_faults_create_exactly_one_job``: ``inject`` and ``created_jobs`` (skipped without);
+- ``test_fault_matrix``: ``faults`` (an emulator's :class:`~cloudtrain.emulators.common.Faults`)
+  and ``fault_steps``, the emulator's operation for each submit step (a step without one is skipped);
 - the two resume tests: ``created_jobs`` (a backend with a create call to resume; skipped without).
   The resume test keeps ``spot`` when the backend's capabilities have spot capacity.
 
@@ -43,7 +45,7 @@ from __future__ import annotations
 from cloudtrain.testing.backend import Backend, InterruptedSubmission
 from cloudtrain.testing.conformance import (test_an_interrupted_submission_is_resumed_into_exactly_one_job,
                                             test_cancel_a_long_job, test_failing_entrypoint_is_failed_with_its_error,
-                                            test_faults_create_exactly_one_job,
+                                            test_fault_matrix, test_faults_create_exactly_one_job,
                                             test_resume_keeps_spot_and_refuses_changed_code_or_spec,
                                             test_succeeding_job_has_logs_metrics_and_model,
                                             test_unsupported_feature_is_refused_at_plan_time)
@@ -55,6 +57,7 @@ TESTS = [
     "test_failing_entrypoint_is_failed_with_its_error",
     "test_unsupported_feature_is_refused_at_plan_time",
     "test_faults_create_exactly_one_job",
+    "test_fault_matrix",
     "test_an_interrupted_submission_is_resumed_into_exactly_one_job",
     "test_resume_keeps_spot_and_refuses_changed_code_or_spec",
 ]

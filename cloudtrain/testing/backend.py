@@ -24,6 +24,10 @@ class Backend:
     created_jobs: Callable[[], int] | None = None  # how many jobs exist on the (emulated) cloud
     inject: Callable[[str, int], None] | None = None  # fault ("throttle", "server_error", "drop_after_create"), times
     unsupported: tuple[list[str], str] | None = None  # overrides asking for what the backend refuses, the message's start
+    #: the fault matrix: submit step ("upload", "create", "status") -> the emulator's operation pattern
+    #: for it, with ``faults`` (a :class:`cloudtrain.emulators.common.Faults`) to add rules to
+    fault_steps: dict[str, str] = field(default_factory=dict)
+    faults: Any = None
 
     @property
     def provider(self) -> Provider:

@@ -1,6 +1,7 @@
 """The conformance tests: one suite, every backend (see :mod:`cloudtrain.testing` for how to run
 it). Submit, follow, logs, metrics and model; cancel; failure with its error; plan-time refusal;
-faults that still create exactly one job; an interrupted submission resumed into exactly one job.
+faults that still create exactly one job, at each step of a submission (the fault matrix); an
+interrupted submission resumed into exactly one job.
 """
 
 from __future__ import annotations
@@ -94,6 +95,38 @@ def test_faults_create_exactly_one_job(backend: Backend, fault: str, tmp_path: P
     _, status = backend.runner.wait(record.id, poll_seconds=0.1, timeout=JOB_TIMEOUT)
     assert status.state is JobState.SUCCEEDED, status
     assert backend.created_jobs() == before + 1
+
+
+FAULT_STEPS = ("upload", "create", "status")
+FAULT_KINDS = ("throttle", "server_error", "drop_before", "drop_after")
+
+
+@pytest.mark.parametrize("kind", FAULT_KINDS)
+@pytest.mark.parametrize("step", FAULT_STEPS)
+def test_fault_matrix(backend: Backend, step: str, kind: str, tmp_path: Path) -> None:
+    """A fault at one step of a submission (staging upload, create, first status): throttled, a 5xx,
+    the connection dropped before the call reached the service or after it took effect. After what
+    the user is told to do (nothing, or ``submit --resume``), exactly one cloud job exists and the
+    store agrees with the cloud."""
+    if backend.faults is None or step not in backend.fault_steps:
+        pytest.skip(f"{backend.name}: no emulator operation to fail at the {step} step")
+    from cloudtrain.errors import SubmissionUncertainError
+
+    runner, before = backend.runner, backend.created_jobs() if backend.created_jobs else 0
+    loaded = load_spec(write_project(tmp_path / "succeeds", SUCCEEDS), backend.overrides)
+    plan = runner.plan(loaded, backend.name)
+    backend.faults.add(kind, 1, backend.fault_steps[step])
+    try:
+        record = runner.submit(plan).record
+    except SubmissionUncertainError:  # the user's retry, as the message says
+        record = runner.submit(runner.resume_plan(loaded, plan.job_name)).record
+    final, status = runner.wait(record.id, poll_seconds=0.1, timeout=JOB_TIMEOUT)
+    assert backend.faults.count(kind) >= 1, f"the {kind} fault at {backend.fault_steps[step]} was never injected"
+    assert status.state is JobState.SUCCEEDED, status
+    if backend.created_jobs is not None:
+        assert backend.created_jobs() == before + 1
+    stored = runner.store.get(record.id)
+    assert stored.state is JobState.SUCCEEDED and stored.native_id == final.native_id
 
 
 @pytest.mark.parametrize("reached_the_cloud", [True, False], ids=["create-reached-the-cloud", "create-never-sent"])

@@ -43,4 +43,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
             created_jobs=emulator.job_count,
             inject=inject,
             unsupported=(["inputs.train=s3://bucket/train"], "inputs.train: s3://bucket/train"),
+            faults=emulator.faults,
+            fault_steps={"upload": "Storage.Blob.Put", "create": "MachineLearningServices.Jobs.CreateOrUpdate",
+                         "status": "MachineLearningServices.Jobs.Get"},
         )

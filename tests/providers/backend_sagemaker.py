@@ -35,5 +35,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
             created_jobs=lambda: len(emulator.training_jobs()),
             inject=lambda fault, times: faults[fault](times),
             unsupported=(["inputs.train=gs://bucket/train"], "inputs.train: gs://bucket/train"),
+            faults=emulator.faults,
+            fault_steps={"upload": "S3.PUT", "create": "SageMaker.CreateTrainingJob", "status": "SageMaker.DescribeTrainingJob"},
         )
         emulator.wait_idle()
