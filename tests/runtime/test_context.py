@@ -189,6 +189,7 @@ def test_a_vertex_trial_reports_its_metrics_where_hypertune_would(tmp_path: Path
 def test_an_azure_ml_job_logs_its_metrics_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import types
 
+    monkeypatch.chdir(tmp_path)  # an Azure ML job's ./outputs
     logged: list[tuple] = []
     monkeypatch.setitem(sys.modules, "mlflow", types.SimpleNamespace(log_metric=lambda *a, **k: logged.append((*a, k.get("step")))))
     ctx = context({"AZUREML_RUN_ID": "run-1"})
