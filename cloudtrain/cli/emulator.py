@@ -47,9 +47,20 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
                  HTTPS_PROXY for <account>.blob.core.windows.net and *.vault.azure.net; a
                  managed-identity token route). Jobs wait in Queued until followed (or 5 s). Not:
                  pipeline, sweep, AutoML or Spark jobs, registries, data and model assets.
-      vertex     Vertex AI JobService (CustomJob) and Cloud Logging over REST, Cloud Storage
-                 (CLOUDTRAIN_VERTEX_API_ENDPOINT, STORAGE_EMULATOR_HOST; cloudtrain's clients).
-                 Not: gRPC, CustomTrainingJob, python_package_spec, tuning jobs.
+      vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
+                 offline; /gcs mounted when run as root), CustomTrainingJob (custom training
+                 pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT
+                 proxy and a local CA: grpc_proxy, HTTPS_PROXY, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
+                 REQUESTS_CA_BUNDLE), credentials from a metadata server and an OAuth token route
+                 (GCE_METADATA_HOST), Cloud Storage with buckets created on first upload
+                 (STORAGE_EMULATOR_HOST); plain REST for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT).
+                 Not: tuning jobs, model upload, datasets and AutoML, experiments, Secret Manager,
+                 packages' dependencies (not installed), images of custom containers.
+
+    \b
+    Each emulator exports its own HTTPS proxy and CA bundle (which also trusts the system's roots;
+    other hosts pass through the proxy unchanged): run one emulator per shell, and unset what it
+    exported after stopping it.
     """
     from cloudtrain.emulators.common import serve_forever
     from cloudtrain.errors import ProviderNotInstalledError, UsageError
