@@ -28,7 +28,8 @@ Jobs see the same variables, as a Vertex replica sees Google's services, and run
 REST routes (``/v1/projects/{p}/locations/{l}/...``): ``customJobs`` POST (create) and GET (list, with
 ``filter`` terms ``labels.KEY="VALUE"``, ``display_name="..."`` and ``state=JOB_STATE_...`` joined by
 AND, ``pageSize`` / ``pageToken``), ``customJobs/{id}`` GET and DELETE, ``customJobs/{id}:cancel``
-POST; the same for ``trainingPipelines``; ``POST /v2/entries:list`` (Cloud Logging). Requests are
+POST; the same for ``trainingPipelines`` and ``hyperparameterTuningJobs``
+(:mod:`~cloudtrain.emulators.vertex_tuning`, whose trials are custom jobs); ``POST /v2/entries:list`` (Cloud Logging). Requests are
 parsed with the SDK's proto-plus ``from_json`` (unknown fields refused); errors are Google's JSON
 error body (``{"error": {"code", "message", "status"}}``), which the SDK turns into
 ``google.api_core.exceptions``. What Vertex refuses beyond the proto parser is in
@@ -57,6 +58,8 @@ from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
 from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
 from cloudtrain.emulators.vertex_pipelines import PipelineRoutes, TrainingPipelines
+from cloudtrain.emulators.vertex_tuning import TuningJobs
+from cloudtrain.emulators.vertex_tuning_routes import TUNING_ROUTES, TuningRoutes
 from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, validate_job  # noqa: F401 (re-exported)
 from cloudtrain.providers.process import free_port
 
@@ -80,6 +83,7 @@ _ROUTES = [
     ("GET", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+)$"), "GetTrainingPipeline"),
     ("DELETE", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+)$"), "DeleteTrainingPipeline"),
     ("POST", re.compile(rf"^/v1/({_PARENT}/trainingPipelines/[^/:]+):cancel$"), "CancelTrainingPipeline"),
+    *TUNING_ROUTES,
     ("POST", re.compile(r"^/v2/(entries):list$"), "ListLogEntries"),
 ]
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED",
@@ -112,7 +116,7 @@ def fault_response(kind: str, operation: str, environ: dict[str, Any]) -> tuple[
     return f"{code} {_REASONS[code]}", [("Content-Type", "application/json")], error_body(code, message)
 
 
-class JobService(PipelineRoutes):
+class JobService(PipelineRoutes, TuningRoutes):
     """The JobService's custom-job operations (over REST here, over gRPC in
     :mod:`~cloudtrain.emulators.vertex_grpc`), the PipelineService's routes and Cloud Logging's
     ``entries:list``, as one WSGI app over the jobs, pipelines and log entries it keeps in memory.
@@ -126,6 +130,7 @@ class JobService(PipelineRoutes):
         self.logs = LogEntries()
         self.runs: dict[str, CustomJobRun] = {}
         self.pipelines = TrainingPipelines(self)
+        self.tuning = TuningJobs(self)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
@@ -184,13 +189,7 @@ class JobService(PipelineRoutes):
 
     def list_custom_jobs(self, parent: str, filter_text: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
         """(one page of the jobs under ``parent`` that match ``filter_text``, newest first; next page token)."""
-        terms = []
-        for part in re.split(r"\s+AND\s+", filter_text.strip()) if filter_text.strip() else []:
-            match = _FILTER_TERM.match(part)
-            if not match:
-                raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
-                                    "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
-            terms.append(match.groups())
+        terms = filter_terms(filter_text)
         try:
             start = int(page_token or 0)
         except ValueError:
@@ -198,7 +197,7 @@ class JobService(PipelineRoutes):
         size = int(page_size or 100)
         with self.lock:
             runs = [r for n, r in self.runs.items() if n.startswith(parent + "/")]
-            jobs = [r.job for r in runs if all(_matches(r.job, key, value) for key, value in terms)]
+            jobs = [r.job for r in runs if all(matches(r.job, key, value) for key, value in terms)]
         jobs.sort(key=lambda j: j.create_time, reverse=True)
         return jobs[start:start + size], (str(start + size) if start + size < len(jobs) else "")
 
@@ -255,7 +254,19 @@ class JobService(PipelineRoutes):
         return 200, self.logs.list(request if isinstance(request, dict) else {})
 
 
-def _matches(job: Any, key: str, value: str) -> bool:
+def filter_terms(filter_text: str) -> list[tuple[str, str]]:
+    """The (key, value) terms of a list filter; INVALID_ARGUMENT for a term the emulator does not take."""
+    terms = []
+    for part in re.split(r"\s+AND\s+", filter_text.strip()) if filter_text.strip() else []:
+        match = _FILTER_TERM.match(part)
+        if not match:
+            raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
+                                "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
+        terms.append(match.groups())
+    return terms
+
+
+def matches(job: Any, key: str, value: str) -> bool:
     if key.startswith("labels."):
         return job.labels.get(key[len("labels."):]) == value
     if key in ("display_name", "displayName"):
@@ -326,8 +337,8 @@ class VertexEmulator(Emulator):
     def emulated_jobs(self) -> list[CustomJobRun]:
         if self.service is None:
             return []
-        with self.service.lock:
-            return list(self.service.runs.values())
+        with self.service.lock:  # tuning jobs first: cancelled, they launch no more trials
+            return [*self.service.tuning.runs.values(), *self.service.runs.values()]
 
     # -- what users and tests use -------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 
 It serves ``google.cloud.aiplatform.v1.JobService`` (the API version the SDK's default
 ``compat.DEFAULT_VERSION`` selects) with ``CreateCustomJob``, ``GetCustomJob``, ``ListCustomJobs``,
-``CancelCustomJob`` and ``DeleteCustomJob``, ``google.cloud.aiplatform.v1.PipelineService`` with the
+``CancelCustomJob`` and ``DeleteCustomJob`` (and the same for ``HyperparameterTuningJob``,
+:mod:`cloudtrain.emulators.vertex_tuning_routes`), ``google.cloud.aiplatform.v1.PipelineService`` with the
 same five for ``TrainingPipeline`` (:mod:`cloudtrain.emulators.vertex_pipelines`), and
 ``google.logging.v2.LoggingServiceV2.ListLogEntries`` (what ``google.cloud.logging.Client().list_entries``
 calls), over the same operations as the REST routes; messages are (de)serialized with the SDKs' own
@@ -191,12 +192,15 @@ class GrpcJobService:
         import grpc
         from google.cloud import aiplatform_v1 as v1
 
+        from cloudtrain.emulators.vertex_tuning_routes import grpc_methods
+
         services = {
             SERVICE: {"CreateCustomJob": (self.create, v1.CreateCustomJobRequest),
                       "GetCustomJob": (self.get, v1.GetCustomJobRequest),
                       "ListCustomJobs": (self.list, v1.ListCustomJobsRequest),
                       "CancelCustomJob": (self.cancel, v1.CancelCustomJobRequest),
-                      "DeleteCustomJob": (self.delete, v1.DeleteCustomJobRequest)},
+                      "DeleteCustomJob": (self.delete, v1.DeleteCustomJobRequest),
+                      **grpc_methods(self.service)},  # HyperparameterTuningJob
             PIPELINE_SERVICE: {"CreateTrainingPipeline": (self.create_pipeline, v1.CreateTrainingPipelineRequest),
                                "GetTrainingPipeline": (self.get_pipeline, v1.GetTrainingPipelineRequest),
                                "ListTrainingPipelines": (self.list_pipelines, v1.ListTrainingPipelinesRequest),
