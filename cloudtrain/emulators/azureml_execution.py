@@ -31,6 +31,21 @@ The job's environment (curated or custom image / conda file) is recorded, not bu
 runs with the emulator's Python. Runtime-contract variables of the
 emulator's own process (``CLOUDTRAIN_*``, ``AZUREML_*``, ``RANK``...) are unset for the job.
 The run loop itself is :class:`cloudtrain.emulators.job_runner.EmulatedJob`.
+
+Spot (low priority) jobs: a job whose ``queueSettings.jobTier`` is ``Spot`` runs on capacity that a
+``preempt`` fault reclaims once, after its first checkpoint settles: a file in a named output
+mounted read-write (``rw_mount``, Azure ML's default output mode) or under ``./outputs/checkpoints``.
+Azure ML then requeues the job and starts it again on a fresh node, under the same run. What the
+restarted job finds is what Azure ML keeps: a read-write-mounted output is storage, so its files
+(written through to storage while the job runs) are there again; the node's local disk is gone, so the
+working directory is a fresh code snapshot whose ``./outputs`` starts empty (files written there
+before the preemption were uploaded to the run's artifacts and stay readable there, but the new
+node does not get them back), and an ``upload``-mode output loses what it held. So a job that
+must resume writes its checkpoints to a mounted named output, as cloudtrain does for a
+``checkpoint.uri``. Run history shows the interruption as Azure ML does: the run goes back to
+``Queued`` then ``Preparing`` before ``Running`` again, and the run's details carry a warning
+saying the job was preempted and restarted; the job's log gets the emulator's note and the
+restarted attempt's lines after the first attempt's.
 """
 
 from __future__ import annotations
@@ -52,10 +67,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
 _BINDING = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-#: Phase -> run status (INTERRUPTED and RESTARTING: Azure ML shows no state of its own).
+#: Phase -> run status (a preempted job is requeued, then prepared again on a fresh node).
 STATUSES = {Phase.QUEUED: "Queued", Phase.PREPARING: "Preparing", Phase.RUNNING: "Running", Phase.CANCELLING: "CancelRequested",
+            Phase.INTERRUPTED: "Queued", Phase.RESTARTING: "Preparing",
             Phase.FINALIZING: "Finalizing", Phase.SUCCEEDED: "Completed", Phase.FAILED: "Failed", Phase.CANCELLED: "Canceled",
             Phase.TIMED_OUT: "Failed"}
+#: The warning run history shows on a run whose low-priority node was preempted.
+PREEMPTION_WARNING = {"source": "Compute", "message": "The job's low priority node was preempted; the job was requeued and "
+                                                     "restarted on a new node"}
 
 
 def iso_seconds(value: Any) -> float | None:
@@ -85,6 +104,7 @@ class JobRun(EmulatedJob):
         self._commands: list[NodeCommand] = []
         self.log_names: list[str] = []
         self._handles: dict[int, TextIO] = {}
+        self._checkpoint_files: set[str] = set()
 
     @property
     def log_prefix(self) -> str:
@@ -107,6 +127,8 @@ class JobRun(EmulatedJob):
         changes: dict[str, Any] = {"status": STATUSES[phase]}
         if phase is Phase.RUNNING:
             changes.update(startTimeUtc=now_iso(), logFiles={log: f"{self.log_prefix}/{log}" for log in self.log_names})
+        if phase is Phase.INTERRUPTED:
+            changes["warnings"] = [*self.service.runs[self.name].get("warnings", []), dict(PREEMPTION_WARNING)]
         if phase.is_terminal:
             changes["endTimeUtc"] = now_iso()
         if phase is Phase.TIMED_OUT:
@@ -132,6 +154,36 @@ class JobRun(EmulatedJob):
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
+
+    def preemptible(self) -> bool:
+        return str((self.props.get("queueSettings") or {}).get("jobTier") or "").lower() == "spot"
+
+    def _mounted_outputs(self) -> list[str]:
+        """Named outputs mounted read-write (Azure ML's default mode): their files are storage."""
+        return [name for name, item in (self.props.get("outputs") or {}).items()
+                if str(item.get("mode") or "ReadWriteMount").lower() in ("readwritemount", "rw_mount")]
+
+    def mirrored_directories(self) -> list[Path]:
+        """Read-write-mounted outputs write through to storage; ./outputs is uploaded to the run's
+        artifacts as its files settle (and once more when the job finalizes)."""
+        return [self.root / "outputs" / name for name in self._mounted_outputs()] + [self.root / "node-0" / "wd" / "outputs"]
+
+    def upload_mirrored(self, relative: str, path: Path) -> None:
+        outputs = self.root / "outputs"
+        if outputs in path.parents:
+            name = path.relative_to(outputs).parts[0]
+            item = (self.props.get("outputs") or {}).get(name) or {}
+            where = self.service.blob_for_uri(item.get("uri") or f"azureml://datastores/workspaceblobstore/paths/azureml/{self.name}/{name}/")
+            if where is not None:
+                self.service.blobs.put(where[0], f"{where[1].rstrip('/')}/{relative}", path.read_bytes())
+            self._checkpoint_files.add(relative)
+        else:  # ./outputs of the node: the run's artifacts
+            self.service.blobs.put(self.service.container, f"{self.log_prefix}/outputs/{relative}", path.read_bytes())
+            if relative.startswith("checkpoints/"):
+                self._checkpoint_files.add(relative)
+
+    def is_checkpoint(self, relative: str) -> bool:
+        return relative in self._checkpoint_files
 
     def max_runtime_seconds(self) -> float | None:
         return iso_seconds((self.props.get("limits") or {}).get("timeout"))
@@ -184,16 +236,24 @@ class JobRun(EmulatedJob):
     def prepare(self, restart: bool) -> None:
         """Download the code snapshot and inputs, lay out the outputs, build the commands and create
         the (empty) log files."""
-        self._commands, self.log_names = self._prepare()
+        self._commands, self.log_names = self._prepare(restart)
         for log in self.log_names:
             path = self.service.blobs.path(self.service.container, f"{self.log_prefix}/{log}")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
+            if not restart or not path.exists():  # a restarted run's lines follow the first attempt's
+                path.write_bytes(b"")
 
-    def _prepare(self) -> tuple[list[NodeCommand], list[str]]:
+    def _prepare(self, restart: bool = False) -> tuple[list[NodeCommand], list[str]]:
         props = self.props
-        if self.root.exists():
+        if not restart and self.root.exists():
             shutil.rmtree(self.root)
+        if restart:  # a fresh node: its disk is new; read-write-mounted outputs are storage and stay
+            mounted = set(self._mounted_outputs())
+            lost = [*self.root.glob("node-*"), self.root / "inputs",
+                    *(path for path in (self.root / "outputs").glob("*") if path.name not in mounted)]
+            for path in lost:
+                if path.is_dir():
+                    shutil.rmtree(path)
         nodes = int((props.get("resources") or {}).get("instanceCount") or 1)
         distribution = props.get("distribution") or {}
         kind = distribution.get("distributionType")

@@ -81,7 +81,7 @@ class RunHistory:
             self.detail_reads[name] = self.detail_reads.get(name, 0) + 1
             props = service.jobs[name]["properties"]
             body = {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "status": run["status"],
-                    "startTimeUtc": run["startTimeUtc"], "endTimeUtc": run["endTimeUtc"], "warnings": [],
+                    "startTimeUtc": run["startTimeUtc"], "endTimeUtc": run["endTimeUtc"], "warnings": list(run.get("warnings") or []),
                     "target": props.get("computeId", "serverless"), "properties": {},
                     "logFiles": {log: f"{service.blob_base}/{service.container}/{blob}?sv=2021-08-06&sr=b&sig=emulator"
                                  for log, blob in run["logFiles"].items()}}

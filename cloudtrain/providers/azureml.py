@@ -11,8 +11,8 @@
   taken the same way, so a retry never makes a second job. Transient failures (throttling, 5xx, a
   dropped connection) that outlast the SDK's own retries make the whole, idempotent, submission
   start again, a few times.
-- ``status``: the job's status mapped through :data:`STATES`; the failure reason and times come
-  from the run's details in run history.
+- ``status``: the job's status mapped through :data:`STATES`; the failure reason, the run's
+  warnings (a preempted low priority node...) and times come from the run's details in run history.
 - ``logs``: the run's ``user_logs/std_log*.txt`` files, listed by run history and read from their
   (SAS) URLs, as ``az ml job stream`` does; with several processes each line is prefixed with its
   file's process.
@@ -250,6 +250,9 @@ class AzureMLProvider(Provider):
             if state is JobState.FAILED:
                 error = getattr(details.error, "error", None)
                 message = getattr(error, "message", None) or "the job failed; see `cloudtrain logs`"
+            warnings = [w.message for w in (getattr(details, "warnings", None) or []) if getattr(w, "message", None)]
+            if warnings:  # e.g. a low priority node preempted and the job restarted
+                message = "; ".join([*([message] if message else []), *warnings])
         if state is JobState.SUCCEEDED:
             output = (job.outputs or {}).get("model")
             model = getattr(output, "path", None) or default_output_uri(ref.native_id, "model")
