@@ -19,7 +19,9 @@ environment alone (:meth:`VertexEmulator.environment`, printed by ``cloudtrain e
   already has (gcloud's ADC file, a key file) get their tokens from the emulator's
   ``oauth2.googleapis.com/token`` through the proxy, so they work offline too;
 - Cloud Storage (:mod:`~cloudtrain.emulators.vertex_storage`; ``STORAGE_EMULATOR_HOST``), where a
-  bucket is created on its first upload.
+  bucket is created on its first upload;
+- Secret Manager (:mod:`~cloudtrain.emulators.gcp_secret_manager`) at ``secretmanager.googleapis.com``
+  over gRPC and REST, through the same proxy and TLS front (``gcp_secret`` references in jobs).
 
 Jobs see the same variables, as a Vertex replica sees Google's services, and run as
 :mod:`cloudtrain.emulators.vertex_jobs` describes (container commands or ``python_package_spec``,
@@ -69,7 +71,8 @@ DEFAULT_BUCKET = "cloudtrain-staging"
 OAUTH_HOST = "oauth2.googleapis.com"
 #: The hostnames the emulator answers through the proxy: aiplatform's regional and global endpoints,
 #: Cloud Logging, and Google's OAuth token endpoint (for the credentials a user already has).
-API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com", OAUTH_HOST)
+API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com", OAUTH_HOST,
+             "secretmanager.googleapis.com")
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _ROUTES = [
@@ -300,12 +303,14 @@ class VertexEmulator(Emulator):
         self.front: Any = None
         self.metadata: Any = None
         self.proxy: Any = None
+        self.secrets: Any = None  # Secret Manager (cloudtrain.emulators.gcp_secret_manager)
         self._gcs: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def start_services(self) -> None:
         from cloudtrain.emulators.gcp_metadata import MetadataServer, OAuthTokenService
+        from cloudtrain.emulators.gcp_secret_manager import HOST as SECRET_MANAGER_HOST, SecretManager
         from cloudtrain.emulators.proxy import ConnectProxy
         from cloudtrain.emulators.vertex_front import ByHost, TlsFront, server_context
         from cloudtrain.emulators.vertex_grpc import Authority, GrpcJobService, GrpcServer
@@ -317,12 +322,13 @@ class VertexEmulator(Emulator):
                                        verbose=self.log_requests).start()
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
-        app = ByHost({OAUTH_HOST: OAuthTokenService(self.metadata.service)},
+        self.secrets = SecretManager()
+        app = ByHost({OAUTH_HOST: OAuthTokenService(self.metadata.service), SECRET_MANAGER_HOST: self.secrets},
                       FaultMiddleware(self.service, self.faults, operation_of, fault_response))
         self.http = ServerThread(app, self.host, self.port, request_handler=access_log_handler(self.log_requests)).start()
         self.port = self.http.port
         self.authority = Authority(self.root / "tls")
-        self.grpc = GrpcServer(GrpcJobService(self.service, self.faults).handlers(), self.host).start()
+        self.grpc = GrpcServer((*GrpcJobService(self.service, self.faults).handlers(), self.secrets.grpc_handler()), self.host).start()
         self.front = TlsFront(server_context(self.authority), self.grpc.address, (self.host, self.port), self.host).start()
         self.proxy = ConnectProxy({pattern: self.front.address for pattern in API_HOSTS},
                                   passthrough=self.proxy_passthrough).start()
