@@ -53,8 +53,9 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
                  proxy and a local CA: grpc_proxy, HTTPS_PROXY, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
                  REQUESTS_CA_BUNDLE), credentials from a metadata server and an OAuth token route
                  (GCE_METADATA_HOST), Cloud Storage with buckets created on first upload
-                 (STORAGE_EMULATOR_HOST); plain REST for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT).
-                 Not: tuning jobs, model upload, datasets and AutoML, experiments, Secret Manager,
+                 (STORAGE_EMULATOR_HOST), Secret Manager at its real hostname (gcp_secret secrets);
+                 plain REST for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT).
+                 Not: tuning jobs, model upload, datasets and AutoML, experiments,
                  packages' dependencies (not installed), images of custom containers.
 
     \b
