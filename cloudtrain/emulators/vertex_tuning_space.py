@@ -1,7 +1,7 @@
 """A Vertex AI ``StudySpec``'s parameters as an Optuna search space, and the trials' values as Vertex
 hands them to a trial.
 
-Algorithms: ``RANDOM_SEARCH`` -> Optuna's random sampler, ``GRID_SEARCH`` -> its grid sampler over
+Algorithms: ``RANDOM_SEARCH`` -> Optuna's random sampler, ``GRID_SEARCH`` -> each in turn of
 every combination of the integer, discrete and categorical values (Vertex's grid takes no double
 parameter: refused), ``ALGORITHM_UNSPECIFIED`` (Vertex's Bayesian optimisation) -> Optuna's TPE.
 Scales: ``UNIT_LOG_SCALE`` samples the logarithm uniformly (bounds above 0), ``UNIT_LINEAR_SCALE``
@@ -13,6 +13,7 @@ so ``argparse``'s ``type=int`` takes a discrete value.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from cloudtrain.emulators.vertex_validation import ApiError
@@ -108,15 +109,14 @@ def new_study(study: Any, seed: int | None = None) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     algorithm = study.algorithm.name
-    if algorithm == "GRID_SEARCH":
-        space = {spec.parameter_id: values_of(spec) for spec in study.parameters}
-        sampler: Any = optuna.samplers.GridSampler(space, seed=seed)
-    elif algorithm == "RANDOM_SEARCH":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=seed)
+    sampler = optuna.samplers.TPESampler(seed=seed) if algorithm == "ALGORITHM_UNSPECIFIED" else optuna.samplers.RandomSampler(seed=seed)
     direction = "maximize" if study.metrics[0].goal.name == "MAXIMIZE" else "minimize"
-    return optuna.create_study(direction=direction, sampler=sampler)
+    created = optuna.create_study(direction=direction, sampler=sampler)
+    if algorithm == "GRID_SEARCH":  # every combination in turn (Optuna's GridSampler cannot be told from outside a run)
+        names = [spec.parameter_id for spec in study.parameters]
+        for combination in itertools.product(*(values_of(spec) for spec in study.parameters)):
+            created.enqueue_trial(dict(zip(names, combination)))
+    return created
 
 
 def argument_value(value: Any) -> str:

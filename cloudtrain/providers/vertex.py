@@ -16,6 +16,7 @@
   job's id, through ``google-cloud-logging``, :mod:`cloudtrain.providers.vertex_logs`); with several
   replicas each line is prefixed with its task (``[workerpool1-0]``).
 - ``cancel``: ``CancelCustomJob``; the job goes CANCELLING, then CANCELLED.
+- sweeps: a ``HyperparameterTuningJob`` (:mod:`cloudtrain.providers.vertex_tuning`).
 
 Credentials: Application Default Credentials (``google.auth.default``: ``gcloud auth
 application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server), or the
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError
-from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider
+from cloudtrain.providers.base import Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider, is_sweep
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -83,7 +84,7 @@ class VertexProvider(Provider):
     name: ClassVar[str] = "vertex"
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
-        input_schemes=("local", "gs"), secret_sources=("gcp_secret",),
+        input_schemes=("local", "gs"), secret_sources=("gcp_secret",), sweep_jobs=True,
     )
     settings_model = VertexSettings
     region_setting = "location"
@@ -216,6 +217,9 @@ class VertexProvider(Provider):
 
     # -- submission -----------------------------------------------------------------------------------
 
+    def submit_sweep(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        return _tuning().submit(self, plan, request)
+
     def stage(self, plan: "Plan", request: NativeRequest) -> None:
         from cloudtrain.providers.bundle import make_bundle
 
@@ -296,6 +300,8 @@ class VertexProvider(Provider):
         return self.call(f"get custom job {ref.native_id}", client.get_custom_job, name=ref.native_id, retry=self._retry(reads=True))
 
     def status(self, ref: JobRef) -> JobStatus:
+        if is_sweep(ref):
+            return _tuning().status(self, ref)
         job = self.describe(ref)
         native = job.state.name
         state = neutral_state(native)
@@ -322,12 +328,16 @@ class VertexProvider(Provider):
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
         """The job's lines from Cloud Logging (``resource.type="ml_job"``, its job id)."""
+        if is_sweep(ref):
+            return _tuning().read_logs(self, ref, cursor, final)
         project = ref.details.get("project") or ref.native_id.split("/")[1]
         replicas = int(ref.details.get("replicas") or 1)
         return self.call("read the job's log entries", self.log_reader(project).read, ref.native_id, cursor,
                          prefix_tasks=replicas > 1)
 
     def cancel(self, ref: JobRef) -> None:
+        if is_sweep(ref):
+            return _tuning().cancel(self, ref)
         from google.api_core import exceptions
 
         client = self.client(ref.region or _location_of(ref.native_id))
@@ -369,3 +379,10 @@ def _job():  # type: ignore[no-untyped-def]
     from cloudtrain.providers import vertex_job
 
     return vertex_job
+
+
+def _tuning():  # type: ignore[no-untyped-def]
+    """Hyperparameter tuning jobs (the sweeps: :mod:`cloudtrain.providers.vertex_tuning`)."""
+    from cloudtrain.providers import vertex_tuning
+
+    return vertex_tuning

@@ -13,7 +13,8 @@ in ``/tmp/hypertune/output.metrics`` (``CLOUD_ML_HP_METRIC_FILE``), one object p
 metric's tag, value (as a string), ``global_step``, ``timestamp`` and ``trial``; the file is
 rewritten with the last 100 reports each time. The runtime's ``context().log_metric`` writes it in
 a trial (:func:`cloudtrain.runtime.context.hypertune_line`); the trial's values arrive as
-``--name=value`` arguments after the container's command, which the entry shim reads.
+``--name=value`` arguments after the container's command, which the rendered ``bash -c`` command
+passes on to the entry shim (:func:`forward_trial_arguments`), which reads them.
 """
 
 from __future__ import annotations
@@ -74,8 +75,20 @@ def build_tuning_request(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     }
     if sweep.early_stopping == "median":
         study["medianAutomatedStoppingSpec"] = {"useElapsedDuration": False}
+    forward_trial_arguments(custom["jobSpec"])
     return {"displayName": plan.job_name, "studySpec": study, "maxTrialCount": sweep.max_trials,
             "parallelTrialCount": sweep.max_parallel, "trialJobSpec": custom["jobSpec"], "labels": custom["labels"]}
+
+
+def forward_trial_arguments(job_spec: dict[str, Any]) -> None:
+    """Vertex appends a trial's ``--name=value`` to each pool's container args, after its command; the
+    entry shim reads them from its own arguments. A ``bash -c SCRIPT`` command would hand them to bash
+    as ``$0``, ``$1``...: the script passes ``"$@"`` on, with ``bash`` as its ``$0``."""
+    for pool in job_spec["workerPoolSpecs"]:
+        container = pool.get("containerSpec") or {}
+        command = container.get("command") or []
+        if len(command) == 3 and command[:2] == ["bash", "-c"] and command[2].endswith("cloudtrain/runtime/entry.py"):
+            container["command"] = ["bash", "-c", command[2] + ' "$@"', "bash"]
 
 
 def validate_tuning_request(request: dict[str, Any]) -> Any:

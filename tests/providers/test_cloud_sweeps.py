@@ -117,8 +117,9 @@ def test_a_backend_without_sweep_jobs_refuses_before_recording(tmp_path: Path) -
     from cloudtrain.store import JobStore
 
     runner = Runner(store=JobStore(tmp_path / "jobs.db"))
-    loaded = load_spec(_spec(tmp_path), ["vertex.project=p", "vertex.staging_bucket=gs://b", "vertex.location=us-central1"])
-    assert cloud_sweeps.render(loaded, "vertex", runner).payload["maxTrialCount"] == 4  # its request can be shown
-    with pytest.raises(UnsupportedFeatureError, match="submitting a sweep to vertex is not built yet"):
-        cloud_sweeps.submit(loaded, "vertex", runner)
+    loaded = load_spec(_spec(tmp_path), ["azureml.subscription_id=00000000-0000-0000-0000-000000000000",
+                                         "azureml.resource_group=rg", "azureml.workspace=ws"])
+    assert "max_total_trials: 4" in cloud_sweeps.render(loaded, "azureml", runner).to_text()  # its request can be shown
+    with pytest.raises(UnsupportedFeatureError, match="submitting a sweep to azureml is not built yet"):
+        cloud_sweeps.submit(loaded, "azureml", runner)
     assert runner.store.list() == []

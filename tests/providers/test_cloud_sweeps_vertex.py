@@ -1,0 +1,167 @@
+"""Cloud sweeps on Vertex AI end to end: `cloudtrain sweep SPEC --cloud vertex` submits a
+HyperparameterTuningJob to the Vertex emulator, which runs each trial as a CustomJob; the job store
+follows it with status, logs, list, wait and cancel like any job, and a retried submission finds the
+tuning job it created."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("google.cloud.aiplatform")
+pytest.importorskip("gcp_storage_emulator")
+pytest.importorskip("optuna")
+
+from cloudtrain.providers.base import JobState  # noqa: E402
+from cloudtrain.specfile import load_spec  # noqa: E402
+from cloudtrain.sweeps import cloud as cloud_sweeps  # noqa: E402
+from cloudtrain.testing import Backend  # noqa: E402
+
+HERE = Path(__file__).parent
+
+#: the objective is a known function of the tuned value: the true best trial is the x nearest 3
+SCRIPT = """
+import argparse
+from cloudtrain.runtime import context
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--epochs", type=int, required=True)
+args = parser.parse_args()
+loss = (args.x - 3.0) ** 2
+print(f"trial x={args.x} loss={loss}", flush=True)
+context().log_metric("loss", loss)
+"""
+
+SPEC = """
+name: tune-x
+code: .
+entrypoint: train.py
+framework: {name: sklearn}
+hyperparameters: {epochs: 1, x: 0.0}
+resources: {cpus: 2}
+max_runtime: 10m
+sweep:
+  objective: {metric: loss, goal: minimize}
+  parameters:
+    x: {type: float, min: 0.0, max: 6.0}
+  algorithm: random
+  early_stopping: none
+  max_trials: 4
+  max_parallel: 2
+"""
+
+
+@pytest.fixture()
+def vertex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    sys.path.insert(0, str(HERE))
+    try:
+        import backend_vertex
+    finally:
+        sys.path.remove(str(HERE))
+    with backend_vertex.backend(tmp_path, monkeypatch) as value:
+        yield value
+
+
+def _spec(tmp_path: Path, spec: str = SPEC, script: str = SCRIPT) -> Path:
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "train.py").write_text(textwrap.dedent(script))
+    (tmp_path / "job" / "job.yaml").write_text(spec)
+    return tmp_path / "job" / "job.yaml"
+
+
+def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(vertex: Backend, tmp_path: Path) -> None:
+    runner = vertex.runner
+    loaded = load_spec(_spec(tmp_path), vertex.overrides)
+    record = cloud_sweeps.submit(loaded, "vertex", runner).record
+    assert record.details["kind"] == "sweep" and "/hyperparameterTuningJobs/" in record.native_id
+    assert vertex.emulator.job_client().get_hyperparameter_tuning_job(name=record.native_id).display_name == record.id
+    final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    logs = "\n".join(runner.logs(record.id))
+    losses: dict[str, float] = {}
+    for line in logs.splitlines():  # "[trial N] trial x=... loss=..."
+        found = re.match(r"^\[trial (\d+)\] trial x=\S+ loss=(\S+)$", line)
+        if found:
+            losses[found.group(1)] = float(found.group(2))
+    assert sorted(losses) == ["1", "2", "3", "4"], logs  # every trial ran and its log is shown under its number
+    assert len(set(losses.values())) == 4, losses  # each trial ran with its own tuned x, not the spec's x: 0.0
+    best = min(losses, key=losses.__getitem__)
+    assert re.search(rf"best trial {best}: loss = \S+ \(x=\S+\)", status.message), (status.message, losses)
+    assert "trials: 4 succeeded, 0 running, 0 infeasible" in status.message, status.message
+    # the tuning job's own record of its trials agrees with what ran: values, measurements, CustomJobs
+    job = vertex.emulator.job_client().get_hyperparameter_tuning_job(name=record.native_id)
+    for trial in job.trials:
+        x = dict((p.parameter_id, p.value) for p in trial.parameters)["x"]
+        assert trial.final_measurement.metrics[0].value == pytest.approx((x - 3.0) ** 2)
+        assert trial.final_measurement.metrics[0].value == pytest.approx(losses[trial.id])
+        assert trial.custom_job in [j.name for j in vertex.emulator.jobs()]
+    best_job = next(t for t in job.trials if t.id == best).custom_job
+    output = next(j for j in vertex.emulator.jobs() if j.name == best_job).job_spec.base_output_directory.output_uri_prefix
+    assert output.endswith(f"/{best}") and status.model_uri == output + "/model/"
+    assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
+    assert record.id in [r.id for r in runner.list(cloud="vertex")]
+
+
+def test_a_trial_that_reports_no_objective_is_infeasible_and_never_the_best(vertex: Backend, tmp_path: Path) -> None:
+    script = SCRIPT.replace('context().log_metric("loss", loss)',
+                            'if args.x < 3.0:\n    context().log_metric("loss", loss)')
+    spec = SPEC.replace("x: {type: float, min: 0.0, max: 6.0}", "x: {type: categorical, values: [1, 2, 4, 5]}")
+    spec = spec.replace("algorithm: random", "algorithm: grid")
+    record = cloud_sweeps.submit(load_spec(_spec(tmp_path, spec, script), vertex.overrides), "vertex", vertex.runner).record
+    _, status = vertex.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    assert "trials: 2 succeeded, 0 running, 2 infeasible" in status.message, status.message
+    assert re.search(r"best trial \d+: loss = 1\.0 \(x=2\)", status.message), status.message  # x=4 is as good but unmeasured
+
+
+def test_a_retried_submission_finds_its_tuning_job(vertex: Backend, tmp_path: Path) -> None:
+    from cloudtrain.providers.vertex import VertexProvider
+
+    loaded = load_spec(_spec(tmp_path), vertex.overrides)
+    plan = cloud_sweeps.plan(loaded, "vertex", vertex.runner, dry_run=False)
+    provider = vertex.runner.provider("vertex")
+    assert isinstance(provider, VertexProvider)
+    request = provider.render_sweep(plan, loaded.spec.sweep)
+    vertex.emulator.faults.add("drop_after", 1, "JobService.CreateHyperparameterTuningJob")  # created, answer lost
+    first = provider.submit_sweep(plan, request)
+    again = provider.submit_sweep(plan, request)
+    assert first.native_id == again.native_id
+    assert len(vertex.emulator.job_client().list_hyperparameter_tuning_jobs(
+        parent=f"projects/{vertex.emulator.project}/locations/{vertex.emulator.location}").hyperparameter_tuning_jobs) == 1
+    provider.cancel(first)
+
+
+def test_a_tuning_job_can_be_cancelled(vertex: Backend, tmp_path: Path) -> None:
+    runner = vertex.runner
+    path = _spec(tmp_path, script="""
+        # trials that run until they are stopped
+        import signal, sys, threading
+        from cloudtrain.runtime import context
+        context()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: stop.set())
+        print("trial started", flush=True)
+        stop.wait()
+        sys.exit(0)
+    """)
+    record = runner.store.get(cloud_sweeps.submit(load_spec(path, vertex.overrides), "vertex", runner).record.id)
+    started = set()
+    for line in runner.logs(record.id, follow=True):  # until both parallel trials run
+        if line.endswith("] trial started"):
+            started.add(line.split("]")[0])
+        if len(started) == 2:
+            break
+    cancelled = runner.cancel(record.id)
+    assert cancelled.state in (JobState.CANCELLING, JobState.CANCELLED)
+    _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.CANCELLED, status
+    job = vertex.emulator.job_client().get_hyperparameter_tuning_job(name=record.native_id)
+    assert len(job.trials) == 2  # no trial launched after the cancel
+    assert [t.state.name for t in job.trials] == ["INFEASIBLE", "INFEASIBLE"]
+    assert {j.name: j.state.name for j in vertex.emulator.jobs()} == {t.custom_job: "JOB_STATE_CANCELLED" for t in job.trials}
