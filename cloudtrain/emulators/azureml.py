@@ -36,7 +36,8 @@ Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
 :func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
 ``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the
-call and then drops the connection.
+call and then drops the connection; ``preempt`` takes a spot-tier job's node once after its first
+checkpoint (see :mod:`~cloudtrain.emulators.azureml_execution`).
 
     with AzureMLEmulator() as emulator:
         provider = AzureMLProvider(credential=emulator.credential)

@@ -70,9 +70,9 @@ DEFAULT_LOCATION = "us-central1"
 DEFAULT_BUCKET = "cloudtrain-staging"
 OAUTH_HOST = "oauth2.googleapis.com"
 #: The hostnames the emulator answers through the proxy: aiplatform's regional and global endpoints,
-#: Cloud Logging, and Google's OAuth token endpoint (for the credentials a user already has).
-API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com", OAUTH_HOST,
-             "secretmanager.googleapis.com")
+#: Cloud Logging, Secret Manager, and Google's OAuth token endpoint (for the credentials a user already has).
+API_HOSTS = ("*-aiplatform.googleapis.com", "aiplatform.googleapis.com", "logging.googleapis.com", "secretmanager.googleapis.com",
+             OAUTH_HOST)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 _ROUTES = [

@@ -13,9 +13,10 @@ proto-plus types. Deletes answer a finished long-running operation. Other method
 
 The server itself is plaintext on 127.0.0.1; TLS is :mod:`cloudtrain.emulators.vertex_front`'s, with
 a certificate from :class:`Authority` for ``aiplatform.googleapis.com`` and ``*.googleapis.com``
-(which covers ``us-central1-aiplatform.googleapis.com``, the other regional hosts and
-``logging.googleapis.com``; gRPC accepts only whole-label wildcards). A client reaches it by its real
-hostname through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grpc_proxy``)
+(which covers ``us-central1-aiplatform.googleapis.com``, the other regional hosts,
+``logging.googleapis.com`` and ``secretmanager.googleapis.com``, whose service
+:mod:`cloudtrain.emulators.gcp_secret_manager` adds to the same server; gRPC accepts only
+whole-label wildcards). A client reaches it by its real hostname through the CONNECT proxy (:mod:`cloudtrain.emulators.proxy`; gRPC honours ``grpc_proxy``)
 and trusts it through ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH``, a bundle of certifi's roots plus the CA,
 so other gRPC programs in the shell still reach Google. Bearer tokens are accepted and not checked.
 
