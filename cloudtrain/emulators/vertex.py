@@ -62,7 +62,7 @@ from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
 from cloudtrain.emulators.vertex_pipelines import PipelineRoutes, TrainingPipelines
 from cloudtrain.emulators.vertex_tuning import TuningJobs
 from cloudtrain.emulators.vertex_tuning_routes import TUNING_ROUTES, TuningRoutes
-from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, validate_job  # noqa: F401 (re-exported)
+from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, filter_terms, matches, validate_job  # noqa: F401 (re-exported)
 from cloudtrain.providers.process import free_port
 
 DEFAULT_PROJECT = "emulator-project"
@@ -93,7 +93,6 @@ _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429
            500: "INTERNAL", 503: "UNAVAILABLE", 412: "FAILED_PRECONDITION"}
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 409: "Conflict", 412: "Precondition Failed",
             429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-_FILTER_TERM = re.compile(r'^\s*(labels\.[a-z][a-z0-9_-]*|display_name|displayName|state)\s*=\s*"?([^"]*)"?\s*$')
 
 
 def error_body(code: int, message: str) -> bytes:
@@ -255,26 +254,6 @@ class JobService(PipelineRoutes, TuningRoutes):
         except ValueError:
             raise ApiError(400, "Invalid JSON payload received.") from None
         return 200, self.logs.list(request if isinstance(request, dict) else {})
-
-
-def filter_terms(filter_text: str) -> list[tuple[str, str]]:
-    """The (key, value) terms of a list filter; INVALID_ARGUMENT for a term the emulator does not take."""
-    terms = []
-    for part in re.split(r"\s+AND\s+", filter_text.strip()) if filter_text.strip() else []:
-        match = _FILTER_TERM.match(part)
-        if not match:
-            raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
-                                "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
-        terms.append(match.groups())
-    return terms
-
-
-def matches(job: Any, key: str, value: str) -> bool:
-    if key.startswith("labels."):
-        return job.labels.get(key[len("labels."):]) == value
-    if key in ("display_name", "displayName"):
-        return job.display_name == value
-    return job.state.name == value
 
 
 class VertexEmulator(Emulator):

@@ -29,7 +29,7 @@ from typing import Any
 
 from cloudtrain.emulators.vertex_jobs import TERMINAL, now
 from cloudtrain.emulators.vertex_tuning_space import argument_value, check_study, distributions, grid_size, new_study, trial_parameters
-from cloudtrain.emulators.vertex_validation import ApiError, validate_job
+from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, matches, validate_job
 
 
 def final_measurement(path: Path, metric_id: str) -> tuple[float, int] | None:
@@ -259,8 +259,6 @@ class TuningJobs:
     def list(self, parent: str, filter_text: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
         """(one page of the jobs under ``parent`` that match ``filter_text``, newest first; next page token),
         with the filter terms of ListCustomJobs."""
-        from cloudtrain.emulators.vertex import filter_terms, matches
-
         terms = filter_terms(filter_text)
         try:
             start = int(page_token or 0)

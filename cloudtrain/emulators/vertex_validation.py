@@ -1,7 +1,7 @@
 """What the Vertex AI emulator refuses in a request beyond the proto parser, as the service does:
 :class:`ApiError` (an HTTP status and Google's message; the gRPC layer maps the status to its code),
 checked against the SDK's own ``AcceleratorType`` enum and the emulator's own list of machine series
-(:data:`TRAINING_MACHINE_SERIES`), never the provider's."""
+(:data:`TRAINING_MACHINE_SERIES`), never the provider's; and the list filters it takes (:func:`filter_terms`)."""
 
 from __future__ import annotations
 
@@ -67,3 +67,26 @@ def validate_job(job: Any) -> None:
     for key, value in job.labels.items():
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key) or not re.fullmatch(r"[a-z0-9_-]{0,63}", value):
             raise ApiError(400, f"Invalid label {key}={value}: keys and values are lowercase letters, digits, '_' and '-'.")
+
+
+_FILTER_TERM = re.compile(r'^\s*(labels\.[a-z][a-z0-9_-]*|display_name|displayName|state)\s*=\s*"?([^"]*)"?\s*$')
+
+
+def filter_terms(filter_text: str) -> list[tuple[str, str]]:
+    """The (key, value) terms of a list filter; INVALID_ARGUMENT for a term the emulator does not take."""
+    terms = []
+    for part in re.split(r"\s+AND\s+", filter_text.strip()) if filter_text.strip() else []:
+        match = _FILTER_TERM.match(part)
+        if not match:
+            raise ApiError(400, f"Unsupported filter term: {part!r} (the emulator supports labels.KEY=\"VALUE\", "
+                                "display_name=\"...\" and state=JOB_STATE_..., joined by AND)")
+        terms.append(match.groups())
+    return terms
+
+
+def matches(job: Any, key: str, value: str) -> bool:
+    if key.startswith("labels."):
+        return job.labels.get(key[len("labels."):]) == value
+    if key in ("display_name", "displayName"):
+        return job.display_name == value
+    return job.state.name == value

@@ -301,7 +301,7 @@ class VertexProvider(Provider):
 
     def status(self, ref: JobRef) -> JobStatus:
         if is_sweep(ref):
-            return _tuning().status(self, ref)
+            return _tuning().status(self, ref, neutral_state)
         job = self.describe(ref)
         native = job.state.name
         state = neutral_state(native)

@@ -18,7 +18,8 @@ a second one. Following:
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Callable
 
 from cloudtrain.errors import CloudtrainError, ProviderError
 from cloudtrain.providers.base import CreateOutcome, JobRef, JobState, JobStatus, NativeRequest
@@ -100,15 +101,19 @@ def best_trial(job: Any) -> tuple[Any, float] | None:
     return pick(measured, key=lambda pair: pair[1])
 
 
+def _time(job: Any, field: str) -> datetime | None:
+    value = getattr(job, field, None)
+    return value if isinstance(value, datetime) and value.timestamp() > 0 else None
+
+
 def _value(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def status(provider: "VertexProvider", ref: JobRef) -> JobStatus:
-    from cloudtrain.providers.vertex import _time, neutral_state
-
+def status(provider: "VertexProvider", ref: JobRef, neutral_state: Callable[[str], JobState]) -> JobStatus:
+    """``neutral_state``: the Vertex provider's ``JobState`` table, which tuning jobs share with custom jobs."""
     job = describe(provider, ref)
     native = job.state.name
     state = neutral_state(native)
@@ -153,7 +158,7 @@ def cancel(provider: "VertexProvider", ref: JobRef) -> None:
     try:
         client.cancel_hyperparameter_tuning_job(name=ref.native_id, retry=provider._retry(reads=True))
     except (exceptions.FailedPrecondition, exceptions.BadRequest):
-        if not status(provider, ref).state.is_terminal:
+        if not provider.status(ref).state.is_terminal:
             raise ProviderError(f"Vertex AI cannot cancel {ref.native_id} now", "retry in a moment") from None
     except Exception as error:  # noqa: BLE001
         raise provider.translate_error(f"cancel the tuning job {ref.native_id}", error) from None
