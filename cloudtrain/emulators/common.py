@@ -48,13 +48,28 @@ INHERITED_NAMES = {"CLUSTER_SPEC", "TF_CONFIG", "RANK", "LOCAL_RANK", "WORLD_SIZ
                    "MASTER_PORT", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID"}
 
 
+#: The identity of the emulator's caller, which no job it runs may use: a job acts as what its
+#: cloud gives it (its role's container credentials, a managed identity, the metadata server).
+CALLER_IDENTITY = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
+                   "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                   "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_USERNAME", "AZURE_PASSWORD",
+                   "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+                   "GOOGLE_APPLICATION_CREDENTIALS")
+#: ... and the files under HOME the SDKs would read it from, pointed at nothing for the job.
+CALLER_IDENTITY_FILES = {"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_CONFIG_FILE": "/dev/null",
+                         "CLOUDSDK_CONFIG": "/nonexistent/gcloud", "AZURE_CONFIG_DIR": "/nonexistent/azure"}
+
+
 def without_inherited(argv: list[str], env: dict[str, str]) -> list[str]:
-    """``argv`` prefixed with ``env -u NAME...`` for each contract variable this process has and
-    ``env`` does not set."""
+    """``argv`` run under ``env``: without the contract variables (and the caller's cloud identity)
+    this process has and ``env`` does not set, and with the caller's credential files hidden."""
     import os
 
-    leaked = sorted(k for k in os.environ if k not in env and (k.startswith(INHERITED_PREFIXES) or k in INHERITED_NAMES))
-    return ["env", *[a for k in leaked for a in ("-u", k)], *argv] if leaked else argv
+    leaked = sorted(k for k in os.environ if k not in env and (k.startswith(INHERITED_PREFIXES) or k in INHERITED_NAMES
+                                                               or k in CALLER_IDENTITY))
+    hidden = [f"{k}={v}" for k, v in CALLER_IDENTITY_FILES.items() if k not in env]
+    return ["env", *[a for k in leaked for a in ("-u", k)], *hidden, *argv]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:

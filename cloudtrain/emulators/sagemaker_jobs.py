@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudtrain.emulators import sagemaker_mounts
+from cloudtrain.emulators.common import CALLER_IDENTITY
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
 from cloudtrain.emulators.sagemaker_container import WORKING_DIRECTORY, ContainerCommand, host_interpreter
 from cloudtrain.emulators.sagemaker_toolkit import HostLayout, ScriptMode
@@ -321,15 +322,9 @@ class TrainingJobRun(EmulatedJob):
         return f"AlgorithmError: {self.last_error_line(node) or 'the training script failed'}, exit code: {code}"
 
 
-#: The emulator's caller's own AWS identity, which a job never sees: it uses its role's credentials.
-CALLER_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
-                      "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-                      "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
-
-
 def _without_callers_credentials(argv: list[str], env: dict[str, str]) -> list[str]:
     """``argv`` run without the credentials of the emulator's own process (``env -u``)."""
-    leaked = [name for name in CALLER_CREDENTIALS if name in os.environ and name not in env]
+    leaked = [name for name in CALLER_IDENTITY if name in os.environ and name not in env]
     if not leaked:
         return argv
     unset = [a for name in leaked for a in ("-u", name)]
@@ -337,12 +332,15 @@ def _without_callers_credentials(argv: list[str], env: dict[str, str]) -> list[s
 
 
 def _without_env_prefix(argv: list[str]) -> list[str]:
-    """``argv`` without the ``env -u NAME...`` that unsets the emulator's own contract variables."""
+    """``argv`` without the ``env -u NAME... NAME=VALUE...`` that keeps the emulator's own variables
+    (and its caller's identity) from the job."""
     if not argv or argv[0] != "env":
         return argv
     start = 1
     while start + 1 < len(argv) and argv[start] == "-u":
         start += 2
+    while start < len(argv) and "=" in argv[start] and not argv[start].startswith(("-", "/")):
+        start += 1
     return argv[start:]
 
 
