@@ -269,9 +269,11 @@ class Runner:
             status = self.provider(record.cloud).status(record.ref())
         except ProviderError as error:
             if record.state is JobState.PENDING and _submitter_gone(record.details):
-                note = (f"the submission of {record.id} ended (interrupted or killed) before {record.cloud} had the job; "
-                        f"`cloudtrain submit SPEC --resume {record.id}` sends it (never twice)")
-                record = self.store.update(record.id, message=note, details={"resumable": True, "submitter": None})
+                sweep = record.details.get("kind") == "sweep"
+                again = (f"run `cloudtrain sweep SPEC --cloud {record.cloud}` again" if sweep
+                         else f"`cloudtrain submit SPEC --resume {record.id}` sends it (never twice)")
+                note = f"the submission of {record.id} ended (interrupted or killed) before {record.cloud} had the job; {again}"
+                record = self.store.update(record.id, message=note, details={"resumable": not sweep, "submitter": None})
                 return record, stored_status(record)
             if not stored_if_unreachable:
                 raise

@@ -2,7 +2,9 @@
 
 The request is :mod:`cloudtrain.sweeps.sagemaker`'s ``CreateHyperParameterTuningJob``. Its name
 holds the submission token, so a create answered "already exists" by a tuning job tagged with this
-submission's token is this submission's (a retry never makes a second one). Following:
+submission's token is this submission's (a retry never makes a second one); a create left without
+a clear answer (a dropped connection or 5xx after botocore's retries) is this submission's if
+SageMaker has the job, else the submission stays PENDING as uncertain. Following:
 
 - status: ``DescribeHyperParameterTuningJob`` -> the neutral state, a message with the trial
   counters and the best trial (``BestTrainingJob``: name, objective value, tuned values), and the
@@ -29,7 +31,7 @@ STATES = {"InProgress": JobState.RUNNING, "Completed": JobState.SUCCEEDED, "Fail
 
 
 def submit(provider: "SageMakerProvider", plan: "Plan", request: NativeRequest) -> JobRef:
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     payload = request.payload
     name = payload["HyperParameterTuningJobName"]
@@ -39,14 +41,37 @@ def submit(provider: "SageMakerProvider", plan: "Plan", request: NativeRequest) 
         sagemaker.create_hyper_parameter_tuning_job(**payload)
     except ClientError as error:
         info = error.response.get("Error", {})
-        if info.get("Code") not in ("ResourceInUse", "ValidationException") or "already exist" not in str(info.get("Message", "")).lower():
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if info.get("Code") in ("ResourceInUse", "ValidationException") and "already exist" in str(info.get("Message", "")).lower():
+            _check_ours(provider, sagemaker, name, plan.submission_token)
+        elif status >= 500 or info.get("Code") in ("ThrottlingException", "InternalFailure", "ServiceUnavailable"):
+            _found_or_uncertain(provider, sagemaker, name, plan.submission_token, error)  # botocore's retries ran out
+        else:
             raise provider.translate_error(f"create the tuning job {name}", error) from None
-        _check_ours(provider, sagemaker, name, plan.submission_token)
-    except Exception as error:  # noqa: BLE001 - botocore already retried throttling and 5xx
+    except BotoCoreError as error:  # a dropped or timed-out connection after botocore's retries: it may exist
+        _found_or_uncertain(provider, sagemaker, name, plan.submission_token, error)
+    except Exception as error:  # noqa: BLE001
         raise provider.translate_error(f"create the tuning job {name}", error) from None
     return JobRef(job_id=name, cloud="sagemaker", native_id=name, region=plan.region,
                   details={"kind": "sweep", "submission_token": plan.submission_token,
                            "objective": payload["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]})
+
+
+def _found_or_uncertain(provider: "SageMakerProvider", sagemaker: Any, name: str, token: str, error: Exception) -> None:
+    """After a create with no clear answer: this submission's tuning job if SageMaker has it, else
+    an uncertain submission (recorded PENDING; ``status`` asks SageMaker whether it exists)."""
+    from cloudtrain.errors import SubmissionUncertainError
+
+    try:
+        _check_ours(provider, sagemaker, name, token)
+        return
+    except ProviderError as lookup:
+        if "another tuning job" in lookup.message:
+            raise
+    raise SubmissionUncertainError(
+        f"no clear answer from sagemaker to the create request of the tuning job {name} ({type(error).__name__}); "
+        "it may have been accepted",
+        f"`cloudtrain status {name}` asks SageMaker whether it exists; if it does not, run `cloudtrain sweep SPEC --cloud sagemaker` again")
 
 
 def _check_ours(provider: "SageMakerProvider", sagemaker: Any, name: str, token: str) -> None:

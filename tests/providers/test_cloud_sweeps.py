@@ -123,3 +123,25 @@ def test_a_backend_without_sweep_jobs_refuses_before_recording(tmp_path: Path) -
     with pytest.raises(UnsupportedFeatureError, match="submitting a sweep to azureml is not built yet"):
         cloud_sweeps.submit(loaded, "azureml", runner)
     assert runner.store.list() == []
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "server_error"])
+def test_a_tuning_job_create_without_a_clear_answer_is_found_or_left_uncertain(sagemaker: Backend, tmp_path: Path,
+                                                                               fault: str) -> None:
+    """A create that took effect but lost its answer is this submission's tuning job; a create that
+    failed after botocore's retries (5xx every time) is recorded PENDING, never FAILED."""
+    from cloudtrain.errors import SubmissionUncertainError
+
+    runner, emulator = sagemaker.runner, sagemaker.emulator
+    loaded = load_spec(_spec(tmp_path), sagemaker.overrides)
+    emulator.faults.add(fault, 1 if fault == "drop_after" else 20, "SageMaker.CreateHyperParameterTuningJob")
+    if fault == "drop_after":
+        record = cloud_sweeps.submit(loaded, "sagemaker", runner).record
+        assert record.native_id and runner.store.get(record.id).details["kind"] == "sweep"
+        _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+        assert status.state is JobState.SUCCEEDED, status
+        return
+    with pytest.raises(SubmissionUncertainError, match="cloudtrain sweep SPEC --cloud sagemaker"):
+        cloud_sweeps.submit(loaded, "sagemaker", runner)
+    pending = runner.store.list()[0]
+    assert pending.state is JobState.PENDING and pending.details["kind"] == "sweep"
