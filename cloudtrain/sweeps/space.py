@@ -75,5 +75,13 @@ def trial_loaded(loaded: "LoadedSpec", params: dict[str, Any]) -> "LoadedSpec":
 
 
 def without_sweep(loaded: "LoadedSpec") -> "LoadedSpec":
-    """The spec one trial runs with, before any trial values (the cloud tuning services' template)."""
-    return trial_loaded(loaded, {})
+    """The spec one trial runs with, before any trial values (the cloud tuning services' template).
+    A swept parameter the spec has no hyperparameter for gets one (its lower bound, or its first
+    value), so that the trial's job knows the name and takes the tuning service's value for it."""
+    spec = loaded.spec
+    sweep = spec.sweep
+    defaults: dict[str, Any] = {}
+    for name, parameter in (sweep.parameters.items() if sweep is not None else ()):
+        if name not in spec.hyperparameters:
+            defaults[name] = (parameter.values or [None])[0] if parameter.type == "categorical" else parameter.min
+    return trial_loaded(loaded, defaults)

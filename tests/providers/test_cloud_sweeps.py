@@ -38,7 +38,7 @@ name: tune-x
 code: .
 entrypoint: train.py
 framework: {name: sklearn}
-hyperparameters: {epochs: 1, x: 0.0}
+hyperparameters: {epochs: 1}  # x is only swept: the trials still get it
 resources: {cpus: 2}
 max_runtime: 10m
 sweep:
