@@ -246,7 +246,7 @@ class SageMakerEmulator(Emulator):
         self._create_lock = threading.Lock()
         self._s3: Any = None
         self._sts: Any = None
-        self._credentials: dict[str, dict[str, str]] = {}
+        self._credentials: dict[str, dict[str, Any]] = {}
         self.sdk_defaults: Path | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -344,15 +344,22 @@ class SageMakerEmulator(Emulator):
         run.start()
 
     def job_credentials(self, run: TrainingJobRun) -> dict[str, str]:
-        """Temporary credentials of the job's role (sts:AssumeRole in moto, once per job)."""
+        """Temporary credentials of the job's role (sts:AssumeRole in moto), issued again when the
+        ones given last expire within 15 minutes (botocore refreshes before expiry, as on SageMaker)."""
+        import datetime
+
         with self._create_lock:
-            if run.name not in self._credentials:
+            given = self._credentials.get(run.name)
+            soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=15)
+            if given is None or given["_expires"] <= soon:
                 issued = self._sts.assume_role(RoleArn=run.request["RoleArn"], RoleSessionName=f"SageMaker-{run.name}"[:64])
                 credentials = issued["Credentials"]
-                self._credentials[run.name] = {
+                expires = credentials["Expiration"]
+                expires = expires if expires.tzinfo else expires.replace(tzinfo=datetime.timezone.utc)
+                self._credentials[run.name] = given = {
                     "AccessKeyId": credentials["AccessKeyId"], "SecretAccessKey": credentials["SecretAccessKey"],
-                    "Token": credentials["SessionToken"], "Expiration": credentials["Expiration"].strftime("%Y-%m-%dT%H:%M:%SZ")}
-            return self._credentials[run.name]
+                    "Token": credentials["SessionToken"], "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "_expires": expires}
+            return {key: value for key, value in given.items() if not key.startswith("_")}
 
     def training_jobs(self) -> list[str]:
         """Names of the jobs created through this emulator, oldest first (each created once)."""

@@ -35,3 +35,20 @@ def test_a_jobs_own_setting_of_a_hidden_file_wins() -> None:
     argv = without_inherited(["true"], {"AWS_CONFIG_FILE": "/job/config"})
     assert "AWS_CONFIG_FILE=/dev/null" not in argv and "AWS_SHARED_CREDENTIALS_FILE=/dev/null" in argv
     assert "AZURE_CLIENT_SECRET" in CALLER_IDENTITY
+
+
+def test_a_sagemaker_jobs_role_credentials_are_issued_again_before_they_expire() -> None:
+    import datetime
+
+    from cloudtrain.emulators.sagemaker import SageMakerEmulator
+
+    class Run:
+        name = "job-1"
+        request = {"RoleArn": "arn:aws:iam::123456789012:role/cloudtrain-emulator"}
+
+    with SageMakerEmulator() as emulator:
+        first = emulator.job_credentials(Run())
+        assert emulator.job_credentials(Run()) == first  # still valid: the same ones
+        emulator._credentials["job-1"]["_expires"] = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        renewed = emulator.job_credentials(Run())
+    assert renewed["AccessKeyId"] != first["AccessKeyId"] and set(renewed) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
