@@ -9,9 +9,10 @@ CustomJob (display name ``<job>-trial-N``) is the ``trial_job_spec`` with, in ev
 ``CLOUD_ML_TRIAL_ID=N`` and ``CLOUD_ML_HP_METRIC_FILE`` (a file of its own, where
 ``cloudml-hypertune`` writes), and the base output directory ``<base>/N`` (so ``AIP_MODEL_DIR`` is
 ``<base>/N/model/``), as on Vertex; ``Trial.custom_job`` names it. When its job ends, the trial's
-final measurement is the last value of the study's metric in that file: SUCCEEDED with it, or
-INFEASIBLE (with ``infeasible_reason``) when its job did not succeed or reported no finite value,
-and then never the best. The job ends SUCCEEDED once its trials end, FAILED when no trial succeeded
+final measurement is the last value of the study's metric in that file (its best value with
+``measurement_selection_type: BEST_MEASUREMENT``, which the SDK's ``HyperparameterTuningJob``
+sends by default): SUCCEEDED with it, or INFEASIBLE (with ``infeasible_reason``) when its job did
+not succeed or reported no finite value, and then never the best. The job ends SUCCEEDED once its trials end, FAILED when no trial succeeded
 or ``max_failed_trial_count`` (when above 0) trials failed; CancelHyperparameterTuningJob cancels
 the running trials' jobs and ends it CANCELLED. The tuning job reports no best trial of its own
 (Vertex has no such field): a client compares the trials' final measurements.
@@ -32,11 +33,12 @@ from cloudtrain.emulators.vertex_tuning_space import argument_value, check_study
 from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, matches, validate_job
 
 
-def final_measurement(path: Path, metric_id: str) -> tuple[float, int] | None:
-    """(the last value of ``metric_id`` in a cloudml-hypertune metrics file, its step), or None."""
+def final_measurement(path: Path, metric_id: str, best_of: str | None = None) -> tuple[float, int] | None:
+    """(the last value of ``metric_id`` in a cloudml-hypertune metrics file, its step), or None;
+    ``best_of`` (``MAXIMIZE`` / ``MINIMIZE``): the best value instead (BEST_MEASUREMENT)."""
     if not path.is_file():
         return None
-    found = None
+    reports = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             report = json.loads(line)
@@ -47,8 +49,11 @@ def final_measurement(path: Path, metric_id: str) -> tuple[float, int] | None:
             step = int(float(report.get("global_step") or 0))
         except (TypeError, ValueError):
             step = 0
-        found = (value, step)
-    return found if found is not None and math.isfinite(found[0]) else None
+        reports.append((value, step))
+    if best_of is not None:
+        finite = [report for report in reports if math.isfinite(report[0])]
+        reports = [(max if best_of == "MAXIMIZE" else min)(finite, key=lambda r: r[0])] if finite else []
+    return reports[-1] if reports and math.isfinite(reports[-1][0]) else None
 
 
 class TuningRun:
@@ -202,7 +207,9 @@ class TuningRun:
             proposal, run = self.active.pop(trial_id)
             job_state = run.job.state.name
             job_error = run.job.error.message
-        measured = final_measurement(self._metrics_file(trial_id), self._metric())
+        study_spec = self.job.study_spec
+        best_of = study_spec.metrics[0].goal.name if study_spec.measurement_selection_type.name == "BEST_MEASUREMENT" else None
+        measured = final_measurement(self._metrics_file(trial_id), self._metric(), best_of)
         with self.lock:
             trial = next(t for t in self.job.trials if t.id == trial_id)
             trial.end_time = self.job.update_time = now()

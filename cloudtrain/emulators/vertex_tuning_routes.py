@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cloudtrain.emulators.vertex_validation import ApiError
 
+EMPTY = "type.googleapis.com/google.protobuf.Empty"  # a finished delete operation's response
 _PARENT = r"projects/[^/]+/locations/[^/]+"
 TUNING_ROUTES = [
     ("POST", re.compile(rf"^/v1/({_PARENT})/hyperparameterTuningJobs$"), "CreateHyperparameterTuningJob"),
@@ -63,7 +64,7 @@ class TuningRoutes:
         return 200, {}
 
     def DeleteHyperparameterTuningJob(self, name: str, args: Any, body: bytes) -> tuple[int, Any]:
-        return 200, {"name": self.tuning.delete(name), "done": True}
+        return 200, {"name": self.tuning.delete(name), "done": True, "response": {"@type": EMPTY}}
 
 
 def grpc_methods(service: Any) -> dict[str, tuple[Callable[[Any], bytes], Any]]:
@@ -94,7 +95,10 @@ def grpc_methods(service: Any) -> dict[str, tuple[Callable[[Any], bytes], Any]]:
         return b""  # google.protobuf.Empty
 
     def delete(request: Any) -> bytes:
-        return operations_pb2.Operation(name=service.tuning.delete(request.name), done=True).SerializeToString()
+        from google.protobuf import any_pb2
+
+        return operations_pb2.Operation(name=service.tuning.delete(request.name), done=True,
+                                        response=any_pb2.Any(type_url=EMPTY)).SerializeToString()
 
     return {"CreateHyperparameterTuningJob": (create, v1.CreateHyperparameterTuningJobRequest),
             "GetHyperparameterTuningJob": (get, v1.GetHyperparameterTuningJobRequest),
