@@ -53,10 +53,13 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
                  proxy and a local CA: grpc_proxy, HTTPS_PROXY, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
                  REQUESTS_CA_BUNDLE), credentials from a metadata server and an OAuth token route
                  (GCE_METADATA_HOST), Cloud Storage with buckets created on first upload
-                 (STORAGE_EMULATOR_HOST), Secret Manager at its real hostname (gcp_secret secrets);
-                 plain REST for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT).
-                 Not: tuning jobs, model upload, datasets and AutoML, experiments,
-                 packages' dependencies (not installed), images of custom containers.
+                 (STORAGE_EMULATOR_HOST), Secret Manager at its real hostname (gcp_secret secrets),
+                 HyperparameterTuningJob (each trial a CustomJob with its values as --name=value;
+                 random, grid or Optuna TPE for the default algorithm; the objective read from the
+                 trial's cloudml-hypertune file); plain REST for cloudtrain
+                 (CLOUDTRAIN_VERTEX_API_ENDPOINT). Not: model upload, datasets and AutoML,
+                 experiments, early stopping of trials, packages' dependencies (not installed),
+                 images of custom containers.
 
     \b
     Each emulator exports its own HTTPS proxy and CA bundle (which also trusts the system's roots;

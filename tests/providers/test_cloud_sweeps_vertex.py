@@ -165,3 +165,22 @@ def test_a_tuning_job_can_be_cancelled(vertex: Backend, tmp_path: Path) -> None:
     assert len(job.trials) == 2  # no trial launched after the cancel
     assert [t.state.name for t in job.trials] == ["INFEASIBLE", "INFEASIBLE"]
     assert {j.name: j.state.name for j in vertex.emulator.jobs()} == {t.custom_job: "JOB_STATE_CANCELLED" for t in job.trials}
+
+
+def test_the_cli_submits_and_waits_for_a_vertex_sweep(vertex: Backend, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    path = _spec(tmp_path)
+    env = {**os.environ, **vertex.emulator.environment()}  # what `cloudtrain emulator start --cloud vertex` exports
+    done = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", str(path), "--cloud", "vertex", "--wait", "--json",
+                           "--set", "resources.memory_gib=8"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    answer = json.loads(done.stdout)
+    assert answer["state"] == "SUCCEEDED" and "trials: 4 succeeded" in answer["message"]
+    job = vertex.emulator.job_client().get_hyperparameter_tuning_job(name=answer["native_id"])
+    values = {t.id: t.final_measurement.metrics[0].value for t in job.trials}
+    best = min(values, key=values.__getitem__)
+    assert f"best trial {best}: loss = {values[best]}" in answer["message"], (answer["message"], values)
+    assert answer["model_uri"].endswith(f"/{best}/model/")
