@@ -183,7 +183,8 @@ def estimate_pools(spec: JobSpec, pools: "Sequence[tuple[str, int, Offer]]", spo
         max_runtime_hours=runtime_hours(spec), spot=bool(wants_spot and spot_price is not None),
         price_as_of=min(dates) if dates else None,
         source="; ".join(dict.fromkeys(offer.source for _, _, offer in pools if offer.source)) or None,
-        price_origin="no sourced price" if "no sourced price" in origins else ("your price" if "your price" in origins else "catalog"),
+        # a cluster with any catalog price is "catalog", so its age is still checked (estimate warns of stale prices)
+        price_origin="no sourced price" if "no sourced price" in origins else ("catalog" if "catalog" in origins else "your price"),
     )
 
 

@@ -6,9 +6,10 @@ tunnel with ``CONNECT host:443`` and speak TLS through it. For a hostname that a
 (``*.blob.core.windows.net``, ``us-central1-aiplatform.googleapis.com``...), :class:`ConnectProxy`
 connects the tunnel to the emulator's local TLS port, which presents a certificate for that name
 from the emulator's own CA (trusted through the CA bundle the emulator exports). The proxy never
-sees the traffic in clear. Any other host is tunnelled to the real host unchanged (through the
-proxy that was configured before, if any), so other programs in the shell keep working; with
-``passthrough=False`` (tests, which must not reach the network) other hosts are refused with 403.
+sees the traffic in clear. Any other host is tunnelled, on port 443 only, to the real host unchanged
+(through the proxy that was configured before, if any, with its credentials), so other programs in
+the shell keep working; with ``passthrough=False`` (tests, which must not reach the network) other
+hosts are refused with 403.
 
     proxy = ConnectProxy({"*.blob.core.windows.net": ("127.0.0.1", 8443)}).start()
     os.environ.update(proxy.environment())   # HTTPS_PROXY, https_proxy, NO_PROXY, no_proxy
@@ -103,7 +104,7 @@ class ConnectProxy:
                 return socket.create_connection(local, timeout=CONNECT_TIMEOUT_SECONDS)
             except OSError:
                 raise ProxyError(502, "Bad Gateway") from None
-        if not self.passthrough:
+        if not self.passthrough or port != 443:  # an HTTPS proxy for the SDKs, never a relay to any port
             raise ProxyError(403, "Forbidden")
         try:
             if self.upstream:
@@ -204,9 +205,16 @@ def _configured_proxy() -> str | None:
 
 
 def _tunnel_via(upstream: str, hostname: str, port: int) -> socket.socket:
+    import base64
+    from urllib.parse import unquote
+
     parts = urlsplit(upstream if "://" in upstream else f"http://{upstream}")
     conn = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 8080), timeout=CONNECT_TIMEOUT_SECONDS)
-    conn.sendall(f"CONNECT {hostname}:{port} HTTP/1.1\r\nHost: {hostname}:{port}\r\n\r\n".encode())
+    authorization = ""
+    if parts.username is not None:  # an authenticated upstream proxy: its user and password, as clients send them
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        authorization = f"Proxy-Authorization: Basic {token}\r\n"
+    conn.sendall(f"CONNECT {hostname}:{port} HTTP/1.1\r\nHost: {hostname}:{port}\r\n{authorization}\r\n".encode())
     head, early = _read_head(conn)
     status = head.split(b"\r\n", 1)[0].split()
     if len(status) < 2 or status[1] != b"200" or early:

@@ -126,6 +126,7 @@ class RunContext:
 
 HYPERTUNE_FILE = "/tmp/hypertune/output.metrics"  # cloudml-hypertune's default (CLOUD_ML_HP_METRIC_FILE)
 HYPERTUNE_KEEP = 100
+_mlflow_warned = False
 
 
 def hypertune_line(metric: str, value: float, step: int | None, trial: str = "0") -> str:
@@ -138,19 +139,29 @@ def hypertune_line(metric: str, value: float, step: int | None, trial: str = "0"
 def _report_to_tuning_service(environment: str, name: str, value: float, step: int | None) -> None:
     """Where a cloud's tuning service reads a trial's objective: on Vertex AI (a trial has
     ``CLOUD_ML_TRIAL_ID``), the metrics file ``cloudml-hypertune`` keeps (its last 100 reports);
-    on Azure ML, MLflow, when the job's environment has it (the curated ones do)."""
+    on Azure ML, MLflow, when the job's environment has it and a tracking server is set (Azure ML sets
+    ``MLFLOW_TRACKING_URI`` in its jobs); an MLflow failure is warned about once, never raised."""
     if environment == "vertex" and os.environ.get("CLOUD_ML_TRIAL_ID"):
         path = Path(os.environ.get("CLOUD_ML_HP_METRIC_FILE") or HYPERTUNE_FILE)
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         lines.append(hypertune_line(name, value, step, os.environ["CLOUD_ML_TRIAL_ID"]))
-        path.write_text("\n".join(lines[-HYPERTUNE_KEEP:]) + "\n", encoding="utf-8")
-    elif environment == "azureml" and math.isfinite(value):
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text("\n".join(lines[-HYPERTUNE_KEEP:]) + "\n", encoding="utf-8")
+        os.replace(partial, path)  # the reader never sees a half-written file
+    elif environment == "azureml" and math.isfinite(value) and os.environ.get("MLFLOW_TRACKING_URI"):
         try:
             import mlflow  # type: ignore[import-not-found]
         except ImportError:
             return
-        mlflow.log_metric(name, value, step=step)
+        try:
+            mlflow.log_metric(name, value, step=step)
+        except Exception as error:  # noqa: BLE001 - a tracking hiccup never stops the training
+            global _mlflow_warned
+            if not _mlflow_warned:
+                _mlflow_warned = True
+                print(f"cloudtrain runtime: MLflow did not take metric {name!r} ({type(error).__name__}); "
+                      "the job goes on", file=sys.stderr, flush=True)
 
 
 def _json(environ: Mapping[str, str], key: str, default: Any) -> Any:

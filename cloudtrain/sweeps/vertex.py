@@ -20,7 +20,6 @@ passes on to the entry shim (:func:`forward_trial_arguments`), which reads them.
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from cloudtrain.errors import SpecError, UnsupportedFeatureError

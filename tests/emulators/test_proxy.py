@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import socket
+import socketserver
 import ssl
 import threading
 from pathlib import Path
@@ -82,17 +83,47 @@ def test_other_hosts_are_refused_without_passthrough(tls_server) -> None:
             requests.get("https://management.azure.com/", proxies={"https": proxy.url}, timeout=10)
 
 
-def test_other_hosts_pass_through_to_the_real_host(plain_server) -> None:
+def test_other_hosts_pass_through_an_upstream_proxy_with_its_credentials(plain_server) -> None:
     host, port = plain_server
-    with ConnectProxy({"*.blob.core.windows.net": ("127.0.0.1", 1)}, upstream="") as proxy:
+    seen: list[bytes] = []
+
+    class Upstream(socketserver.BaseRequestHandler):  # a corporate proxy that wants a password
+        def handle(self) -> None:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += self.request.recv(4096)
+            seen.append(head)
+            with socket.create_connection((host, port)) as target:
+                self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                data = self.request.recv(4096)
+                target.sendall(data)
+                while chunk := target.recv(4096):
+                    self.request.sendall(chunk)
+
+    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        with ConnectProxy({}, upstream=f"http://user:p%40ss@127.0.0.1:{upstream.server_address[1]}") as proxy:
+            with socket.create_connection(proxy.address, timeout=10) as conn:
+                conn.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+                assert conn.recv(1024).startswith(b"HTTP/1.1 200")
+                conn.sendall(b"GET /through HTTP/1.1\r\nHost: direct\r\nConnection: close\r\n\r\n")
+                reply = b""
+                while chunk := conn.recv(4096):
+                    reply += chunk
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+    assert reply.endswith(b"hello from direct /through")
+    assert seen and seen[0].startswith(b"CONNECT example.com:443") and b"Proxy-Authorization: Basic dXNlcjpwQHNz" in seen[0]
+
+
+def test_passthrough_is_for_https_only(plain_server) -> None:
+    host, port = plain_server
+    with ConnectProxy({}, upstream="") as proxy:
         with socket.create_connection(proxy.address, timeout=10) as conn:
             conn.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-            assert conn.recv(1024).startswith(b"HTTP/1.1 200")
-            conn.sendall(b"GET /through HTTP/1.1\r\nHost: direct\r\nConnection: close\r\n\r\n")
-            reply = b""
-            while chunk := conn.recv(4096):
-                reply += chunk
-    assert reply.endswith(b"hello from direct /through")
+            assert conn.recv(1024).split()[1] == b"403"  # not a relay to any port
 
 
 def test_plain_http_requests_and_garbage_get_an_http_error() -> None:

@@ -195,5 +195,13 @@ def test_an_azure_ml_job_logs_its_metrics_to_mlflow(tmp_path: Path, monkeypatch:
     ctx = context({"AZUREML_RUN_ID": "run-1"})
     assert ctx.environment == "azureml"
     ctx._stdout = io.StringIO()
+    ctx.log_metric("val_loss", 0.5, step=1)  # no tracking server set: nothing sent
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "azureml://tracking")
     ctx.log_metric("val_loss", 0.25, step=3)
     assert logged == [("val_loss", 0.25, 3)]
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("tracking server down")
+
+    monkeypatch.setitem(sys.modules, "mlflow", types.SimpleNamespace(log_metric=failing))
+    ctx.log_metric("val_loss", 0.125, step=4)  # warned once, the training goes on
