@@ -255,7 +255,7 @@ def azureml_checks(settings: dict[str, Any]) -> Iterator[Check]:
     yield Check("azureml endpoint", "ok", f"{host}:{port} reachable")
     from azure.identity import DefaultAzureCredential
 
-    from cloudtrain.providers.azureml import CREDENTIALS_HINT
+    from cloudtrain.providers.azureml_errors import CREDENTIALS_HINT
 
     credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
     try:

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloudtrain.errors import CloudtrainError, ProviderError, SpecError, UnsupportedFeatureError
+from cloudtrain.errors import CloudtrainError, ProviderError, UnsupportedFeatureError
+from cloudtrain.providers.azureml_errors import not_sent, provider_error, transient
 from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider,
                                        missing_settings_error)
 
@@ -59,10 +60,6 @@ STATES = {
     "Canceled": JobState.CANCELLED,
 }
 USER_LOG_PREFIX = "user_logs/std_log"
-TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-CREDENTIALS_HINT = ("sign in with `az login`, or set AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET (a service principal), "
-                    "or run where a managed identity is available; to use the local emulator, run "
-                    "`cloudtrain emulator start --cloud azureml` and export what it prints")
 WORKSPACE_KEYS = {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "my-resource-group",
                   "workspace": "my-workspace"}
 
@@ -140,7 +137,7 @@ class AzureMLProvider(Provider):
         return self._clients[key]
 
     def translate_error(self, what: str, error: Exception) -> CloudtrainError:
-        return _provider_error(what, error)
+        return provider_error(what, error)
 
     # -- plan time -----------------------------------------------------------------------------------
 
@@ -202,9 +199,9 @@ class AzureMLProvider(Provider):
 
         if isinstance(error, ResourceExistsError) or (isinstance(error, HttpResponseError) and "already exist" in str(error).lower()):
             return CreateOutcome.ALREADY_EXISTS
-        if _not_sent(error):
+        if not_sent(error):
             return CreateOutcome.NOT_SENT
-        return CreateOutcome.TRANSIENT if _transient(error) else CreateOutcome.FATAL
+        return CreateOutcome.TRANSIENT if transient(error) else CreateOutcome.FATAL
 
     def find_submission(self, plan: "Plan") -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -215,7 +212,7 @@ class AzureMLProvider(Provider):
         except ResourceNotFoundError:
             return None
         except Exception as error:  # noqa: BLE001
-            if _transient(error):
+            if transient(error):
                 return None  # the create attempt that follows meets the same trouble and is retried
             raise self.translate_error(f"look up job {plan.job_name}", error) from None
         token = (job.tags or {}).get("cloudtrain:submission")
@@ -310,62 +307,6 @@ def staged_code(code_dir: Path, settings: Any = None) -> Iterator[Path]:
         yield target
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and what it wraps (the SDK wraps azure-core's errors)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def _not_sent(error: Exception) -> bool:
-    """azure-core's ServiceRequestError: "no request was sent" (refused, no route, TLS failure)."""
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    chain = list(_causes(error))
-    return any(isinstance(e, ServiceRequestError) for e in chain) and \
-        not any(isinstance(e, (ServiceResponseError, HttpResponseError)) for e in chain)
-
-
-def _transient(error: Exception) -> bool:
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    for current in _causes(error):
-        if isinstance(current, (ServiceRequestError, ServiceResponseError)):
-            return True
-        if isinstance(current, HttpResponseError) and getattr(current, "status_code", None) in TRANSIENT_STATUS:
-            return True
-    return False
-
-
-def _provider_error(what: str, error: Exception) -> ProviderError | SpecError:
-    from azure.core.exceptions import (ClientAuthenticationError, HttpResponseError, ResourceNotFoundError,
-                                       ServiceRequestError, ServiceResponseError)
-
-    if isinstance(error, (ProviderError, SpecError)):
-        return error
-    text = " ".join(str(error).split())[:600]
-    if isinstance(error, ClientAuthenticationError):
-        return ProviderError(f"no usable Azure credentials to {what}: {text}", CREDENTIALS_HINT)
-    if any(isinstance(e, (ServiceRequestError, ServiceResponseError)) for e in _causes(error)):  # also when the SDK wrapped it
-        return ProviderError(f"cannot reach Azure ML while trying to {what}: {text}",
-                             "check your network, or AZUREML_DEV_URL_MFE and REQUESTS_CA_BUNDLE when using the emulator")
-    if isinstance(error, ResourceNotFoundError):
-        return ProviderError(f"Azure ML found nothing to {what}: {text}",
-                             "check azureml.subscription_id, azureml.resource_group and azureml.workspace, and the job's name")
-    if isinstance(error, HttpResponseError):
-        hint = CREDENTIALS_HINT if error.status_code in (401, 403) else "`cloudtrain submit --dry-run` shows the job that was sent"
-        return ProviderError(f"Azure ML refused to {what}: {text}", hint)
-    from azure.ai.ml.exceptions import ValidationException
-
-    if isinstance(error, ValidationException):
-        return SpecError(f"the Azure ML job is not valid: {text}", "fix the spec fields behind the job fields named above")
-    return ProviderError(f"the Azure ML SDK failed to {what}: {type(error).__name__}: {text}",
-                         "retry; if it persists, check the workspace settings and credentials")
 
 
 def _quiet_sdk_logging() -> None:
