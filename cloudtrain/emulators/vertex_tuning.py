@@ -15,7 +15,9 @@ sends by default): SUCCEEDED with it, or INFEASIBLE (with ``infeasible_reason``)
 not succeed or reported no finite value, and then never the best. The job ends SUCCEEDED once its trials end, FAILED when no trial succeeded
 or ``max_failed_trial_count`` (when above 0) trials failed; CancelHyperparameterTuningJob cancels
 the running trials' jobs and ends it CANCELLED. The tuning job reports no best trial of its own
-(Vertex has no such field): a client compares the trials' final measurements.
+(Vertex has no such field): a client compares the trials' final measurements. Not emulated:
+automated early stopping (``median_automated_stopping_spec`` and the others are accepted, and
+every trial runs to its end) and conditional parameters (refused).
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ class TuningRun:
                 for _, run in self.active.values():
                     run.cancel()
                 if self.job.state.name not in TERMINAL:
-                    self._set_state("JOB_STATE_FAILED", (13, f"Internal error in the emulator: {type(error).__name__}: "
-                                                             f"{error}\n{traceback.format_exc(limit=3)}"))
+                    self._set_state("JOB_STATE_FAILED", (13, f"Internal error in the emulator: {type(error).__name__}: {error}"))
+            traceback.print_exc()  # the emulator's own output (`emulator start` shows it)
 
     def _run(self) -> None:
         study_spec = self.job.study_spec
