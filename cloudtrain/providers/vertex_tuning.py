@@ -21,7 +21,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.errors import CloudtrainError, ProviderError
+from cloudtrain.errors import CloudtrainError, ProviderError, SubmissionUncertainError
 from cloudtrain.providers.base import CreateOutcome, JobRef, JobState, JobStatus, NativeRequest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +56,14 @@ def submit(provider: "VertexProvider", plan: "Plan", request: NativeRequest) -> 
             if provider.classify_create_error(error) is CreateOutcome.FATAL:
                 raise provider.translate_error(what, error) from None
             if attempt == provider.create_attempts:
-                raise provider.uncertain_error(plan, error) from None
+                name = _find(provider, client, parent, token)
+                if name is not None:
+                    break
+                raise SubmissionUncertainError(
+                    f"no clear answer from Vertex AI to the create request of the tuning job {payload['displayName']} "
+                    f"({type(error).__name__}); it may have been accepted",
+                    f"look for a tuning job labelled {SUBMISSION_LABEL}={token} in {parent}; if there is none, "
+                    "run `cloudtrain sweep SPEC --cloud vertex` again") from None
         time.sleep(delay)
         delay = min(delay * 2, 30.0)
     assert name is not None
@@ -80,6 +87,10 @@ def _find(provider: "VertexProvider", client: Any, parent: str, token: str) -> s
 
 
 def describe(provider: "VertexProvider", ref: JobRef) -> Any:
+    if not ref.native_id:  # a create Vertex never answered: its id is Vertex's, unknown here
+        raise ProviderError(f"Vertex AI never confirmed the tuning job of {ref.job_id}",
+                            f"look for a tuning job labelled cloudtrain-submission={ref.details.get('submission_token')}; "
+                            "if there is none, run `cloudtrain sweep SPEC --cloud vertex` again")
     client = provider.client(ref.region)
     return provider.call(f"get the tuning job {ref.native_id}", client.get_hyperparameter_tuning_job,
                          name=ref.native_id, retry=provider._retry(reads=True))

@@ -184,3 +184,15 @@ def test_the_cli_submits_and_waits_for_a_vertex_sweep(vertex: Backend, tmp_path:
     best = min(values, key=values.__getitem__)
     assert f"best trial {best}: loss = {values[best]}" in answer["message"], (answer["message"], values)
     assert answer["model_uri"].endswith(f"/{best}/model/")
+
+
+def test_a_create_without_an_answer_stays_pending_and_is_never_doubled(vertex: Backend, tmp_path: Path) -> None:
+    from cloudtrain.errors import SubmissionUncertainError
+
+    vertex.emulator.faults.add("server_error", 4, "JobService.CreateHyperparameterTuningJob")  # every attempt: 503
+    loaded = load_spec(_spec(tmp_path), vertex.overrides)
+    with pytest.raises(SubmissionUncertainError, match="may have been accepted"):
+        cloud_sweeps.submit(loaded, "vertex", vertex.runner)
+    (record,) = vertex.runner.store.list()
+    assert record.state is JobState.PENDING and record.details["kind"] == "sweep"
+    assert vertex.emulator.service is not None and vertex.emulator.service.tuning.runs == {}  # nothing was created
