@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import select
 import socket
-import socketserver
-import threading
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+
+from cloudtrain.emulators.tcp import TcpService, splice
 
 MAX_HEADER_BYTES = 64 * 1024
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -53,26 +52,6 @@ def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def _splice(a: socket.socket, b: socket.socket, stop: threading.Event) -> None:
-    """Copy bytes both ways until either side closes (or the proxy stops)."""
-    sockets = [a, b]
-    while not stop.is_set():
-        readable, _, broken = select.select(sockets, [], sockets, 0.5)
-        if broken:
-            return
-        for source in readable:
-            try:
-                chunk = source.recv(65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            try:
-                (b if source is a else a).sendall(chunk)
-            except OSError:
-                return
-
-
 class ConnectProxy:
     """Tunnels ``CONNECT`` requests for the hostnames in ``routes`` (shell-style patterns, matched
     case-insensitively: ``"*.blob.core.windows.net"``) to local addresses; other hosts pass through
@@ -84,9 +63,7 @@ class ConnectProxy:
         self.routes: dict[str, tuple[str, int]] = {pattern.lower(): address for pattern, address in (routes or {}).items()}
         self.passthrough = passthrough
         self.upstream = upstream if upstream is not None else _configured_proxy()
-        self._stop = threading.Event()
-        self._server = self._make_server(host, port)
-        self._thread: threading.Thread | None = None
+        self._service = TcpService(self._handle, host, port, name="cloudtrain-connect-proxy")
 
     # -- routing ------------------------------------------------------------------------------
     def add_route(self, pattern: str, address: tuple[str, int]) -> None:
@@ -114,19 +91,6 @@ class ConnectProxy:
             raise ProxyError(502, "Bad Gateway") from None
 
     # -- serving ------------------------------------------------------------------------------
-    def _make_server(self, host: str, port: int) -> socketserver.ThreadingTCPServer:
-        proxy = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                proxy._handle(self.request)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        return Server((host, port), Handler)
-
     def _handle(self, client: socket.socket) -> None:
         client.settimeout(CONNECT_TIMEOUT_SECONDS)
         try:
@@ -151,12 +115,11 @@ class ConnectProxy:
             upstream.settimeout(None)
             if early:
                 upstream.sendall(early)
-            _splice(client, upstream, self._stop)
+            splice(client, upstream, self._service.stopping)
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._service.address
 
     @property
     def url(self) -> str:
@@ -164,16 +127,11 @@ class ConnectProxy:
         return f"http://{host}:{port}"
 
     def start(self) -> "ConnectProxy":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="cloudtrain-connect-proxy", daemon=True)
-        self._thread.start()
+        self._service.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._service.stop()
 
     def __enter__(self) -> "ConnectProxy":
         return self.start()

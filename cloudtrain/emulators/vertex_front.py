@@ -11,12 +11,11 @@ its real name.
 
 from __future__ import annotations
 
-import select
 import socket
-import socketserver
 import ssl
-import threading
 from typing import Any, Callable, Iterable
+
+from cloudtrain.emulators.tcp import TcpService, splice
 
 _CHUNK = 65536
 
@@ -29,40 +28,13 @@ def _read(tls: ssl.SSLSocket) -> bytes:
     return data
 
 
-def _splice(tls: ssl.SSLSocket, plain: socket.socket, stop: threading.Event) -> None:
-    while not stop.is_set():
-        readable, _, broken = select.select([tls, plain], [], [tls, plain], 0.5)
-        if broken:
-            return
-        for source in readable:
-            try:
-                data = _read(tls) if source is tls else plain.recv(_CHUNK)
-                if not data:
-                    return
-                (plain if source is tls else tls).sendall(data)
-            except (OSError, ssl.SSLError):
-                return
-
-
 class TlsFront:
     """TLS on ``host`` at a free port, split by ALPN between ``grpc`` and ``rest`` (local addresses)."""
 
     def __init__(self, context: ssl.SSLContext, grpc: tuple[str, int], rest: tuple[str, int], host: str = "127.0.0.1") -> None:
         context.set_alpn_protocols(["h2", "http/1.1"])
         self.context, self.grpc, self.rest = context, grpc, rest
-        self._stop = threading.Event()
-        front = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                front._handle(self.request)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self._server = Server((host, 0), Handler)
-        self._thread: threading.Thread | None = None
+        self._service = TcpService(self._handle, host, 0, name="vertex-tls-front")
 
     def _handle(self, client: socket.socket) -> None:
         client.settimeout(30)
@@ -79,24 +51,19 @@ class TlsFront:
         with tls, backend:
             tls.settimeout(None)
             backend.settimeout(None)
-            _splice(tls, backend, self._stop)
+            splice(tls, backend, self._service.stopping,
+                   read=lambda sock: _read(sock) if isinstance(sock, ssl.SSLSocket) else sock.recv(_CHUNK))
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._service.address
 
     def start(self) -> "TlsFront":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="vertex-tls-front", daemon=True)
-        self._thread.start()
+        self._service.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._service.stop()
 
 
 def server_context(authority: Any) -> ssl.SSLContext:
