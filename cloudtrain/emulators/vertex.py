@@ -62,7 +62,7 @@ from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
 from cloudtrain.emulators.vertex_pipelines import PipelineRoutes, TrainingPipelines
 from cloudtrain.emulators.vertex_tuning import TuningJobs
 from cloudtrain.emulators.vertex_tuning_routes import TUNING_ROUTES, TuningRoutes
-from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, filter_terms, matches, validate_job  # noqa: F401 (re-exported)
+from cloudtrain.emulators.vertex_validation import TRAINING_MACHINE_SERIES, ApiError, filter_terms, list_page, matches, validate_job  # noqa: F401 (re-exported)
 from cloudtrain.providers.process import free_port
 
 DEFAULT_PROJECT = "emulator-project"
@@ -192,16 +192,11 @@ class JobService(PipelineRoutes, TuningRoutes):
     def list_custom_jobs(self, parent: str, filter_text: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
         """(one page of the jobs under ``parent`` that match ``filter_text``, newest first; next page token)."""
         terms = filter_terms(filter_text)
-        try:
-            start = int(page_token or 0)
-        except ValueError:
-            raise ApiError(400, f"Invalid page token: {page_token!r}") from None
-        size = int(page_size or 100)
         with self.lock:
             runs = [r for n, r in self.runs.items() if n.startswith(parent + "/")]
             jobs = [r.job for r in runs if all(matches(r.job, key, value) for key, value in terms)]
         jobs.sort(key=lambda j: j.create_time, reverse=True)
-        return jobs[start:start + size], (str(start + size) if start + size < len(jobs) else "")
+        return list_page(jobs, page_size, page_token)
 
     def cancel_custom_job(self, name: str) -> None:
         if not self.run_named(name).cancel():

@@ -21,7 +21,7 @@ import random
 from typing import Any
 
 from cloudtrain.emulators.vertex_jobs import TERMINAL, now
-from cloudtrain.emulators.vertex_validation import ApiError
+from cloudtrain.emulators.vertex_validation import ApiError, list_page
 
 CUSTOM_TASK = "gs://google-cloud-aiplatform/schema/trainingjob/definition/custom_task_1.0.0.yaml"
 SERVICE = "google.cloud.aiplatform.v1.PipelineService"
@@ -93,12 +93,7 @@ class TrainingPipelines:
         with self.service.lock:
             names = [n for n in self.pipelines if n.startswith(parent + "/")]
         pipelines = sorted((self.get(n) for n in names), key=lambda p: p.create_time, reverse=True)
-        try:
-            start = int(page_token or 0)
-        except ValueError:
-            raise ApiError(400, f"Invalid page token: {page_token!r}") from None
-        size = int(page_size or 100)
-        return pipelines[start:start + size], (str(start + size) if start + size < len(pipelines) else "")
+        return list_page(pipelines, page_size, page_token)
 
     def cancel(self, name: str) -> None:
         self.get(name)

@@ -32,7 +32,7 @@ from typing import Any
 
 from cloudtrain.emulators.vertex_jobs import TERMINAL, now
 from cloudtrain.emulators.vertex_tuning_space import argument_value, check_study, distributions, grid_size, new_study, trial_parameters
-from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, matches, validate_job
+from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, list_page, matches, validate_job
 
 
 def final_measurement(path: Path, metric_id: str, best_of: str | None = None) -> tuple[float, int] | None:
@@ -269,16 +269,11 @@ class TuningJobs:
         """(one page of the jobs under ``parent`` that match ``filter_text``, newest first; next page token),
         with the filter terms of ListCustomJobs."""
         terms = filter_terms(filter_text)
-        try:
-            start = int(page_token or 0)
-        except ValueError:
-            raise ApiError(400, f"Invalid page token: {page_token!r}") from None
-        size = int(page_size or 100)
         with self.service.lock:
             jobs = [r.job for n, r in self.runs.items() if n.startswith(parent + "/")
                     and all(matches(r.job, key, value) for key, value in terms)]
         jobs.sort(key=lambda j: j.create_time, reverse=True)
-        return jobs[start:start + size], (str(start + size) if start + size < len(jobs) else "")
+        return list_page(jobs, page_size, page_token)
 
     def cancel(self, name: str) -> None:
         if not self.named(name).cancel():

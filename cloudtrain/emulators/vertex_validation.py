@@ -90,3 +90,14 @@ def matches(job: Any, key: str, value: str) -> bool:
     if key in ("display_name", "displayName"):
         return job.display_name == value
     return job.state.name == value
+
+
+def list_page(items: list[Any], page_size: int, page_token: str) -> tuple[list[Any], str]:
+    """One page of a List call (newest first, as the caller sorted them) and the next page's token
+    ("" after the last): the token is the offset, as the emulator hands it out."""
+    try:
+        start = int(page_token or 0)
+    except ValueError:
+        raise ApiError(400, f"Invalid page token: {page_token!r}") from None
+    size = int(page_size or 100)
+    return items[start:start + size], (str(start + size) if start + size < len(items) else "")
