@@ -43,7 +43,9 @@ Faults (:class:`cloudtrain.emulators.common.Faults`; operations are ``JobService
 and gRPC: ``throttle`` answers 429 / RESOURCE_EXHAUSTED, ``server_error`` 503 / UNAVAILABLE,
 ``drop_after`` processes the call and closes the connection without an answer (a create accepted
 whose response is lost; over gRPC, UNAVAILABLE after processing), ``preempt`` interrupts SPOT jobs
-once after a checkpoint. Storage and the metadata server are not subject to faults.
+once after a checkpoint. Cloud Storage takes the same faults on its own operations
+(``Storage.Objects.Insert``, ``Storage.Objects.Get``..., :mod:`~cloudtrain.emulators.vertex_storage`);
+the metadata server takes none.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from cloudtrain.emulators.common import Emulator, FaultMiddleware, Faults, ServerThread, access_log_handler
+from cloudtrain.emulators.common import INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, access_log_handler
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
 from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
@@ -291,7 +293,7 @@ class VertexEmulator(Emulator):
         from cloudtrain.emulators.vertex_storage import StorageServer
 
         self.storage_port = self.storage_port or free_port(self.host)
-        self._gcs = StorageServer(self.host, self.storage_port, self.bucket).start()
+        self._gcs = StorageServer(self.host, self.storage_port, self.bucket, self.faults).start()
         self.metadata = MetadataServer(self.project, f"emulator@{self.project}.iam.gserviceaccount.com", self.host,
                                        verbose=self.log_requests).start()
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
@@ -363,12 +365,13 @@ class VertexEmulator(Emulator):
                                               client_options=ClientOptions(api_endpoint=self.endpoint_url))
 
     def storage_client(self) -> Any:
-        """A real ``google.cloud.storage.Client`` for the storage emulator."""
+        """A real ``google.cloud.storage.Client`` for the storage emulator (the emulator's own: its
+        calls are never failed by :attr:`faults`)."""
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
         return storage.Client(project=self.project, credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": self.storage_host})
+                              client_options={"api_endpoint": self.storage_host}, extra_headers={INTERNAL_HEADER: "1"})
 
     def jobs(self) -> list[Any]:
         """Every custom job the emulator holds (``aiplatform_v1.CustomJob``), oldest first."""

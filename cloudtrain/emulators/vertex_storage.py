@@ -4,11 +4,53 @@
 One difference from the plain emulator, on purpose: a bucket is created on its first upload (a
 user's ``staging_bucket`` or output bucket need not be created by hand first, as they would already
 exist in the user's project). Reading or listing a bucket that was never written still answers 404.
+
+Faults (:class:`cloudtrain.emulators.common.Faults`, shared with the rest of the Vertex emulator):
+operations are named after the JSON API's methods, ``Storage.Objects.Insert`` (a multipart upload,
+the start of a resumable one and each of its chunks), ``Storage.Objects.Get`` (metadata and
+downloads), ``Storage.Objects.List``, ``Storage.Buckets.Get``..., from the route the emulator's own
+router matches. ``throttle`` answers 429 (``rateLimitExceeded``), ``server_error`` 503
+(``backendError``), both as Cloud Storage's JSON error; ``drop_before`` reads the request and closes
+the connection (nothing stored); ``drop_after`` stores the upload, then closes the connection
+without an answer. Calls carrying :data:`~cloudtrain.emulators.common.INTERNAL_HEADER` (the
+emulator's own client) are never failed.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
+import socket
+import threading
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cloudtrain.emulators.common import INTERNAL_HEADER, Faults
+
+#: the emulator's handler names that differ from the JSON API method they serve
+_METHODS = {"ls": "list", "upload_partial": "insert", "download": "get"}
+_ERRORS = {"throttle": (429, "Too Many Requests", "rateLimitExceeded",
+                        "The rate of change requests to the object exceeds the rate limit. Please reduce the rate of requests."),
+           "server_error": (503, "Service Unavailable", "backendError", "We encountered an internal error. Please try again.")}
+
+
+def operation_of(method: str, path: str) -> str | None:
+    """The operation a request names (``Storage.Objects.Insert``), by the emulator's own routes."""
+    from gcp_storage_emulator import server
+
+    route = path.split("?", 1)[0]
+    for regex, handlers in server.HANDLERS:
+        if re.fullmatch(regex, route):
+            handler = handlers.get(method)
+            if handler is None and method == "POST" and route.endswith("/o") and "uploadType=" in path:
+                handler = server.objects.insert  # an upload without the /upload prefix, as the router takes it
+            if handler is None:
+                return None
+            resource = handler.__module__.rsplit(".", 1)[-1].capitalize()
+            name = _METHODS.get(handler.__name__, handler.__name__)
+            return f"Storage.{resource}.{''.join(part.capitalize() for part in name.split('_'))}"
+    return None
 
 
 def _storage_class() -> type:
@@ -16,9 +58,19 @@ def _storage_class() -> type:
     from gcp_storage_emulator.storage import Storage
 
     class BucketsOnFirstUpload(Storage):  # type: ignore[misc,valid-type]
-        def create_file(self, bucket_name: str, *args: Any, **kwargs: Any) -> Any:
+        #: resumable upload id -> the object it completed: Cloud Storage answers a chunk sent again
+        #: to a completed session (its first answer lost) with the object, the library with 404
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.completed: dict[str, dict[str, Any]] = {}
+
+        def create_file(self, bucket_name: str, file_name: str, content: bytes, file_obj: dict[str, Any],
+                        file_id: str | None = None) -> Any:
             create_bucket(bucket_name, self)  # no-op when it exists
-            return super().create_file(bucket_name, *args, **kwargs)
+            result = super().create_file(bucket_name, file_name, content, file_obj, file_id)
+            if file_id:
+                self.completed[file_id] = file_obj
+            return result
 
         def create_resumable_upload(self, bucket_name: str, *args: Any, **kwargs: Any) -> Any:
             create_bucket(bucket_name, self)
@@ -27,26 +79,112 @@ def _storage_class() -> type:
     return BucketsOnFirstUpload
 
 
-class StorageServer:
-    """The storage emulator on ``host:port`` with ``bucket`` created empty."""
+def _handler_class(faults: Faults) -> type:
+    from gcp_storage_emulator.server import RequestHandler
 
-    def __init__(self, host: str, port: int, bucket: str | None = None) -> None:
+    class FaultyRequestHandler(RequestHandler):  # type: ignore[misc,valid-type]
+        """The emulator's handler, with ``faults`` applied before (or after) each routed call."""
+
+        def route(self, method: str) -> None:
+            method = self.headers.get("x-http-method-override") or method
+            operation = None if self.headers.get(INTERNAL_HEADER) else operation_of(method, self.path)
+            rule = faults.take(operation) if operation else None
+            if rule is None:
+                self.serve(method)
+            elif rule.kind in _ERRORS:
+                code, phrase, reason, message = _ERRORS[rule.kind]
+                self._drain()
+                self._answer(code, phrase, {"error": {"code": code, "message": message,
+                                                      "errors": [{"message": message, "domain": "global", "reason": reason}]}})
+            elif rule.kind == "drop_before":
+                self._drain()
+                self._drop()
+            else:  # drop_after: the call takes effect, its answer is lost
+                answer, self.wfile = self.wfile, io.BytesIO()
+                try:
+                    self.serve(method)
+                finally:
+                    self.wfile = answer
+                self._drop()
+
+        def serve(self, method: str) -> None:
+            upload_id = parse_qs(urlsplit(self.path).query).get("upload_id", [""])[0]
+            done = self.storage.completed.get(upload_id) if method == "PUT" else None
+            if done is None:
+                getattr(super(), f"do_{method}")()
+            else:
+                self._drain()
+                self._answer(200, "OK", done)
+
+        def do_GET(self) -> None:
+            self.route("GET")
+
+        def do_POST(self) -> None:
+            self.route("POST")
+
+        def do_PUT(self) -> None:
+            self.route("PUT")
+
+        def do_DELETE(self) -> None:
+            self.route("DELETE")
+
+        def do_PATCH(self) -> None:
+            self.route("PATCH")
+
+        def _drain(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > 0:
+                self.rfile.read(length)
+            self.close_connection = True  # a chunked body left unread must not be taken for the next request
+
+        def _answer(self, code: int, phrase: str, answer: dict[str, Any]) -> None:
+            body = json.dumps(answer).encode()
+            self.send_response(code, phrase)
+            for key, value in (("Content-Type", "application/json; charset=UTF-8"), ("Content-Length", str(len(body))),
+                               ("Connection", "close")):
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _drop(self) -> None:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    return FaultyRequestHandler
+
+
+class StorageServer:
+    """The storage emulator on ``host:port`` with ``bucket`` created empty; ``faults`` (a
+    :class:`~cloudtrain.emulators.common.Faults`) fail its calls. One request at a time, as the
+    library's own server answers them."""
+
+    def __init__(self, host: str, port: int, bucket: str | None = None, faults: Faults | None = None) -> None:
+        from functools import partial
+        from http.server import HTTPServer
+
         from gcp_storage_emulator.handlers.buckets import create_bucket
-        from gcp_storage_emulator.server import APIThread
 
         self.host, self.port = host, port
+        self.faults = faults if faults is not None else Faults()
         self.storage = _storage_class()(use_memory_fs=True)
         if bucket:
             create_bucket(bucket, self.storage)
-        self._api = APIThread(host, port, self.storage, daemon=True)
+        self._httpd = HTTPServer((host, port), partial(_handler_class(self.faults), self.storage))
+        self.port = self._httpd.server_address[1]  # the one chosen when ``port`` is 0
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="vertex-storage", daemon=True)
 
     def start(self) -> "StorageServer":
-        self._api.start()
-        self._api.is_running.wait()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._api.join(timeout=1)
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+        self._httpd.server_close()
 
     @property
     def url(self) -> str:

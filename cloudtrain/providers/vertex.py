@@ -280,7 +280,9 @@ class VertexProvider(Provider):
                 self._upload_file(bucket.blob(prefix + relative), file, None, f"upload input {file}", advance=advance)
 
     def _upload_file(self, blob: Any, path: Path, label: str | None, what: str, advance: Any = None, **options: Any) -> None:
-        """One file to ``blob``, its bytes reported (to ``advance``, or a transfer named ``label``)."""
+        """One file to ``blob``, its bytes reported (to ``advance``, or a transfer named ``label``).
+        google-cloud-storage's own retry repeats it after throttling, a 5xx or a dropped connection
+        (the same bytes to the same object: safe), backing off from ``retry_seconds``."""
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         from cloudtrain.progress import ReadCounter, transfer
@@ -291,7 +293,8 @@ class VertexProvider(Provider):
         size = path.stat().st_size
         with transfer(label or what, size if advance is None else 0) as own, open(path, "rb") as handle:
             self.call(what, blob.upload_from_file, ReadCounter(handle, advance or own), size=size, rewind=False,
-                      retry=DEFAULT_RETRY.with_deadline(self.retry_deadline), timeout=(5, 120), **options)
+                      retry=DEFAULT_RETRY.with_timeout(self.retry_deadline).with_delay(initial=self.retry_seconds, maximum=30.0),
+                      timeout=(5, 120), **options)
 
     # -- following ------------------------------------------------------------------------------------
 

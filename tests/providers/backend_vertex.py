@@ -43,6 +43,7 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
             created_jobs=lambda: len(emulator.jobs()),
             inject=inject,
             unsupported=(["inputs.train=s3://bucket/train"], "inputs.train: s3://bucket/train"),
-            faults=emulator.faults,  # the storage emulator (staging uploads) takes no faults
-            fault_steps={"create": "JobService.CreateCustomJob", "status": "JobService.GetCustomJob"},
+            faults=emulator.faults,  # the JobService's and Cloud Storage's (staging uploads)
+            fault_steps={"upload": "Storage.Objects.Insert", "create": "JobService.CreateCustomJob",
+                         "status": "JobService.GetCustomJob"},
         )
