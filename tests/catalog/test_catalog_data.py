@@ -81,3 +81,12 @@ def test_build_script_reproduces_the_bundled_files():
         first = write_offers(module.build_offers(cloud))
         assert first == write_offers(module.build_offers(cloud))
         assert first == bundled_text(cloud), f"run scripts/build_catalog.py ({cloud} is stale)"
+
+
+def test_the_big_training_machines_have_sourced_prices_and_sdk_facts():
+    offers = {o.instance_type: o for o in load_catalog().offers if o.cloud == "sagemaker" and o.region == "us-east-1"}
+    for name, accelerator, count in [("ml.p4d.24xlarge", "A100", 8), ("ml.p4de.24xlarge", "A100-80GB", 8),
+                                     ("ml.p5.48xlarge", "H100", 8), ("ml.trn1.32xlarge", "Trainium", 16)]:
+        offer = offers[name]
+        assert offer.priced and offer.source and offer.price_as_of, name
+        assert (offer.accelerator, offer.accelerator_count) == (accelerator, count), name
