@@ -32,7 +32,11 @@ its run details (what ``stream`` does first) or that long, as a real cluster que
 it a time no run reaches, so that only the client's reading starts the job).
 
 Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
-:class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Faults
+:class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Sweep jobs
+(``jobType: Sweep``) run their trials as child command jobs (:mod:`cloudtrain.emulators.azureml_sweep`:
+random and grid sampling; Bayesian sampling draws randomly; early termination policies are not
+applied), which log their metrics through MLflow to the emulator's tracking server
+(:mod:`cloudtrain.emulators.azureml_mlflow`). Faults
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
 :func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
 ``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the
@@ -142,6 +146,7 @@ class AzureMLEmulator(Emulator):
         self._ca_path: Path | None = None
         self.proxy_passthrough = proxy_passthrough
         self.proxy: Any = None
+        self.tracking: Any = None  # the MLflow tracking server (azureml_mlflow)
         self.queue_until_followed = queue_until_followed
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -162,6 +167,10 @@ class AzureMLEmulator(Emulator):
         self.service = AzureMLService(self.root, region=self.region, storage_account=self.storage_account, container=self.container,
                                       base=base, start_job=self._start_job, cancel_job=self._cancel_job, token=TOKEN)
         app = FaultMiddleware(self.service, self.faults, self._operation_of, azure_error_response)
+        from cloudtrain.emulators.azureml_mlflow import MlflowTracking
+
+        # the workspace's MLflow tracking server, for the jobs' processes (on this machine): plain HTTP on loopback
+        self.tracking = ServerThread(MlflowTracking(self.service), self.host, 0, access_log_handler(self.log_requests)).start()
         if self.server:
             self.http = ServerThread(_MsiRoute(app), self.host, self.port, access_log_handler(self.log_requests),
                                      ssl_context=ssl_context).start()
@@ -183,6 +192,9 @@ class AzureMLEmulator(Emulator):
             self._mock.start()
 
     def stop_services(self) -> None:
+        if self.tracking is not None:
+            self.tracking.stop()
+            self.tracking = None
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
@@ -285,8 +297,26 @@ class AzureMLEmulator(Emulator):
     def _start_job(self, document: dict[str, Any]) -> None:
         from cloudtrain.emulators.azureml_execution import JobRun
 
+        if document["properties"].get("jobType") == "Sweep":
+            from cloudtrain.emulators.azureml_sweep import SweepRun
+
+            self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job,
+                                                   self._trial_environment).start()
+            return
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
                                              may_start=self._may_start, platform_environment=self.job_environment()).start()
+
+    def _create_trial(self, parent: str, name: str, properties: dict[str, Any]) -> None:
+        """Record and start a sweep's trial: a child command job of ``parent``."""
+        self.service.record_job(self.service.runs[parent]["workspace"], name, {"properties": properties}, parent=parent)
+        self._start_job(json.loads(json.dumps(self.service.jobs[name])))
+
+    def _trial_environment(self, name: str) -> dict[str, str]:
+        """What Azure ML gives a job's processes for MLflow: the workspace's tracking server and the job's run."""
+        from cloudtrain.emulators.azureml_mlflow import tracking_uri
+
+        workspace = self.service.resource_id(*self.service.runs[name.rsplit("_", 1)[0]]["workspace"])
+        return {"MLFLOW_TRACKING_URI": tracking_uri(self.tracking.url, workspace), "MLFLOW_RUN_ID": name}
 
     def _cancel_job(self, name: str) -> None:
         run = self.runs.get(name)

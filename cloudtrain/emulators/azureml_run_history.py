@@ -7,8 +7,9 @@ That is what ``ml_client.jobs.stream`` (run details, then each log file's URL), 
 (run data, the outputs' URIs, then the blobs) and ``jobs.list(parent_job_name=...)`` (children)
 call. Every run has the output ``default`` (Azure ML's artifact store of the run:
 ``azureml://datastores/workspaceartifactstore/paths/ExperimentRun/dcid.<job>/``, holding
-``user_logs/`` and ``outputs/``) besides its named outputs. The emulator runs command jobs only,
-which have no child runs, so a run's children are an empty list.
+``user_logs/`` and ``outputs/``) besides its named outputs. A sweep job's children are its
+trials' runs (:mod:`~cloudtrain.emulators.azureml_sweep`), in the order they were created, with their
+status, times, tags and properties; a command job has none.
 """
 
 from __future__ import annotations
@@ -93,7 +94,17 @@ class RunHistory:
         with self.service.lock:
             if name not in self.service.runs:
                 return _error(404, "UserError", f"run {name} not found")
-        return 200, {}, {"value": [], "nextLink": None}
+            value = [self.run_object(child) for child, run in self.service.runs.items() if run.get("parent") == name]
+        return 200, {}, {"value": value, "nextLink": None}
+
+    def run_object(self, name: str) -> dict[str, Any]:
+        """A run as run history lists it (under the lock)."""
+        run, props = self.service.runs[name], self.service.jobs[name]["properties"]
+        return {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "parentRunId": run.get("parent"),
+                "rootRunId": run.get("parent") or name, "status": run["status"], "displayName": props.get("displayName"),
+                "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, props.get("experimentName") or "Default")),
+                "createdUtc": (props.get("creationContext") or {}).get("createdAt"), "startTimeUtc": run["startTimeUtc"],
+                "endTimeUtc": run["endTimeUtc"], "tags": dict(props.get("tags") or {}), "properties": dict(props.get("properties") or {})}
 
     def run_data(self, request: Any) -> Response:
         service = self.service

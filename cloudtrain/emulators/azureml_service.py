@@ -281,12 +281,18 @@ class AzureMLService:
     def put_job(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         doc = json.loads(request.get_data() or b"{}")
         props = doc.get("properties") or {}
-        if props.get("jobType") != "Command":
-            return error(400, "UserError", f"the emulator runs command jobs, not {props.get('jobType')!r}")
+        if props.get("jobType") not in ("Command", "Sweep"):
+            return error(400, "UserError", f"the emulator runs command and sweep jobs, not {props.get('jobType')!r}")
+        if props["jobType"] == "Sweep":
+            from cloudtrain.emulators.azureml_sweep import check_sweep
+
+            problem = check_sweep(props)
+            if problem:
+                return error(400, "UserError", problem)
         for key in ("command", "environmentId"):
-            if not props.get(key):
+            if not (props.get("trial") or props).get(key):
                 return error(400, "UserError", f"properties.{key} is required")
-        missing = self.workspace_environments(sub, rg, ws).missing(props["environmentId"])
+        missing = self.workspace_environments(sub, rg, ws).missing((props.get("trial") or props)["environmentId"])
         if missing:
             return error(404, "UserError", missing)
         with self.lock:
@@ -301,19 +307,26 @@ class AzureMLService:
                         old[key] = props[key]
                 return 200, {}, self.job_view(name)
             self.requests[name] = json.loads(json.dumps(props))  # as sent, to compare with a retried PUT
-            props.setdefault("experimentName", "Default")
-            props.setdefault("displayName", name)
-            props["services"] = {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}?wsid={self.resource_id(sub, rg, ws)}",
-                                            "jobServiceType": "Studio"}}
-            props.setdefault("creationContext", {"createdAt": now_iso(), "createdBy": "cloudtrain emulator"})
-            doc.update(id=self.resource_id(sub, rg, ws, f"jobs/{name}"), name=name, type="Microsoft.MachineLearningServices/workspaces/jobs",
-                       properties=props, systemData={"createdAt": now_iso(), "createdBy": "cloudtrain emulator"})
-            self.jobs[name] = doc
-            self.runs[name] = {"status": "NotStarted", "logFiles": {}, "error": None, "startTimeUtc": None, "endTimeUtc": None,
-                               "workspace": (sub, rg, ws), "history": ["NotStarted"]}
+            self.record_job((sub, rg, ws), name, doc)
             view = self.job_view(name)
         self._start_job(json.loads(json.dumps(doc)))
         return 201, {}, view
+
+    def record_job(self, workspace: tuple[str, str, str], name: str, doc: dict[str, Any], parent: str | None = None) -> None:
+        """Record a created job and its run (``NotStarted``); ``parent``: the sweep job of a trial."""
+        sub, rg, ws = workspace
+        props = doc.setdefault("properties", {})
+        props.setdefault("experimentName", "Default")
+        props.setdefault("displayName", name)
+        props["services"] = {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}?wsid={self.resource_id(sub, rg, ws)}",
+                                        "jobServiceType": "Studio"}}
+        props.setdefault("creationContext", {"createdAt": now_iso(), "createdBy": "cloudtrain emulator"})
+        doc.update(id=self.resource_id(sub, rg, ws, f"jobs/{name}"), name=name, type="Microsoft.MachineLearningServices/workspaces/jobs",
+                   properties=props, systemData={"createdAt": now_iso(), "createdBy": "cloudtrain emulator"})
+        with self.lock:
+            self.jobs[name] = doc
+            self.runs[name] = {"status": "NotStarted", "logFiles": {}, "error": None, "startTimeUtc": None, "endTimeUtc": None,
+                               "workspace": (sub, rg, ws), "history": ["NotStarted"], "parent": parent}
 
     def get_job(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         with self.lock:
@@ -323,7 +336,7 @@ class AzureMLService:
 
     def list_jobs(self, request: Any, sub: str, rg: str, ws: str) -> tuple[int, dict[str, str], Any]:
         with self.lock:
-            return 200, {}, {"value": [self.job_view(name) for name in self.jobs]}
+            return 200, {}, {"value": [self.job_view(name) for name in self.jobs if not self.runs[name].get("parent")]}
 
     def cancel(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         with self.lock:

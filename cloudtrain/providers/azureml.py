@@ -17,6 +17,7 @@
   (SAS) URLs, as ``az ml job stream`` does; with several processes each line is prefixed with its
   file's process.
 - ``cancel``: ``MLClient.jobs.begin_cancel`` (Azure ML answers at once and cancels in the background).
+- sweeps: a sweep job, created, followed and cancelled the same way (:mod:`cloudtrain.providers.azureml_sweep`).
 
 The workspace comes from the ``azureml`` settings (spec, config file, or ``CLOUDTRAIN_AZUREML_*``);
 credentials from ``DefaultAzureCredential`` (environment, workload or managed identity, Azure CLI
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudtrain.errors import CloudtrainError, ProviderError, UnsupportedFeatureError
 from cloudtrain.providers.azureml_errors import not_sent, provider_error, transient
-from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider,
+from cloudtrain.providers.base import (Capabilities, CreateOutcome, JobRef, JobState, JobStatus, NativeRequest, Provider, is_sweep,
                                        missing_settings_error)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +98,7 @@ class AzureMLProvider(Provider):
     name: ClassVar[str] = "azureml"
     capabilities: ClassVar[Capabilities] = Capabilities(
         spot=True, multi_node=True, checkpoints=True, log_streaming=True, container_images=True,
-        input_schemes=("local", "azureml", "https", "wasbs", "abfss"), secret_sources=("azure_key_vault",),
+        input_schemes=("local", "azureml", "https", "wasbs", "abfss"), secret_sources=("azure_key_vault",), sweep_jobs=True,
     )
     settings_model = AzureMLSettings
     region_setting = "region"
@@ -181,6 +182,12 @@ class AzureMLProvider(Provider):
         validate_yaml(document, plan.spec.code)
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
 
+    def submit_sweep(self, plan: "Plan", request: NativeRequest) -> JobRef:
+        """Create the sweep job once, as a command job is (:mod:`cloudtrain.providers.azureml_sweep`)."""
+        from cloudtrain.providers import azureml_sweep
+
+        return azureml_sweep.submit(self, plan, request)
+
     # -- submission -----------------------------------------------------------------------------------
 
     def create(self, plan: "Plan", request: NativeRequest) -> str:
@@ -188,8 +195,12 @@ class AzureMLProvider(Provider):
         ml = self.client(_job().workspace(plan))
         with staged_code(Path(plan.spec.code), plan.spec.bundle) as code_dir:
             from cloudtrain.providers.azureml_job import load_yaml_job
+            from cloudtrain.sweeps.azureml import sweep_job_for_submit
 
-            job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])
+            if request.payload.get("type") == "sweep":  # a sweep job: its trial's code is the bundle
+                job = sweep_job_for_submit(request.payload, code_dir)
+            else:
+                job = load_yaml_job(request.payload, overrides=[{"code": str(code_dir)}])
             with contextlib.redirect_stderr(io.StringIO()):  # the SDK prints a colour reset after uploads
                 ml.jobs.create_or_update(job)
         return plan.job_name
@@ -236,6 +247,10 @@ class AzureMLProvider(Provider):
         return self.call(f"read the run details of job {ref.native_id}", ml.jobs._runs_operations.get_run_details, ref.native_id)
 
     def status(self, ref: JobRef) -> JobStatus:
+        if is_sweep(ref):
+            from cloudtrain.providers import azureml_sweep
+
+            return azureml_sweep.status(self, ref, neutral_state, default_output_uri, _time)
         ml = self._ml(ref)
         job = self.call(f"get job {ref.native_id}", ml.jobs.get, ref.native_id)
         native = str(getattr(job.status, "value", job.status) or "NotStarted")
@@ -257,6 +272,10 @@ class AzureMLProvider(Provider):
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
         """The run's ``user_logs/std_log*.txt`` files after the characters already read of each."""
+        if is_sweep(ref):
+            from cloudtrain.providers import azureml_sweep
+
+            return azureml_sweep.read_logs(self, ref, cursor, final)
         from azure.ai.ml._utils.utils import download_text_from_url
 
         ml = self._ml(ref)

@@ -139,13 +139,22 @@ def build_yaml(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        document = json.loads(json.dumps(build_sweep_job(plan, sweep)._to_dict()))
+        job = build_sweep_job(plan, sweep)
+        document = json.loads(json.dumps(job._to_dict()))
+    # the SDK's dict leaves out the job's identity: its name, names and tags (the submission's token)
+    identity = {"name": job.name, "display_name": job.display_name, "experiment_name": job.experiment_name, "tags": job.tags}
+    document = {**identity, **document}
     # the SDK writes the trial as a whole component; a sweep job's trial takes only these
     document["trial"] = {k: v for k, v in document.get("trial", {}).items() if k in _TRIAL_KEYS and v not in ({}, None)}
     inputs = {k: v for k, v in (document.get("inputs") or {}).items() if k not in sweep.parameters}
     document["inputs"] = inputs
     return {"$schema": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json",
             **{k: v for k, v in document.items() if v not in ({}, None)}}
+
+
+def sweep_job_for_submit(document: dict[str, Any], code_dir: Any) -> Any:
+    """The SDK's ``SweepJob`` of the YAML with its trial's code at ``code_dir`` (the staged bundle)."""
+    return validate_yaml({**document, "trial": {**document["trial"], "code": str(code_dir)}})
 
 
 def validate_yaml(document: dict[str, Any], base_dir: Any = None) -> Any:

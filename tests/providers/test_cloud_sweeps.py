@@ -4,8 +4,6 @@ and cancel like any job; backends without a tuning service refuse before recordi
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 from typing import Iterator
 
@@ -17,57 +15,22 @@ from cloudtrain.specfile import load_spec
 from cloudtrain.sweeps import cloud as cloud_sweeps
 from cloudtrain.testing import Backend
 
-HERE = Path(__file__).parent
+from sweep_helpers import SPEC as SHARED_SPEC
+from sweep_helpers import STOPPABLE, emulated_backend, write_spec
 
-#: the objective is a known function of the tuned value: the true best trial is the x nearest 3
-SCRIPT = """
-import argparse
-from cloudtrain.runtime import context
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=float, required=True)
-parser.add_argument("--epochs", type=int, required=True)
-args = parser.parse_args()
-loss = (args.x - 3.0) ** 2
-print(f"trial x={args.x} loss={loss}", flush=True)
-context().log_metric("loss", loss)
-"""
-
-SPEC = """
-name: tune-x
-code: .
-entrypoint: train.py
-framework: {name: sklearn}
-hyperparameters: {epochs: 1}  # x is only swept: the trials still get it
-resources: {cpus: 2}
-max_runtime: 10m
-sweep:
-  objective: {metric: loss, goal: minimize}
-  parameters:
-    x: {type: float, min: 0.0, max: 6.0}
-  algorithm: random
-  early_stopping: none
-  max_trials: 4
-  max_parallel: 2
-"""
+#: x is only swept (not among the spec's hyperparameters): the trials still get it
+SPEC = SHARED_SPEC.replace("hyperparameters: {epochs: 1, x: 0.0}  # the trials get their own x, never this one",
+                           "hyperparameters: {epochs: 1}")
 
 
 @pytest.fixture()
 def sagemaker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    sys.path.insert(0, str(HERE))
-    try:
-        import backend_sagemaker
-    finally:
-        sys.path.remove(str(HERE))
-    with backend_sagemaker.backend(tmp_path, monkeypatch) as value:
+    with emulated_backend("sagemaker", tmp_path, monkeypatch) as value:
         yield value
 
 
 def _spec(tmp_path: Path, spec: str = SPEC) -> Path:
-    (tmp_path / "job").mkdir()
-    (tmp_path / "job" / "train.py").write_text(textwrap.dedent(SCRIPT))
-    (tmp_path / "job" / "job.yaml").write_text(spec)
-    return tmp_path / "job" / "job.yaml"
+    return write_spec(tmp_path, spec)
 
 
 def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backend, tmp_path: Path) -> None:
@@ -95,16 +58,7 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backe
 def test_a_tuning_job_can_be_cancelled(sagemaker: Backend, tmp_path: Path) -> None:
     runner = sagemaker.runner
     path = _spec(tmp_path)
-    (path.parent / "train.py").write_text(textwrap.dedent("""  # trials that run until they are stopped
-        import signal, sys, threading
-        from cloudtrain.runtime import context
-        context()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        print("trial started", flush=True)
-        stop.wait()
-        sys.exit(0)
-    """))
+    (path.parent / "train.py").write_text(STOPPABLE)  # trials that run until they are stopped
     record = cloud_sweeps.submit(load_spec(path, sagemaker.overrides), "sagemaker", runner).record
     cancelled = runner.cancel(record.id)
     assert cancelled.state in (JobState.CANCELLING, JobState.CANCELLED)
@@ -113,10 +67,17 @@ def test_a_tuning_job_can_be_cancelled(sagemaker: Backend, tmp_path: Path) -> No
 
 
 def test_a_backend_without_sweep_jobs_refuses_before_recording(tmp_path: Path) -> None:
+    """A backend that renders a tuning request but cannot submit it (its capabilities say so)."""
+    import dataclasses
+
+    from cloudtrain.providers.azureml import AzureMLProvider
     from cloudtrain.runner import Runner
     from cloudtrain.store import JobStore
 
-    runner = Runner(store=JobStore(tmp_path / "jobs.db"))
+    class RenderOnly(AzureMLProvider):
+        capabilities = dataclasses.replace(AzureMLProvider.capabilities, sweep_jobs=False)
+
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"azureml": RenderOnly()})
     loaded = load_spec(_spec(tmp_path), ["azureml.subscription_id=00000000-0000-0000-0000-000000000000",
                                          "azureml.resource_group=rg", "azureml.workspace=ws"])
     assert "max_total_trials: 4" in cloud_sweeps.render(loaded, "azureml", runner).to_text()  # its request can be shown

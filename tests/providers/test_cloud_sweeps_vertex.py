@@ -6,8 +6,6 @@ tuning job it created."""
 from __future__ import annotations
 
 import re
-import sys
-import textwrap
 from pathlib import Path
 from typing import Iterator
 
@@ -22,57 +20,17 @@ from cloudtrain.specfile import load_spec  # noqa: E402
 from cloudtrain.sweeps import cloud as cloud_sweeps  # noqa: E402
 from cloudtrain.testing import Backend  # noqa: E402
 
-HERE = Path(__file__).parent
-
-#: the objective is a known function of the tuned value: the true best trial is the x nearest 3
-SCRIPT = """
-import argparse
-from cloudtrain.runtime import context
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=float, required=True)
-parser.add_argument("--epochs", type=int, required=True)
-args = parser.parse_args()
-loss = (args.x - 3.0) ** 2
-print(f"trial x={args.x} loss={loss}", flush=True)
-context().log_metric("loss", loss)
-"""
-
-SPEC = """
-name: tune-x
-code: .
-entrypoint: train.py
-framework: {name: sklearn}
-hyperparameters: {epochs: 1, x: 0.0}
-resources: {cpus: 2}
-max_runtime: 10m
-sweep:
-  objective: {metric: loss, goal: minimize}
-  parameters:
-    x: {type: float, min: 0.0, max: 6.0}
-  algorithm: random
-  early_stopping: none
-  max_trials: 4
-  max_parallel: 2
-"""
+from sweep_helpers import SCRIPT, SPEC, STOPPABLE, emulated_backend, write_spec  # noqa: E402
 
 
 @pytest.fixture()
 def vertex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    sys.path.insert(0, str(HERE))
-    try:
-        import backend_vertex
-    finally:
-        sys.path.remove(str(HERE))
-    with backend_vertex.backend(tmp_path, monkeypatch) as value:
+    with emulated_backend("vertex", tmp_path, monkeypatch) as value:
         yield value
 
 
 def _spec(tmp_path: Path, spec: str = SPEC, script: str = SCRIPT) -> Path:
-    (tmp_path / "job").mkdir()
-    (tmp_path / "job" / "train.py").write_text(textwrap.dedent(script))
-    (tmp_path / "job" / "job.yaml").write_text(spec)
-    return tmp_path / "job" / "job.yaml"
+    return write_spec(tmp_path, spec, script)
 
 
 def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(vertex: Backend, tmp_path: Path) -> None:
@@ -139,17 +97,7 @@ def test_a_retried_submission_finds_its_tuning_job(vertex: Backend, tmp_path: Pa
 
 def test_a_tuning_job_can_be_cancelled(vertex: Backend, tmp_path: Path) -> None:
     runner = vertex.runner
-    path = _spec(tmp_path, script="""
-        # trials that run until they are stopped
-        import signal, sys, threading
-        from cloudtrain.runtime import context
-        context()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        print("trial started", flush=True)
-        stop.wait()
-        sys.exit(0)
-    """)
+    path = _spec(tmp_path, script=STOPPABLE)  # trials that run until they are stopped
     record = runner.store.get(cloud_sweeps.submit(load_spec(path, vertex.overrides), "vertex", runner).record.id)
     started = set()
     for line in runner.logs(record.id, follow=True):  # until both parallel trials run
@@ -171,6 +119,7 @@ def test_the_cli_submits_and_waits_for_a_vertex_sweep(vertex: Backend, tmp_path:
     import json
     import os
     import subprocess
+    import sys
 
     path = _spec(tmp_path)
     env = {**os.environ, **vertex.emulator.environment()}  # what `cloudtrain emulator start --cloud vertex` exports

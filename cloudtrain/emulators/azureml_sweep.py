@@ -1,0 +1,260 @@
+"""The Azure ML emulator's sweep jobs (``jobType: Sweep``), run for real: every trial is a child
+command job that runs like any other (:mod:`~cloudtrain.emulators.azureml_execution`).
+
+A created sweep job (``NotStarted``) goes ``Running`` and launches trials, at most
+``limits.maxConcurrentTrials`` at a time and ``limits.maxTotalTrials`` in all (for grid sampling, at
+most the grid's size). Trial N (from 0) is the child run ``<sweep>_N``: the ``trial`` command with
+each ``${{search_space.<name>}}`` replaced by the value sampled for it, and ``AZUREML_SWEEP_<name>``
+set to it, the sweep's inputs, outputs, compute, resources and queue settings, and
+``limits.trialTimeout`` as its timeout. Its run's tag ``hyperparameters`` holds its values (JSON).
+Sampling (``samplingAlgorithm``): ``Random`` draws each parameter from its distribution
+(``uniform``, ``loguniform`` (natural-log bounds), ``quniform``/``qloguniform`` (rounded to ``q``),
+``normal``, ``lognormal``, ``qnormal``, ``qlognormal``, ``randint`` and ``choice``); ``Grid`` takes
+every combination of ``choice`` values in turn (any other distribution is refused, as Azure ML
+does); ``Bayesian`` is **not emulated as Bayesian optimisation: it samples randomly**, like
+``Random``.
+
+Metrics: each trial gets ``MLFLOW_TRACKING_URI`` (the emulator's MLflow tracking server,
+:mod:`~cloudtrain.emulators.azureml_mlflow`) and ``MLFLOW_RUN_ID`` (its run), as on Azure ML, so
+``mlflow.log_metric`` records on its run. A trial's value is its best value of the primary metric
+(``objective.primaryMetric``, by ``objective.goal``); a trial that did not complete, or logged no
+finite value of it, is never the best. As trials complete, the sweep's properties
+``best_child_run_id``, ``score`` and ``best_metric_status`` name the best one, as Azure ML's
+sweep (HyperDrive) run does. The sweep ends ``Completed`` once its trials ended and one of them
+gave a value, else ``Failed`` (with the reason); a cancel cancels the running trials, launches no
+more and ends it ``Canceled``.
+
+Not emulated: early termination (``earlyTermination``: bandit, median stopping and truncation
+selection policies are accepted, and every trial runs to its end) and the sweep's own
+``limits.timeout``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+import threading
+import traceback
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.emulators.azureml_service import AzureMLService
+
+TERMINAL = ("Completed", "Failed", "Canceled")
+SAMPLERS = ("random", "grid", "bayesian")
+DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "normal": 2, "lognormal": 2,
+                 "qnormal": 3, "qlognormal": 3, "randint": 1, "choice": 1}
+_SEARCH_SPACE = re.compile(r"\$\{\{\s*search_space\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_sweep(props: dict[str, Any]) -> str | None:
+    """What Azure ML refuses in a sweep job's properties (a 400 UserError message), or None."""
+    trial = props.get("trial") or {}
+    for key in ("command", "environmentId"):
+        if not trial.get(key):
+            return f"properties.trial.{key} is required"
+    objective = props.get("objective") or {}
+    if not objective.get("primaryMetric") or str(objective.get("goal", "")).lower() not in ("minimize", "maximize"):
+        return "properties.objective needs a primaryMetric and a goal (Minimize or Maximize)"
+    algorithm = str((props.get("samplingAlgorithm") or {}).get("samplingAlgorithmType", "")).lower()
+    if algorithm not in SAMPLERS:
+        return f"properties.samplingAlgorithm.samplingAlgorithmType must be Random, Grid or Bayesian, not {algorithm!r}"
+    space = props.get("searchSpace") or {}
+    if not space:
+        return "properties.searchSpace is required"
+    for name, spec in space.items():
+        if not (isinstance(spec, list) and len(spec) == 2 and spec[0] in DISTRIBUTIONS and isinstance(spec[1], list)
+                and len(spec[1]) == DISTRIBUTIONS[spec[0]]):
+            return f"properties.searchSpace.{name}: {spec!r} is not a distribution Azure ML knows"
+        if algorithm == "grid" and spec[0] != "choice":
+            return f"properties.searchSpace.{name}: grid sampling takes choice parameters only, not {spec[0]}"
+        if spec[0] == "choice" and not spec[1][0]:
+            return f"properties.searchSpace.{name}: a choice needs values"
+    used = set(_SEARCH_SPACE.findall(trial["command"]))
+    if used - set(space):
+        return f"properties.trial.command uses ${{{{search_space.{sorted(used - set(space))[0]}}}}}, which searchSpace does not declare"
+    limits = props.get("limits") or {}
+    try:
+        total, parallel = int(limits.get("maxTotalTrials") or 0), int(limits.get("maxConcurrentTrials") or 1)
+    except (TypeError, ValueError):
+        total, parallel = 0, 0
+    if total < 1 or parallel < 1:
+        return "properties.limits.maxTotalTrials and maxConcurrentTrials must be at least 1"
+    return None
+
+
+def sample(spec: list[Any], rng: random.Random) -> Any:
+    """One value of an Azure ML (hyperopt-style) distribution ``[name, [arguments]]``."""
+    kind, args = spec[0], spec[1]
+    if kind == "choice":
+        return rng.choice(list(args[0]))
+    if kind == "randint":
+        return rng.randrange(int(args[0]))
+    if kind in ("uniform", "quniform"):
+        value = rng.uniform(float(args[0]), float(args[1]))
+    elif kind in ("loguniform", "qloguniform"):
+        value = math.exp(rng.uniform(float(args[0]), float(args[1])))
+    elif kind in ("normal", "qnormal"):
+        value = rng.gauss(float(args[0]), float(args[1]))
+    else:  # lognormal, qlognormal
+        value = math.exp(rng.gauss(float(args[0]), float(args[1])))
+    if kind.startswith("q"):
+        q = args[2]
+        value = round(value / q) * q
+        return int(value) if isinstance(q, int) and float(value).is_integer() else value
+    return value
+
+
+def proposals(props: dict[str, Any], rng: random.Random) -> Any:
+    """The values of each trial in turn: every grid combination, or random draws (Random and Bayesian)."""
+    space = props["searchSpace"]
+    if str(props["samplingAlgorithm"]["samplingAlgorithmType"]).lower() == "grid":
+        names = list(space)
+        for combination in itertools.product(*(list(space[name][1][0]) for name in names)):
+            yield dict(zip(names, combination))
+        return
+    while True:
+        yield {name: sample(spec, rng) for name, spec in space.items()}
+
+
+def text_of(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, float) else str(value)
+
+
+def trial_properties(props: dict[str, Any], values: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+    """The child command job of a trial with ``values`` (its command and ``AZUREML_SWEEP_*`` filled in)."""
+    trial = props["trial"]
+    command = _SEARCH_SPACE.sub(lambda match: text_of(values[match.group(1)]), trial["command"])
+    variables = {**(trial.get("environmentVariables") or {}), **{f"AZUREML_SWEEP_{k}": text_of(v) for k, v in values.items()},
+                 **environment}
+    child: dict[str, Any] = {"jobType": "Command", "command": command, "environmentId": trial["environmentId"],
+                             "environmentVariables": variables, "experimentName": props.get("experimentName"),
+                             "inputs": props.get("inputs") or {}, "outputs": json.loads(json.dumps(props.get("outputs") or {})),
+                             "tags": {"hyperparameters": json.dumps(values, sort_keys=True)}}
+    for key in ("codeId", "distribution", "resources"):
+        if trial.get(key) or props.get(key):
+            child[key] = trial.get(key) or props.get(key)
+    for key in ("computeId", "queueSettings", "identity"):
+        if props.get(key):
+            child[key] = props[key]
+    timeout = (props.get("limits") or {}).get("trialTimeout")
+    if timeout:
+        child["limits"] = {"jobLimitsType": "Command", "timeout": timeout}
+    return {k: v for k, v in child.items() if v is not None}
+
+
+def trial_value(metrics: list[dict[str, Any]], goal: str) -> float | None:
+    """A trial's best finite value of the primary metric, or None."""
+    finite = [item["value"] for item in metrics if math.isfinite(item["value"])]
+    if not finite:
+        return None
+    return max(finite) if goal == "maximize" else min(finite)
+
+
+class SweepRun:
+    """One sweep job run in a thread. ``create_child(parent, name, properties)`` records and starts a
+    child command job; ``cancel_child(name)`` cancels one; ``environment(name)`` is what a trial's
+    processes get (the MLflow variables)."""
+
+    def __init__(self, service: "AzureMLService", name: str, create_child: Callable[[str, str, dict[str, Any]], None],
+                 cancel_child: Callable[[str], None], environment: Callable[[str], dict[str, str]], poll_seconds: float = 0.1) -> None:
+        self.service, self.name = service, name
+        self.create_child, self.cancel_child, self.environment = create_child, cancel_child, environment
+        self.poll_seconds = poll_seconds
+        self.props: dict[str, Any] = service.jobs[name]["properties"]
+        self.cancel_requested = False
+        self.active: list[str] = []
+        self.values: dict[str, float] = {}  # completed trial -> its value
+        self._wake = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=f"azureml-sweep-{name}", daemon=True)
+
+    def start(self) -> "SweepRun":
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    def cancel(self) -> bool:
+        with self.service.lock:
+            if self.service.runs[self.name]["status"] in TERMINAL:
+                return False
+            first, self.cancel_requested = not self.cancel_requested, True
+            if first:
+                self.service.set_run(self.name, status="CancelRequested")
+            active = list(self.active)
+        for child in active:
+            self.cancel_child(child)
+        self._wake.set()
+        return True
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as error:  # an emulator bug: end the sweep and say so
+            traceback.print_exc()  # the emulator's own output (`emulator start` shows it)
+            for child in list(self.active):
+                self.cancel_child(child)
+            self.service.set_run(self.name, status="Failed", endTimeUtc=now_iso(),
+                                 error={"code": "SystemError", "message": f"emulator error: {type(error).__name__}: {error}"})
+
+    def _run(self) -> None:
+        props, service = self.props, self.service
+        limits = props.get("limits") or {}
+        total, parallel = int(limits["maxTotalTrials"]), int(limits.get("maxConcurrentTrials") or 1)
+        goal = str(props["objective"]["goal"]).lower()
+        metric = props["objective"]["primaryMetric"]
+        source = proposals(props, random.Random())
+        launched = completed = 0
+        with service.lock:
+            if not self.cancel_requested:
+                service.set_run(self.name, status="Running", startTimeUtc=now_iso())
+        while True:
+            with service.lock:
+                while not self.cancel_requested and launched < total and len(self.active) < parallel:
+                    values = next(source, None)
+                    if values is None:  # the grid is exhausted
+                        total = launched
+                        break
+                    child = f"{self.name}_{launched}"
+                    launched += 1
+                    self.create_child(self.name, child, trial_properties(props, values, self.environment(child)))
+                    self.active.append(child)
+                if not self.active:
+                    break
+                ended = [child for child in self.active if service.runs[child]["status"] in TERMINAL]
+                for child in ended:
+                    self.active.remove(child)
+                    if service.runs[child]["status"] == "Completed":
+                        completed += 1
+                        value = trial_value((service.runs[child].get("metrics") or {}).get(metric) or [], goal)
+                        if value is not None:
+                            self.values[child] = value
+                            self._record_best(goal)
+            if not ended:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+        with service.lock:
+            if self.cancel_requested:
+                service.set_run(self.name, status="Canceled", endTimeUtc=now_iso())
+            elif self.values:
+                service.set_run(self.name, status="Completed", endTimeUtc=now_iso())
+            else:
+                reason = (f"no trial logged the primary metric {metric}" if completed
+                          else f"all {launched} trials failed or were canceled")
+                service.set_run(self.name, status="Failed", endTimeUtc=now_iso(), error={"code": "UserError", "message": reason})
+
+    def _record_best(self, goal: str) -> None:
+        pick = max if goal == "maximize" else min
+        best = pick(self.values, key=self.values.__getitem__)
+        self.props.setdefault("properties", {}).update(
+            best_child_run_id=best, score=text_of(float(self.values[best])), best_metric_status="Succeeded")

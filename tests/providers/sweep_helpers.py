@@ -1,0 +1,81 @@
+"""What the cloud sweep tests share: the trial script (its objective is a known function of the
+tuned value), a script whose trials run until they are stopped, the spec, and the emulated backends."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from cloudtrain.testing import Backend
+
+HERE = Path(__file__).parent
+
+#: the objective is a known function of the tuned value: the true best trial is the x nearest 3
+SCRIPT = """
+import argparse
+from cloudtrain.runtime import context
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--epochs", type=int, required=True)
+args = parser.parse_args()
+loss = (args.x - 3.0) ** 2
+print(f"trial x={args.x} loss={loss}", flush=True)
+context().log_metric("loss", loss)
+"""
+
+#: trials that run until they are stopped (SIGTERM), saying so once they started
+STOPPABLE = """
+import signal, sys, threading
+from cloudtrain.runtime import context
+context()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *a: stop.set())
+print("trial started", flush=True)
+stop.wait()
+sys.exit(0)
+"""
+
+SPEC = """
+name: tune-x
+code: .
+entrypoint: train.py
+framework: {name: sklearn}
+hyperparameters: {epochs: 1, x: 0.0}  # the trials get their own x, never this one
+resources: {cpus: 2}
+max_runtime: 10m
+sweep:
+  objective: {metric: loss, goal: minimize}
+  parameters:
+    x: {type: float, min: 0.0, max: 6.0}
+  algorithm: random
+  early_stopping: none
+  max_trials: 4
+  max_parallel: 2
+"""
+
+
+def write_spec(tmp_path: Path, spec: str = SPEC, script: str = SCRIPT) -> Path:
+    """A code directory with ``train.py`` (``script``) and ``job.yaml`` (``spec``); the spec's path."""
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "train.py").write_text(textwrap.dedent(script))
+    (tmp_path / "job" / "job.yaml").write_text(spec)
+    return tmp_path / "job" / "job.yaml"
+
+
+@contextmanager
+def emulated_backend(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The conformance suite's backend ``name`` (``tests/providers/backend_<name>.py``): its emulator and runner."""
+    sys.path.insert(0, str(HERE))
+    try:
+        module = importlib.import_module(f"backend_{name}")
+    finally:
+        sys.path.remove(str(HERE))
+    with module.backend(tmp_path, monkeypatch) as value:
+        yield value

@@ -1,0 +1,135 @@
+"""Cloud sweeps on Azure ML end to end: `cloudtrain sweep SPEC --cloud azureml` creates a sweep job
+in the Azure ML emulator through the real ``MLClient``; the emulator runs each trial as a child
+command job, which logs its metric through MLflow; the job store follows the sweep with status,
+logs, list, wait and cancel like any job, and a retried submission finds the sweep it created."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("azure.ai.ml")
+pytest.importorskip("mlflow")
+
+from sweep_helpers import SPEC, STOPPABLE, emulated_backend, write_spec  # noqa: E402
+
+from cloudtrain.providers.base import JobState  # noqa: E402
+from cloudtrain.specfile import load_spec  # noqa: E402
+from cloudtrain.sweeps import cloud as cloud_sweeps  # noqa: E402
+from cloudtrain.testing import Backend  # noqa: E402
+
+#: each trial imports MLflow (seconds of CPU): 3 at once (the cancel test shows max_parallel holds)
+SMALL = SPEC.replace("max_trials: 4", "max_trials: 3").replace("max_parallel: 2", "max_parallel: 3")
+
+
+@pytest.fixture()
+def azureml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    with emulated_backend("azureml", tmp_path, monkeypatch) as value:
+        yield value
+
+
+def _trials(backend: Backend, sweep: str) -> list[str]:
+    return [job.name for job in backend.emulator.ml_client().jobs.list(parent_job_name=sweep)]
+
+
+def test_a_sweep_runs_its_trials_and_reports_the_true_best(azureml: Backend, tmp_path: Path) -> None:
+    runner, emulator = azureml.runner, azureml.emulator
+    record = cloud_sweeps.submit(load_spec(write_spec(tmp_path, SMALL), azureml.overrides), "azureml", runner).record
+    assert record.details["kind"] == "sweep" and record.native_id == record.id
+    final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    logs = "\n".join(runner.logs(record.id))
+    losses: dict[str, float] = {}
+    for line in logs.splitlines():  # "[<sweep>_N] trial x=... loss=..."
+        found = re.match(r"^\[(\S+)\] trial x=(\S+) loss=(\S+)$", line)
+        if found:
+            assert float(found.group(3)) == pytest.approx((float(found.group(2)) - 3.0) ** 2)
+            losses[found.group(1)] = float(found.group(3))
+    trials = _trials(azureml, record.native_id)
+    assert sorted(losses) == sorted(trials) == [f"{record.native_id}_{n}" for n in range(3)], logs
+    assert len(set(losses.values())) == 3, losses  # each trial ran with its own sampled x, not the spec's x: 0.0
+    for trial in trials:  # what each trial logged through MLflow is what it printed, and its tag holds its x
+        run = emulator.service.runs[trial]
+        assert [m["value"] for m in run["metrics"]["loss"]] == [pytest.approx(losses[trial])]
+        x = json.loads(emulator.service.jobs[trial]["properties"]["tags"]["hyperparameters"])["x"]
+        assert (x - 3.0) ** 2 == pytest.approx(losses[trial])
+    best = min(losses, key=losses.__getitem__)
+    assert re.search(rf"best {best}: loss = \S+ \(x=\S+\)", status.message), (status.message, losses)
+    assert "trials: 3 completed, 0 running, 0 failed, 0 cancelled (of 3)" in status.message, status.message
+    assert status.model_uri == f"azureml://datastores/workspaceblobstore/paths/azureml/{best}/model/"
+    assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
+    assert record.id in [r.id for r in runner.list(cloud="azureml")]
+    listed = [job.name for job in emulator.ml_client().jobs.list()]
+    assert record.id in listed and not set(trials) & set(listed)  # trials are listed under their sweep only
+
+
+def test_grid_sampling_takes_each_value_once_and_a_trial_without_the_metric_is_never_the_best(
+        azureml: Backend, tmp_path: Path) -> None:
+    from sweep_helpers import SCRIPT
+
+    script = SCRIPT.replace('context().log_metric("loss", loss)', 'if args.x < 3.0:\n    context().log_metric("loss", loss)')
+    spec = SPEC.replace("x: {type: float, min: 0.0, max: 6.0}", "x: {type: categorical, values: [2, 4, 5]}")
+    spec = spec.replace("algorithm: random", "algorithm: grid").replace("max_parallel: 2", "max_parallel: 3")
+    record = cloud_sweeps.submit(load_spec(write_spec(tmp_path, spec, script), azureml.overrides), "azureml", azureml.runner).record
+    _, status = azureml.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    trials = _trials(azureml, record.native_id)
+    values = sorted(json.loads(azureml.emulator.service.jobs[t]["properties"]["tags"]["hyperparameters"])["x"] for t in trials)
+    assert values == [2, 4, 5]  # the grid of 3 values, with max_trials 4: 3 trials
+    assert re.search(r"best \S+: loss = 1\.0 \(x=2\)", status.message), status.message  # x=4 is as good but unmeasured
+
+
+def test_a_retried_submission_finds_its_sweep_and_a_cancel_stops_its_trials(azureml: Backend, tmp_path: Path) -> None:
+    from cloudtrain.providers.azureml import AzureMLProvider
+
+    runner, emulator = azureml.runner, azureml.emulator
+    loaded = load_spec(write_spec(tmp_path, script=STOPPABLE), azureml.overrides)
+    plan = cloud_sweeps.plan(loaded, "azureml", runner, dry_run=False)
+    provider = runner.provider("azureml")
+    assert isinstance(provider, AzureMLProvider)
+    request = provider.render_sweep(plan, loaded.spec.sweep)
+    emulator.faults.add("drop_after", 1, "MachineLearningServices.Jobs.CreateOrUpdate")  # created, answer lost
+    first = provider.submit_sweep(plan, request)
+    again = provider.submit_sweep(plan, request)
+    assert first.native_id == again.native_id == plan.job_name
+    assert [name for name in emulator.job_names() if not emulator.service.runs[name]["parent"]] == [plan.job_name]
+    started: set[str] = set()
+    for line in provider.logs(first, follow=True):  # until both parallel trials run
+        if line.endswith("] trial started"):
+            started.add(line.split("]")[0])
+        if len(started) == 2:
+            break
+    provider.cancel(first)
+    emulator.wait_for_status(plan.job_name, ["Canceled"], timeout=60)
+    status = provider.status(first)
+    assert status.state is JobState.CANCELLED, status
+    trials = _trials(azureml, plan.job_name)
+    assert len(trials) == 2  # no trial launched after the cancel
+    assert {name: emulator.job_status(name) for name in trials} == {name: "Canceled" for name in trials}
+    assert "trials: 0 completed, 0 running, 0 failed, 2 cancelled (of 4)" in status.message, status.message
+
+
+def test_the_cli_submits_and_waits_for_an_azureml_sweep(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cloudtrain.emulators.azureml import AzureMLEmulator
+
+    path = write_spec(tmp_path, SMALL.replace("max_trials: 3", "max_trials: 2"))
+    with AzureMLEmulator(tmp_path / "emulator", server=True, grace_seconds=5.0) as emulator:
+        env = {**os.environ, **emulator.environment()}  # what `cloudtrain emulator start --cloud azureml` exports
+        done = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", str(path), "--cloud", "azureml", "--wait", "--json"],
+                              env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        answer = json.loads(done.stdout)
+        assert answer["state"] == "SUCCEEDED" and "trials: 2 completed" in answer["message"], answer
+        values = {name: emulator.service.runs[name]["metrics"]["loss"][-1]["value"]
+                  for name in emulator.job_names() if emulator.service.runs[name]["parent"]}
+        best = min(values, key=values.__getitem__)
+        assert len(values) == 2 and f"best {best}: loss = {values[best]}" in answer["message"], (answer["message"], values)
+        assert answer["model_uri"].endswith(f"/azureml/{best}/model/")
