@@ -5,6 +5,7 @@ Prints:
   own list (SageMaker: botocore's ``TrainingInstanceType`` enum; Azure ML and Vertex: their tables),
   and how many of those types have a sourced price somewhere;
 - per cloud and region: offers (machine x region), priced offers, GPU offers, the oldest price;
+- the machines the catalog issue names, each in its region: priced or not, and as of when;
 - ``estimate`` wall time of a GPU spec with the full tables (median of 5, in fresh processes).
 """
 
@@ -20,6 +21,13 @@ from pathlib import Path
 from cloudtrain.catalog import load_catalog
 
 REPO = Path(__file__).resolve().parents[1]
+
+# (cloud, region, instance type) the catalog issue names; a 2-node A100:8 job must price on all three.
+NAMED = [("sagemaker", "us-east-1", "ml.p4d.24xlarge"), ("sagemaker", "us-west-2", "ml.p5.48xlarge"),
+         ("sagemaker", "us-east-1", "ml.p5.48xlarge"), ("sagemaker", "us-east-1", "ml.trn1.32xlarge"),
+         ("azureml", "eastus", "Standard_ND96asr_v4"), ("azureml", "eastus", "Standard_ND96amsr_A100_v4"),
+         ("vertex", "us-central1", "a2-highgpu-8g"), ("vertex", "europe-west4", "a2-ultragpu-8g"),
+         ("vertex", "us-central1", "n1-standard-8+NVIDIA_TESLA_T4x1"), ("vertex", "us-central1", "a3-highgpu-8g")]
 
 
 def own_list_sizes() -> dict[str, int | None]:
@@ -56,6 +64,13 @@ def main() -> None:
     unpriced_regions = sum(1 for rows in table.values() if not any(o.priced for o in rows))
     print(f"total: {len(offers)} offers ({sum(o.priced for o in offers)} priced), {len(table)} cloud regions "
           f"({unpriced_regions} without any sourced price, not listed above)")
+    by_key = {(o.cloud, o.region, o.instance_type): o for o in offers}
+    print()
+    for key in NAMED:
+        offer = by_key.get(key)
+        state = "not in the machine tables" if offer is None else (
+            f"${offer.usd_per_hour:.4f}/h as of {offer.price_as_of}" if offer.priced else "no sourced price")
+        print(f"{' '.join(key):58s} {state}")
     spec = REPO / "examples" / "digits-cnn.yaml"
     times = []
     for _ in range(6):

@@ -13,8 +13,8 @@ from cloudtrain.catalog.loading import bundled_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Regions with at least one sourced price. Vertex has one: only the us-central1 n1-standard-4
-# custom-training price could be sourced (see scripts/build_catalog.py); raise this when more are.
+# Regions with at least one sourced price. Vertex has one: only us-central1 custom-training prices
+# (n1-standard-4, a3-highgpu-8g) could be sourced (see scripts/build_catalog.py); raise this when more are.
 MIN_REGIONS = {"sagemaker": 3, "azureml": 3, "vertex": 1}
 
 
