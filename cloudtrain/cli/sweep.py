@@ -3,7 +3,8 @@
 Locally, Optuna drives trials as local jobs with a live display (quiet under ``--json`` or when
 stdout is not a terminal); the study is ``$CLOUDTRAIN_HOME/sweeps/<spec name>.db`` and running the
 command again continues it. With ``--cloud``, the sweep is the cloud's own tuning service:
-``--dry-run`` prints the request; SageMaker tuning jobs are submitted and recorded in the job store.
+``--dry-run`` prints the request; SageMaker and Vertex tuning jobs and Azure ML sweep jobs are
+submitted and recorded in the job store.
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ class AzureMLEmulator(Emulator):
     def _may_start(self, job: Any) -> bool:
         """Whether a queued job gets its node: at once, or with ``queue_until_followed`` seconds once a
         client read its run details (``jobs.stream`` does) or after that long."""
-        if self.queue_until_followed <= 0:
+        if self.queue_until_followed <= 0 or self.service.runs[job.name].get("parent"):  # a sweep's trial: the sweep starts it
             return True
         return bool(self.run_details_reads(job.name)) or time.monotonic() - job.created >= self.queue_until_followed
 

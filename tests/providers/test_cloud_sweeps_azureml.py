@@ -121,7 +121,9 @@ def test_the_cli_submits_and_waits_for_an_azureml_sweep(tmp_path: Path) -> None:
     from cloudtrain.emulators.azureml import AzureMLEmulator
 
     path = write_spec(tmp_path, SMALL.replace("max_trials: 3", "max_trials: 2"))
-    with AzureMLEmulator(tmp_path / "emulator", server=True, grace_seconds=5.0) as emulator:
+    # as `cloudtrain emulator start` runs it, with jobs queued until followed: longer than any run here,
+    # so the trials (which no client follows) run only because the sweep starts them
+    with AzureMLEmulator(tmp_path / "emulator", server=True, grace_seconds=5.0, queue_until_followed=600) as emulator:
         env = {**os.environ, **emulator.environment()}  # what `cloudtrain emulator start --cloud azureml` exports
         done = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", str(path), "--cloud", "azureml", "--wait", "--json"],
                               env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
