@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudtrain.errors import SpecError
@@ -27,6 +28,7 @@ from cloudtrain.runtime.context import metric_regex
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
 
+SHAPES = Path(__file__).resolve().parent / "data" / "sagemaker_shapes.json"
 DEFAULT_MAX_RUNTIME_SECONDS = 86400
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 ENTRY_PROGRAM = "cloudtrain/runtime/entry.py"
@@ -216,16 +218,39 @@ def _strict_errors(shape: Any, value: Any, path: str) -> list[str]:
     return errors
 
 
-def validate_request(request: dict[str, Any]) -> None:
-    """Validate against the service model botocore ships: botocore's checks (required, types,
-    unknown keys, minimums) and what it skips (enums, patterns, maximums). Errors name the field."""
-    import botocore.session
+@functools.lru_cache(maxsize=None)
+def _shapes() -> Any:
+    """botocore's resolver over the shapes of ``data/sagemaker_shapes.json``: the sagemaker service
+    model's input shapes of the operations cloudtrain renders, exported from the installed botocore by
+    ``scripts/export_sdk_schemas.py`` (``tests/providers/test_sdk_schemas.py`` fails when they differ),
+    so a dry run does not load botocore's session and the whole service model."""
+    from botocore.model import ShapeResolver
+
+    data = json.loads(SHAPES.read_text())
+    return ShapeResolver(data["shapes"]), data["inputs"]
+
+
+def input_shape(operation: str) -> Any:
+    """The input shape of ``CreateTrainingJob`` or ``CreateHyperParameterTuningJob``."""
+    resolver, inputs = _shapes()
+    return resolver.get_shape_by_name(inputs[operation])
+
+
+def validate(request: dict[str, Any], operation: str) -> None:
+    """Validate against the operation's input shape in the service model botocore ships: botocore's
+    ParamValidator (required, types, unknown keys, minimums) and what it skips (enums, patterns,
+    maximums). Errors name the field."""
     from botocore.validate import ParamValidator
 
-    model = botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
-    report = ParamValidator().validate(request, model)
+    shape = input_shape(operation)
+    report = ParamValidator().validate(request, shape)
     problems = [line.strip() for line in report.generate_report().splitlines() if line.strip()] if report.has_errors() else []
-    problems += _strict_errors(model, request, "")
+    problems += _strict_errors(shape, request, "")
     if problems:
-        raise SpecError("the SageMaker CreateTrainingJob request is not valid:\n  " + "\n  ".join(problems),
+        raise SpecError(f"the SageMaker {operation} request is not valid:\n  " + "\n  ".join(problems),
                         "fix the spec fields behind the request fields named above")
+
+
+def validate_request(request: dict[str, Any]) -> None:
+    """The ``CreateTrainingJob`` request, validated as :func:`validate` says."""
+    validate(request, "CreateTrainingJob")

@@ -35,7 +35,8 @@ definitions; spot jobs use ``strategy: SPOT`` with ``maxWaitDuration`` from ``sp
 without ``max_runtime`` Vertex's default timeout (7 days) applies. The machine's accelerator comes
 from the catalog's instance type: ``n1-standard-8+NVIDIA_TESLA_T4x1`` (attached GPUs) or a machine
 type with bundled GPUs (``a2-highgpu-1g``), whose accelerator is named from the offer's neutral
-name; accelerator names are checked against ``aiplatform_v1.AcceleratorType``.
+name; accelerator names are checked against ``aiplatform_v1.AcceleratorType`` (from the SDK's
+descriptors, :mod:`cloudtrain.providers.vertex_proto`).
 """
 
 from __future__ import annotations
@@ -123,9 +124,10 @@ def staging(plan: "Plan") -> dict[str, Any]:
 
 
 def accelerator_names() -> set[str]:
-    from google.cloud import aiplatform_v1
+    """``aiplatform_v1.AcceleratorType``'s names, from the SDK's descriptors (:mod:`cloudtrain.providers.vertex_proto`)."""
+    from cloudtrain.providers.vertex_proto import accelerator_types
 
-    return {name for name in aiplatform_v1.AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"}
+    return set(accelerator_types())
 
 
 def machine_spec(plan: "Plan", offer: Any = None) -> dict[str, Any]:
@@ -348,14 +350,12 @@ def build_request(plan: "Plan") -> dict[str, Any]:
 
 
 def validate_request(request: dict[str, Any]) -> None:
-    """Parse with the SDK's own proto JSON parser (unknown fields, types and enum names refused),
-    then check what the proto does not: required fields and Vertex's label rules."""
-    from google.cloud import aiplatform_v1
+    """Parse as the SDK's ``CustomJob.from_json`` does, against its descriptors (unknown fields, types
+    and enum names refused; :mod:`cloudtrain.providers.vertex_proto`), then check what the proto does
+    not: required fields and Vertex's label rules."""
+    from cloudtrain.providers.vertex_proto import parse
 
-    try:
-        job = aiplatform_v1.CustomJob.from_json(json.dumps(request), ignore_unknown_fields=False)
-    except Exception as error:  # google.protobuf.json_format.ParseError and friends
-        raise SpecError(f"the Vertex AI CustomJob is not valid: {error}", "fix the spec fields behind the request fields named above") from None
+    job = parse("CustomJob", request)
     problems = []
     if not job.display_name:
         problems.append("displayName is required")

@@ -15,10 +15,9 @@ categorical parameters only; ``MaxNumberOfTrainingJobs`` is then left out, the g
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
-from cloudtrain.errors import SpecError, UnsupportedFeatureError
+from cloudtrain.errors import UnsupportedFeatureError
 from cloudtrain.runtime.context import metric_regex
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -123,24 +122,9 @@ def build_tuning_request(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
             "TrainingJobDefinition": definition, "Tags": tags}
 
 
-@functools.lru_cache(maxsize=None)
-def _input_shape() -> Any:
-    import botocore.session
-
-    return botocore.session.get_session().get_service_model("sagemaker").operation_model(OPERATION).input_shape
-
-
 def validate_tuning_request(request: dict[str, Any]) -> None:
     """botocore's checks (required, types, unknown keys, minimums) and what it skips (enums,
     patterns, maximums), against the CreateHyperParameterTuningJob service model."""
-    from botocore.validate import ParamValidator
+    from cloudtrain.providers.sagemaker_request import validate
 
-    from cloudtrain.providers.sagemaker_request import _strict_errors
-
-    shape = _input_shape()
-    report = ParamValidator().validate(request, shape)
-    problems = [line.strip() for line in report.generate_report().splitlines() if line.strip()] if report.has_errors() else []
-    problems += _strict_errors(shape, request, "")
-    if problems:
-        raise SpecError(f"the SageMaker {OPERATION} request is not valid:\n  " + "\n  ".join(problems),
-                        "fix the spec fields behind the request fields named above")
+    validate(request, OPERATION)

@@ -91,14 +91,11 @@ def forward_trial_arguments(job_spec: dict[str, Any]) -> None:
 
 
 def validate_tuning_request(request: dict[str, Any]) -> Any:
-    """Parse with the SDK's proto JSON parser (unknown fields, types, enum names refused)."""
-    from google.cloud import aiplatform_v1
+    """Parse as the SDK's ``HyperparameterTuningJob.from_json`` does, against its descriptors (unknown
+    fields, types, enum names refused; :mod:`cloudtrain.providers.vertex_proto`); the protobuf message."""
+    from cloudtrain.providers.vertex_proto import parse
 
-    try:
-        job = aiplatform_v1.HyperparameterTuningJob.from_json(json.dumps(request), ignore_unknown_fields=False)
-    except Exception as error:  # google.protobuf.json_format.ParseError and friends
-        raise SpecError(f"the Vertex AI HyperparameterTuningJob is not valid: {error}",
-                        "fix the spec fields behind the request fields named above") from None
+    job = parse("HyperparameterTuningJob", request)
     problems = []
     if not job.display_name:
         problems.append("displayName is required")

@@ -139,8 +139,9 @@ def test_vertex_tuning_job_parses_with_the_sdk() -> None:
     job = cnn_job(algorithm="random", early_stopping="median")
     parsed = validate_tuning_request(build_tuning_request(plan(job, "vertex"), job.spec.sweep))
     assert parsed.max_trial_count == 8 and parsed.parallel_trial_count == 2
-    assert parsed.study_spec.algorithm.name == "RANDOM_SEARCH"
-    assert parsed.study_spec.parameters[0].scale_type.name == "UNIT_LOG_SCALE"
+    study = type(parsed.study_spec)
+    assert study.Algorithm.Name(parsed.study_spec.algorithm) == "RANDOM_SEARCH"
+    assert study.ParameterSpec.ScaleType.Name(parsed.study_spec.parameters[0].scale_type) == "UNIT_LOG_SCALE"
 
 
 def test_vertex_refuses_hyperband() -> None:

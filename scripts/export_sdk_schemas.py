@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes}.json``: the parts of the
+installed SDKs' schemas that ``submit --dry-run`` validates requests against.
+
+Importing ``google.cloud.aiplatform_v1`` (every service client) takes seconds, and botocore's session
+loads the whole SageMaker service model; a dry run needs only the request messages. So:
+
+* Vertex AI: the protobuf ``FileDescriptorSet`` of ``CustomJob`` and ``HyperparameterTuningJob`` and
+  every file they depend on, as ``google-cloud-aiplatform`` declares them (each file's
+  ``FileDescriptor.serialized_pb``), dependencies first; read back with ``google.protobuf``'s
+  descriptor pool and parsed with ``json_format`` as ``CustomJob.from_json`` does
+  (:mod:`cloudtrain.providers.vertex_proto`);
+* SageMaker: botocore's sagemaker service data (``Session.get_service_data``) cut to the input
+  shapes of ``CreateTrainingJob`` and ``CreateHyperParameterTuningJob`` and every shape they
+  reach, without the documentation; read back with botocore's ``ShapeResolver`` and validated by
+  its ``ParamValidator`` (:mod:`cloudtrain.providers.sagemaker_request`).
+
+Each file records the SDK version it came from. Run it with the project's virtual environment::
+
+    .venv/bin/python scripts/export_sdk_schemas.py          # writes both files
+    .venv/bin/python scripts/export_sdk_schemas.py --check  # exits 1 if either is out of date
+
+``tests/providers/test_sdk_schemas.py`` fails when the installed SDKs' schemas differ from the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parent.parent / "cloudtrain" / "providers" / "data"
+VERTEX_FILE = DATA / "vertex_descriptors.json"
+SAGEMAKER_FILE = DATA / "sagemaker_shapes.json"
+VERTEX_MESSAGES = ("CustomJob", "HyperparameterTuningJob")
+SAGEMAKER_OPERATIONS = ("CreateTrainingJob", "CreateHyperParameterTuningJob")
+
+
+def vertex_descriptors() -> dict[str, Any]:
+    """The FileDescriptorSet of the Vertex request messages, from the installed aiplatform_v1."""
+    from importlib.metadata import version
+
+    from google.cloud import aiplatform_v1
+    from google.protobuf import descriptor_pb2
+
+    files: dict[str, Any] = {}
+
+    def add(file: Any) -> None:  # dependencies first, in name order (proto-plus lists them in set order)
+        if file.name not in files:
+            for dependency in sorted(file.dependencies, key=lambda d: d.name):
+                add(dependency)
+            proto = descriptor_pb2.FileDescriptorProto.FromString(file.serialized_pb)
+            assert not proto.public_dependency and not proto.weak_dependency, file.name  # indices into the list
+            proto.dependency[:] = sorted(proto.dependency)
+            files[file.name] = proto
+
+    messages = {}
+    for name in VERTEX_MESSAGES:
+        descriptor = getattr(aiplatform_v1, name).pb().DESCRIPTOR
+        messages[name] = descriptor.full_name
+        add(descriptor.file)
+    descriptor_set = descriptor_pb2.FileDescriptorSet(file=list(files.values()))
+    return {
+        "source": f"google-cloud-aiplatform {version('google-cloud-aiplatform')} (google.cloud.aiplatform_v1), "
+                  f"exported by scripts/export_sdk_schemas.py",
+        "sdk_version": version("google-cloud-aiplatform"),
+        "messages": messages,
+        "accelerator_type": "google.cloud.aiplatform.v1.AcceleratorType",
+        "file_descriptor_set": base64.b64encode(descriptor_set.SerializeToString(deterministic=True)).decode(),
+    }
+
+
+def _undocumented(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if key != "documentation"}
+
+
+def reachable_shapes(shapes: dict[str, Any], roots: list[str]) -> dict[str, Any]:
+    """The shapes named by ``roots`` and every shape they reach, without documentation."""
+    out: dict[str, Any] = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in out:
+            continue
+        shape = _undocumented(shapes[name])
+        if "members" in shape:
+            shape["members"] = {member: _undocumented(ref) for member, ref in shape["members"].items()}
+        for key in ("member", "key", "value"):
+            if key in shape:
+                shape[key] = _undocumented(shape[key])
+        out[name] = shape
+        pending += [ref["shape"] for ref in (*shape.get("members", {}).values(),
+                                             *(shape[k] for k in ("member", "key", "value") if k in shape))]
+    return dict(sorted(out.items()))
+
+
+def sagemaker_shapes() -> dict[str, Any]:
+    """The input shapes of the SageMaker operations cloudtrain renders, from the installed botocore."""
+    import botocore
+    import botocore.session
+
+    data = botocore.session.get_session().get_service_data("sagemaker")
+    inputs = {name: data["operations"][name]["input"]["shape"] for name in SAGEMAKER_OPERATIONS}
+    return {
+        "source": f"botocore {botocore.__version__} sagemaker {data['metadata']['apiVersion']} service model, "
+                  "exported by scripts/export_sdk_schemas.py",
+        "sdk_version": botocore.__version__,
+        "inputs": inputs,
+        "shapes": reachable_shapes(data["shapes"], list(inputs.values())),
+    }
+
+
+def render(content: dict[str, Any]) -> str:
+    """Keys in the SDK's order (botocore's messages list a structure's members in model order)."""
+    return json.dumps(content, indent=1) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date instead of writing")
+    options = parser.parse_args()
+    stale = []
+    for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes)):
+        text = render(build())
+        if options.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path} ({len(text) // 1024} KiB)")
+    for path in stale:
+        print(f"{path} is out of date: run scripts/export_sdk_schemas.py", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
