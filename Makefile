@@ -10,8 +10,12 @@ PYTEST_ARGS ?=
 INFRA_VENV ?= .venv-infra
 CHECKOV := $(INFRA_VENV)/bin/checkov
 CHECKOV_VERSION ?= 3.3.30
+# the SageMaker Python SDK v2's own venv (see sagemaker-v2 below)
+SM2_VENV ?= .venv-sm2
+SAGEMAKER_V2_VERSION ?= 2.257.7
+SM2_STAMP := $(SM2_VENV)/.sagemaker-$(SAGEMAKER_V2_VERSION)
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean sagemaker-v2
 
 $(PY):
 	@echo "== creating the virtual environment $(VENV)"
@@ -33,7 +37,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cloudtrain estimate examples/digits-sklearn.yaml
 	$(PY) examples/sagemaker_emulator_demo.py
 
-test: $(STAMP) $(CHECKOV)
+test: $(STAMP) $(CHECKOV) $(SM2_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -49,10 +53,21 @@ $(CHECKOV):
 	$(INFRA_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION) \
 		|| { echo "checkov could not be installed: tests/infra/test_checkov.py will skip"; rm -rf $(INFRA_VENV); }
 
+# The SageMaker Python SDK v2 (the Estimator API most pipelines still use) cannot share .venv with v3:
+# tests/emulators/user_code/ runs a v2 Estimator script with $(SM2_VENV)/bin/python against the
+# emulator; without a registry the install fails, and that test then skips saying so.
+$(SM2_STAMP):
+	@echo "== installing the SageMaker Python SDK v2 (sagemaker==$(SAGEMAKER_V2_VERSION), with its own boto3) into $(SM2_VENV)"
+	@rm -rf $(SM2_VENV) && $(PYTHON) -m venv $(SM2_VENV)
+	@$(SM2_VENV)/bin/pip install --quiet --disable-pip-version-check sagemaker==$(SAGEMAKER_V2_VERSION) && touch $(SM2_STAMP) \
+		|| { echo "sagemaker $(SAGEMAKER_V2_VERSION) could not be installed: the SDK v2 test will skip"; rm -rf $(SM2_VENV); }
+
+sagemaker-v2: $(SM2_STAMP)
+
 .PHONY: lint-infra
 lint-infra: $(STAMP) $(CHECKOV)
 	$(VENV)/bin/cfn-lint infra/aws/*.yaml
 	$(CHECKOV) --config-file infra/.checkov.yaml --quiet
 
 clean:
-	rm -rf $(VENV) .cloudtrain .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(SM2_VENV) .cloudtrain .pytest_cache build *.egg-info
