@@ -100,6 +100,8 @@ class TrainingJobRun(EmulatedJob):
         fake.__dict__.update(  # moto's describe shows every non-None attribute
             training_job_status="InProgress", secondary_status="Starting", algorithm_specification=spec,
             environment=dict(request["Environment"]) if request.get("Environment") else None,
+            # the service answers KmsKeyId "" when none was given (the SDK v2's attach() reads it)
+            output_data_config={"KmsKeyId": "", **(request.get("OutputDataConfig") or {})},
             secondary_status_transitions=[{"Status": "Starting", "StartTime": now, "StatusMessage": "Launching requested ML instances"}],
             model_artifacts=None, failure_reason=None, training_start_time=None, training_end_time=None,
             final_metric_data_list=None, training_time_in_seconds=None, billable_time_in_seconds=None,

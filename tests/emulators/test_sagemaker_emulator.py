@@ -208,6 +208,8 @@ def test_describe_keeps_what_was_sent(completed: SimpleNamespace) -> None:
     assert completed.final["AlgorithmSpecification"]["MetricDefinitions"] == completed.request["AlgorithmSpecification"]["MetricDefinitions"]
     assert completed.final["HyperParameters"] == completed.request["HyperParameters"]
     assert [(m["MetricName"], m["Value"]) for m in completed.final["FinalMetricDataList"]] == [("val_loss", 0.25)]
+    # as the service answers: KmsKeyId "" when none was sent (the SDK v2's Estimator.attach reads it)
+    assert completed.final["OutputDataConfig"] == {**completed.request["OutputDataConfig"], "KmsKeyId": ""}
 
 
 def test_logs_hold_the_script_output(aws: SimpleNamespace, completed: SimpleNamespace) -> None:
