@@ -39,8 +39,10 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
                  AWS_ENDPOINT_URL), AWS's own hostnames through an HTTPS proxy with a local CA
                  (HTTPS_PROXY, AWS_CA_BUNDLE), SDK defaults naming the emulator's role. Runs script
                  mode and ContainerEntrypoint jobs (the SDK v3 ModelTrainer's drivers) with /opt/ml
-                 bound for the job; jobs act as their role. Not: container images (jobs run with
-                 this Python), FastFile/Pipe input modes, the SDK's MPI driver across hosts (ssh).
+                 bound for the job; jobs act as their role. Serves the SDK v2 Estimator flow
+                 (upload_data, fit(logs=True), model_data, attach) and v3's ModelTrainer. Not:
+                 container images (jobs run with this Python), FastFile/Pipe input modes, the
+                 SDK's MPI driver across hosts (ssh).
       azureml    Azure ML workspace, code assets, environments (curated and custom: recorded, not
                  built), command jobs, run history (stream, download, child jobs), blob storage
                  and Key Vault secrets over HTTPS with a local CA (AZUREML_DEV_URL_MFE;

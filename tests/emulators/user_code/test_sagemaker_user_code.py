@@ -31,6 +31,8 @@ from cloudtrain.emulators.sagemaker import SageMakerEmulator  # noqa: E402
 
 USER_CODE = Path(__file__).resolve().parent / "sagemaker"
 SCRIPT_TIMEOUT = 300
+#: The SageMaker Python SDK v2 cannot share the project's venv with v3: ``make test`` installs it here.
+SDK_V2_PYTHON = Path(__file__).resolve().parents[3] / ".venv-sm2" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +50,13 @@ def refusing_proxy() -> Iterator[str]:
         yield f"http://127.0.0.1:{holder.getsockname()[1]}"
 
 
-def run_user_script(emulator: SageMakerEmulator, proxy: str, home: Path, script: str) -> SimpleNamespace:
+def run_user_script(emulator: SageMakerEmulator, proxy: str, home: Path, script: str,
+                    python: str = sys.executable) -> SimpleNamespace:
     exported = emulator.environment()
     assert exported["HTTPS_PROXY"].startswith("http://127.0.0.1:")  # the emulator's proxy, refusing other hosts
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **exported,
            "AWS_EC2_METADATA_DISABLED": "true", "HTTP_PROXY": proxy, "http_proxy": proxy}
-    done = subprocess.run([sys.executable, str(USER_CODE / script)], env=env, cwd=home, capture_output=True, text=True,
+    done = subprocess.run([python, str(USER_CODE / script)], env=env, cwd=home, capture_output=True, text=True,
                           timeout=SCRIPT_TIMEOUT)
     lines = done.stdout.strip().splitlines()
     return SimpleNamespace(code=done.returncode, stdout=done.stdout, stderr=done.stderr,
@@ -135,6 +138,49 @@ def test_boto3_script_mode_runs_the_program_and_returns_the_model(emulator: Sage
     job = describe(emulator, "linear-script-mode-")
     assert job["TrainingJobStatus"] == "Completed"
     assert job["ModelArtifacts"]["S3ModelArtifacts"].endswith(f"/{job['TrainingJobName']}/output/model.tar.gz")
+
+
+def sdk_v2_python() -> str:
+    """The interpreter of the SDK v2 venv, or a skip saying how to create it."""
+    how = "the SageMaker Python SDK v2 lives in .venv-sm2: `make sagemaker-v2` (or `make test`) creates it (a package registry is needed)"
+    if not SDK_V2_PYTHON.is_file():
+        pytest.skip(f"{SDK_V2_PYTHON} is missing: {how}")
+    found = subprocess.run([str(SDK_V2_PYTHON), "-c", "import importlib.metadata as m; print(m.version('sagemaker'))"],
+                           capture_output=True, text=True, timeout=60)
+    if found.returncode != 0 or not found.stdout.startswith("2."):
+        pytest.skip(f"{SDK_V2_PYTHON} has no sagemaker 2.x ({(found.stdout or found.stderr).strip()[-200:]}): {how}")
+    return str(SDK_V2_PYTHON)
+
+
+def test_sdk_v2_pytorch_estimator_fit_streams_the_logs_and_attach_reads_the_job(emulator: SageMakerEmulator,
+                                                                               refusing_proxy: str, tmp_path: Path) -> None:
+    """The v2 flow: upload_data to the default bucket, PyTorch(entry_point, source_dir).fit(logs=True),
+    model_data, PyTorch.attach (DescribeTrainingJob as the service answers it, ListTags)."""
+    python = sdk_v2_python()
+    if sagemaker_mounts.unavailable_reason():
+        pytest.skip(f"train.py reads /opt/ml/input/config directly: {sagemaker_mounts.unavailable_reason()}")
+    result = run_user_script(emulator, refusing_proxy, tmp_path, "estimator_v2_job.py", python=python)
+    assert result.code == 0, result.stderr[-4000:]
+    assert_trained(result.model)
+    default_bucket = f"sagemaker-{emulator.region}-{emulator.account_id}"
+    sent = result.model["hyperparameters_file"]  # the framework estimator's contract, JSON-encoded
+    assert json.loads(sent["sagemaker_program"]) == "train.py" and sent["epochs"] == "200"
+    assert json.loads(sent["sagemaker_submit_directory"]).startswith(f"s3://{default_bucket}/linear-estimator-v2-")
+    # fit(logs=True) printed the status changes and the job's CloudWatch lines
+    assert "Completed - Training job completed" in result.stdout
+    assert "training finished: epochs=200 rows=7" in result.stdout
+
+    job = describe(emulator, "linear-estimator-v2-")
+    assert job["TrainingJobStatus"] == "Completed"
+    # the image URI as the SDK resolves it for PyTorch 2.1 on a CPU instance
+    assert job["AlgorithmSpecification"]["TrainingImage"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {"train": f"s3://{default_bucket}/linear-estimator-v2/data/train"}  # session.upload_data
+    attached = json.loads(next(line for line in result.stderr.splitlines() if line.startswith("attached "))[len("attached "):])
+    assert attached["job"] == job["TrainingJobName"]
+    assert attached["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert attached["entry_point"] == "train.py" and attached["framework_version"] == "2.1"
+    assert {"Key": "team", "Value": "forecasting"} in attached["tags"]
 
 
 def test_the_role_check_the_sdk_makes_sees_the_roles_policies(emulator: SageMakerEmulator) -> None:
