@@ -1,16 +1,22 @@
 """What must never leave the machine in a code bundle: credentials, ignored files, links outside the code.
 
 Every cloud stages the same selection: SageMaker and Vertex upload :func:`make_bundle`'s archive,
-Azure ML the copy :func:`staged_code` makes; both are checked here.
+Azure ML the copy :func:`staged_code` makes; both are checked here. Then end to end, on every
+backend of the conformance suite (each cloud's emulator through its real SDK, and the local
+executor): a submission from a directory with planted credentials, links to a fake home's
+``.aws/credentials`` and secret values in the submitting process's environment leaves none of them
+in a staged object, the rendered request, the job's files or log lines, the store or the error.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import tracemalloc
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,18 +44,25 @@ def plant(root: Path, paths: list[str]) -> None:
         (root / path).write_text(f"secret {path}\n")
 
 
-@pytest.fixture
-def code(tmp_path: Path) -> Path:
-    code = tmp_path / "code"
-    plant(code, CREDENTIALS + IGNORED + NEVER + STAGED)
+def plant_secrets(code: Path, home: Path) -> None:
+    """Credentials, ignored and never-staged files in ``code`` (each holding ``secret <path>``), the
+    ignore files that ignore some, and links to a fake ``home``'s credentials and data."""
+    plant(code, CREDENTIALS + IGNORED + NEVER)
     (code / ".gitignore").write_text("data/\n/build\n*.log\n")
+    (code / "pkg").mkdir(exist_ok=True)
     (code / "pkg" / ".gitignore").write_text("generated/*\n!generated/keep.py\n")
     (code / ".cloudtrainignore").write_text("*.tmp\n")
-    home = tmp_path / "home"  # a fake home: never the real one
     plant(home, [".aws/credentials", "datasets/big/part-0"])
     (code / "aws-credentials-link").symlink_to(home / ".aws" / "credentials")
     (code / "linked-aws").symlink_to(home / ".aws", target_is_directory=True)
     (code / "datasets").symlink_to(home / "datasets", target_is_directory=True)
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    code = tmp_path / "code"
+    plant(code, STAGED)
+    plant_secrets(code, tmp_path / "home")  # a fake home: never the real one
     return code
 
 
@@ -185,3 +198,106 @@ def test_the_walk_is_reused_until_the_code_changes(tmp_path: Path) -> None:
     assert select_code(tmp_path, reuse=True) is not changed
     (tmp_path / ".cloudtrainignore").write_text("new.py\n")
     assert "new.py" not in select_code(tmp_path, reuse=True).files
+
+
+# -- end to end, on every backend ----------------------------------------------------------------
+
+#: secret values in the submitting process's environment (the spec names none of them, but local's ``secrets``)
+PLANTED_ENV = {"WANDB_API_KEY": "planted-wandb-9f2c41d7", "HF_TOKEN": "planted-hf-5e08a3b1",
+               "MY_TOKEN": "planted-token-c3d9e7f0"}
+#: the job reports each file it was given that holds a planted secret, and a digest of the one
+#: secret the spec asks for (local only); then it fails, so that its error is checked too
+REPORTS_LEAKS = """
+import hashlib, os
+from cloudtrain.runtime import context
+context()
+walked = 0
+for root, _, files in os.walk("."):
+    for name in files:
+        walked += 1
+        try:
+            with open(os.path.join(root, name), errors="replace") as handle:
+                head = handle.read(64)
+        except OSError:
+            continue
+        if head.startswith("secret "):
+            print("LEAKED FILE", os.path.join(root, name), flush=True)
+print("walked", walked, "files", flush=True)
+print("secret digest:", hashlib.sha256(os.environ.get("TOKEN", "").encode()).hexdigest()[:16], flush=True)
+raise RuntimeError("the training data is empty")
+"""
+
+
+def _staged_objects(backend: Any) -> dict[str, bytes]:
+    """Every object in the emulated cloud's storage (name -> bytes), gzip archives expanded."""
+    import gzip
+
+    emulator, objects = backend.emulator, {}
+    if backend.name == "vertex":
+        client = emulator.storage_client()
+        for bucket in client.list_buckets():
+            for blob in client.list_blobs(bucket.name):
+                objects[f"gs://{bucket.name}/{blob.name}"] = blob.download_as_bytes()
+    elif backend.name == "sagemaker":
+        import boto3
+
+        s3 = boto3.client("s3")  # the emulator's variables are set for the test
+        for bucket in s3.list_buckets()["Buckets"]:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"]):
+                for item in page.get("Contents", []):
+                    body = s3.get_object(Bucket=bucket["Name"], Key=item["Key"])["Body"].read()
+                    objects[f"s3://{bucket['Name']}/{item['Key']}"] = body
+    elif backend.name == "azureml":
+        objects = {name: emulator.blob(name) for name in emulator.blob_names()}
+    return {name: gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data for name, data in objects.items()}
+
+
+def _leaks(text: bytes | str, where: str) -> list[str]:
+    data = text.encode(errors="replace") if isinstance(text, str) else text
+    markers = [f"secret {path}\n".encode() for path in CREDENTIALS + IGNORED + NEVER + [".aws/credentials"]]
+    return [f"{where}: {marker!r}" for marker in markers + [v.encode() for v in PLANTED_ENV.values()] if marker in data]
+
+
+def test_no_planted_secret_reaches_the_cloud_store_logs_or_errors(backend: Any, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudtrain.providers.base import JobState
+    from cloudtrain.specfile import load_spec
+    from cloudtrain.testing import write_project
+
+    for name, value in PLANTED_ENV.items():
+        monkeypatch.setenv(name, value)
+    code = tmp_path / "planted"
+    spec = write_project(code, REPORTS_LEAKS)
+    plant_secrets(code, tmp_path / "home")
+    local = backend.created_jobs is None  # runs in the code directory itself: nothing is staged
+    extra = ["secrets.TOKEN.env=MY_TOKEN"] if local else []  # clouds read secrets from their own stores only
+    runner = backend.runner
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BundleWarning)  # the links outside the code are skipped with a warning
+        plan = runner.plan(load_spec(spec, [*backend.overrides, *extra]), backend.name)
+        request = runner.render(plan).to_text()
+        record = runner.submit(plan).record
+    _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    lines = list(runner.logs(record.id))
+    assert status.state is JobState.FAILED and "the training data is empty" in (status.message or ""), status
+    assert any(line.endswith("files") and "walked" in line for line in lines), lines
+    if local:
+        import hashlib
+
+        assert f"secret digest: {hashlib.sha256(PLANTED_ENV['MY_TOKEN'].encode()).hexdigest()[:16]}" in lines, lines
+    else:
+        assert not [line for line in lines if "LEAKED FILE" in line], lines
+
+    leaks = _leaks(request, "the rendered request") + _leaks("\n".join(lines), "the job's log lines")
+    leaks += _leaks(status.message or "", "the job's error")
+    leaks += _leaks(json.dumps(runner.store.get(record.id).to_dict(), default=str), "the store row")
+    for path in tmp_path.glob("jobs.db*"):  # the store's file itself, journal included
+        leaks += _leaks(path.read_bytes(), str(path.name))
+    staged = _staged_objects(backend)
+    assert local or staged, f"{backend.name}: nothing was found in the emulated storage"
+    for name, data in staged.items():
+        leaks += _leaks(data, name)
+    runs = tmp_path / "runs"  # the local executor's run directories
+    for path in (p for p in runs.rglob("*") if p.is_file()) if runs.is_dir() else ():
+        leaks += _leaks(path.read_bytes(), str(path))
+    assert not leaks, leaks
