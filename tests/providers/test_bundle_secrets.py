@@ -252,6 +252,25 @@ def _staged_objects(backend: Any) -> dict[str, bytes]:
     return {name: gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data for name, data in objects.items()}
 
 
+def _cloud_jobs(backend: Any) -> str:
+    """The jobs as the emulated cloud holds them (what its create calls carried), as text."""
+    emulator = backend.emulator
+    if backend.name == "vertex":
+        from google.cloud import aiplatform_v1
+
+        return "\n".join(aiplatform_v1.CustomJob.to_json(job) for job in emulator.jobs())
+    if backend.name == "sagemaker":
+        import boto3
+
+        sagemaker = boto3.client("sagemaker")
+        return "\n".join(json.dumps(sagemaker.describe_training_job(TrainingJobName=name), default=str)
+                         for name in emulator.training_jobs())
+    if backend.name == "azureml":
+        with emulator.service.lock:
+            return json.dumps([emulator.service.jobs, emulator.service.requests], default=str)
+    return ""
+
+
 def _leaks(text: bytes | str, where: str) -> list[str]:
     data = text.encode(errors="replace") if isinstance(text, str) else text
     markers = [f"secret {path}\n".encode() for path in CREDENTIALS + IGNORED + NEVER + [".aws/credentials"]]
@@ -289,12 +308,12 @@ def test_no_planted_secret_reaches_the_cloud_store_logs_or_errors(backend: Any, 
         assert not [line for line in lines if "LEAKED FILE" in line], lines
 
     leaks = _leaks(request, "the rendered request") + _leaks("\n".join(lines), "the job's log lines")
-    leaks += _leaks(status.message or "", "the job's error")
+    leaks += _leaks(status.message or "", "the job's error") + _leaks(_cloud_jobs(backend), "the cloud's job")
     leaks += _leaks(json.dumps(runner.store.get(record.id).to_dict(), default=str), "the store row")
     for path in tmp_path.glob("jobs.db*"):  # the store's file itself, journal included
         leaks += _leaks(path.read_bytes(), str(path.name))
     staged = _staged_objects(backend)
-    assert local or staged, f"{backend.name}: nothing was found in the emulated storage"
+    assert local or (staged and _cloud_jobs(backend)), f"{backend.name}: nothing was found in the emulated storage or jobs"
     for name, data in staged.items():
         leaks += _leaks(data, name)
     runs = tmp_path / "runs"  # the local executor's run directories
