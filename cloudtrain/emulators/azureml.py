@@ -300,8 +300,9 @@ class AzureMLEmulator(Emulator):
         if document["properties"].get("jobType") == "Sweep":
             from cloudtrain.emulators.azureml_sweep import SweepRun
 
-            self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job,
-                                                   self._trial_environment).start()
+            sweep = self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job,
+                                                           self._trial_environment)
+            sweep.start()
             return
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
                                              may_start=self._may_start, platform_environment=self.job_environment()).start()

@@ -159,38 +159,30 @@ def trial_value(metrics: list[dict[str, Any]], goal: str) -> float | None:
     return max(finite) if goal == "maximize" else min(finite)
 
 
-class SweepRun:
-    """One sweep job run in a thread. ``create_child(parent, name, properties)`` records and starts a
-    child command job; ``cancel_child(name)`` cancels one; ``environment(name)`` is what a trial's
-    processes get (the MLflow variables)."""
+class SweepRun(threading.Thread):
+    """One sweep job (``job``) run in a thread. ``create_child(parent, name, properties)`` records
+    and starts a child command job; ``cancel_child(name)`` cancels one; ``environment(name)`` is what
+    a trial's processes get (the MLflow variables)."""
 
-    def __init__(self, service: "AzureMLService", name: str, create_child: Callable[[str, str, dict[str, Any]], None],
+    def __init__(self, service: "AzureMLService", job: str, create_child: Callable[[str, str, dict[str, Any]], None],
                  cancel_child: Callable[[str], None], environment: Callable[[str], dict[str, str]], poll_seconds: float = 0.1) -> None:
-        self.service, self.name = service, name
+        super().__init__(name=f"azureml-sweep-{job}", daemon=True)
+        self.service, self.job = service, job
         self.create_child, self.cancel_child, self.environment = create_child, cancel_child, environment
         self.poll_seconds = poll_seconds
-        self.props: dict[str, Any] = service.jobs[name]["properties"]
+        self.props: dict[str, Any] = service.jobs[job]["properties"]
         self.cancel_requested = False
         self.active: list[str] = []
         self.values: dict[str, float] = {}  # completed trial -> its value
         self._wake = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=f"azureml-sweep-{name}", daemon=True)
-
-    def start(self) -> "SweepRun":
-        self.thread.start()
-        return self
-
-    def join(self, timeout: float | None = None) -> None:
-        if self.thread.is_alive():
-            self.thread.join(timeout)
 
     def cancel(self) -> bool:
         with self.service.lock:
-            if self.service.runs[self.name]["status"] in TERMINAL:
+            if self.service.runs[self.job]["status"] in TERMINAL:
                 return False
             first, self.cancel_requested = not self.cancel_requested, True
             if first:
-                self.service.set_run(self.name, status="CancelRequested")
+                self.service.set_run(self.job, status="CancelRequested")
             active = list(self.active)
         for child in active:
             self.cancel_child(child)
@@ -204,7 +196,7 @@ class SweepRun:
             traceback.print_exc()  # the emulator's own output (`emulator start` shows it)
             for child in list(self.active):
                 self.cancel_child(child)
-            self.service.set_run(self.name, status="Failed", endTimeUtc=now_iso(),
+            self.service.set_run(self.job, status="Failed", endTimeUtc=now_iso(),
                                  error={"code": "SystemError", "message": f"emulator error: {type(error).__name__}: {error}"})
 
     def _run(self) -> None:
@@ -217,7 +209,7 @@ class SweepRun:
         launched = completed = 0
         with service.lock:
             if not self.cancel_requested:
-                service.set_run(self.name, status="Running", startTimeUtc=now_iso())
+                service.set_run(self.job, status="Running", startTimeUtc=now_iso())
         while True:
             with service.lock:
                 while not self.cancel_requested and launched < total and len(self.active) < parallel:
@@ -225,9 +217,9 @@ class SweepRun:
                     if values is None:  # the grid is exhausted
                         total = launched
                         break
-                    child = f"{self.name}_{launched}"
+                    child = f"{self.job}_{launched}"
                     launched += 1
-                    self.create_child(self.name, child, trial_properties(props, values, self.environment(child)))
+                    self.create_child(self.job, child, trial_properties(props, values, self.environment(child)))
                     self.active.append(child)
                 if not self.active:
                     break
@@ -245,13 +237,13 @@ class SweepRun:
                 self._wake.clear()
         with service.lock:
             if self.cancel_requested:
-                service.set_run(self.name, status="Canceled", endTimeUtc=now_iso())
+                service.set_run(self.job, status="Canceled", endTimeUtc=now_iso())
             elif self.values:
-                service.set_run(self.name, status="Completed", endTimeUtc=now_iso())
+                service.set_run(self.job, status="Completed", endTimeUtc=now_iso())
             else:
                 reason = (f"no trial logged the primary metric {metric}" if completed
                           else f"all {launched} trials failed or were canceled")
-                service.set_run(self.name, status="Failed", endTimeUtc=now_iso(), error={"code": "UserError", "message": reason})
+                service.set_run(self.job, status="Failed", endTimeUtc=now_iso(), error={"code": "UserError", "message": reason})
 
     def _record_best(self, goal: str) -> None:
         pick = max if goal == "maximize" else min

@@ -9,8 +9,6 @@ inject faults and count the cloud jobs that exist.
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,7 @@ BACKEND_MODULES = sorted(p.stem for p in HERE.glob("backend_*.py"))
 
 @pytest.fixture(params=[m.removeprefix("backend_") for m in BACKEND_MODULES])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    sys.path.insert(0, str(HERE))
-    try:
-        module = importlib.import_module(f"backend_{request.param}")
-    finally:
-        sys.path.remove(str(HERE))
-    with module.backend(tmp_path, monkeypatch) as value:
+    from sweep_helpers import emulated_backend
+
+    with emulated_backend(request.param, tmp_path, monkeypatch) as value:
         yield value

@@ -1,9 +1,11 @@
 """What the cloud sweep tests share: the trial script (its objective is a known function of the
-tuned value), a script whose trials run until they are stopped, the spec, and the emulated backends."""
+tuned value), a script whose trials run until they are stopped (``training started``, then until
+SIGTERM), the spec, the trials' logged values, and the emulated backends (the conformance suite's too)."""
 
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import textwrap
 from contextlib import contextmanager
@@ -13,6 +15,7 @@ from typing import Iterator
 import pytest
 
 from cloudtrain.testing import Backend
+from cloudtrain.testing.projects import WAITS_FOR_SIGTERM as STOPPABLE  # noqa: F401  (trials that run until stopped)
 
 HERE = Path(__file__).parent
 
@@ -28,18 +31,6 @@ args = parser.parse_args()
 loss = (args.x - 3.0) ** 2
 print(f"trial x={args.x} loss={loss}", flush=True)
 context().log_metric("loss", loss)
-"""
-
-#: trials that run until they are stopped (SIGTERM), saying so once they started
-STOPPABLE = """
-import signal, sys, threading
-from cloudtrain.runtime import context
-context()
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *a: stop.set())
-print("trial started", flush=True)
-stop.wait()
-sys.exit(0)
 """
 
 SPEC = """
@@ -67,6 +58,17 @@ def write_spec(tmp_path: Path, spec: str = SPEC, script: str = SCRIPT) -> Path:
     (tmp_path / "job" / "train.py").write_text(textwrap.dedent(script))
     (tmp_path / "job" / "job.yaml").write_text(spec)
     return tmp_path / "job" / "job.yaml"
+
+
+def logged_trials(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """Trial -> (its x, its loss) from the sweep's log lines (``[<trial>] trial x=... loss=...``;
+    Vertex's ``[trial N]`` gives ``N``)."""
+    found = {}
+    for line in lines:
+        match = re.match(r"^\[(?:trial )?(\S+)\] trial x=(\S+) loss=(\S+)$", line)
+        if match:
+            found[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    return found
 
 
 @contextmanager

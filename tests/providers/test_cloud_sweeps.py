@@ -16,7 +16,7 @@ from cloudtrain.sweeps import cloud as cloud_sweeps
 from cloudtrain.testing import Backend
 
 from sweep_helpers import SPEC as SHARED_SPEC
-from sweep_helpers import STOPPABLE, emulated_backend, write_spec
+from sweep_helpers import STOPPABLE, emulated_backend, logged_trials, write_spec
 
 #: x is only swept (not among the spec's hyperparameters): the trials still get it
 SPEC = SHARED_SPEC.replace("hyperparameters: {epochs: 1, x: 0.0}  # the trials get their own x, never this one",
@@ -40,12 +40,8 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backe
     assert record.details["kind"] == "sweep"
     final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED, status
-    logs = "\n".join(runner.logs(record.id))
-    losses = {}
-    for line in logs.splitlines():  # "[<trial>] trial x=... loss=..."
-        if "] trial x=" in line:
-            trial = line[1:line.index("]")]
-            losses[trial] = float(line.rsplit("loss=", 1)[1])
+    logs = list(runner.logs(record.id))
+    losses = {trial: loss for trial, (_, loss) in logged_trials(logs).items()}  # "[<trial>] trial x=... loss=..."
     assert len(losses) == 4, logs  # every trial ran and its log is shown under its name
     assert len(set(losses.values())) == 4, losses  # each trial ran with its own tuned x, not the spec's x: 0.0
     best = min(losses, key=losses.get)

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("azure.ai.ml")
 pytest.importorskip("mlflow")
 
-from sweep_helpers import SPEC, STOPPABLE, emulated_backend, write_spec  # noqa: E402
+from sweep_helpers import SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
 
 from cloudtrain.providers.base import JobState  # noqa: E402
 from cloudtrain.specfile import load_spec  # noqa: E402
@@ -42,13 +42,10 @@ def test_a_sweep_runs_its_trials_and_reports_the_true_best(azureml: Backend, tmp
     assert record.details["kind"] == "sweep" and record.native_id == record.id
     final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED, status
-    logs = "\n".join(runner.logs(record.id))
-    losses: dict[str, float] = {}
-    for line in logs.splitlines():  # "[<sweep>_N] trial x=... loss=..."
-        found = re.match(r"^\[(\S+)\] trial x=(\S+) loss=(\S+)$", line)
-        if found:
-            assert float(found.group(3)) == pytest.approx((float(found.group(2)) - 3.0) ** 2)
-            losses[found.group(1)] = float(found.group(3))
+    logs = list(runner.logs(record.id))
+    logged = logged_trials(logs)  # "[<sweep>_N] trial x=... loss=..."
+    assert all(loss == pytest.approx((x - 3.0) ** 2) for x, loss in logged.values()), logged
+    losses = {trial: loss for trial, (_, loss) in logged.items()}
     trials = _trials(azureml, record.native_id)
     assert sorted(losses) == sorted(trials) == [f"{record.native_id}_{n}" for n in range(3)], logs
     assert len(set(losses.values())) == 3, losses  # each trial ran with its own sampled x, not the spec's x: 0.0
@@ -99,7 +96,7 @@ def test_a_retried_submission_finds_its_sweep_and_a_cancel_stops_its_trials(azur
     assert [name for name in emulator.job_names() if not emulator.service.runs[name]["parent"]] == [plan.job_name]
     started: set[str] = set()
     for line in provider.logs(first, follow=True):  # until both parallel trials run
-        if line.endswith("] trial started"):
+        if line.endswith("] training started"):
             started.add(line.split("]")[0])
         if len(started) == 2:
             break

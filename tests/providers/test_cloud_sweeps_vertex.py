@@ -20,7 +20,7 @@ from cloudtrain.specfile import load_spec  # noqa: E402
 from cloudtrain.sweeps import cloud as cloud_sweeps  # noqa: E402
 from cloudtrain.testing import Backend  # noqa: E402
 
-from sweep_helpers import SCRIPT, SPEC, STOPPABLE, emulated_backend, write_spec  # noqa: E402
+from sweep_helpers import SCRIPT, SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
 
 
 @pytest.fixture()
@@ -41,12 +41,8 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(vertex: Backend,
     assert vertex.emulator.job_client().get_hyperparameter_tuning_job(name=record.native_id).display_name == record.id
     final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED, status
-    logs = "\n".join(runner.logs(record.id))
-    losses: dict[str, float] = {}
-    for line in logs.splitlines():  # "[trial N] trial x=... loss=..."
-        found = re.match(r"^\[trial (\d+)\] trial x=\S+ loss=(\S+)$", line)
-        if found:
-            losses[found.group(1)] = float(found.group(2))
+    logs = list(runner.logs(record.id))
+    losses = {trial: loss for trial, (_, loss) in logged_trials(logs).items()}  # "[trial N] trial x=... loss=..."
     assert sorted(losses) == ["1", "2", "3", "4"], logs  # every trial ran and its log is shown under its number
     assert len(set(losses.values())) == 4, losses  # each trial ran with its own tuned x, not the spec's x: 0.0
     best = min(losses, key=losses.__getitem__)
@@ -101,7 +97,7 @@ def test_a_tuning_job_can_be_cancelled(vertex: Backend, tmp_path: Path) -> None:
     record = runner.store.get(cloud_sweeps.submit(load_spec(path, vertex.overrides), "vertex", runner).record.id)
     started = set()
     for line in runner.logs(record.id, follow=True):  # until both parallel trials run
-        if line.endswith("] trial started"):
+        if line.endswith("] training started"):
             started.add(line.split("]")[0])
         if len(started) == 2:
             break
