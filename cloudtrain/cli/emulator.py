@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,14 +18,15 @@ def command() -> None:
 
 
 @command.command("start")
-@click.option("--cloud", type=click.Choice(list(EMULATED)), default="sagemaker", show_default=True)
+@click.option("--cloud", "clouds", type=click.Choice(list(EMULATED)), multiple=True,
+              help="The cloud to emulate (default: sagemaker). Repeat it to serve several from one shell.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--root", type=click.Path(file_okay=False), default=None, help="Where jobs run (a temporary directory by default).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:OPERATION]=COUNT",
               help="Inject faults: throttle, 5xx, drop-after, drop-before, preempt (e.g. --fault throttle=2). Repeatable.")
 @click.option("--verbose", is_flag=True, help="Log every HTTP request (quiet by default).")
-def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verbose: bool) -> None:
-    """Start the emulator of CLOUD on 127.0.0.1 until Ctrl-C.
+def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[str, ...], verbose: bool) -> None:
+    """Start the emulator of CLOUD on 127.0.0.1 until Ctrl-C (several: --cloud a --cloud b).
 
     \b
     It prints `export KEY=value` lines, then a blank line: set them in another shell and
@@ -67,11 +70,29 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
                  images of custom containers.
 
     \b
-    Each emulator exports its own HTTPS proxy and CA bundle (which also trusts the system's roots;
-    other hosts pass through the proxy unchanged): run one emulator per shell, and unset what it
-    exported after stopping it.
+    Each emulator exports an HTTPS proxy and CA bundles (which also trust the system's roots; other
+    hosts pass through the proxy unchanged), so two started separately clash in one shell: the last
+    exported proxy wins. Start them together instead (--cloud sagemaker --cloud vertex): one proxy
+    routes every emulator's hostnames and the CA bundles are merged. Unset what was exported after
+    stopping them. --fault applies to each; --root gets a folder per cloud.
     """
     from cloudtrain.emulators.common import serve_forever
+    from cloudtrain.emulators.group import EmulatorGroup, EnvironmentClash
+    from cloudtrain.errors import UsageError
+
+    clouds = tuple(dict.fromkeys(clouds or ("sagemaker",)))
+    if len(clouds) > 1 and port:
+        raise UsageError("--port names one emulator's port, and several --cloud are given",
+                         "leave --port out (each emulator picks a free port) or start one cloud")
+    emulators = [_emulator(cloud, port, root if root is None or len(clouds) == 1 else str(Path(root) / cloud), faults, verbose)
+                 for cloud in clouds]
+    try:
+        serve_forever(emulators[0] if len(emulators) == 1 else EmulatorGroup(emulators))
+    except EnvironmentClash as error:
+        raise UsageError(str(error), "start these clouds' emulators in separate shells") from None
+
+
+def _emulator(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verbose: bool) -> Any:
     from cloudtrain.errors import ProviderNotInstalledError, UsageError
 
     try:
@@ -86,4 +107,4 @@ def start(cloud: str, port: int, root: str | None, faults: tuple[str, ...], verb
     except ValueError as error:
         raise UsageError(f"--fault: {error}", "e.g. --fault throttle=2 or --fault 5xx:SageMaker.CreateTrainingJob=1") from None
     emulator.log_requests = verbose
-    serve_forever(emulator)
+    return emulator

@@ -322,6 +322,10 @@ class Emulator:
     def environment(self) -> dict[str, str]:
         raise NotImplementedError
 
+    def connect_proxy(self) -> Any:
+        """The ConnectProxy sending the cloud's hostnames here (its ``proxy`` attribute), or None."""
+        return getattr(self, "proxy", None)
+
     def start(self) -> Any:
         if self._running:
             return self
@@ -370,10 +374,10 @@ class Emulator:
         return self.http.url
 
 
-def serve_forever(emulator: Emulator, *, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
-    """``cloudtrain emulator start``: start ``emulator``, print ``export KEY=value`` lines and a blank
-    line to ``out`` (stdout), serve until SIGINT / SIGTERM (or until ``stop`` is set), then stop it,
-    ending its running jobs."""
+def serve_forever(emulator: Any, *, out: TextIO | None = None, stop: threading.Event | None = None) -> None:
+    """``cloudtrain emulator start``: start ``emulator`` (or an ``EmulatorGroup``), print ``export
+    KEY=value`` lines and a blank line to ``out`` (stdout), serve until SIGINT / SIGTERM (or until
+    ``stop`` is set), then stop it, ending its running jobs."""
     import shlex
     import signal
     import sys
@@ -386,8 +390,9 @@ def serve_forever(emulator: Emulator, *, out: TextIO | None = None, stop: thread
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
         with emulator:
-            print(f"{emulator.title} emulator on {emulator.endpoint_url} (jobs under {emulator.root}); Ctrl-C stops it",
-                  file=sys.stderr, flush=True)
+            for member in getattr(emulator, "members", [emulator]):  # an EmulatorGroup's, or the one
+                print(f"{member.title} emulator on {member.endpoint_url} (jobs under {member.root}); Ctrl-C stops it",
+                      file=sys.stderr, flush=True)
             for key, value in emulator.environment().items():
                 out.write(f"export {key}={shlex.quote(value)}\n")
             out.write("\n")  # the exports are complete: a script reading them can stop here

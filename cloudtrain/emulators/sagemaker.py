@@ -286,6 +286,9 @@ class SageMakerEmulator(Emulator):
             self.hostnames.stop()
             self.hostnames = None
 
+    def connect_proxy(self) -> Any:
+        return self.hostnames.proxy if self.hostnames else None
+
     def emulated_jobs(self) -> list[Any]:
         return [*sagemaker_tuning.tuning_jobs(self), *self._runs.values()]  # tuners first: no trial starts after
 
