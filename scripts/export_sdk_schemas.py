@@ -1,26 +1,29 @@
 #!/usr/bin/env python3
-"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes}.json``: the parts of the
-installed SDKs' schemas that ``submit --dry-run`` validates requests against.
+"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes,sagemaker_ecr_partitions}.json``:
+the parts of the installed SDKs' data that ``submit --dry-run`` renders and validates requests with.
 
 Importing ``google.cloud.aiplatform_v1`` (every service client) takes seconds, and botocore's session
 loads the whole SageMaker service model; a dry run needs only the request messages. So:
 
-* Vertex AI: the protobuf ``FileDescriptorSet`` of ``CustomJob`` and ``HyperparameterTuningJob`` and
-  every file they depend on, as ``google-cloud-aiplatform`` declares them (each file's
-  ``FileDescriptor.serialized_pb``), dependencies first; read back with ``google.protobuf``'s
-  descriptor pool and parsed with ``json_format`` as ``CustomJob.from_json`` does
+* Vertex AI: the serialized ``FileDescriptorProto`` of ``CustomJob``'s and ``HyperparameterTuningJob``'s
+  files and of every file they depend on, as ``google-cloud-aiplatform`` declares them (each file's
+  ``FileDescriptor.serialized_pb``, its dependency list in name order), dependencies first; read back
+  with ``google.protobuf``'s descriptor pool and parsed with ``json_format`` as ``CustomJob.from_json`` does
   (:mod:`cloudtrain.providers.vertex_proto`);
 * SageMaker: botocore's sagemaker service data (``Session.get_service_data``) cut to the input
   shapes of ``CreateTrainingJob`` and ``CreateHyperParameterTuningJob`` and every shape they
   reach, without the documentation; read back with botocore's ``ShapeResolver`` and validated by
-  its ``ParamValidator`` (:mod:`cloudtrain.providers.sagemaker_request`).
+  its ``ParamValidator`` (:mod:`cloudtrain.providers.sagemaker_request`);
+* SageMaker images: the partitions of botocore's ``endpoints.json`` (regions, DNS suffix, hostname
+  template, the ``ecr`` entry), which name the ECR registry's host
+  (:func:`cloudtrain.providers.sagemaker_images.ecr_hostname`).
 
 Each file records the SDK version it came from. Run it with the project's virtual environment::
 
-    .venv/bin/python scripts/export_sdk_schemas.py          # writes both files
-    .venv/bin/python scripts/export_sdk_schemas.py --check  # exits 1 if either is out of date
+    .venv/bin/python scripts/export_sdk_schemas.py          # writes the three files
+    .venv/bin/python scripts/export_sdk_schemas.py --check  # exits 1 if one is out of date
 
-``tests/providers/test_sdk_schemas.py`` fails when the installed SDKs' schemas differ from the files.
+``tests/providers/test_sdk_schemas.py`` fails when the installed SDKs' data differ from the files.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from typing import Any
 DATA = Path(__file__).resolve().parent.parent / "cloudtrain" / "providers" / "data"
 VERTEX_FILE = DATA / "vertex_descriptors.json"
 SAGEMAKER_FILE = DATA / "sagemaker_shapes.json"
+ECR_FILE = DATA / "sagemaker_ecr_partitions.json"
 VERTEX_MESSAGES = ("CustomJob", "HyperparameterTuningJob")
 SAGEMAKER_OPERATIONS = ("CreateTrainingJob", "CreateHyperParameterTuningJob")
 
 
 def vertex_descriptors() -> dict[str, Any]:
-    """The FileDescriptorSet of the Vertex request messages, from the installed aiplatform_v1."""
+    """The descriptors of the Vertex request messages' files, from the installed aiplatform_v1."""
     from importlib.metadata import version
 
     from google.cloud import aiplatform_v1
@@ -62,14 +66,14 @@ def vertex_descriptors() -> dict[str, Any]:
         descriptor = getattr(aiplatform_v1, name).pb().DESCRIPTOR
         messages[name] = descriptor.full_name
         add(descriptor.file)
-    descriptor_set = descriptor_pb2.FileDescriptorSet(file=list(files.values()))
     return {
         "source": f"google-cloud-aiplatform {version('google-cloud-aiplatform')} (google.cloud.aiplatform_v1), "
                   f"exported by scripts/export_sdk_schemas.py",
         "sdk_version": version("google-cloud-aiplatform"),
         "messages": messages,
         "accelerator_type": "google.cloud.aiplatform.v1.AcceleratorType",
-        "file_descriptor_set": base64.b64encode(descriptor_set.SerializeToString(deterministic=True)).decode(),
+        "files": [{"name": name, "serialized": base64.b64encode(proto.SerializeToString(deterministic=True)).decode()}
+                  for name, proto in files.items()],
     }
 
 
@@ -113,6 +117,23 @@ def sagemaker_shapes() -> dict[str, Any]:
     }
 
 
+def ecr_partitions() -> dict[str, Any]:
+    """What :func:`cloudtrain.providers.sagemaker_images.ecr_hostname` reads of botocore's endpoint data
+    (``endpoints.json``, 1.2 MB): each partition's regions, region pattern, DNS suffix, default
+    hostname and ``ecr`` service entry."""
+    import botocore
+    import botocore.session
+
+    data = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
+    keep = ("partition", "regionRegex", "dnsSuffix")
+    partitions = [{**{key: partition[key] for key in keep}, "regions": {name: {} for name in partition["regions"]},
+                   "defaults": {"hostname": partition["defaults"]["hostname"]},
+                   "services": {name: service for name, service in partition["services"].items() if name == "ecr"}}
+                  for partition in data["partitions"]]
+    return {"source": f"botocore {botocore.__version__} endpoints.json, exported by scripts/export_sdk_schemas.py",
+            "sdk_version": botocore.__version__, "partitions": partitions}
+
+
 def render(content: dict[str, Any]) -> str:
     """Keys in the SDK's order (botocore's messages list a structure's members in model order)."""
     return json.dumps(content, indent=1) + "\n"
@@ -123,7 +144,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date instead of writing")
     options = parser.parse_args()
     stale = []
-    for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes)):
+    for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes), (ECR_FILE, ecr_partitions)):
         text = render(build())
         if options.check:
             if not path.exists() or path.read_text() != text:

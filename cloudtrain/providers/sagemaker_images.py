@@ -21,7 +21,8 @@ of the five frameworks. What the SDK does, and is done here the same way:
   with the base framework version as given (``pytorch: "2.1"`` -> ``2.1-transformers4.36.0-...``);
 - the registry account of the region (refused in a region the data lists no account for) and the
   ECR hostname of the region's partition from botocore's ``endpoints.json`` (``amazonaws.com``,
-  ``amazonaws.com.cn`` for ``cn-`` regions, the ISO partitions' own suffixes).
+  ``amazonaws.com.cn`` for ``cn-`` regions, the ISO partitions' own suffixes), as exported to
+  ``data/sagemaker_ecr_partitions.json`` (``tests/providers/test_sdk_schemas.py`` checks it is botocore's).
 
 Where cloudtrain differs from the SDK, on purpose, and says so with a SpecError:
 - no version given: the newest version the data lists (the SDK would take XGBoost's ``latest``, which
@@ -45,6 +46,7 @@ from typing import Any
 
 from cloudtrain.errors import SpecError
 
+ECR_PARTITIONS = Path(__file__).resolve().parent / "data" / "sagemaker_ecr_partitions.json"
 FRAMEWORKS = ("pytorch", "tensorflow", "sklearn", "xgboost", "huggingface")
 #: The built-in XGBoost algorithm (a container that runs no script): not a framework image.
 BUILT_IN_ALGORITHM_VERSIONS = {"xgboost": ("1", "latest")}
@@ -95,8 +97,10 @@ def training_config(framework: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _partitions() -> list[dict[str, Any]]:
-    data = json.loads((_package_dir("botocore") / "data" / "endpoints.json").read_text())
-    return data["partitions"]
+    """The partitions of botocore's ``endpoints.json``, cut to what :func:`ecr_hostname` reads
+    (``data/sagemaker_ecr_partitions.json``, from ``scripts/export_sdk_schemas.py``; the 1.2 MB file
+    takes longer to parse than the rest of the image lookup)."""
+    return json.loads(ECR_PARTITIONS.read_text())["partitions"]
 
 
 def ecr_hostname(region: str) -> str:

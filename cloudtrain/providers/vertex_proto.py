@@ -1,8 +1,8 @@
 """The Vertex AI request messages (``CustomJob``, ``HyperparameterTuningJob``) as google-cloud-aiplatform
 declares them, without importing it (``google.cloud.aiplatform_v1`` loads every service client: seconds).
 
-``data/vertex_descriptors.json`` holds the protobuf descriptors of those messages and of every file
-they depend on, exported from the installed SDK by ``scripts/export_sdk_schemas.py`` (with the SDK
+``data/vertex_descriptors.json`` holds the protobuf file descriptors of those messages and of every
+file they depend on, exported from the installed SDK by ``scripts/export_sdk_schemas.py`` (with the SDK
 version); ``tests/providers/test_sdk_schemas.py`` fails when the installed SDK's differ. A request is
 parsed as ``aiplatform_v1.CustomJob.from_json(text, ignore_unknown_fields=False)`` parses it:
 ``google.protobuf.json_format.Parse`` into a message of the same descriptor, so unknown fields,
@@ -27,12 +27,12 @@ def schema() -> tuple[Any, dict[str, Any]]:
     """A descriptor pool of its own (the SDK's classes may be loaded too) and the file's header."""
     import base64
 
-    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf import descriptor_pool
 
     data = json.loads(DESCRIPTORS.read_text())
     pool = descriptor_pool.DescriptorPool()
-    for file in descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(data["file_descriptor_set"])).file:
-        pool.Add(file)
+    for file in data["files"]:  # dependencies first
+        pool.AddSerializedFile(base64.b64decode(file["serialized"]))
     return pool, data
 
 

@@ -45,8 +45,9 @@ def test_vertex_descriptors_are_the_installed_sdks() -> None:
     from google.protobuf import descriptor_pb2
 
     def files(content: dict[str, Any]) -> dict[str, Any]:
-        decoded = descriptor_pb2.FileDescriptorSet.FromString(base64.b64decode(content["file_descriptor_set"]))
-        return {file.name: file for file in decoded.file}
+        decoded = [descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(f["serialized"])) for f in content["files"]]
+        assert [file.name for file in decoded] == [f["name"] for f in content["files"]]
+        return {file.name: file for file in decoded}
 
     installed, ours = exporter().vertex_descriptors(), shipped("vertex_descriptors.json")
     hint = f"the installed SDK is {installed['source']}, the file says {ours['source']}: run scripts/export_sdk_schemas.py"
@@ -69,6 +70,30 @@ def test_sagemaker_shapes_are_the_installed_botocores() -> None:
                      if ordered(ours["shapes"].get(name)) != ordered(installed["shapes"].get(name)))
     assert not changed, f"shapes {changed[:10]} differ; {hint}"
     assert {"CreateTrainingJobRequest", "TrainingInstanceType", "HyperParameterTuningJobConfig"} <= set(ours["shapes"])
+
+
+def test_ecr_partitions_are_the_installed_botocores() -> None:
+    pytest.importorskip("botocore")
+    import botocore.session
+
+    installed, ours = exporter().ecr_partitions(), shipped("sagemaker_ecr_partitions.json")
+    assert ours["partitions"] == installed["partitions"], \
+        f"the installed SDK is {installed['source']}, the file says {ours['source']}: run scripts/export_sdk_schemas.py"
+    endpoints = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
+    assert [p["partition"] for p in ours["partitions"]] == [p["partition"] for p in endpoints["partitions"]]
+    assert "us-east-1" in ours["partitions"][0]["regions"]
+
+
+def test_ecr_hostname_as_botocores_partitions_give_it() -> None:
+    pytest.importorskip("botocore")
+    from botocore.regions import EndpointResolver
+    import botocore.session
+
+    from cloudtrain.providers.sagemaker_images import ecr_hostname
+
+    resolver = EndpointResolver(botocore.session.get_session().get_component("data_loader").load_data("endpoints"))
+    for region in ("us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1", "us-iso-east-1", "us-isob-east-1"):
+        assert ecr_hostname(region) == resolver.construct_endpoint("ecr", region)["hostname"], region  # the SDK's lookup
 
 
 def test_reachable_shapes_follow_members_lists_and_maps() -> None:
