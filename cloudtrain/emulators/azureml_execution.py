@@ -38,11 +38,11 @@ mounted read-write (``rw_mount``, Azure ML's default output mode) or under ``./o
 Azure ML then requeues the job and starts it again on a fresh node, under the same run. What the
 restarted job finds is what Azure ML keeps: a read-write-mounted output is storage, so its files
 (written through to storage while the job runs) are there again; the node's local disk is gone, so the
-working directory is a fresh code snapshot whose ``./outputs`` starts empty (files written there
-before the preemption were uploaded to the run's artifacts and stay readable there, but the new
-node does not get them back), and an ``upload``-mode output loses what it held. So a job that
-must resume writes its checkpoints to a mounted named output, as cloudtrain does for a
-``checkpoint.uri``. Run history shows the interruption as Azure ML does: the run goes back to
+working directory is a fresh code snapshot, whose ``./outputs`` holds again the files of the run's
+``./outputs`` that reached its artifacts before the preemption (they are uploaded as they settle:
+a file still being written when the node went is not there), so a job resumes from checkpoints in
+its default ``./outputs/checkpoints`` as from a ``checkpoint.uri`` output (a mounted named output);
+an ``upload``-mode output loses what it held. Run history shows the interruption as Azure ML does: the run goes back to
 ``Queued`` then ``Preparing`` before ``Running`` again, and the run's details carry a warning
 saying the job was preempted and restarted; the job's log gets the emulator's note and the
 restarted attempt's lines after the first attempt's.
@@ -265,6 +265,9 @@ class JobRun(EmulatedJob):
             if code_uri:
                 self._download(code_uri, wd, folder=True)
             (wd / "outputs").mkdir(parents=True, exist_ok=True)
+            artifacts = f"{self.log_prefix}/outputs/"
+            if restart and self.service.blobs.list(self.service.container, artifacts):  # ./outputs as uploaded before
+                self._download(f"azureml://datastores/workspaceartifactstore/paths/{artifacts}", wd / "outputs", folder=True)
             working_dirs.append(wd)
         bindings: dict[tuple[str, str], str] = {}
         for name, item in (props.get("inputs") or {}).items():

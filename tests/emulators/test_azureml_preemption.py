@@ -1,6 +1,7 @@
 """Spot (low priority) preemption on the Azure ML emulator, through cloudtrain's Azure ML provider
 and the real ``MLClient``: a spot job preempted after its first checkpoint restarts on a fresh node,
-finds its checkpoints in its read-write-mounted ``checkpoints`` output and succeeds, and run history
+finds its checkpoints in its read-write-mounted ``checkpoints`` output (or, without a
+``checkpoint.uri``, in its ./outputs/checkpoints, given back from the run's artifacts) and succeeds, and run history
 and the store show the preemption; a dedicated job is never preempted.
 
 The scripts wait for a signal or a file the test creates, so nothing here depends on timing.
@@ -69,12 +70,13 @@ def emulator(tmp_path: Path) -> Iterator[AzureMLEmulator]:
         yield value
 
 
-def submit(emulator: AzureMLEmulator, tmp_path: Path, name: str, spot: bool) -> tuple[Runner, str, Path]:
+def submit(emulator: AzureMLEmulator, tmp_path: Path, name: str, spot: bool, uri: bool = True) -> tuple[Runner, str, Path]:
+    """``uri``: checkpoints go to a ``checkpoint.uri`` output; else to the job's default ./outputs/checkpoints."""
     project, gate = tmp_path / name, tmp_path / f"{name}.gate"
     project.mkdir()
     (project / "train.py").write_text(SCRIPT)
-    (project / "job.yaml").write_text(SPEC.format(name=name, gate=gate, spot=str(spot).lower(),
-                                                  checkpoints=CHECKPOINTS.format(name=name)))
+    spec = SPEC.format(name=name, gate=gate, spot=str(spot).lower(), checkpoints=CHECKPOINTS.format(name=name))
+    (project / "job.yaml").write_text(spec if uri else spec.replace(f', uri: "{CHECKPOINTS.format(name=name)}"', ""))
     runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"azureml": AzureMLProvider(credential=emulator.credential)})
     record = runner.submit(runner.plan(load_spec(project / "job.yaml", emulator.overrides), "azureml")).record
     return runner, record.id, gate
@@ -97,6 +99,22 @@ def test_spot_job_preempted_after_its_checkpoint_resumes_from_it(emulator: Azure
     assert "preempted" in (runner.store.get(job_id).message or "")  # the store shows the interruption
     checkpoint = emulator.blob("checkpoints/spot-resume/step-1")
     assert checkpoint == b"state after step 1"
+
+
+def test_spot_job_preempted_resumes_from_its_default_outputs_checkpoints(emulator: AzureMLEmulator, tmp_path: Path) -> None:
+    """No checkpoint.uri: the checkpoints are in ./outputs/checkpoints, which reached the run's artifacts
+    before the preemption and are in the restarted attempt's ./outputs again."""
+    emulator.faults.add("preempt", 1)
+    runner, job_id, _ = submit(emulator, tmp_path, "spot-outputs", spot=True, uri=False)
+    request = emulator.service.jobs[runner.store.get(job_id).native_id]["properties"]
+    assert "checkpoints" not in request["outputs"]  # no checkpoint output: the default location
+    final, status = runner.wait(job_id, poll_seconds=0.1, timeout=300)
+    logs = "\n".join(runner.logs(job_id))
+    assert status.state is JobState.SUCCEEDED, (status, logs)
+    assert "checkpoint written" in logs and "capacity reclaimed" in logs, logs
+    assert "resumed from step-1: state after step 1" in logs and "training done" in logs, logs
+    assert emulator.faults.count("preempt") == 1 and "preempted" in (status.message or ""), status
+    assert emulator.blob(f"ExperimentRun/dcid.{final.native_id}/outputs/checkpoints/step-1") == b"state after step 1"
 
 
 def test_dedicated_job_is_never_preempted(emulator: AzureMLEmulator, tmp_path: Path) -> None:
