@@ -5,7 +5,8 @@ and its tags hold the submission token, so it is created as a command job is
 (:meth:`AzureMLProvider.create`, through :meth:`Provider.create_once`): the code bundle is staged
 and the SDK's ``SweepJob`` (loaded with ``load_job``, the trial's ``code`` at the staged copy)
 goes to ``MLClient.jobs.create_or_update``; a job of that name tagged with this submission is this
-submission's, so a retry never makes a second sweep. Following:
+submission's, so a retry never makes a second sweep; a create with no answer after every attempt
+leaves the sweep PENDING as uncertain (``status`` asks Azure ML whether it exists). Following:
 
 - status: the sweep job's status (the command jobs' table); a message with its trials' counts (the
   sweep's child runs, ``jobs.list(parent_job_name=...)``) and the best trial, which Azure ML names in
@@ -33,7 +34,16 @@ _COUNTERS = {"Completed": "completed", "Failed": "failed", "Canceled": "cancelle
 
 
 def submit(provider: "AzureMLProvider", plan: "Plan", request: NativeRequest) -> JobRef:
-    ref = provider.submit(plan, request)
+    """Create the sweep job once; a create left without an answer is recorded PENDING (uncertain),
+    with the way to find out (a sweep is not resumed: it is submitted again if it does not exist)."""
+    from cloudtrain.errors import SubmissionUncertainError
+
+    try:
+        ref = provider.submit(plan, request)
+    except SubmissionUncertainError as error:
+        raise SubmissionUncertainError(error.message.replace(f"of {plan.job_name}", f"of the sweep job {plan.job_name}"),
+                                       f"`cloudtrain status {plan.job_name}` asks Azure ML whether the sweep job exists; if it does "
+                                       "not, run `cloudtrain sweep SPEC --cloud azureml` again") from None
     objective = request.payload["objective"]
     return JobRef(job_id=ref.job_id, cloud=ref.cloud, native_id=ref.native_id, region=ref.region,
                   details={**ref.details, "kind": "sweep", "objective": objective["primary_metric"], "goal": objective["goal"]})

@@ -110,6 +110,29 @@ def test_a_retried_submission_finds_its_sweep_and_a_cancel_stops_its_trials(azur
     assert "trials: 0 completed, 0 running, 0 failed, 2 cancelled (of 4)" in status.message, status.message
 
 
+def test_a_create_without_an_answer_stays_pending_and_is_never_doubled(azureml: Backend, tmp_path: Path) -> None:
+    from azure.ai.ml import MLClient
+
+    from cloudtrain.errors import SubmissionUncertainError
+    from cloudtrain.providers.azureml import AzureMLProvider
+    from cloudtrain.runner import Runner
+    from cloudtrain.store import JobStore
+
+    emulator = azureml.emulator
+    client = MLClient(emulator.credential, emulator.subscription_id, emulator.resource_group, emulator.workspace,
+                      show_progress=False, retry_total=0)  # no SDK retries: each of cloudtrain's attempts is one PUT
+    provider = AzureMLProvider(client=client)
+    provider.retry_seconds = 0.01
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"azureml": provider})
+    emulator.faults.add("server_error", provider.create_attempts, "MachineLearningServices.Jobs.CreateOrUpdate")
+    with pytest.raises(SubmissionUncertainError, match="no answer from azureml to the create request of the sweep job") as raised:
+        cloud_sweeps.submit(load_spec(write_spec(tmp_path), azureml.overrides), "azureml", runner)
+    assert "cloudtrain sweep SPEC --cloud azureml" in (raised.value.hint or "")
+    (record,) = runner.store.list()
+    assert record.state is JobState.PENDING and record.details["kind"] == "sweep"
+    assert emulator.job_names() == [] and emulator.faults.count("server_error") == provider.create_attempts  # each attempt refused
+
+
 def test_the_cli_submits_and_waits_for_an_azureml_sweep(tmp_path: Path) -> None:
     import os
     import subprocess
