@@ -52,9 +52,10 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  HTTPS_PROXY for <account>.blob.core.windows.net and *.vault.azure.net; a
                  managed-identity token route). Jobs wait in Queued until followed (or 5 s). Sweep
                  jobs whose trials run for real as child jobs (Random, Grid; Bayesian samples
-                 randomly; early termination not applied), the objective read from what each trial
-                 logs through MLflow (MLFLOW_TRACKING_URI: the emulator's tracking server), the true
-                 best reported. Not: pipeline, AutoML or Spark jobs, registries, data and model assets.
+                 randomly; bandit, median and truncation policies stop trials), the objective read
+                 from what each trial logs through MLflow (MLFLOW_TRACKING_URI: the emulator's
+                 tracking server), the true best reported. Not: pipeline, AutoML or Spark jobs,
+                 registries, data and model assets.
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training
                  pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT

@@ -34,9 +34,9 @@ it a time no run reaches, so that only the client's reading starts the job).
 Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 :class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Sweep jobs
 (``jobType: Sweep``) run their trials as child command jobs (:mod:`cloudtrain.emulators.azureml_sweep`:
-random and grid sampling; Bayesian sampling draws randomly; early termination policies are not
-applied), which log their metrics through MLflow to the emulator's tracking server
-(:mod:`cloudtrain.emulators.azureml_mlflow`). Faults
+random and grid sampling; Bayesian sampling draws randomly; bandit, median stopping and
+truncation selection policies stop trials as their metrics come in), which log their metrics
+through MLflow to the emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`). Faults
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
 :func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
 ``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the

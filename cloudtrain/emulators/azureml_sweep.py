@@ -24,9 +24,17 @@ sweep (HyperDrive) run does. The sweep ends ``Completed`` once its trials ended 
 gave a value, else ``Failed`` (with the reason); a cancel cancels the running trials, launches no
 more and ends it ``Canceled``.
 
-Not emulated: early termination (``earlyTermination``: bandit, median stopping and truncation
-selection policies are accepted, and every trial runs to its end) and the sweep's own
-``limits.timeout``.
+Early termination (``earlyTermination``) is applied to the running trials as their metric comes
+in, on each poll: each report of the primary metric is an interval; a trial is evaluated at its
+latest interval ``k`` at or after ``delayEvaluation`` and on the ``evaluationInterval``, against the
+trials (running or ended) that reported ``k`` values, once there are two. ``Bandit``: cancelled when
+its best value up to ``k`` is outside ``slackFactor`` (best / (1 + factor) when maximizing,
+best x (1 + factor) when minimizing) or ``slackAmount`` of the best trial's; ``MedianStopping``:
+when its best value up to ``k`` is worse than the median of the trials' running averages over
+intervals 1..k; ``TruncationSelection``: when its value at ``k`` is among the worst
+``truncationPercentage`` percent at ``k``. A cancelled trial ends ``Canceled``; a trial that ends
+before the policy sees its values is not stopped (as a fast trial on Azure ML). Not emulated: the
+sweep's own ``limits.timeout``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import json
 import math
 import random
 import re
+import statistics
 import threading
 import traceback
 from datetime import datetime, timezone
@@ -151,6 +160,41 @@ def trial_properties(props: dict[str, Any], values: dict[str, Any], environment:
     return {k: v for k, v in child.items() if v is not None}
 
 
+def stop_reason(policy: dict[str, Any] | None, goal: str, series: dict[str, list[float]], trial: str) -> str | None:
+    """Why the early termination ``policy`` ends ``trial`` now, or None; ``series``: every trial's
+    values of the primary metric, in logging order (see the module docstring)."""
+    kind = str((policy or {}).get("policyType") or "").lower()
+    if kind not in ("bandit", "medianstopping", "truncationselection"):
+        return None
+    delay, interval = int(policy.get("delayEvaluation") or 0), max(1, int(policy.get("evaluationInterval") or 0))
+    reports = len(series.get(trial) or [])
+    k = reports - (reports - delay) % interval
+    if reports < max(delay, 1) or k < max(delay, 1):
+        return None
+    reached = [name for name, values in series.items() if len(values) >= k]
+    if len(reached) < 2:
+        return None
+    maximize = goal == "maximize"
+    better = max if maximize else min
+    mine = better(series[trial][:k])
+    if kind == "bandit":
+        best = better(better(series[name][:k]) for name in reached)
+        factor, amount = float(policy.get("slackFactor") or 0), float(policy.get("slackAmount") or 0)
+        if factor:
+            limit = best / (1 + factor) if maximize else best * (1 + factor)
+        else:
+            limit = best - amount if maximize else best + amount
+        outside = mine < limit if maximize else mine > limit
+        return f"bandit policy at interval {k}: {mine:g} is outside the slack of the best trial's {best:g}" if outside else None
+    if kind == "medianstopping":
+        median = statistics.median(statistics.fmean(series[name][:k]) for name in reached)
+        worse = mine < median if maximize else mine > median
+        return f"median stopping policy at interval {k}: {mine:g} is worse than the median {median:g}" if worse else None
+    count = int(len(reached) * float(policy.get("truncationPercentage") or 0) / 100)
+    worst = sorted(reached, key=lambda name: series[name][k - 1], reverse=not maximize)[:count]
+    return f"truncation selection policy at interval {k}: among the worst {count} of {len(reached)}" if trial in worst else None
+
+
 def trial_value(metrics: list[dict[str, Any]], goal: str) -> float | None:
     """A trial's best finite value of the primary metric, or None."""
     finite = [item["value"] for item in metrics if math.isfinite(item["value"])]
@@ -174,6 +218,7 @@ class SweepRun(threading.Thread):
         self.cancel_requested = False
         self.active: list[str] = []
         self.values: dict[str, float] = {}  # completed trial -> its value
+        self.stopped: dict[str, str] = {}  # trial ended by the early termination policy -> why
         self._wake = threading.Event()
 
     def cancel(self) -> bool:
@@ -224,6 +269,11 @@ class SweepRun(threading.Thread):
                 if not self.active:
                     break
                 ended = [child for child in self.active if service.runs[child]["status"] in TERMINAL]
+                series = {child: [m["value"] for m in (service.runs[child].get("metrics") or {}).get(metric) or []]
+                          for child, run in service.runs.items() if run.get("parent") == self.job}
+                stopping = {child: reason for child in self.active if child not in ended and child not in self.stopped
+                            and (reason := stop_reason(props.get("earlyTermination"), goal, series, child))}
+                self.stopped.update(stopping)
                 for child in ended:
                     self.active.remove(child)
                     if service.runs[child]["status"] == "Completed":
@@ -232,6 +282,8 @@ class SweepRun(threading.Thread):
                         if value is not None:
                             self.values[child] = value
                             self._record_best(goal)
+            for child in stopping:  # outside the lock: a cancel waits for the trial's own lock
+                self.cancel_child(child)
             if not ended:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()

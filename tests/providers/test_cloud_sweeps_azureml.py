@@ -80,6 +80,49 @@ def test_grid_sampling_takes_each_value_once_and_a_trial_without_the_metric_is_n
     assert re.search(r"best \S+: loss = 1\.0 \(x=2\)", status.message), status.message  # x=4 is as good but unmeasured
 
 
+#: logs its loss at interval 1, then waits for the gate file before logging it again and ending
+GATED = """
+import argparse, time
+from pathlib import Path
+from cloudtrain.runtime import context
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--epochs", type=int, required=True)
+parser.add_argument("--gate", required=True)
+args = parser.parse_args()
+ctx = context()
+loss = (args.x - 3.0) ** 2
+ctx.log_metric("loss", loss, step=1)
+while not Path(args.gate).exists():
+    time.sleep(0.05)
+ctx.log_metric("loss", loss, step=2)
+print(f"trial x={args.x} loss={loss}", flush=True)
+"""
+
+
+def test_the_bandit_policy_stops_a_trial_outside_the_slack_of_the_best(azureml: Backend, tmp_path: Path) -> None:
+    """early_stopping: hyperband is Azure ML's BanditPolicy (slack 0.1 at every interval): the trial
+    at x=1 (loss 4) is cancelled once the one at x=3 (loss 0) reported the same interval."""
+    runner, emulator = azureml.runner, azureml.emulator
+    gate = tmp_path / "gate"
+    spec = SPEC.replace("hyperparameters: {epochs: 1, x: 0.0}", f"hyperparameters: {{epochs: 1, x: 0.0, gate: '{gate}'}}")
+    spec = spec.replace("x: {type: float, min: 0.0, max: 6.0}", "x: {type: categorical, values: [1, 3]}")
+    spec = spec.replace("algorithm: random", "algorithm: grid").replace("early_stopping: none", "early_stopping: hyperband")
+    record = cloud_sweeps.submit(load_spec(write_spec(tmp_path, spec, GATED), azureml.overrides), "azureml", runner).record
+    assert emulator.service.jobs[record.native_id]["properties"]["earlyTermination"]["policyType"] == "Bandit"
+    bad, good = f"{record.native_id}_0", f"{record.native_id}_1"  # the grid's order: x=1, then x=3
+    emulator.wait_for_status(bad, ["Canceled"], timeout=120)  # both trials wait at the gate: only the policy ends one
+    assert emulator.job_status(good) == "Running"
+    gate.write_text("go")
+    _, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    assert [m["value"] for m in emulator.service.runs[bad]["metrics"]["loss"]] == [4.0]  # stopped after interval 1
+    assert [m["value"] for m in emulator.service.runs[good]["metrics"]["loss"]] == [0.0, 0.0]
+    assert f"best {good}: loss = 0.0 (x=3)" in status.message, status.message
+    assert "trials: 1 completed, 0 running, 0 failed, 1 cancelled (of 4)" in status.message, status.message  # the grid has 2
+
+
 def test_a_retried_submission_finds_its_sweep_and_a_cancel_stops_its_trials(azureml: Backend, tmp_path: Path) -> None:
     from cloudtrain.providers.azureml import AzureMLProvider
 
