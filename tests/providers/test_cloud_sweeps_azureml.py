@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("azure.ai.ml")
 pytest.importorskip("mlflow")
 
-from sweep_helpers import SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
+from sweep_helpers import SCRIPT, SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
 
 from cloudtrain.providers.base import JobState  # noqa: E402
 from cloudtrain.specfile import load_spec  # noqa: E402
@@ -66,8 +66,6 @@ def test_a_sweep_runs_its_trials_and_reports_the_true_best(azureml: Backend, tmp
 
 def test_grid_sampling_takes_each_value_once_and_a_trial_without_the_metric_is_never_the_best(
         azureml: Backend, tmp_path: Path) -> None:
-    from sweep_helpers import SCRIPT
-
     script = SCRIPT.replace('context().log_metric("loss", loss)', 'if args.x < 3.0:\n    context().log_metric("loss", loss)')
     spec = SPEC.replace("x: {type: float, min: 0.0, max: 6.0}", "x: {type: categorical, values: [2, 4, 5]}")
     spec = spec.replace("algorithm: random", "algorithm: grid").replace("max_parallel: 2", "max_parallel: 3")
@@ -80,25 +78,11 @@ def test_grid_sampling_takes_each_value_once_and_a_trial_without_the_metric_is_n
     assert re.search(r"best \S+: loss = 1\.0 \(x=2\)", status.message), status.message  # x=4 is as good but unmeasured
 
 
-#: logs its loss at interval 1, then waits for the gate file before logging it again and ending
-GATED = """
-import argparse, time
-from pathlib import Path
-from cloudtrain.runtime import context
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=float, required=True)
-parser.add_argument("--epochs", type=int, required=True)
-parser.add_argument("--gate", required=True)
-args = parser.parse_args()
-ctx = context()
-loss = (args.x - 3.0) ** 2
-ctx.log_metric("loss", loss, step=1)
-while not Path(args.gate).exists():
-    time.sleep(0.05)
-ctx.log_metric("loss", loss, step=2)
-print(f"trial x={args.x} loss={loss}", flush=True)
-"""
+#: the trial script, logging its loss at interval 1, then again once the gate file exists
+GATED = "import time\nfrom pathlib import Path\n" + SCRIPT.replace(
+    "args = parser.parse_args()", 'parser.add_argument("--gate", required=True)\nargs = parser.parse_args()').replace(
+    'context().log_metric("loss", loss)', 'context().log_metric("loss", loss, step=1)\nwhile not Path(args.gate).exists():\n'
+    '    time.sleep(0.05)\ncontext().log_metric("loss", loss, step=2)')
 
 
 def test_the_bandit_policy_stops_a_trial_outside_the_slack_of_the_best(azureml: Backend, tmp_path: Path) -> None:
