@@ -300,8 +300,11 @@ class AzureMLEmulator(Emulator):
         if document["properties"].get("jobType") == "Sweep":
             from cloudtrain.emulators.azureml_sweep import SweepRun
 
+            from cloudtrain.emulators.azureml_mlflow import run_environment
+
+            workspace = self.service.resource_id(*self.service.runs[document["name"]]["workspace"])
             sweep = self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job,
-                                                           self._trial_environment)
+                                                           lambda trial: run_environment(self.tracking.url, workspace, trial))
             sweep.start()
             return
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
@@ -311,13 +314,6 @@ class AzureMLEmulator(Emulator):
         """Record and start a sweep's trial: a child command job of ``parent``."""
         self.service.record_job(self.service.runs[parent]["workspace"], name, {"properties": properties}, parent=parent)
         self._start_job(json.loads(json.dumps(self.service.jobs[name])))
-
-    def _trial_environment(self, name: str) -> dict[str, str]:
-        """What Azure ML gives a job's processes for MLflow: the workspace's tracking server and the job's run."""
-        from cloudtrain.emulators.azureml_mlflow import tracking_uri
-
-        workspace = self.service.resource_id(*self.service.runs[name.rsplit("_", 1)[0]]["workspace"])
-        return {"MLFLOW_TRACKING_URI": tracking_uri(self.tracking.url, workspace), "MLFLOW_RUN_ID": name}
 
     def _cancel_job(self, name: str) -> None:
         run = self.runs.get(name)

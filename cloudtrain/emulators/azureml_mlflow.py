@@ -27,9 +27,10 @@ _ROUTE = re.compile(r"^/mlflow/v1\.0/.*/api/2\.0/mlflow/runs/(?P<verb>[a-z-]+)$"
 _STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
 
 
-def tracking_uri(base: str, workspace_id: str) -> str:
-    """``MLFLOW_TRACKING_URI`` for the workspace (``workspace_id``: its ARM resource id)."""
-    return f"{base}/mlflow/v1.0{workspace_id}"
+def run_environment(base: str, workspace_id: str, run: str) -> dict[str, str]:
+    """What Azure ML gives a job's processes for MLflow: the workspace's tracking server
+    (``workspace_id``: its ARM resource id; ``base``: this server's URL) and the job's own run."""
+    return {"MLFLOW_TRACKING_URI": f"{base}/mlflow/v1.0{workspace_id}", "MLFLOW_RUN_ID": run}
 
 
 class MlflowTracking:
