@@ -280,21 +280,32 @@ class VertexProvider(Provider):
                 self._upload_file(bucket.blob(prefix + relative), file, None, f"upload input {file}", advance=advance)
 
     def _upload_file(self, blob: Any, path: Path, label: str | None, what: str, advance: Any = None, **options: Any) -> None:
-        """One file to ``blob``, its bytes reported (to ``advance``, or a transfer named ``label``).
-        google-cloud-storage's own retry repeats it after throttling, a 5xx or a dropped connection
-        (the same bytes to the same object: safe), backing off from ``retry_seconds``."""
+        """One file to ``blob``, its bytes reported (to ``advance``, or a transfer named ``label``);
+        google-cloud-storage's retry repeats it after throttling, a 5xx or a dropped connection (the
+        same bytes to the same object: safe), backing off from ``retry_seconds``."""
+        import mimetypes
+
+        from google.api_core import exceptions
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         from cloudtrain.progress import ReadCounter, transfer
 
-        import mimetypes
-
         options.setdefault("content_type", mimetypes.guess_type(path.name)[0])  # as upload_from_filename does
         size = path.stat().st_size
+        retry = DEFAULT_RETRY.with_timeout(self.retry_deadline).with_delay(initial=self.retry_seconds, maximum=30.0)
+
+        def send(stream: Any) -> None:
+            try:
+                blob.upload_from_file(stream, size=size, rewind=False, retry=retry, timeout=(5, 120), **options)
+            except exceptions.RetryError as error:  # gave up: on an HTTP answer (the library's raw one), or unreachable
+                status = getattr(getattr(error.cause, "response", None), "status_code", None)
+                if status is None:
+                    raise
+                raise ProviderError(f"Cloud Storage kept answering HTTP {status} while trying to {what} (retried for "
+                                    f"{self.retry_deadline:g} s)", "retry later; if it persists, check the bucket's quotas") from None
+
         with transfer(label or what, size if advance is None else 0) as own, open(path, "rb") as handle:
-            self.call(what, blob.upload_from_file, ReadCounter(handle, advance or own), size=size, rewind=False,
-                      retry=DEFAULT_RETRY.with_timeout(self.retry_deadline).with_delay(initial=self.retry_seconds, maximum=30.0),
-                      timeout=(5, 120), **options)
+            self.call(what, send, ReadCounter(handle, advance or own))
 
     # -- following ------------------------------------------------------------------------------------
 

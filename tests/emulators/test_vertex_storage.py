@@ -107,19 +107,60 @@ def test_a_completed_resumable_session_answers_a_chunk_sent_again_with_the_objec
     assert _stored(server, "big.bin") == data
 
 
-def test_the_vertex_emulator_fails_storage_calls_and_spares_its_own(tmp_path: Any) -> None:
+@pytest.fixture(scope="module")
+def vertex(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from cloudtrain.emulators.vertex import VertexEmulator
 
-    with VertexEmulator(root=tmp_path / "vertex") as emulator:
-        emulator.faults.add("throttle", 1, "Storage.Objects.Insert")
-        emulator.storage_client().bucket(emulator.bucket).blob("own.txt").upload_from_string(b"own", retry=None)
-        assert emulator.faults.injected == []
-        from google.api_core.exceptions import TooManyRequests
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
+    with VertexEmulator(root=tmp_path_factory.mktemp("vertex")) as emulator:
+        yield emulator
 
-        user = storage.Client(project=emulator.project, credentials=AnonymousCredentials(),
-                              client_options={"api_endpoint": emulator.storage_host})
-        with pytest.raises(TooManyRequests):
-            user.bucket(emulator.bucket).blob("user.txt").upload_from_string(b"user", retry=None)
-        assert emulator.faults.injected == [("throttle", "Storage.Objects.Insert")]
+
+def test_the_vertex_emulator_fails_storage_calls_and_spares_its_own(vertex: Any) -> None:
+    from google.api_core.exceptions import TooManyRequests
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    vertex.faults.clear()
+    vertex.faults.add("throttle", 1, "Storage.Objects.Insert")
+    vertex.storage_client().bucket(vertex.bucket).blob("own.txt").upload_from_string(b"own", retry=None)
+    assert vertex.faults.injected == []
+    user = storage.Client(project=vertex.project, credentials=AnonymousCredentials(),
+                          client_options={"api_endpoint": vertex.storage_host})
+    with pytest.raises(TooManyRequests):
+        user.bucket(vertex.bucket).blob("user.txt").upload_from_string(b"user", retry=None)
+    assert vertex.faults.injected == [("throttle", "Storage.Objects.Insert")]
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("throttle", "Cloud Storage kept answering HTTP 429 while trying to upload the code bundle"),
+    ("server_error", "Cloud Storage kept answering HTTP 503 while trying to upload the code bundle"),
+    ("drop_before", "cannot reach Google Cloud while trying to upload the code bundle"),
+], ids=["throttle", "server_error", "drop_before"])
+def test_a_staging_upload_that_outlasts_the_retry_is_a_clear_error_and_creates_nothing(
+        vertex: Any, tmp_path: Any, kind: str, message: str) -> None:
+    from cloudtrain.errors import ProviderError
+    from cloudtrain.providers.base import JobState
+    from cloudtrain.providers.vertex import VertexProvider
+    from cloudtrain.runner import Runner
+    from cloudtrain.specfile import load_spec
+    from cloudtrain.store import JobStore
+    from cloudtrain.testing import SUCCEEDS, write_project
+
+    vertex.faults.clear()
+    provider = VertexProvider(environ=vertex.environment(), retry_seconds=0.01, retry_deadline=0.3)
+    runner = Runner(store=JobStore(tmp_path / "jobs.db"), providers={"vertex": provider})
+    loaded = load_spec(write_project(tmp_path / "job", SUCCEEDS), [
+        f"vertex.project={vertex.project}", f"vertex.location={vertex.location}",
+        f"vertex.staging_bucket=gs://{vertex.bucket}", "resources.memory_gib=8"])
+    plan, jobs = runner.plan(loaded, "vertex"), len(vertex.jobs())
+    vertex.faults.add(kind, 10_000, "Storage.Objects.Insert")
+    try:
+        with pytest.raises(ProviderError) as caught:
+            runner.submit(plan)
+    finally:
+        used = vertex.faults.count(kind)
+        vertex.faults.clear()
+    assert caught.value.message.startswith(message) and "Traceback" not in caught.value.message, caught.value.message
+    assert used >= 2  # retried before giving up
+    assert len(vertex.jobs()) == jobs  # never created
+    assert runner.store.find_by_token("vertex", plan.submission_token).state is JobState.FAILED
