@@ -49,7 +49,7 @@ def _spec_model(names: tuple[str, ...]) -> type[JobSpec]:
         if model is None:
             fields[name] = (dict[str, Any], Field(default_factory=dict, description=f"Settings of the {name} backend (not installed)."))
         else:
-            fields[name] = (model, Field(default_factory=model, description=f"Settings of the {name} backend."))
+            fields[name] = (model, Field(default_factory=dict, validate_default=True, description=f"Settings of the {name} backend."))
     return create_model("JobSpec", __base__=JobSpec, __module__="cloudtrain.spec", **fields)
 
 

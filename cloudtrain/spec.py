@@ -477,6 +477,13 @@ HyperScalar = Union[bool, int, float, str]
 HyperValue = Union[HyperScalar, list[HyperScalar]]
 
 
+#: The default of a section (``distribution:``, ``spot:``...) when a spec leaves it out: its empty
+#: mapping, validated by the spec's own validator (a ``default_factory`` of the model would build
+#: a second validator for each such model on every command).
+def _default_section() -> Any:
+    return Field(default_factory=dict, validate_default=True)
+
+
 class JobSpec(_Model):
     """One training job, the same on every cloud."""
 
@@ -499,11 +506,11 @@ class JobSpec(_Model):
     image: str | dict[str, str] | None = Field(
         None, description="Container image URI, the same on every cloud, or one per backend ({sagemaker: ..., azureml: "
                           "azureml:AzureML-lightgbm-3.3@latest, vertex: ...}); a backend without one uses `framework`.")
-    resources: Resources = Field(default_factory=Resources)
-    distribution: Distribution = Field(default_factory=Distribution)
-    spot: Spot = Field(default_factory=Spot)
+    resources: Resources = _default_section()
+    distribution: Distribution = _default_section()
+    spot: Spot = _default_section()
     max_runtime: Duration | None = None
-    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    checkpoint: Checkpoint = _default_section()
     inputs: dict[str, Input] = Field(default_factory=dict)
     outputs: dict[str, Output] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
@@ -515,7 +522,7 @@ class JobSpec(_Model):
                     "{name, regex} for a script's own output lines.",
     )
     budget: Budget | None = None
-    bundle: Bundle = Field(default_factory=Bundle)
+    bundle: Bundle = _default_section()
     sweep: Sweep | None = Field(None, description="Run trials of this job with hyperparameters varied (`cloudtrain sweep`).")
     # Each backend's own section (``sagemaker: {region: ...}``, a plugin's ``toy: {...}``) is a field
     # of the spec model that :func:`cloudtrain.sections.spec_model` builds from the registry.

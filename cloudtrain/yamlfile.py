@@ -66,7 +66,9 @@ def read_text(path: Path, what: str = "job spec") -> str:
 def _loader_class() -> type:
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
+
+    class StrictLoader(base):  # type: ignore[valid-type,misc]
         """PyYAML's safe loader, refusing duplicate keys and overlong integers."""
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:

@@ -8,7 +8,8 @@ of that cloud when it parses completely; a cache file that does not parse is ign
 rows stay in use) and named in ``Catalog.warnings``. ``<cache_dir>/your-prices.csv`` (written by
 ``cloudtrain prices import``: negotiated prices, discounts) wins over both, row by row, and its
 offers say ``price_origin="your price"``. Results are cached per process and cache directory;
-:func:`clear_cache` forgets them (refresh and import call it after writing).
+:func:`clear_cache` forgets them (refresh and import call it after writing). The bundled tables'
+parsed rows are also kept in the cache directory between commands (:mod:`cloudtrain.catalog.parsed`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from cloudtrain.catalog.machines import MachineOffers, read_machines
+from cloudtrain.catalog.machines import MachineOffers
 from cloudtrain.catalog.offers import CLOUDS, Offer, OfferFormatError, read_offers
+from cloudtrain.catalog.parsed import bundled
 from cloudtrain.catalog.query import Catalog
 
 USER_PRICES = "your-prices.csv"
@@ -48,18 +50,18 @@ def _load(cache_dir: str | None) -> Catalog:
     origins: dict[str, str] = {}
     warnings: list[str] = []
     yours = _user_prices(cache_dir, warnings)
+    tables, bundled_offers = bundled(cache_dir)
     for cloud in CLOUDS:
         cached = _cached_offers(cache_dir, cloud, warnings)
         if cached is not None:
             priced = cached
             origins[cloud] = str(Path(cache_dir or "") / f"{cloud}.csv")
         else:
-            priced = read_offers(bundled_text(cloud), expected_cloud=cloud)
+            priced = bundled_offers[cloud]
             origins[cloud] = "bundled"
         own = {(o.instance_type, o.region): o for o in yours if o.cloud == cloud}
         priced = [own.pop((o.instance_type, o.region), o) for o in priced] + list(own.values())
-        table = machine_table(cloud)
-        machines.extend(read_machines(table, expected_cloud=cloud) if table else [])
+        machines.extend(tables[cloud])
         priced_offers.extend(priced)
     return Catalog(offers=MachineOffers(machines, priced_offers), origins=origins, warnings=tuple(warnings))  # type: ignore[arg-type]
 

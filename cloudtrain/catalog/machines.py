@@ -11,13 +11,11 @@ price is still chosen, planned and submitted.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence
 
 from cloudtrain.catalog.accelerators import normalize_accelerator
-from cloudtrain.catalog.offers import Offer, OfferFormatError
+from cloudtrain.catalog.offers import Offer, OfferFormatError, csv_rows
 
 #: Where a machine whose training regions are not sourced is placed when no region is asked for,
 #: and where an unpriced machine goes first: each cloud's first region.
@@ -48,21 +46,19 @@ class Machine:
 
 
 def read_machines(text: str, *, expected_cloud: str | None = None) -> list[Machine]:
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != MACHINE_FIELDS:
-        raise OfferFormatError(f"machine table header must be {','.join(MACHINE_FIELDS)}")
     machines = []
-    for line, row in enumerate(reader, start=2):
+    for line, row in csv_rows(text, MACHINE_FIELDS, "machine table"):
         try:
-            accelerator = normalize_accelerator(row["accelerator"]) if row["accelerator"].strip() else None
-            count = int(row["accelerator_count"] or 0)
+            cloud, instance_type, vcpus, memory_gib, accelerator_cell, count_cell, memory, regions, source = (
+                cell.strip() for cell in row[:len(MACHINE_FIELDS)])
+            accelerator = normalize_accelerator(accelerator_cell) if accelerator_cell else None
+            count = int(count_cell or 0)
             if (accelerator is None) != (count == 0):
                 raise ValueError("accelerator and accelerator_count disagree")
-            memory = row["accelerator_memory_gib"].strip()
-            machine = Machine(cloud=row["cloud"].strip(), instance_type=row["instance_type"].strip(), vcpus=int(row["vcpus"]),
-                              memory_gib=float(row["memory_gib"]), accelerator=accelerator, accelerator_count=count,
+            machine = Machine(cloud=cloud, instance_type=instance_type, vcpus=int(vcpus), memory_gib=float(memory_gib),
+                              accelerator=accelerator, accelerator_count=count,
                               accelerator_memory_gib=float(memory) if memory else None,
-                              regions=tuple(row["regions"].split()), source=row["source"].strip())
+                              regions=tuple(regions.split()), source=source)
         except Exception as error:  # ValueError, CatalogError from an unknown accelerator name
             raise OfferFormatError(f"line {line}: {error}") from None
         if machine.vcpus <= 0 or machine.memory_gib <= 0 or not machine.instance_type:

@@ -17,7 +17,7 @@ import io
 import math
 from dataclasses import dataclass, fields
 from datetime import date
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator, Sequence
 
 from cloudtrain.catalog.accelerators import normalize_accelerator
 
@@ -100,46 +100,56 @@ def _positive_float(name: str, text: str) -> float:
     return value
 
 
-def offer_from_row(row: dict[str, str]) -> Offer:
-    """Parse one CSV row; raises :class:`OfferFormatError` on anything incomplete or insane."""
+def csv_rows(text: str, header: tuple[str, ...], what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank row of a CSV whose header must be exactly ``header``;
+    a row with missing cells is refused (csv.reader's tuples: a dict per row costs more than the
+    parse itself, on every command that reads the catalog)."""
+    rows = csv.reader(io.StringIO(text))
+    if tuple(next(rows, ())) != header:
+        raise OfferFormatError(f"{what} header must be {','.join(header)}")
+    for line_number, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) < len(header):
+            raise OfferFormatError(f"line {line_number}: missing columns: {', '.join(header[len(row):])}")
+        yield line_number, row
+
+
+def offer_from_row(row: Sequence[str]) -> Offer:
+    """Parse one CSV row (its cells in :data:`FIELDS` order; extra cells are ignored); raises
+    :class:`OfferFormatError` on anything incomplete or insane."""
     try:
-        missing = [name for name in FIELDS if name not in row or row[name] is None]
-        if missing:
-            raise OfferFormatError(f"missing columns: {', '.join(missing)}")
-        cloud = row["cloud"].strip()
+        (cloud, region, instance_type, accelerator_cell, count_cell, memory_cell, vcpus_cell, memory_gib,
+         usd_cell, spot_cell, as_of, source) = (cell.strip() for cell in row[:len(FIELDS)])
         if cloud not in CLOUDS:
             raise OfferFormatError(f"unknown cloud {cloud!r}")
-        for name in ("region", "instance_type", "source", "price_as_of"):
-            if not row[name].strip():
+        for name, value in (("region", region), ("instance_type", instance_type), ("source", source), ("price_as_of", as_of)):
+            if not value:
                 raise OfferFormatError(f"{name} is empty")
-        accelerator = _optional(row["accelerator"])
-        if accelerator is not None:
-            accelerator = normalize_accelerator(accelerator)
-        count = int(row["accelerator_count"] or 0)
-        memory = _optional(row["accelerator_memory_gib"])
+        accelerator = normalize_accelerator(accelerator_cell) if accelerator_cell else None
+        count = int(count_cell or 0)
         if (accelerator is None) != (count == 0):
             raise OfferFormatError("accelerator and accelerator_count disagree")
-        usd = _positive_float("usd_per_hour", row["usd_per_hour"])
-        spot_text = _optional(row["spot_usd_per_hour"])
-        spot = _positive_float("spot_usd_per_hour", spot_text) if spot_text else None
+        usd = _positive_float("usd_per_hour", usd_cell)
+        spot = _positive_float("spot_usd_per_hour", spot_cell) if spot_cell else None
         if spot is not None and spot >= usd:
             raise OfferFormatError("spot_usd_per_hour must be below usd_per_hour")
-        vcpus = int(row["vcpus"])
+        vcpus = int(vcpus_cell)
         if vcpus <= 0:
             raise OfferFormatError("vcpus must be positive")
         return Offer(
             cloud=cloud,
-            region=row["region"].strip(),
-            instance_type=row["instance_type"].strip(),
+            region=region,
+            instance_type=instance_type,
             accelerator=accelerator,
             accelerator_count=count,
-            accelerator_memory_gib=_positive_float("accelerator_memory_gib", memory) if memory else None,
+            accelerator_memory_gib=_positive_float("accelerator_memory_gib", memory_cell) if memory_cell else None,
             vcpus=vcpus,
-            memory_gib=_positive_float("memory_gib", row["memory_gib"]),
+            memory_gib=_positive_float("memory_gib", memory_gib),
             usd_per_hour=usd,
             spot_usd_per_hour=spot,
-            price_as_of=date.fromisoformat(row["price_as_of"].strip()),
-            source=row["source"].strip(),
+            price_as_of=date.fromisoformat(as_of),
+            source=source,
         )
     except OfferFormatError:
         raise
@@ -149,11 +159,8 @@ def offer_from_row(row: dict[str, str]) -> Offer:
 
 def read_offers(text: str, *, expected_cloud: str | None = None) -> list[Offer]:
     """Parse a whole catalog CSV; the header must be exactly :data:`FIELDS`."""
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != FIELDS:
-        raise OfferFormatError(f"header must be {','.join(FIELDS)}")
     offers = []
-    for line_number, row in enumerate(reader, start=2):
+    for line_number, row in csv_rows(text, FIELDS, "price file"):
         try:
             offer = offer_from_row(row)
         except OfferFormatError as exc:

@@ -29,7 +29,9 @@ def test_sagemaker_refresh_writes_the_cache_and_summarises(tmp_path):
     offers = {o.instance_type: o for o in catalog.offers if o.cloud == "sagemaker" and o.priced}
     assert set(offers) == {"ml.g5.xlarge", "ml.m5.xlarge"}
     assert offers["ml.g5.xlarge"].accelerator == "A10G" and offers["ml.g5.xlarge"].price_as_of == date(2026, 9, 24)
-    assert [p.name for p in tmp_path.iterdir()] == ["sagemaker.csv"]  # no temporary file left behind
+    from cloudtrain.catalog.parsed import FILE as PARSED
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["sagemaker.csv", PARSED])  # no temporary file left behind
 
 
 def test_azure_refresh_follows_next_page_links(tmp_path):
