@@ -19,22 +19,10 @@ from pathlib import Path
 
 from cloudtrain.catalog.machines import MachineOffers
 from cloudtrain.catalog.offers import CLOUDS, Offer, OfferFormatError, read_offers
-from cloudtrain.catalog.parsed import bundled
+from cloudtrain.catalog.parsed import DATA, bundled, bundled_text, machine_table  # noqa: F401 (DATA and the readers: public here)
 from cloudtrain.catalog.query import Catalog
 
 USER_PRICES = "your-prices.csv"
-DATA = Path(__file__).parent / "data"
-
-
-def bundled_text(cloud: str) -> str:
-    return (DATA / f"{cloud}.csv").read_text(encoding="utf-8")
-
-
-def machine_table(cloud: str) -> str | None:
-    path = DATA / f"machines_{cloud}.csv"
-    return path.read_text(encoding="utf-8") if path.is_file() else None
-
-
 def load_catalog(cache_dir: Path | None = None) -> Catalog:
     """The catalog: bundled offers, each cloud replaced by a valid cached file when present."""
     return _load(str(Path(cache_dir).expanduser().resolve()) if cache_dir is not None else None)

@@ -88,11 +88,6 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _optional(text: str) -> str | None:
-    text = text.strip()
-    return text or None
-
-
 def _positive_float(name: str, text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:

@@ -28,6 +28,7 @@ from cloudtrain.catalog.offers import CLOUDS, Offer, read_offers
 
 DATA = Path(__file__).parent / "data"
 FILE = "bundled-tables.marshal"
+_MACHINE_FIELDS = tuple(f.name for f in fields(Machine))
 _OFFER_FIELDS = tuple(f.name for f in fields(Offer))
 _DATE = _OFFER_FIELDS.index("price_as_of")
 
@@ -35,12 +36,24 @@ Tables = tuple[dict[str, list[Machine]], dict[str, list[Offer]]]
 
 
 def _paths(cloud: str) -> tuple[Path, Path]:
+    """(machine table, bundled price file) of ``cloud``."""
     return DATA / f"machines_{cloud}.csv", DATA / f"{cloud}.csv"
+
+
+def bundled_text(cloud: str) -> str:
+    """The bundled price file of ``cloud``."""
+    return _paths(cloud)[1].read_text(encoding="utf-8")
+
+
+def machine_table(cloud: str) -> str | None:
+    """The machine table of ``cloud``, None when it has none."""
+    path = _paths(cloud)[0]
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def _stamp() -> tuple[Any, ...]:
     """What the parsed rows depend on: each table's and parser module's (name, size, mtime)."""
-    stamp: list[Any] = [sys.version, tuple(f.name for f in fields(Machine)), _OFFER_FIELDS]
+    stamp: list[Any] = [sys.version, _MACHINE_FIELDS, _OFFER_FIELDS]
     sources = [Path(_machines.__file__), Path(_offers.__file__), Path(__file__)]
     for path in [*sources, *(path for cloud in CLOUDS for path in _paths(cloud))]:
         try:
@@ -56,31 +69,35 @@ def parse() -> Tables:
     machines: dict[str, list[Machine]] = {}
     offers: dict[str, list[Offer]] = {}
     for cloud in CLOUDS:
-        table, prices = _paths(cloud)
-        machines[cloud] = read_machines(table.read_text(encoding="utf-8"), expected_cloud=cloud) if table.is_file() else []
-        offers[cloud] = read_offers(prices.read_text(encoding="utf-8"), expected_cloud=cloud)
+        table = machine_table(cloud)
+        machines[cloud] = read_machines(table, expected_cloud=cloud) if table is not None else []
+        offers[cloud] = read_offers(bundled_text(cloud), expected_cloud=cloud)
     return machines, offers
+
+
+def _offer_row(offer: Offer) -> tuple[Any, ...]:
+    values = [getattr(offer, name) for name in _OFFER_FIELDS]
+    if values[_DATE] is not None:
+        values[_DATE] = values[_DATE].isoformat()
+    return tuple(values)
+
+
+def _offer(row: tuple[Any, ...]) -> Offer:
+    values = list(row)
+    if values[_DATE] is not None:
+        values[_DATE] = date.fromisoformat(values[_DATE])
+    return Offer(*values)
 
 
 def _rows(tables: Tables) -> dict[str, Any]:
     machines, offers = tables
-    return {
-        "machines": {cloud: [tuple(getattr(m, f.name) for f in fields(Machine)) for m in rows] for cloud, rows in machines.items()},
-        "offers": {cloud: [tuple(value.isoformat() if index == _DATE and value is not None else value
-                                 for index, value in enumerate(getattr(o, name) for name in _OFFER_FIELDS))
-                           for o in rows] for cloud, rows in offers.items()},
-    }
+    return {"machines": {cloud: [tuple(getattr(m, name) for name in _MACHINE_FIELDS) for m in rows] for cloud, rows in machines.items()},
+            "offers": {cloud: [_offer_row(o) for o in rows] for cloud, rows in offers.items()}}
 
 
 def _tables(rows: dict[str, Any]) -> Tables:
-    def offer(row: tuple[Any, ...]) -> Offer:
-        values = list(row)
-        if values[_DATE] is not None:
-            values[_DATE] = date.fromisoformat(values[_DATE])
-        return Offer(*values)
-
     return ({cloud: [Machine(*row) for row in items] for cloud, items in rows["machines"].items()},
-            {cloud: [offer(row) for row in items] for cloud, items in rows["offers"].items()})
+            {cloud: [_offer(row) for row in items] for cloud, items in rows["offers"].items()})
 
 
 def bundled(cache_dir: str | None) -> Tables:
