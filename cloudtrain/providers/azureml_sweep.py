@@ -77,8 +77,7 @@ def status(provider: "AzureMLProvider", ref: JobRef, neutral_state: Callable[[st
         counts[_COUNTERS.get(str(getattr(trial.status, "value", trial.status)), "running")] += 1
     limits = getattr(job, "limits", None)
     total = getattr(limits, "max_total_trials", None)
-    parts = [", ".join(f"{n} {what}" for what, n in counts.items()) + (f" (of {total})" if total else "")]
-    parts[0] = "trials: " + parts[0]
+    parts = ["trials: " + ", ".join(f"{n} {what}" for what, n in counts.items()) + (f" (of {total})" if total else "")]
     model = None
     properties = job.properties or {}
     best = properties.get("best_child_run_id")
