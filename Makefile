@@ -20,6 +20,8 @@ SM2_STAMP := $(SM2_VENV)/.sagemaker-$(SAGEMAKER_V2_VERSION)
 $(PY):
 	@echo "== creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "== upgrading pip in $(VENV) (the pip a venv starts with, 23.x on Python 3.11, fails to resolve the extras)"
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25'
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
 	@echo "== installing cloudtrain with every extra into $(VENV): the cloud SDKs (boto3, sagemaker, azure-ai-ml,"
