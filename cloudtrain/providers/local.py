@@ -236,6 +236,11 @@ class LocalProvider(Provider):
             for rank in range(plan.nodes):
                 env = dict(base_env, NODE_RANK=str(rank)) if plan.nodes > 1 else base_env
                 nodes.append({"argv": entry_argv(plan, rank, run_dir), "env": env, "cwd": spec.code})
+        from cloudtrain.runtime.context import read_context
+        from cloudtrain.runtime.variables import missing_variables
+
+        for node in nodes:  # what scripts written for a cloud read (SM_MODEL_DIR...), as the shim sets in cloud jobs
+            node["env"] = {**node["env"], **missing_variables(read_context(node["env"]), node["env"])}
         payload = {
             "job_id": plan.job_name,
             "run_dir": str(run_dir),

@@ -1,6 +1,7 @@
 """The runtime contract: one :class:`RunContext`, read from whichever environment the job runs in.
 
-Environments, detected in this order:
+Environments, detected in this order (a cloud named by ``CLOUDTRAIN_ENVIRONMENT`` wins over the
+variables seen: each job also gets the other clouds' variables, :mod:`cloudtrain.runtime.variables`):
 
 - **local** (cloudtrain's local executor and the emulators' inner runs): ``CLOUDTRAIN_RUN_DIR`` with
   ``CLOUDTRAIN_MODEL_DIR``, ``CLOUDTRAIN_OUTPUT_DIR``, ``CLOUDTRAIN_CHECKPOINT_DIR``,
@@ -349,9 +350,16 @@ def _azureml(environ: Mapping[str, str]) -> RunContext:
     )
 
 
+CLOUDS = ("sagemaker", "vertex", "azureml")
+
+
 def detect_environment(environ: Mapping[str, str]) -> str:
+    """``local``, a cloud's name, or ``bare``. A cloud named by ``CLOUDTRAIN_ENVIRONMENT`` wins over
+    the variables seen, since every job also has the other clouds' (:mod:`cloudtrain.runtime.variables`)."""
     if environ.get("CLOUDTRAIN_RUN_DIR"):
         return "local"
+    if environ.get("CLOUDTRAIN_ENVIRONMENT") in CLOUDS:
+        return environ["CLOUDTRAIN_ENVIRONMENT"]
     if environ.get("SM_MODEL_DIR") or environ.get("SM_HOSTS") or environ.get("SM_TRAINING_ENV"):
         return "sagemaker"
     if environ.get("AIP_MODEL_DIR") or environ.get("CLUSTER_SPEC"):
@@ -361,10 +369,8 @@ def detect_environment(environ: Mapping[str, str]) -> str:
     return "bare"
 
 
-def context(environ: Mapping[str, str] | None = None) -> RunContext:
-    """The RunContext of this process. Outside any environment (plain ``python train.py``), it uses
-    ``./cloudtrain-run`` as the run directory so scripts still run."""
-    environ = os.environ if environ is None else environ
+def read_context(environ: Mapping[str, str]) -> RunContext:
+    """The RunContext ``environ`` describes, without creating its directories."""
     kind = detect_environment(environ)
     if kind == "bare":
         run_dir = Path("cloudtrain-run").absolute()
@@ -375,6 +381,13 @@ def context(environ: Mapping[str, str] | None = None) -> RunContext:
     every = environ.get("CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS")
     if every:
         ctx.checkpoint_every_seconds = float(every)
+    return ctx
+
+
+def context(environ: Mapping[str, str] | None = None) -> RunContext:
+    """The RunContext of this process. Outside any environment (plain ``python train.py``), it uses
+    ``./cloudtrain-run`` as the run directory so scripts still run."""
+    ctx = read_context(os.environ if environ is None else environ)
     for directory in (ctx.model_dir, ctx.output_dir, ctx.checkpoint_dir):
         if directory is not None and ctx.is_main:
             directory.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ environment, as rendered in its request):
 - ``CLOUDTRAIN_SETUP``: a JSON list of shell commands, and ``CLOUDTRAIN_REQUIREMENTS``: a
   requirements file to ``pip install -r``; both run once per node (the first process to take the
   node's set-up lock runs them; under torchrun the others wait for it) before the entrypoint;
+- the other clouds' script variables (``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``, ``AIP_MODEL_DIR``...),
+  set from the runtime context where the cloud does not set them (:mod:`cloudtrain.runtime.variables`);
 - ``CLOUDTRAIN_SECRETS``: a JSON map ``NAME -> {"aws_secret": id}`` (or ``gcp_secret`` /
   ``azure_key_vault``) resolved here, inside the job, so no value travels in the request.
 
@@ -99,13 +101,15 @@ def job_hyperparameters(argv: list[str]) -> dict:
 def main() -> None:
     if str(CODE_ROOT) not in sys.path:
         sys.path.append(str(CODE_ROOT))  # the bundle's own cloudtrain.runtime
-    from cloudtrain.runtime.context import context
+    from cloudtrain.runtime.context import context, read_context
     from cloudtrain.runtime.invocation import hyperparameter_flags, resolve, spec_values, values_of
+    from cloudtrain.runtime.variables import missing_variables
 
     secrets = json.loads(os.environ.get("CLOUDTRAIN_SECRETS") or "{}")
     for name, ref in secrets.items():
         os.environ[name] = resolve_secret(ref)
     hyperparameters = job_hyperparameters(sys.argv[1:])
+    os.environ.update(missing_variables(read_context(os.environ), os.environ, hyperparameters))
     values = {**values_of(context()), **spec_values(hyperparameters, os.environ.get("CLOUDTRAIN_JOB_ID", ""))}
     args = [resolve(arg, values) for arg in json.loads(os.environ.get("CLOUDTRAIN_ARGS") or "[]")]
     if os.environ.get("CLOUDTRAIN_HP_FLAGS") == "1":

@@ -91,3 +91,43 @@ def test_a_shell_command_runs_under_bash_after_its_setup_steps(backend: Backend,
     shown = _line(logs, "SHELL ")
     assert shown.startswith("args=--epochs 2 --data /"), shown
     assert shown.endswith("setup=prepared first=1,2 bash=yes"), shown
+
+
+# Written the way the SageMaker examples write their scripts (its paths as argparse defaults from
+# the toolkit's variables), with a Vertex example's model directory beside them.
+CLOUD_VARIABLES_SCRIPT = """
+import argparse, json, os
+from cloudtrain.runtime import context
+parser = argparse.ArgumentParser()
+parser.add_argument("--max_leaf_nodes", type=int, default=-1)
+parser.add_argument("--output-data-dir", type=str, default=os.environ["SM_OUTPUT_DATA_DIR"])
+parser.add_argument("--model-dir", type=str, default=os.environ["SM_MODEL_DIR"])
+parser.add_argument("--train", type=str, default=os.environ["SM_CHANNEL_TRAIN"])
+args = parser.parse_args()
+rows = [open(os.path.join(args.train, name)).read().strip() for name in sorted(os.listdir(args.train))]
+with open(os.path.join(args.model_dir, "model.txt"), "w") as handle:
+    handle.write(str(args.max_leaf_nodes))
+vertex_model = os.environ["AIP_MODEL_DIR"]
+print("SEEN " + json.dumps({"rows": rows, "leaves": args.max_leaf_nodes, "hps": json.loads(os.environ["SM_HPS"]),
+                             "hp_env": os.environ["SM_HP_MAX_LEAF_NODES"], "hosts": json.loads(os.environ["SM_HOSTS"]),
+                             "same_model_dir": context().model_dir == context().model_dir.__class__(args.model_dir),
+                             "vertex_model_dir_set": bool(vertex_model), "environment": context().environment}), flush=True)
+"""
+
+CLOUD_VARIABLES_SPEC = """
+name: cloud-variables-everywhere
+code: .
+entrypoint: train.py
+hyperparameters: {max_leaf_nodes: 7}
+inputs: {train: ./data}
+framework: {name: sklearn}
+resources: {cpus: 2}
+max_runtime: 10m
+"""
+
+
+def test_a_script_reading_sagemaker_and_vertex_variables_runs_unchanged_everywhere(backend: Backend, tmp_path: Path) -> None:
+    logs = _run(backend, _project(tmp_path / "job", CLOUD_VARIABLES_SPEC, {"train.py": CLOUD_VARIABLES_SCRIPT}))
+    seen = json.loads(_line(logs, "SEEN "))
+    assert seen == {"rows": ["1,2"], "leaves": 7, "hps": {"max_leaf_nodes": 7}, "hp_env": "7", "hosts": ["algo-1"],
+                    "same_model_dir": True, "vertex_model_dir_set": True, "environment": backend.name}
