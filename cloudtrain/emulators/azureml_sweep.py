@@ -44,11 +44,12 @@ import json
 import math
 import random
 import re
-import statistics
 import threading
 import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
+
+from cloudtrain.emulators.early_stopping import median_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
@@ -187,9 +188,8 @@ def stop_reason(policy: dict[str, Any] | None, goal: str, series: dict[str, list
         outside = mine < limit if maximize else mine > limit
         return f"bandit policy at interval {k}: {mine:g} is outside the slack of the best trial's {best:g}" if outside else None
     if kind == "medianstopping":
-        median = statistics.median(statistics.fmean(series[name][:k]) for name in reached)
-        worse = mine < median if maximize else mine > median
-        return f"median stopping policy at interval {k}: {mine:g} is worse than the median {median:g}" if worse else None
+        verdict = median_verdict(series[trial][:k], [series[name] for name in reached], maximize, use_best=True)
+        return f"median stopping policy at interval {k}: {verdict}" if verdict else None
     count = int(len(reached) * float(policy.get("truncationPercentage") or 0) / 100)
     worst = sorted(reached, key=lambda name: series[name][k - 1], reverse=not maximize)[:count]
     return f"truncation selection policy at interval {k}: among the worst {count} of {len(reached)}" if trial in worst else None

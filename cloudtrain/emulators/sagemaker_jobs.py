@@ -93,6 +93,8 @@ class TrainingJobRun(EmulatedJob):
         self._streams: dict[str, str] = {}
         self._last_stamp: dict[str, int] = {}
         self._metrics: dict[str, float] = {}
+        #: every value each metric definition matched, in log order (what a tuner's early stopping reads)
+        self.metric_series: dict[str, list[float]] = {}
         self._metric_patterns = [(m["Name"], re.compile(m["Regex"])) for m in
                                  (request.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []]
         now = _now()
@@ -172,7 +174,8 @@ class TrainingJobRun(EmulatedJob):
                 try:
                     self._metrics[name] = float(match.group(1))
                 except (IndexError, ValueError):
-                    pass
+                    continue
+                self.metric_series.setdefault(name, []).append(self._metrics[name])
         hosts = getattr(self, "_command_hosts", None) or self.mode.hosts
         self.log(hosts[min(node, len(hosts) - 1)], text)
 

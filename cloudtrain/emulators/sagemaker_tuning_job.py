@@ -18,7 +18,12 @@ objective, Failed when none did (or a trial could not be created); StopHyperPara
 gives Stopping (running trials stopped as StopTrainingJob stops them) then Stopped. Completion criteria:
 ``TargetObjectiveMetricValue`` and ``BestObjectiveNotImproving`` stop new launches once met, and
 ``ResourceLimits.MaxRuntimeInSeconds`` stops the running trials when it passes; ``ConvergenceDetected``
-and ``TrainingJobEarlyStoppingType: Auto`` are accepted and not applied (trials run to their end).
+is accepted and not applied.
+
+``TrainingJobEarlyStoppingType: Auto`` is applied as SageMaker documents it: after each value of the
+objective metric a running trial logs, it is stopped (as StopTrainingJob stops a job: ``Stopped``,
+so it is never the best) when that value is worse than the median of the running averages, over as
+many values, of the trials launched before it (:mod:`cloudtrain.emulators.early_stopping`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudtrain.emulators.early_stopping import median_verdict
 from cloudtrain.emulators.sagemaker_tuning_request import trial_request
 from cloudtrain.emulators.sagemaker_tuning_space import Parameter, grid_size, sampler_for
 
@@ -49,6 +55,8 @@ class Trial:
     ticket: Any
     run: Any  # the emulator's TrainingJobRun
     told: bool = False
+    judged: int = 0  # objective values early stopping has looked at
+    stopped_early: str | None = None  # why early stopping stopped it
 
     @property
     def fake(self) -> Any:
@@ -154,6 +162,7 @@ class TuningJob:
         exhausted = False
         while not self.stop_requested:
             self._learn()
+            self._stop_early()
             running = [t for t in self.trials if t.status not in TERMINAL]
             if self.max_runtime and time.monotonic() - self._started > self.max_runtime:
                 return
@@ -186,6 +195,21 @@ class TuningJob:
                 self.sampler.tell(trial.ticket, trial.objective(self.metric))
                 with self.lock:
                     self.last_modified_time = _now()
+
+    def _stop_early(self) -> None:
+        if self.config.get("TrainingJobEarlyStoppingType") != "Auto":
+            return
+        for index, trial in enumerate(list(self.trials)):
+            values = list(trial.run.metric_series.get(self.metric, ()))
+            if trial.stopped_early or trial.status in TERMINAL or len(values) <= trial.judged:
+                continue
+            trial.judged = len(values)  # each value is judged once, when it arrives
+            earlier = [list(t.run.metric_series.get(self.metric, ())) for t in self.trials[:index]]
+            reason = median_verdict(values, earlier, self.maximize, use_best=False)
+            if reason:
+                trial.stopped_early = reason
+                trial.run.note(f"Stopped by the tuning job's early stopping: {reason}")
+                trial.run.cancel()
 
     def _criteria_met(self) -> bool:
         criteria = self.config.get("TuningJobCompletionCriteria") or {}

@@ -15,9 +15,14 @@ sends by default): SUCCEEDED with it, or INFEASIBLE (with ``infeasible_reason``)
 not succeed or reported no finite value, and then never the best. The job ends SUCCEEDED once its trials end, FAILED when no trial succeeded
 or ``max_failed_trial_count`` (when above 0) trials failed; CancelHyperparameterTuningJob cancels
 the running trials' jobs and ends it CANCELLED. The tuning job reports no best trial of its own
-(Vertex has no such field): a client compares the trials' final measurements. Not emulated:
-automated early stopping (``median_automated_stopping_spec`` and the others are accepted, and
-every trial runs to its end) and conditional parameters (refused).
+(Vertex has no such field): a client compares the trials' final measurements.
+
+``median_automated_stopping_spec`` is applied on each poll: a running trial whose best reported
+value so far is worse than the median of the running averages, over as many reports, of the
+succeeded trials is stopped (its job cancelled) and ends SUCCEEDED with the measurement it reached,
+as Vertex completes a trial its early stopping ends (:mod:`cloudtrain.emulators.early_stopping`;
+reports are counted, as with ``use_elapsed_duration: false``). Not emulated: the decay-curve and
+convergence stopping specs (accepted; every trial runs to its end) and conditional parameters (refused).
 """
 
 from __future__ import annotations
@@ -30,16 +35,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from cloudtrain.emulators.early_stopping import median_verdict
 from cloudtrain.emulators.vertex_jobs import TERMINAL, now
 from cloudtrain.emulators.vertex_tuning_space import argument_value, check_study, distributions, grid_size, new_study, trial_parameters
 from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, list_page, matches, validate_job
 
 
-def final_measurement(path: Path, metric_id: str, best_of: str | None = None) -> tuple[float, int] | None:
-    """(the last value of ``metric_id`` in a cloudml-hypertune metrics file, its step), or None;
-    ``best_of`` (``MAXIMIZE`` / ``MINIMIZE``): the best value instead (BEST_MEASUREMENT)."""
+def measurements(path: Path, metric_id: str) -> list[tuple[float, int]]:
+    """The (value, step) reports of ``metric_id`` in a cloudml-hypertune metrics file, in order."""
     if not path.is_file():
-        return None
+        return []
     reports = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
@@ -52,6 +57,13 @@ def final_measurement(path: Path, metric_id: str, best_of: str | None = None) ->
         except (TypeError, ValueError):
             step = 0
         reports.append((value, step))
+    return reports
+
+
+def final_measurement(path: Path, metric_id: str, best_of: str | None = None) -> tuple[float, int] | None:
+    """(the last value of ``metric_id`` in a cloudml-hypertune metrics file, its step), or None;
+    ``best_of`` (``MAXIMIZE`` / ``MINIMIZE``): the best value instead (BEST_MEASUREMENT)."""
+    reports = measurements(path, metric_id)
     if best_of is not None:
         finite = [report for report in reports if math.isfinite(report[0])]
         reports = [(max if best_of == "MAXIMIZE" else min)(finite, key=lambda r: r[0])] if finite else []
@@ -69,6 +81,7 @@ class TuningRun:
         self.root = Path(service.root).parent / "tuning" / self.id
         self.cancel_requested = False
         self.active: dict[str, tuple[Any, Any]] = {}  # trial id -> (Optuna trial, CustomJobRun)
+        self.stopped_early: dict[str, str] = {}  # trial id -> why early stopping ended it
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"vertex-tuning-{self.id}", daemon=True)
 
@@ -147,6 +160,7 @@ class TuningRun:
                     break
                 ended = [trial_id for trial_id, (_, run) in self.active.items() if run.state in TERMINAL]
             if not ended:
+                self._stop_early()
                 self._wake.wait(self.service.settings.poll_seconds)
                 self._wake.clear()
                 continue
@@ -164,6 +178,27 @@ class TuningRun:
                 self._set_state("JOB_STATE_FAILED", (9, f"All {failed} trials failed or reported no {self._metric()}."))
             else:
                 self._set_state("JOB_STATE_SUCCEEDED")
+
+    def _stop_early(self) -> None:
+        """Median automated stopping (see the module docstring)."""
+        from google.cloud import aiplatform_v1
+
+        spec = self.job.study_spec
+        if "median_automated_stopping_spec" not in spec:
+            return
+        maximize = spec.metrics[0].goal.name == "MAXIMIZE"
+        with self.lock:
+            running = [(trial_id, run) for trial_id, (_, run) in self.active.items()
+                       if trial_id not in self.stopped_early and run.state not in TERMINAL]
+            succeeded = [t.id for t in self.job.trials if t.state == aiplatform_v1.Trial.State.SUCCEEDED]
+        completed = [[value for value, _ in measurements(self._metrics_file(trial_id), self._metric())] for trial_id in succeeded]
+        for trial_id, run in running:
+            values = [value for value, _ in measurements(self._metrics_file(trial_id), self._metric())]
+            reason = median_verdict(values, completed, maximize, use_best=True)
+            if reason:
+                with self.lock:
+                    self.stopped_early[trial_id] = reason
+                run.cancel()
 
     def _metric(self) -> str:
         return self.job.study_spec.metrics[0].metric_id
@@ -215,7 +250,7 @@ class TuningRun:
         with self.lock:
             trial = next(t for t in self.job.trials if t.id == trial_id)
             trial.end_time = self.job.update_time = now()
-            if job_state == "JOB_STATE_SUCCEEDED" and measured is not None:
+            if (job_state == "JOB_STATE_SUCCEEDED" or trial_id in self.stopped_early) and measured is not None:
                 trial.state = aiplatform_v1.Trial.State.SUCCEEDED
                 trial.final_measurement = aiplatform_v1.Measurement(
                     step_count=measured[1], metrics=[aiplatform_v1.Measurement.Metric(metric_id=self._metric(), value=measured[0])])

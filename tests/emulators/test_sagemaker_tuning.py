@@ -2,7 +2,8 @@
 
 The trials run a tiny script whose objective is a known function of its hyperparameters: it prints
 ``loss: (x - 3) ** 2``; its ``mode`` hyperparameter makes it crash after printing a better loss,
-finish without printing one, or wait for a stop. Nothing waits for time: tests poll the API.
+finish without printing one, wait for a stop, or (``curve``) go on after a poor loss until
+stopped. Nothing waits for time: tests poll the API.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ SCRIPT = textwrap.dedent('''
         sys.exit(0)
     if mode == "wait":
         print("ready for a stop", flush=True)
+        signal.pause()
+    if mode == "curve":  # the first trial does well; the next ones do poorly and would go on until stopped
+        from pathlib import Path
+        first = Path(ctx.hp("marker", ""))
+        if not first.exists():
+            first.write_text("ran")
+            print("loss: 0.0", flush=True)
+            sys.exit(0)
+        print("loss: 49.0", flush=True)
         signal.pause()
     print(f"loss: {(x - 3) ** 2!r}", flush=True)
 ''')
@@ -265,6 +275,23 @@ def test_bayesian_search_as_cloudtrain_sends_it(emulator: SageMakerEmulator, aws
     assert final["BestTrainingJob"]["TrainingJobName"] == min(values, key=values.get)
     assert all(0.5 <= float(t["TunedHyperParameters"]["x"]) <= 6 and 1 <= int(t["TunedHyperParameters"]["epochs"]) <= 30
                for t in ran)
+
+
+def test_auto_early_stopping_stops_a_trial_worse_than_the_median_of_the_earlier_ones(emulator: SageMakerEmulator,
+                                                                                     aws: SimpleNamespace, tmp_path: Path) -> None:
+    request = tuning_request(emulator, "Random", {"ContinuousParameterRanges": [
+        {"Name": "x", "MinValue": "0", "MaxValue": "6", "ScalingType": "Linear"}]}, 2, 1, mode="curve",
+        marker=str(tmp_path / "first-trial-ran"))
+    request["HyperParameterTuningJobConfig"]["TrainingJobEarlyStoppingType"] = "Auto"
+    name = request["HyperParameterTuningJobName"]
+    aws.sagemaker.create_hyper_parameter_tuning_job(**request)
+    final = wait_ended(aws, name)  # without early stopping the second trial never ends
+    first, second = sorted(trials(aws, name), key=lambda t: t["TrainingJobName"])
+    assert (first["TrainingJobStatus"], second["TrainingJobStatus"]) == ("Completed", "Stopped")
+    assert printed_losses(aws, second["TrainingJobName"]) == [49.0]  # worse than the first trial's 0.0
+    assert final["HyperParameterTuningJobStatus"] == "Completed"
+    assert final["BestTrainingJob"]["TrainingJobName"] == first["TrainingJobName"]
+    assert final["TrainingJobStatusCounters"]["Stopped"] == 1
 
 
 def test_target_objective_value_ends_the_search(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:

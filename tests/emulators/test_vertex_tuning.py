@@ -186,3 +186,27 @@ def test_over_grpc_a_cancelled_tuning_job_cancels_its_running_trials(emulator: V
             client.get_hyperparameter_tuning_job(name=created.name)
     finally:
         channel.close()
+
+
+def test_median_automated_stopping_ends_a_trial_worse_than_the_completed_ones(emulator: VertexEmulator) -> None:
+    # x=1 reports loss 0 and ends; x=2 reports loss 5, then would go on until stopped
+    script = ("import json, os, signal, sys, threading\n"
+              "stop = threading.Event()\n"
+              "signal.signal(signal.SIGTERM, lambda *a: stop.set())\n"
+              "x = float(next(a for a in sys.argv if a.startswith('--x=')).split('=')[1])\n"
+              "with open(os.environ['CLOUD_ML_HP_METRIC_FILE'], 'a') as f:\n"
+              "    f.write(json.dumps({'loss': 0.0 if x == 1 else 5.0, 'global_step': '1'}) + '\\n')\n"
+              "if x != 1:\n"
+              "    stop.wait()\n")
+    job = _job(algorithm="GRID_SEARCH", median_automated_stopping_spec={"use_elapsed_duration": False})
+    job.parallel_trial_count = 1
+    job.trial_job_spec.worker_pool_specs[0].container_spec.command[:] = ["python", "-c", script]
+    client = emulator.job_client()
+    created = client.create_hyperparameter_tuning_job(parent=PARENT, hyperparameter_tuning_job=job)
+    emulator.service.tuning.named(created.name).join(timeout=120)  # without early stopping the second trial never ends
+    got = client.get_hyperparameter_tuning_job(name=created.name)
+    assert got.state.name == "JOB_STATE_SUCCEEDED"
+    assert [(t.parameters[0].value, t.state.name, t.final_measurement.metrics[0].value) for t in got.trials] == [
+        (1.0, "SUCCEEDED", 0.0), (2.0, "SUCCEEDED", 5.0)]
+    assert emulator.run_of(got.trials[1].custom_job).job.state.name == "JOB_STATE_CANCELLED"
+    assert emulator.run_of(got.trials[0].custom_job).job.state.name == "JOB_STATE_SUCCEEDED"
