@@ -33,8 +33,9 @@ best x (1 + factor) when minimizing) or ``slackAmount`` of the best trial's; ``M
 when its best value up to ``k`` is worse than the median of the trials' running averages over
 intervals 1..k; ``TruncationSelection``: when its value at ``k`` is among the worst
 ``truncationPercentage`` percent at ``k``. A cancelled trial ends ``Canceled``; a trial that ends
-before the policy sees its values is not stopped (as a fast trial on Azure ML). Not emulated: the
-sweep's own ``limits.timeout``.
+before the policy sees its values is not stopped (as a fast trial on Azure ML). The sweep's own
+``limits.timeout`` cancels it once it has run that long: its running trials are canceled, no more
+are launched, and it ends ``Canceled`` with an error saying so.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ import math
 import random
 import re
 import threading
+import time
 import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from cloudtrain.emulators.azureml_execution import iso_seconds
 from cloudtrain.emulators.early_stopping import median_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -252,10 +255,13 @@ class SweepRun(threading.Thread):
         metric = props["objective"]["primaryMetric"]
         source = proposals(props, random.Random())
         launched = completed = 0
+        timeout, started, timed_out = iso_seconds(limits.get("timeout")), time.monotonic(), False
         with service.lock:
             if not self.cancel_requested:
                 service.set_run(self.job, status="Running", startTimeUtc=now_iso())
         while True:
+            if timeout and not self.cancel_requested and time.monotonic() - started >= timeout:
+                timed_out = self.cancel()
             with service.lock:
                 while not self.cancel_requested and launched < total and len(self.active) < parallel:
                     values = next(source, None)
@@ -288,7 +294,10 @@ class SweepRun(threading.Thread):
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
         with service.lock:
-            if self.cancel_requested:
+            if timed_out:
+                service.set_run(self.job, status="Canceled", endTimeUtc=now_iso(), error={
+                    "code": "UserError", "message": f"the sweep job reached its limits.timeout ({timeout:g} s) and was canceled"})
+            elif self.cancel_requested:
                 service.set_run(self.job, status="Canceled", endTimeUtc=now_iso())
             elif self.values:
                 service.set_run(self.job, status="Completed", endTimeUtc=now_iso())

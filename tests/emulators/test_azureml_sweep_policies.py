@@ -72,3 +72,45 @@ def test_what_azure_ml_refuses_in_a_sweep_job() -> None:
     assert "does not declare" in check_sweep({**valid, "trial": {**valid["trial"], "command": "python t.py ${{search_space.y}}"}})
     assert "maxTotalTrials" in check_sweep({**valid, "limits": {"maxTotalTrials": 0}})
     assert "primaryMetric" in check_sweep({**valid, "objective": {"goal": "minimize"}})
+
+
+class _Service:
+    """What a SweepRun uses of the emulator's service: its lock, jobs and runs."""
+
+    def __init__(self, props: dict) -> None:
+        import threading
+
+        self.lock = threading.RLock()
+        self.jobs = {"sweep": {"properties": props}}
+        self.runs = {"sweep": {"status": "NotStarted", "parent": None}}
+
+    def set_run(self, name: str, **changes: object) -> None:
+        with self.lock:
+            self.runs[name].update(changes)
+
+
+def test_the_sweeps_own_timeout_cancels_its_running_trials_and_ends_it_canceled() -> None:
+    from cloudtrain.emulators.azureml_sweep import SweepRun
+
+    props = {"objective": {"primaryMetric": "loss", "goal": "minimize"}, "samplingAlgorithm": {"samplingAlgorithmType": "Random"},
+             "searchSpace": {"x": ["uniform", [0.0, 1.0]]},
+             "trial": {"command": "python t.py --x ${{search_space.x}}", "environmentId": "azureml:env:1"},
+             "limits": {"maxTotalTrials": 4, "maxConcurrentTrials": 2, "timeout": "PT0.2S"}}
+    service = _Service(props)
+    launched: list[str] = []
+
+    def create_child(parent: str, name: str, properties: dict) -> None:  # trials that run until canceled
+        launched.append(name)
+        service.runs[name] = {"status": "Running", "parent": parent}
+
+    def cancel_child(name: str) -> None:
+        service.set_run(name, status="Canceled")
+
+    sweep = SweepRun(service, "sweep", create_child, cancel_child, lambda name: {}, poll_seconds=0.02)  # type: ignore[arg-type]
+    sweep.start()
+    sweep.join(timeout=60)  # without the limit it would run as long as its trials
+    assert not sweep.is_alive()
+    assert service.runs["sweep"]["status"] == "Canceled"
+    assert "reached its limits.timeout (0.2 s)" in service.runs["sweep"]["error"]["message"]
+    assert launched == ["sweep_0", "sweep_1"]  # none launched after the timeout
+    assert all(service.runs[name]["status"] == "Canceled" for name in launched)
