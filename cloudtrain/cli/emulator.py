@@ -37,7 +37,7 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
     What each serves (and runs: jobs go through the local executor under the cloud's contract):
       sagemaker  SageMaker training jobs (create, describe, stop, list) and tuning jobs whose
                  trials run for real (objective from each trial's logs, the true best reported;
-                 Random, Grid, Bayesian via Optuna; early stopping not applied); S3, CloudWatch
+                 Random, Grid, Bayesian via Optuna; Auto early stopping applied); S3, CloudWatch
                  Logs, IAM (SimulatePrincipalPolicy), STS, Secrets Manager (moto;
                  AWS_ENDPOINT_URL), AWS's own hostnames through an HTTPS proxy with a local CA
                  (HTTPS_PROXY, AWS_CA_BUNDLE), SDK defaults naming the emulator's role. Runs script
@@ -52,7 +52,8 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  HTTPS_PROXY for <account>.blob.core.windows.net and *.vault.azure.net; a
                  managed-identity token route). Jobs wait in Queued until followed (or 5 s). Sweep
                  jobs whose trials run for real as child jobs (Random, Grid; Bayesian samples
-                 randomly; bandit, median and truncation policies stop trials), the objective read
+                 randomly; bandit, median and truncation policies stop trials; limits.timeout
+                 cancels the sweep), the objective read
                  from what each trial logs through MLflow (MLFLOW_TRACKING_URI: the emulator's
                  tracking server), the true best reported. Not: pipeline, AutoML or Spark jobs,
                  registries, data and model assets.
@@ -65,9 +66,9 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  (STORAGE_EMULATOR_HOST), Secret Manager at its real hostname (gcp_secret secrets),
                  HyperparameterTuningJob (each trial a CustomJob with its values as --name=value;
                  random, grid or Optuna TPE for the default algorithm; the objective read from the
-                 trial's cloudml-hypertune file); plain REST for cloudtrain
+                 trial's cloudml-hypertune file; median automated stopping applied); plain REST for cloudtrain
                  (CLOUDTRAIN_VERTEX_API_ENDPOINT). Not: model upload, datasets and AutoML,
-                 experiments, early stopping of trials, packages' dependencies (not installed),
+                 experiments, decay-curve or convergence stopping, packages' dependencies (not installed),
                  images of custom containers.
 
     \b
