@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from cloudtrain.emulators.common import without_inherited
+from cloudtrain.emulators.common import iso_seconds, without_inherited
 from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, JobSetupError, Phase
 from cloudtrain.providers.process import NodeCommand, failure_summary, free_port
 
@@ -75,19 +75,6 @@ STATUSES = {Phase.QUEUED: "Queued", Phase.PREPARING: "Preparing", Phase.RUNNING:
 #: The warning run history shows on a run whose low-priority node was preempted.
 PREEMPTION_WARNING = {"source": "Compute", "message": "The job's low priority node was preempted; the job was requeued and "
                                                      "restarted on a new node"}
-
-
-def iso_seconds(value: Any) -> float | None:
-    """``PT1H30M`` / ``PT5400S`` / a number -> seconds."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?)?", str(value))
-    if not match:
-        return None
-    days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return days * 86400 + hours * 3600 + minutes * 60 + seconds
 
 
 class JobRun(EmulatedJob):

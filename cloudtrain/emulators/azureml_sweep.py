@@ -51,7 +51,7 @@ import traceback
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.emulators.azureml_execution import iso_seconds
+from cloudtrain.emulators.common import iso_seconds
 from cloudtrain.emulators.early_stopping import median_verdict
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, TextIO
 
@@ -83,6 +84,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
             raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
 
+
+
+def iso_seconds(value: Any) -> float | None:
+    """An ISO 8601 duration (``PT1H30M``, ``PT0.5S``; as the clouds' APIs write limits) or a number
+    of seconds -> seconds; None for None or a value that is neither."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    import isodate
+
+    try:
+        duration = isodate.parse_duration(str(value))
+    except (isodate.ISO8601Error, ValueError):
+        return None
+    return duration.total_seconds() if isinstance(duration, timedelta) else None  # years and months have no fixed length
 
 @dataclass
 class FaultRule:
