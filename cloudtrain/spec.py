@@ -20,6 +20,7 @@ import json
 import math
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
@@ -350,6 +351,18 @@ class Input(_FromString):
     @property
     def is_local(self) -> bool:
         return "://" not in self.uri
+
+    @property
+    def file_name(self) -> str | None:
+        """The file's name when the input is one file (a local file; a URI whose last part has an
+        extension and no trailing ``/``), else None (a folder or prefix)."""
+        if self.is_local:
+            path = Path(self.uri)
+            return path.name if path.is_file() else None
+        _, _, rest = self.uri.split("?", 1)[0].partition("://")
+        _, _, key = rest.partition("/")  # bucket, container or host first
+        last = "" if not key or key.endswith("/") else key.rsplit("/", 1)[-1]
+        return last if "." in last else None
 
     def scheme(self) -> str:
         return "local" if self.is_local else self.uri.split("://", 1)[0]

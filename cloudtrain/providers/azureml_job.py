@@ -109,13 +109,6 @@ def environment_variables(plan: "Plan") -> dict[str, str]:
     return env
 
 
-def _is_file(location: str) -> bool:
-    if "://" not in location:
-        return Path(location).is_file()
-    last = location.split("?", 1)[0].rstrip("/") if not location.endswith("/") else ""
-    return bool(last) and "." in last.rsplit("/", 1)[-1]
-
-
 def command_line(plan: "Plan") -> str:
     spec = plan.spec
     parts = ["python", "-m", "cloudtrain.runtime.launch"]
@@ -159,7 +152,7 @@ def build_job(plan: "Plan", code: str | None = None) -> Any:
     else:
         raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
                         'e.g. framework: {name: pytorch, version: "2.2"}')
-    inputs = {name: Input(type="uri_file" if _is_file(item.uri) else "uri_folder", path=item.uri,
+    inputs = {name: Input(type="uri_file" if item.file_name else "uri_folder", path=item.uri,
                           **({"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}))
               for name, item in spec.inputs.items()}
     outputs = {}

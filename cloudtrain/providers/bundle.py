@@ -425,6 +425,9 @@ def entry_environment(plan: "Plan") -> dict[str, str]:
         env["CLOUDTRAIN_PROCESSES_PER_NODE"] = str(plan.processes_per_node)
     if spec.checkpoint.enabled and spec.checkpoint.every:
         env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] = str(int(spec.checkpoint.every.total_seconds()))
+    files = {name: item.file_name for name, item in spec.inputs.items() if item.file_name}
+    if files:  # the runtime context names the file, where the cloud hands a file input's folder (SageMaker's channel)
+        env["CLOUDTRAIN_INPUT_FILES"] = json.dumps(files, sort_keys=True)
     if spec.secrets:  # references only; the entry shim reads the values inside the job
         env["CLOUDTRAIN_SECRETS"] = json.dumps({name: ref.model_dump(exclude_none=True) for name, ref in spec.secrets.items()},
                                                sort_keys=True)

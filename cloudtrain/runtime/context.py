@@ -242,6 +242,13 @@ def _paths(values: Mapping[str, str]) -> dict[str, Path]:
     return {name: Path(path) for name, path in values.items()}
 
 
+def _with_files(inputs: dict[str, Path], environ: Mapping[str, str]) -> dict[str, Path]:
+    """Each input that is one file (``CLOUDTRAIN_INPUT_FILES``: name -> file name) as that file,
+    where the cloud handed the folder holding it (a SageMaker channel, a staged prefix on Vertex)."""
+    files = _json(environ, "CLOUDTRAIN_INPUT_FILES", {})
+    return {name: path / files[name] if name in files and path.is_dir() else path for name, path in inputs.items()}
+
+
 def _local(environ: Mapping[str, str]) -> RunContext:
     run_dir = Path(environ["CLOUDTRAIN_RUN_DIR"])
     output_dir = Path(environ.get("CLOUDTRAIN_OUTPUT_DIR", run_dir / "output"))
@@ -273,6 +280,7 @@ def _sagemaker(environ: Mapping[str, str]) -> RunContext:
     for key, path in environ.items():  # channels not listed in SM_CHANNELS
         if key.startswith("SM_CHANNEL_") and not any(n.upper() == key[11:] for n in inputs):
             inputs[key[11:].lower()] = Path(path)
+    inputs = _with_files(inputs, environ)
     hosts = _json(environ, "SM_HOSTS", ["algo-1"])
     current = environ.get("SM_CURRENT_HOST", hosts[0] if hosts else "algo-1")
     node_rank = hosts.index(current) if current in hosts else 0
@@ -316,7 +324,7 @@ def _vertex(environ: Mapping[str, str]) -> RunContext:
     tensorboard = environ.get("AIP_TENSORBOARD_LOG_DIR")
     return RunContext(
         environment="vertex",
-        inputs={k: gcs_path(v, mount) for k, v in _json(environ, "CLOUDTRAIN_INPUTS", {}).items()},
+        inputs=_with_files({k: gcs_path(v, mount) for k, v in _json(environ, "CLOUDTRAIN_INPUTS", {}).items()}, environ),
         outputs={k: gcs_path(v, mount) for k, v in _json(environ, "CLOUDTRAIN_OUTPUTS", {}).items()},
         model_dir=model_dir,
         output_dir=output_dir,
@@ -338,7 +346,7 @@ def _azureml(environ: Mapping[str, str]) -> RunContext:
     node_rank = int(environ.get("NODE_RANK", environ.get("GROUP_RANK", 0)))
     return RunContext(
         environment="azureml",
-        inputs=_paths(_json(environ, "CLOUDTRAIN_INPUTS", {})),
+        inputs=_with_files(_paths(_json(environ, "CLOUDTRAIN_INPUTS", {})), environ),
         outputs=outputs,
         model_dir=model_dir,
         output_dir=outputs_dir,

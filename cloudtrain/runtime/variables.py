@@ -7,7 +7,8 @@ on the local executor and on every cloud, each job also gets the other clouds' v
 values of the place it runs (its :class:`~cloudtrain.runtime.context.RunContext`):
 
 - SageMaker's training toolkit's: ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_CHANNELS`` and
-  ``SM_CHANNEL_<NAME>`` (one per input, upper case), ``SM_HPS`` and ``SM_HP_<NAME>``, ``SM_HOSTS``,
+  ``SM_CHANNEL_<NAME>`` (one per input, upper case: a folder, as a channel is; for an input that
+  is one file, the folder holding it), ``SM_HPS`` and ``SM_HP_<NAME>``, ``SM_HOSTS``,
   ``SM_CURRENT_HOST`` (``algo-1``, ``algo-2``... by node), ``SM_NUM_GPUS``, ``SM_NUM_CPUS``;
 - Vertex AI's: ``AIP_MODEL_DIR``, ``AIP_CHECKPOINT_DIR`` (with checkpoints on),
   ``AIP_TENSORBOARD_LOG_DIR``.
@@ -42,7 +43,7 @@ def cloud_variables(ctx: RunContext, hyperparameters: Mapping[str, Any] | None =
         "SM_MODEL_DIR": str(ctx.model_dir),
         "SM_OUTPUT_DATA_DIR": str(ctx.output_dir),
         "SM_CHANNELS": json.dumps(sorted(ctx.inputs)),
-        **{f"SM_CHANNEL_{name.upper()}": str(path) for name, path in ctx.inputs.items()},
+        **{f"SM_CHANNEL_{name.upper()}": str(path.parent if path.is_file() else path) for name, path in ctx.inputs.items()},
         "SM_HPS": json.dumps(hps),
         **{f"SM_HP_{name.upper()}": _text(value) for name, value in hps.items()},
         "SM_HOSTS": json.dumps(hosts),

@@ -131,3 +131,33 @@ def test_a_script_reading_sagemaker_and_vertex_variables_runs_unchanged_everywhe
     seen = json.loads(_line(logs, "SEEN "))
     assert seen == {"rows": ["1,2"], "leaves": 7, "hps": {"max_leaf_nodes": 7}, "hp_env": "7", "hosts": ["algo-1"],
                     "same_model_dir": True, "vertex_model_dir_set": True, "environment": backend.name}
+
+
+FILE_INPUT_SCRIPT = """
+import argparse, json, os
+from cloudtrain.runtime import context
+parser = argparse.ArgumentParser()
+parser.add_argument("--table", required=True)
+args = parser.parse_args()
+print("SEEN " + json.dumps({"arg": open(args.table).read().strip(), "context": open(context().inputs["table"]).read().strip(),
+                             "channel": open(os.path.join(os.environ["SM_CHANNEL_TABLE"], "table.csv")).read().strip()}), flush=True)
+"""
+
+FILE_INPUT_SPEC = """
+name: file-input-everywhere
+code: .
+entrypoint: train.py
+args: [--table, "${{inputs.table}}"]
+inputs: {table: ./tables/table.csv}
+framework: {name: sklearn}
+resources: {cpus: 2}
+max_runtime: 10m
+"""
+
+
+def test_an_input_that_is_one_file_reaches_the_script_as_that_file_everywhere(backend: Backend, tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    (root / "tables").mkdir(parents=True)
+    (root / "tables" / "table.csv").write_text("a,b\n")
+    spec = _project(root, FILE_INPUT_SPEC, {"train.py": FILE_INPUT_SCRIPT})
+    assert json.loads(_line(_run(backend, spec), "SEEN ")) == {"arg": "a,b", "context": "a,b", "channel": "a,b"}

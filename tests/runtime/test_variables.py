@@ -45,3 +45,27 @@ def test_a_trials_own_values_are_what_the_variables_hold(tmp_path: Path) -> None
     variables = cloud_variables(read_context(environ), {"lr": 0.5, "layers": [1, 2], "shuffle": True})
     assert (variables["SM_HP_LR"], variables["SM_HP_LAYERS"], variables["SM_HP_SHUFFLE"]) == ("0.5", "[1, 2]", "true")
     assert "AIP_CHECKPOINT_DIR" not in variables  # no checkpoints asked for
+
+
+def test_an_input_that_is_one_file_is_that_file_where_the_cloud_hands_its_folder(tmp_path: Path) -> None:
+    channel = tmp_path / "input" / "data" / "table"
+    channel.mkdir(parents=True)
+    (channel / "table.csv").write_text("a,b\n")
+    environ = {"SM_MODEL_DIR": str(tmp_path / "model"), "SM_CHANNELS": '["table"]', "SM_CHANNEL_TABLE": str(channel),
+               "CLOUDTRAIN_INPUT_FILES": '{"table": "table.csv"}'}
+    ctx = read_context(environ)
+    assert ctx.inputs["table"] == channel / "table.csv"
+    assert cloud_variables(ctx)["SM_CHANNEL_TABLE"] == str(channel)  # a channel is a folder
+
+
+def test_which_inputs_are_one_file(tmp_path: Path) -> None:
+    from cloudtrain.spec import Input
+
+    (tmp_path / "t.csv").write_text("x")
+    assert Input(uri=str(tmp_path / "t.csv")).file_name == "t.csv"
+    assert Input(uri=str(tmp_path)).file_name is None
+    assert Input(uri="s3://bucket/data/train.csv").file_name == "train.csv"
+    assert Input(uri="s3://bucket/data/v1.0/").file_name is None
+    assert Input(uri="s3://my.bucket").file_name is None  # a bucket, not an object
+    assert Input(uri="https://host.example/datasets/iris.csv?sv=1").file_name == "iris.csv"
+    assert Input(uri="gs://bucket/images").file_name is None
