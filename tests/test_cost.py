@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -187,3 +188,10 @@ def test_a_pool_without_a_sourced_price_leaves_the_cluster_unpriced() -> None:
     assert plan.estimate is not None and not plan.estimate.priced
     with pytest.raises(BudgetExceededError, match="cannot be proven"):
         check_budget(spec(resources=pools, max_runtime="2h", budget={"max_usd": 100}), plan.estimate)
+
+
+def test_estimate_cli_title_says_the_runtime_bound_in_minutes_and_hours(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text("name: j\ncode: .\nentrypoint: t.py\nresources: {accelerator: T4}\nmax_runtime: 90m\n")
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "estimate", str(tmp_path / "job.yaml")], capture_output=True, text=True,
+                         check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "j: 1 node(s), at most 1 h 30 min" in out, out

@@ -39,7 +39,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
     from rich.table import Table
 
     spot_wanted = spec.spot.enabled if spot is None else spot
-    runtime = f"{result.max_runtime_hours:g} h" if result.max_runtime_hours is not None else "no max_runtime"
+    runtime = f"at most {_duration(result.max_runtime_hours)}" if result.max_runtime_hours is not None else "no max_runtime"
     from rich import box
 
     table = Table(title=f"{spec.name}: {result.nodes} node(s), {runtime}", title_justify="left", header_style="bold",
@@ -97,3 +97,12 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None and result.cheapest.priced:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")
+
+
+def _duration(hours: float) -> str:
+    """``0.1667`` -> ``10 min``, ``1.5`` -> ``1 h 30 min``, ``2`` -> ``2 h`` (to the second below a minute)."""
+    seconds = round(hours * 3600)
+    if seconds < 60:
+        return f"{seconds} s"
+    whole, minutes = divmod(round(seconds / 60), 60)
+    return " ".join(part for part in (f"{whole} h" if whole else "", f"{minutes} min" if minutes else "") if part)
