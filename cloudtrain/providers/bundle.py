@@ -12,7 +12,8 @@ What is staged, in order of precedence:
    (``.cloudtrain``, ``cloudtrain-run``).
 2. Never: what a ``bundle.exclude`` pattern matches.
 3. Left out unless a ``bundle.include`` pattern matches the file: caches (``__pycache__``,
-   ``*.pyc``, ``node_modules``, ``.pytest_cache``...), what the code directory's ``.gitignore``
+   ``*.pyc``, ``node_modules``, ``.pytest_cache``...) and MLflow's local stores (``mlruns/``,
+   ``mlflow.db``, which a script's earlier run may have left), what the code directory's ``.gitignore``
    files (its own and nested ones, each relative to its directory) and its ``.cloudtrainignore``
    exclude, and anything that looks like a credential (:data:`CREDENTIAL_PATTERNS`: ``.env``,
    ``*.pem``, ``id_*`` keys, ``.aws/``, ``service-account*.json``...). Credentials left out are
@@ -65,7 +66,7 @@ NEVER_STAGED = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", ".jj", ".venv
 ENVIRONMENT_MARKERS = ("pyvenv.cfg", "conda-meta")
 #: Left out unless included: caches and build leftovers.
 CACHE_PATTERNS = ("__pycache__/", "*.pyc", "*.pyo", "*.egg-info/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/",
-                  ".tox/", ".nox/", "node_modules/", ".ipynb_checkpoints/", ".DS_Store")
+                  ".tox/", ".nox/", "node_modules/", ".ipynb_checkpoints/", ".DS_Store", "mlruns/", "mlflow.db")
 #: Left out unless included, and reported: files that usually hold credentials.
 CREDENTIAL_PATTERNS = (
     ".env", ".env.*", "*.env", ".envrc", "credentials", "*credentials*.json", "service-account*.json",

@@ -3,7 +3,10 @@
 Each job gets a run directory ``<runs_dir>/<job-id>/`` (default ``.cloudtrain/runs`` inside the
 job's code directory; ``local.runs_dir`` in a config file or ``CLOUDTRAIN_RUNS_DIR`` moves it)
 holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines), ``logs/job.log``,
-``metrics.jsonl``, ``model/``, ``output/``, ``checkpoints/`` and ``status.json``.
+``metrics.jsonl``, ``model/``, ``output/``, ``checkpoints/`` and ``status.json``. A job runs in its
+code directory (as ``python train.py`` there would); MLflow's default store goes to the run
+directory (``MLFLOW_TRACKING_URI=sqlite:///<run dir>/mlflow.db``) unless the environment or the
+spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code.
 
 Local inputs are handed to the job by absolute path (``CLOUDTRAIN_INPUTS``); the executor never
 writes into them. ``distribution: torchrun`` launches ``python -m torch.distributed.run`` (gloo
@@ -71,6 +74,8 @@ def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
         "CLOUDTRAIN_NUM_NODES": str(plan.nodes),
         "PYTHONUNBUFFERED": "1",
     }
+    if "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_TRACKING_URI" not in spec.env:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{run_dir / 'mlflow.db'}"  # MLflow's own default store, in the run (not the code)
     from cloudtrain.providers.distribution import MPI_ROOT_ENV, distribution_environment
 
     env.update(distribution_environment(plan))

@@ -15,7 +15,7 @@ def names(bundle: Bundle) -> set[str]:
 
 def test_bundle_contents(tmp_path: Path) -> None:
     for path in ["train.py", "pkg/model.py", ".git/config", "pkg/__pycache__/m.pyc", ".venv/lib/x.py",
-                 ".cloudtrain/runs/a/log", "data/big.bin", "notes.tmp", "sub/.hidden"]:
+                 ".cloudtrain/runs/a/log", "data/big.bin", "notes.tmp", "sub/.hidden", "mlflow.db", "mlruns/0/meta.yaml"]:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(path)
     (tmp_path / ".cloudtrainignore").write_text("# comments are ignored\ndata\n*.tmp\n")
@@ -23,7 +23,8 @@ def test_bundle_contents(tmp_path: Path) -> None:
     contents = names(bundle)
     assert {"train.py", "pkg/model.py", "sub/.hidden", ".cloudtrainignore"} <= contents
     assert {"cloudtrain/__init__.py", "cloudtrain/runtime/context.py", "cloudtrain/runtime/entry.py"} <= contents
-    assert not any(n.startswith((".git/", ".venv/", ".cloudtrain/", "data/")) or "__pycache__" in n or n.endswith(".tmp") for n in contents)
+    assert not any(n.startswith((".git/", ".venv/", ".cloudtrain/", "data/", "mlruns/")) or "__pycache__" in n or n.endswith(".tmp")
+                   or n == "mlflow.db" for n in contents)
     assert bundle.files == len(contents) == len(bundle.names)
     assert bundle.size_bytes == bundle.path.stat().st_size and bundle.content_bytes > 0
 
