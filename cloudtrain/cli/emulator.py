@@ -67,9 +67,9 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  HyperparameterTuningJob (each trial a CustomJob with its values as --name=value;
                  random, grid or Optuna TPE for the default algorithm; the objective read from the
                  trial's cloudml-hypertune file; median automated stopping applied); plain REST
-                 for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT). Not: model upload, datasets and AutoML,
-                 experiments, decay-curve or convergence stopping, packages' dependencies (not installed),
-                 images of custom containers.
+                 for cloudtrain (CLOUDTRAIN_VERTEX_API_ENDPOINT). Not: model upload, datasets and
+                 AutoML, experiments, decay-curve or convergence stopping, packages' dependencies
+                 (not installed), images of custom containers.
 
     \b
     Each emulator exports an HTTPS proxy and CA bundles (which also trust the system's roots; other

@@ -85,7 +85,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: fl
         time.sleep(interval)
 
 
-
 def iso_seconds(value: Any) -> float | None:
     """An ISO 8601 duration (``PT1H30M``, ``PT0.5S``; as the clouds' APIs write limits) or a number
     of seconds -> seconds; None for None or a value that is neither."""
@@ -100,6 +99,7 @@ def iso_seconds(value: Any) -> float | None:
     except (isodate.ISO8601Error, ValueError):
         return None
     return duration.total_seconds() if isinstance(duration, timedelta) else None  # years and months have no fixed length
+
 
 @dataclass
 class FaultRule:
