@@ -215,10 +215,16 @@ def build_yaml(plan: "Plan") -> dict[str, Any]:
     resources = document.get("resources", {})
     if not resources.get("properties"):
         resources.pop("properties", None)
-    for name, item in plan.spec.inputs.items():  # the SDK writes local paths and URLs as "azureml:<path>"
-        if item.is_local or not item.uri.startswith("azureml:"):
-            document["inputs"][name]["path"] = item.uri
+    restore_input_paths(document.get("inputs") or {}, plan)
     return {"$schema": SCHEMA, **document}
+
+
+def restore_input_paths(inputs: dict[str, Any], plan: "Plan") -> None:
+    """Put back each input's own location in a job document's ``inputs``: the SDK's dict writes
+    local paths and URLs as ``azureml:<path>``, which its own loader then refuses."""
+    for name, item in plan.spec.inputs.items():
+        if name in inputs and (item.is_local or not item.uri.startswith("azureml:")):
+            inputs[name]["path"] = item.uri
 
 
 def _field_errors(result: Any) -> list[str]:

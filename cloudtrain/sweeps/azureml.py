@@ -137,6 +137,8 @@ def build_yaml(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     import json
     import warnings
 
+    from cloudtrain.providers.azureml_job import restore_input_paths
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job = build_sweep_job(plan, sweep)
@@ -147,6 +149,7 @@ def build_yaml(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     # the SDK writes the trial as a whole component; a sweep job's trial takes only these
     document["trial"] = {k: v for k, v in document.get("trial", {}).items() if k in _TRIAL_KEYS and v not in ({}, None)}
     inputs = {k: v for k, v in (document.get("inputs") or {}).items() if k not in sweep.parameters}
+    restore_input_paths(inputs, plan)
     document["inputs"] = inputs
     return {"$schema": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json",
             **{k: v for k, v in document.items() if v not in ({}, None)}}

@@ -69,7 +69,12 @@ def test_grid_sampling_takes_each_value_once_and_a_trial_without_the_metric_is_n
     script = SCRIPT.replace('context().log_metric("loss", loss)', 'if args.x < 3.0:\n    context().log_metric("loss", loss)')
     spec = SPEC.replace("x: {type: float, min: 0.0, max: 6.0}", "x: {type: categorical, values: [2, 4, 5]}")
     spec = spec.replace("algorithm: random", "algorithm: grid").replace("max_parallel: 2", "max_parallel: 3")
-    record = cloud_sweeps.submit(load_spec(write_spec(tmp_path, spec, script), azureml.overrides), "azureml", azureml.runner).record
+    spec = spec.replace("resources: {cpus: 2}", "resources: {cpus: 2}\ninputs: {table: ./table.csv}")  # a local file input too
+    path = write_spec(tmp_path, spec, script)
+    (path.parent / "table.csv").write_text("a,b\n")
+    assert cloud_sweeps.plan(load_spec(path, azureml.overrides), "azureml", azureml.runner, dry_run=True) is not None
+    record = cloud_sweeps.submit(load_spec(path, azureml.overrides), "azureml", azureml.runner).record
+    assert azureml.emulator.service.jobs[record.native_id]["properties"]["inputs"]["table"]["jobInputType"] == "uri_file"
     _, status = azureml.runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED, status
     trials = _trials(azureml, record.native_id)
