@@ -144,6 +144,9 @@ def show_result(data: dict[str, Any], sweep: Any) -> None:
         table.add_row(f"{row['number']}{mark}", state, value, *[plain(_short(row["params"].get(n))) for n in names],
                       plain(row["job_id"] or "-"))
     out.print(table)
+    for row in data["trials"]:
+        if row.get("reason") and not row["interrupted"]:
+            out.print(f"trial {row['number']} failed: {plain(row['reason'])}", highlight=False)
     if data["best"]:
         params = ", ".join(f"{k}={_short(v)}" for k, v in data["best"]["params"].items())
         out.print(f"best: {sweep.objective.metric} = {data['best']['value']:.6g} with {plain(params)} (trial {best_number})")

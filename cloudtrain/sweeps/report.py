@@ -7,7 +7,8 @@ from typing import Any
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """One dict per trial, in order: number, state, value, params, job id, seconds, steps reported."""
+    """One dict per trial, in order: number, state, value, params, job id, seconds, steps reported,
+    and for a trial that failed, why (its job's error, or the objective it never logged)."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         rows.append({
@@ -19,6 +20,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
             "seconds": trial.user_attrs.get("seconds"),
             "steps": len(trial.intermediate_values),
             "interrupted": bool(trial.user_attrs.get("interrupted")),
+            "reason": trial.user_attrs.get("reason"),
         })
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import textwrap
 from pathlib import Path
@@ -241,3 +242,17 @@ def test_cli_sweep_json(toy: Path) -> None:
     data = json.loads(out.stdout)
     assert set(data["best"]["params"]) == {"lr", "width"} and len(data["trials"]) == 2
     assert Path(data["figure"]).is_file()
+
+
+def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cloudtrain", "sweep", str(toy), "--set", "sweep.max_trials=1",
+               "--set", "sweep.objective.metric=never_logged"]
+    out = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr  # no trial gave a value
+    data = json.loads(out.stdout)
+    assert data["best"] is None and [t["reason"] for t in data["trials"]] == ["no never_logged was logged"]
+    shown = subprocess.run([*command, "--new"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert "trial 0 failed: no never_logged was logged" in shown.stdout, shown.stdout + shown.stderr
