@@ -7,6 +7,8 @@ holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines),
 code directory (as ``python train.py`` there would); MLflow's default store goes to the run
 directory (``MLFLOW_TRACKING_URI=sqlite:///<run dir>/mlflow.db``) unless the environment or the
 spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code.
+The spec's ``metrics`` with a ``regex`` are found in the first node's output and recorded in
+``metrics.jsonl`` beside what ``log_metric`` records, as a cloud reads them from its logs.
 
 Local inputs are handed to the job by absolute path (``CLOUDTRAIN_INPUTS``); the executor never
 writes into them. ``distribution: torchrun`` launches ``python -m torch.distributed.run`` (gloo
@@ -251,6 +253,8 @@ class LocalProvider(Provider):
             "run_dir": str(run_dir),
             "nodes": nodes,
             "secret_env": {name: ref.env for name, ref in spec.secrets.items()},
+            # metrics a regex finds in the output, recorded in metrics.jsonl as a cloud reads them from the logs
+            "metric_patterns": [{"name": m.name, "regex": m.regex} for m in spec.metrics if m.regex],
             "grace_seconds": 10,
         }
         return NativeRequest(cloud="local", payload=payload)
@@ -300,13 +304,14 @@ class LocalProvider(Provider):
     def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None,
                        on_start: Callable[[JobRef], None] | None = None) -> tuple[JobRef, JobStatus]:
         """Run the job in this process (``cloudtrain run``); Ctrl-C cancels it cleanly."""
-        from cloudtrain.providers.process import Supervisor, install_cancel_handlers, load_commands
+        from cloudtrain.providers.process import Supervisor, install_cancel_handlers, load_commands, metric_patterns
 
         run_dir = self.prepare(plan, request)
         if on_start is not None:
             on_start(self.local_ref(plan, run_dir))
         commands, grace = load_commands(run_dir, request.payload["secret_env"])
-        supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line)
+        supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line,
+                                metric_patterns=metric_patterns(request.payload))
         restore = install_cancel_handlers(supervisor)
         try:
             supervisor.run()

@@ -26,6 +26,7 @@ from that lock, not from its pid alone, which the system may have given to anoth
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
@@ -139,11 +140,16 @@ class Supervisor:
     """Runs the node commands of one job and keeps ``status.json`` and ``logs/job.log`` up to date."""
 
     def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float = DEFAULT_GRACE_SECONDS,
-                 on_line: Callable[[str], None] | None = None) -> None:
+                 on_line: Callable[[str], None] | None = None, metric_patterns: list[tuple[str, str]] = ()) -> None:
+        import re
+
         self.run_dir = Path(run_dir)
         self.commands = commands
         self.grace_seconds = grace_seconds
         self.on_line = on_line
+        #: (metric name, regex): values found in the first node's output are recorded in metrics.jsonl,
+        #: as the runtime's log_metric records them (the spec's metrics with a regex, which a cloud reads from the logs)
+        self.metric_patterns = [(name, re.compile(regex)) for name, regex in metric_patterns]
         self.processes: list[subprocess.Popen[bytes]] = []
         self.cancelled = threading.Event()
         self.finished = threading.Event()
@@ -154,15 +160,31 @@ class Supervisor:
         self._status.update(changes)
         write_json_atomic(self.run_dir / "status.json", self._status)
 
-    def _pump(self, process: subprocess.Popen[bytes], prefix: str, log: Any) -> None:
+    def _pump(self, process: subprocess.Popen[bytes], prefix: str, log: Any, scan: bool = False) -> None:
         assert process.stdout is not None
         for raw in iter(process.stdout.readline, b""):
-            line = prefix + raw.decode("utf-8", errors="replace").rstrip("\n")
+            text = raw.decode("utf-8", errors="replace").rstrip("\n")
+            line = prefix + text
             with self._log_lock:
                 log.write(line + "\n")
                 log.flush()
+                if scan:
+                    self._record_metrics(text)
             if self.on_line is not None:
                 self.on_line(line)
+
+    def _record_metrics(self, text: str) -> None:
+        for name, pattern in self.metric_patterns:
+            match = pattern.search(text)
+            if not match:
+                continue
+            try:
+                value = float(match.group(1))
+            except (IndexError, ValueError):
+                continue
+            record = {"name": name, "value": value if math.isfinite(value) else str(value), "time": time.time()}
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
 
     def cancel(self) -> None:
         """End the job: SIGTERM to every process group, SIGKILL after the grace period."""
@@ -211,7 +233,8 @@ class Supervisor:
                     if self.cancelled.is_set():  # a cancel that came while it started
                         self._signal_all(signal.SIGTERM)
                     prefix = f"[node-{index}] " if len(self.commands) > 1 else ""
-                    pump = threading.Thread(target=self._pump, args=(process, prefix, log), daemon=True)
+                    pump = threading.Thread(target=self._pump, args=(process, prefix, log, index == 0 and bool(self.metric_patterns)),
+                                            daemon=True)
                     pump.start()
                     pumps.append(pump)
                 self._set_status(pids=[p.pid for p in self.processes])
@@ -276,6 +299,11 @@ def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeC
     secrets = {name: os.environ.get(source, "") for name, source in secret_env.items()}
     commands = [NodeCommand(argv=n["argv"], env={**n["env"], **secrets}, cwd=n["cwd"]) for n in request["nodes"]]
     return commands, float(request.get("grace_seconds", DEFAULT_GRACE_SECONDS))
+
+
+def metric_patterns(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (name, regex) of the spec's metrics that a regex finds in the output, from a local request."""
+    return [(item["name"], item["regex"]) for item in request.get("metric_patterns", [])]
 
 
 def supervisor_pid(run_dir: Path, data: dict[str, Any] | None = None) -> int | None:
@@ -372,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args[0])
     request = json.loads((run_dir / "request.json").read_text())
     commands, grace = load_commands(run_dir, request.get("secret_env", {}))
-    supervisor = Supervisor(run_dir, commands, grace_seconds=grace)
+    supervisor = Supervisor(run_dir, commands, grace_seconds=grace, metric_patterns=metric_patterns(request))
     install_cancel_handlers(supervisor)
     status = supervisor.run()
     return 0 if status["state"] == "SUCCEEDED" else 1

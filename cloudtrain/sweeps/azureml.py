@@ -71,8 +71,10 @@ def early_termination(sweep: "Sweep") -> Any:
 
 def build_sweep_job(plan: "Plan", sweep: "Sweep") -> Any:
     from cloudtrain.providers.azureml_job import build_job
+    from cloudtrain.sweeps.space import check_reported_objective
 
     check(sweep)
+    check_reported_objective(plan.spec, sweep, "Azure ML", "as the job logs it to MLflow")
     command_job = build_job(plan)
     swept = {name: plan.spec.hyperparameters.get(name, _default(parameter)) for name, parameter in sweep.parameters.items()}
     command_job = _with_swept_inputs(command_job, swept,

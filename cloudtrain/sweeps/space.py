@@ -20,6 +20,20 @@ def require_sweep(spec: "JobSpec") -> "Sweep":
     return spec.sweep
 
 
+def check_reported_objective(spec: "JobSpec", sweep: "Sweep", service: str, reads: str) -> None:
+    """Refuse an objective that only a regex finds in the output, for a tuning service that reads
+    the objective the script reports (``reads``) instead of its logs."""
+    from cloudtrain.errors import UnsupportedFeatureError
+
+    metric = next((m for m in spec.metrics if m.name == sweep.objective.metric and m.regex), None)
+    if metric is not None:
+        raise UnsupportedFeatureError(
+            f"sweep.objective.metric: {service} reads a sweep's objective {reads}, not from the job's output, so the "
+            f"metric {metric.name!r} that the regex {metric.regex!r} finds there never reaches it",
+            "log it with context().log_metric in the script (it reports there on every cloud), "
+            "or sweep it on SageMaker or locally, which read such a metric from the output")
+
+
 def distribution(parameter: "SweepParameter") -> Any:
     """The Optuna distribution of one sweep parameter."""
     import optuna

@@ -64,8 +64,10 @@ def parameter_specs(sweep: "Sweep") -> list[dict[str, Any]]:
 
 def build_tuning_request(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     from cloudtrain.providers.vertex_job import build_request
+    from cloudtrain.sweeps.space import check_reported_objective
 
     check(sweep)
+    check_reported_objective(plan.spec, sweep, "Vertex AI", "as the job reports it (cloudml-hypertune)")
     custom = build_request(plan)
     study: dict[str, Any] = {
         "metrics": [{"metricId": sweep.objective.metric, "goal": sweep.objective.goal.upper()}],

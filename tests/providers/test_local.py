@@ -274,3 +274,14 @@ def test_mlflows_default_store_is_the_runs_not_the_codes(project, monkeypatch: p
     lines.clear()
     runner.run_local(runner.plan(load_spec(own), "local"), on_line=lines.append)
     assert "tracking http://127.0.0.1:5000" in lines  # the user's own is kept
+
+
+def test_a_metric_found_by_a_regex_in_the_output_is_recorded(project) -> None:  # type: ignore[no-untyped-def]
+    script = 'print("average test loss: 0.25", flush=True)\nprint("average test loss: 0.125", flush=True)\n'
+    spec = project(script, 'name: printed\ncode: .\nentrypoint: train.py\n'
+                           'metrics: [val_loss, {name: "test loss", regex: "average test loss: ([0-9.]+)"}]\n')
+    runner = Runner()
+    record, status = runner.run_local(runner.plan(load_spec(spec), "local"))
+    assert status.state is JobState.SUCCEEDED
+    lines = (Path(record.details["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    assert [(json.loads(line)["name"], json.loads(line)["value"]) for line in lines] == [("test loss", 0.25), ("test loss", 0.125)]

@@ -256,3 +256,48 @@ def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
     assert data["best"] is None and [t["reason"] for t in data["trials"]] == ["no never_logged was logged"]
     shown = subprocess.run([*command, "--new"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert "trial 0 failed: no never_logged was logged" in shown.stdout, shown.stdout + shown.stderr
+
+
+#: a script that only prints its score, as real scripts do; the spec's metric finds it with a regex
+PRINTING = """
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--width", type=int)
+parser.add_argument("--epochs", type=int)
+args = parser.parse_args()
+for epoch in range(1, args.epochs + 1):
+    print(f"epoch {epoch} average test loss: {abs(args.lr - 0.01) + abs(args.width - 16) / 16 + 1.0 / epoch:.6f}", flush=True)
+"""
+PRINTING_SPEC = SPEC.replace("max_runtime: 10m", 'max_runtime: 10m\nmetrics: [{name: "test loss", regex: "average test loss: ([0-9.]+)"}]'
+                             ).replace("metric: val_loss", 'metric: "test loss"')
+
+
+def test_an_objective_found_by_a_regex_in_the_output_drives_a_local_sweep(tmp_path: Path) -> None:
+    from cloudtrain.sweeps.local import LocalSweep
+
+    (tmp_path / "train.py").write_text(textwrap.dedent(PRINTING))
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(PRINTING_SPEC).replace("max_trials: 5", "max_trials: 3"))
+    job = Job.from_file(tmp_path / "job.yaml")
+    sweep = LocalSweep(job._loaded, Runner(), seed=3)
+    final = sweep.run()
+    trials = sweep.study.get_trials(deepcopy=False)
+    assert final.complete + final.pruned == 3 and final.best_value is not None
+    for trial in trials:
+        if trial.state.name == "COMPLETE":  # the last printed value: epoch 3's
+            lr, width = trial.params["lr"], trial.params["width"]
+            assert trial.value == pytest.approx(abs(lr - 0.01) + abs(width - 16) / 16 + 1 / 3, abs=1e-6)
+            assert sorted(trial.intermediate_values) == [1, 2, 3]
+
+
+def test_vertex_and_azureml_refuse_an_objective_only_a_regex_finds(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(textwrap.dedent(PRINTING))
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(PRINTING_SPEC).replace("early_stopping: median", "early_stopping: none")
+                                       + "framework: {name: sklearn}\n")
+    job = Job.from_file(tmp_path / "job.yaml")
+    from cloudtrain.sweeps import cloud as cloud_sweeps
+
+    for cloud, reads in (("vertex", "cloudml-hypertune"), ("azureml", "MLflow")):
+        with pytest.raises(UnsupportedFeatureError, match=rf"sweep.objective.metric: .*{reads}.*'test loss'"):
+            cloud_sweeps.render(job._loaded, cloud, job.runner)
+    assert cloud_sweeps.render(job._loaded, "sagemaker", job.runner).payload  # SageMaker reads it from the logs
