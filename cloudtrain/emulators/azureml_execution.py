@@ -50,11 +50,9 @@ restarted attempt's lines after the first attempt's.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TextIO
@@ -323,8 +321,7 @@ class JobRun(EmulatedJob):
             "AZUREML_ARM_SUBSCRIPTION": sub, "AZUREML_ARM_RESOURCEGROUP": rg, "AZUREML_ARM_WORKSPACE_NAME": ws,
             "AZUREML_NODE_COUNT": str(nodes), "AZUREML_CR_NODE_RANK": str(node), "AZUREML_PROCESS_NAME": f"rank_{rank}",
             "AZUREML_RUN_CONFIGURATION": "azureml-setup/mutated_run_configuration.json",
-            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")]),
-        })
+        })  # this Python first on PATH: the process runner's (providers.process.with_interpreter_on_path)
         if distributed:
             env.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world), "RANK": str(rank),
                         "LOCAL_RANK": str(local), "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(node)})

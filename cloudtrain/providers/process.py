@@ -225,7 +225,7 @@ class Supervisor:
                 for index, command in enumerate(self.commands):
                     if self.cancelled.is_set():
                         break
-                    env = {**os.environ, **command.env}
+                    env = with_interpreter_on_path({**os.environ, **command.env})
                     process = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                                preexec_fn=_die_with_parent())
@@ -299,6 +299,16 @@ def load_commands(run_dir: Path, secret_env: dict[str, str]) -> tuple[list[NodeC
     secrets = {name: os.environ.get(source, "") for name, source in secret_env.items()}
     commands = [NodeCommand(argv=n["argv"], env={**n["env"], **secrets}, cwd=n["cwd"]) for n in request["nodes"]]
     return commands, float(request.get("grace_seconds", DEFAULT_GRACE_SECONDS))
+
+
+def with_interpreter_on_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this Python's directory first on ``PATH`` (as a cloud image has its Python), so
+    that ``python`` in a job's shell command is the interpreter cloudtrain runs with, with its packages."""
+    here = os.path.dirname(sys.executable)
+    entries = env.get("PATH", os.defpath).split(os.pathsep)
+    if entries[:1] != [here]:
+        env = {**env, "PATH": os.pathsep.join([here, *entries])}
+    return env
 
 
 def metric_patterns(request: dict[str, Any]) -> list[tuple[str, str]]:

@@ -285,3 +285,14 @@ def test_a_metric_found_by_a_regex_in_the_output_is_recorded(project) -> None:  
     assert status.state is JobState.SUCCEEDED
     lines = (Path(record.details["run_dir"]) / "metrics.jsonl").read_text().splitlines()
     assert [(json.loads(line)["name"], json.loads(line)["value"]) for line in lines] == [("test loss", 0.25), ("test loss", 0.125)]
+
+
+def test_python_in_a_shell_command_is_the_interpreter_cloudtrain_runs_with(project, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no virtual environment on it, as in a shell that did not activate it
+    spec = project("", 'name: shelled\ncode: .\ncommand: "python -c \'import sys; print(sys.executable)\'"\n')
+    lines: list[str] = []
+    runner = Runner()
+    _, status = runner.run_local(runner.plan(load_spec(spec), "local"), on_line=lines.append)
+    assert status.state is JobState.SUCCEEDED and lines[-1] == sys.executable
