@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cloudtrain.cli.common import console, json_option, load, print_json, spec_argument
+from cloudtrain.cli.common import console, json_option, load, plain, print_json, spec_argument
 
 
 @click.command("validate")
@@ -25,6 +25,11 @@ def command(spec_path: str, overrides: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         print_json({"valid": True, "spec": spec.model_dump(mode="json")})
         return
-    what = f"entrypoint {spec.entrypoint}" if spec.entrypoint else f"module {spec.module}"
+    if spec.command is not None:
+        what = f"command {plain(spec.command)}"
+    elif spec.entrypoint or spec.module:
+        what = f"entrypoint {plain(spec.entrypoint)}" if spec.entrypoint else f"module {plain(spec.module)}"
+    else:
+        what = "the image's own entrypoint"
     accel = f", {spec.resources.accelerator} per node" if spec.resources.accelerator else ""
     console().print(f"[green]valid[/]: {spec.name} ({what} in {spec.code}, {spec.resources.nodes} node(s){accel})", soft_wrap=True)

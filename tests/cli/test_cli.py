@@ -36,6 +36,12 @@ def test_validate_ok_and_json() -> None:
     assert json.loads(result.stdout)["spec"]["name"] == "digits-sklearn"
 
 
+def test_validate_says_what_runs(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text('name: shell\ncode: .\ncommand: "bash run.sh --epochs 2"\n')
+    result = cli("validate", str(tmp_path / "job.yaml"))
+    assert result.returncode == 0 and "valid: shell (command bash run.sh --epochs 2 in " in result.stdout, result.stdout
+
+
 def test_validate_bad_spec_exits_2_with_field_and_line(tmp_path: Path) -> None:
     spec = tmp_path / "job.yaml"
     spec.write_text("name: a\ncode: .\nentrypoint: t.py\nresources: {nodes: 0}\n")
