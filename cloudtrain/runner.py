@@ -283,6 +283,10 @@ class Runner:
 
     def logs(self, key: str, follow: bool = False) -> Iterator[str]:
         record = self.store.resolve(key)
+        if record.cloud != "local" and record.state.is_terminal and record.details.get("submitter"):  # never sent
+            raise UsageError(f"job {record.id} {record.state.value.lower()} before {record.cloud} had it, so it has no logs: "
+                             f"{record.message or 'no reason was recorded'}",
+                             f"`cloudtrain status {record.id}` shows it; fix the cause and submit again")
         return self.provider(record.cloud).logs(record.ref(), follow=follow)
 
     def cancel(self, key: str) -> JobRecord:

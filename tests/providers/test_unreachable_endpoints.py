@@ -42,6 +42,11 @@ def test_a_closed_port_is_exit_3_with_a_hint(tmp_path: Path, cloud: str, variabl
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 3, result.stderr
     assert "cannot reach" in result.stderr and "hint:" in result.stderr and "Traceback" not in result.stderr
+    listed = json.loads(subprocess.run([sys.executable, "-m", "cloudtrain", "list", "--json"], capture_output=True, text=True,
+                                       env=env, timeout=60).stdout)
+    logs = subprocess.run([sys.executable, "-m", "cloudtrain", "logs", listed[0]["id"]], capture_output=True, text=True, env=env,
+                          timeout=60)  # from the store: the cloud never had the job
+    assert logs.returncode == 2 and f"before {cloud} had it, so it has no logs: " in logs.stderr and "cannot reach" in logs.stderr, logs.stderr
 
 
 class _Tokens(http.server.BaseHTTPRequestHandler):
