@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
@@ -52,6 +51,8 @@ def local_gpu_count() -> int:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    import subprocess
+
     if shutil.which("nvidia-smi") is None:
         return 0
     try:
@@ -293,6 +294,8 @@ class LocalProvider(Provider):
     def submit(self, plan: "Plan", request: NativeRequest) -> JobRef:  # no remote create: nothing to make idempotent
         """Start a detached supervisor for the job and return at once."""
         run_dir = self.prepare(plan, request)
+        import subprocess
+
         pid_file = run_dir / "supervisor.pid"
         if not pid_file.exists():
             with open(run_dir / "logs" / "supervisor.log", "ab") as log:
