@@ -86,6 +86,11 @@ class JobSettings:
 _NODE_PREFIX = re.compile(r"^\[node-(\d+)\] ?(.*)$", re.DOTALL)
 
 
+#: What every emulated job's processes get unless the job sets it: MLflow's usage telemetry off (the
+#: jobs run offline, and with it on, mlflow 3.17's ``autolog()`` can deadlock at start).
+OFFLINE_ENVIRONMENT = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
 class NodeProcesses:
     """One attempt of a job: its node commands under a Supervisor; each output line goes to
     ``on_line(node_index, text)`` without the supervisor's ``[node-N]`` prefix."""
@@ -95,6 +100,7 @@ class NodeProcesses:
         run_dir.mkdir(parents=True, exist_ok=True)
         self._several = len(commands) > 1
         self._on_line = on_line
+        commands = [NodeCommand(argv=c.argv, env={**OFFLINE_ENVIRONMENT, **c.env}, cwd=c.cwd) for c in commands]
         self.supervisor = Supervisor(run_dir, commands, grace_seconds=grace_seconds, on_line=self._line)
 
     def _line(self, line: str) -> None:
