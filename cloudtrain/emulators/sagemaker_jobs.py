@@ -46,6 +46,7 @@ from cloudtrain.emulators.job_runner import EmulatedJob, Failure, JobSettings, J
 from cloudtrain.emulators.sagemaker_container import WORKING_DIRECTORY, ContainerCommand, host_interpreter
 from cloudtrain.emulators.sagemaker_toolkit import HostLayout, ScriptMode
 from cloudtrain.providers.process import NodeCommand, free_port
+from cloudtrain.runtime.context import matched_metrics
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -168,14 +169,9 @@ class TrainingJobRun(EmulatedJob):
                 LOG_GROUP, self._streams[host], [{"timestamp": stamp, "message": message}])
 
     def write_line(self, node: int, text: str) -> None:
-        for name, pattern in self._metric_patterns:
-            match = pattern.search(text)
-            if match:
-                try:
-                    self._metrics[name] = float(match.group(1))
-                except (IndexError, ValueError):
-                    continue
-                self.metric_series.setdefault(name, []).append(self._metrics[name])
+        for name, value in matched_metrics(self._metric_patterns, text):
+            self._metrics[name] = value
+            self.metric_series.setdefault(name, []).append(value)
         hosts = getattr(self, "_command_hosts", None) or self.mode.hosts
         self.log(hosts[min(node, len(hosts) - 1)], text)
 

@@ -26,7 +26,6 @@ from that lock, not from its pid alone, which the system may have given to anoth
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -174,17 +173,11 @@ class Supervisor:
                 self.on_line(line)
 
     def _record_metrics(self, text: str) -> None:
-        for name, pattern in self.metric_patterns:
-            match = pattern.search(text)
-            if not match:
-                continue
-            try:
-                value = float(match.group(1))
-            except (IndexError, ValueError):
-                continue
-            record = {"name": name, "value": value if math.isfinite(value) else str(value), "time": time.time()}
+        from cloudtrain.runtime.context import matched_metrics, metric_record
+
+        for name, value in matched_metrics(self.metric_patterns, text):
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+                handle.write(json.dumps(metric_record(name, value)) + "\n")
 
     def cancel(self) -> None:
         """End the job: SIGTERM to every process group, SIGKILL after the grace period."""

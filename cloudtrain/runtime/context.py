@@ -49,11 +49,37 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import re
 
 METRIC_PREFIX = "cloudtrain-metric"
 #: Each metric line on stdout, e.g. ``cloudtrain-metric name=val_loss value=0.1234 step=10``.
 METRIC_PATTERN = METRIC_PREFIX + r" name=(?P<name>[A-Za-z0-9_.:/-]+) value=(?P<value>\S+)(?: step=(?P<step>\d+))?"
+
+
+def metric_record(name: str, value: float, step: int | None = None) -> dict[str, Any]:
+    """One line of a metrics file (``metrics.jsonl``): name, value (a value that is not finite as
+    text, which JSON cannot hold), time and, when given, step."""
+    value = float(value)
+    record: dict[str, Any] = {"name": name, "value": value if math.isfinite(value) else str(value), "time": time.time()}
+    if step is not None:
+        record["step"] = int(step)
+    return record
+
+
+def matched_metrics(patterns: Iterable[tuple[str, "re.Pattern[str]"]], text: str) -> Iterator[tuple[str, float]]:
+    """(name, value) of each metric whose regex finds a number, in its first group, in the output
+    line ``text``, as the clouds read metric definitions from a job's logs."""
+    for name, pattern in patterns:
+        match = pattern.search(text)
+        if match is None:
+            continue
+        try:
+            yield name, float(match.group(1))
+        except (IndexError, ValueError):
+            continue
 
 
 def metric_regex(name: str) -> str:
@@ -113,9 +139,7 @@ class RunContext:
         if not self.is_main:
             return
         value = float(value)
-        record: dict[str, Any] = {"name": name, "value": value if math.isfinite(value) else str(value), "time": time.time()}
-        if step is not None:
-            record["step"] = int(step)
+        record = metric_record(name, value, step)
         if self.metrics_file is not None:
             self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.metrics_file, "a", encoding="utf-8") as handle:
