@@ -60,10 +60,9 @@ def measurements(path: Path, metric_id: str) -> list[tuple[float, int]]:
     return reports
 
 
-def final_measurement(path: Path, metric_id: str, best_of: str | None = None) -> tuple[float, int] | None:
-    """(the last value of ``metric_id`` in a cloudml-hypertune metrics file, its step), or None;
-    ``best_of`` (``MAXIMIZE`` / ``MINIMIZE``): the best value instead (BEST_MEASUREMENT)."""
-    reports = measurements(path, metric_id)
+def final_measurement(reports: list[tuple[float, int]], best_of: str | None = None) -> tuple[float, int] | None:
+    """(the last of a trial's ``reports`` (:func:`measurements`), its step), or None; ``best_of``
+    (``MAXIMIZE`` / ``MINIMIZE``): the best value instead (BEST_MEASUREMENT)."""
     if best_of is not None:
         finite = [report for report in reports if math.isfinite(report[0])]
         reports = [(max if best_of == "MAXIMIZE" else min)(finite, key=lambda r: r[0])] if finite else []
@@ -82,6 +81,7 @@ class TuningRun:
         self.cancel_requested = False
         self.active: dict[str, tuple[Any, Any]] = {}  # trial id -> (Optuna trial, CustomJobRun)
         self.stopped_early: dict[str, str] = {}  # trial id -> why early stopping ended it
+        self.completed: dict[str, list[float]] = {}  # succeeded trial id -> the values it reported (early stopping's peers)
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"vertex-tuning-{self.id}", daemon=True)
 
@@ -181,8 +181,6 @@ class TuningRun:
 
     def _stop_early(self) -> None:
         """Median automated stopping (see the module docstring)."""
-        from google.cloud import aiplatform_v1
-
         spec = self.job.study_spec
         if "median_automated_stopping_spec" not in spec:
             return
@@ -190,8 +188,7 @@ class TuningRun:
         with self.lock:
             running = [(trial_id, run) for trial_id, (_, run) in self.active.items()
                        if trial_id not in self.stopped_early and run.state not in TERMINAL]
-            succeeded = [t.id for t in self.job.trials if t.state == aiplatform_v1.Trial.State.SUCCEEDED]
-        completed = [[value for value, _ in measurements(self._metrics_file(trial_id), self._metric())] for trial_id in succeeded]
+            completed = list(self.completed.values())
         for trial_id, run in running:
             values = [value for value, _ in measurements(self._metrics_file(trial_id), self._metric())]
             reason = median_verdict(values, completed, maximize, use_best=True)
@@ -246,12 +243,14 @@ class TuningRun:
             job_error = run.job.error.message
         study_spec = self.job.study_spec
         best_of = study_spec.metrics[0].goal.name if study_spec.measurement_selection_type.name == "BEST_MEASUREMENT" else None
-        measured = final_measurement(self._metrics_file(trial_id), self._metric(), best_of)
+        reports = measurements(self._metrics_file(trial_id), self._metric())
+        measured = final_measurement(reports, best_of)
         with self.lock:
             trial = next(t for t in self.job.trials if t.id == trial_id)
             trial.end_time = self.job.update_time = now()
             if (job_state == "JOB_STATE_SUCCEEDED" or trial_id in self.stopped_early) and measured is not None:
                 trial.state = aiplatform_v1.Trial.State.SUCCEEDED
+                self.completed[trial_id] = [value for value, _ in reports]
                 trial.final_measurement = aiplatform_v1.Measurement(
                     step_count=measured[1], metrics=[aiplatform_v1.Measurement.Metric(metric_id=self._metric(), value=measured[0])])
             else:
