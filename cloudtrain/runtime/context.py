@@ -382,7 +382,8 @@ def _azureml(environ: Mapping[str, str]) -> RunContext:
     )
 
 
-CLOUDS = ("sagemaker", "vertex", "azureml")
+#: Each environment's reader; the clouds' names are also what ``CLOUDTRAIN_ENVIRONMENT`` may name.
+READERS = {"local": _local, "sagemaker": _sagemaker, "vertex": _vertex, "azureml": _azureml}
 
 
 def detect_environment(environ: Mapping[str, str]) -> str:
@@ -390,7 +391,7 @@ def detect_environment(environ: Mapping[str, str]) -> str:
     the variables seen, since every job also has the other clouds' (:mod:`cloudtrain.runtime.variables`)."""
     if environ.get("CLOUDTRAIN_RUN_DIR"):
         return "local"
-    if environ.get("CLOUDTRAIN_ENVIRONMENT") in CLOUDS:
+    if environ.get("CLOUDTRAIN_ENVIRONMENT") in READERS.keys() - {"local"}:
         return environ["CLOUDTRAIN_ENVIRONMENT"]
     if environ.get("SM_MODEL_DIR") or environ.get("SM_HOSTS") or environ.get("SM_TRAINING_ENV"):
         return "sagemaker"
@@ -408,8 +409,7 @@ def read_context(environ: Mapping[str, str]) -> RunContext:
         run_dir = Path("cloudtrain-run").absolute()
         environ = {**environ, "CLOUDTRAIN_RUN_DIR": str(run_dir), "CLOUDTRAIN_ENVIRONMENT": "bare"}
         kind = "local"
-    reader = {"local": _local, "sagemaker": _sagemaker, "vertex": _vertex, "azureml": _azureml}[kind]
-    ctx = reader(environ)
+    ctx = READERS[kind](environ)
     every = environ.get("CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS")
     if every:
         ctx.checkpoint_every_seconds = float(every)
