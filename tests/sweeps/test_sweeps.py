@@ -24,14 +24,18 @@ SWEEP = {"objective": {"metric": "val_accuracy", "goal": "maximize"},
                         "epochs": {"type": "int", "min": 2, "max": 10}},
          "early_stopping": "none", "max_trials": 8, "max_parallel": 2}
 
-SCRIPT = """
-import argparse, math, time
-from cloudtrain.runtime import context
+#: the trial scripts' flags: the tuned values and the spec's own epochs
+FLAGS = """
+import argparse
 parser = argparse.ArgumentParser()
 parser.add_argument("--lr", type=float)
 parser.add_argument("--width", type=int)
 parser.add_argument("--epochs", type=int)
 args = parser.parse_args()
+"""
+SCRIPT = FLAGS + """
+import math
+from cloudtrain.runtime import context
 ctx = context()
 assert ctx.hp("lr", 0.0) == args.lr and ctx.hp("width", 0) == args.width  # flags and context agree
 loss = abs(math.log10(args.lr) + 2) + abs(args.width - 16) / 16
@@ -259,13 +263,7 @@ def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
 
 
 #: a script that only prints its score, as real scripts do; the spec's metric finds it with a regex
-PRINTING = """
-import argparse
-parser = argparse.ArgumentParser()
-parser.add_argument("--lr", type=float)
-parser.add_argument("--width", type=int)
-parser.add_argument("--epochs", type=int)
-args = parser.parse_args()
+PRINTING = FLAGS + """
 for epoch in range(1, args.epochs + 1):
     print(f"epoch {epoch} average test loss: {abs(args.lr - 0.01) + abs(args.width - 16) / 16 + 1.0 / epoch:.6f}", flush=True)
 """
