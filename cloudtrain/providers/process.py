@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import subprocess
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from cloudtrain.runtime.context import matched_metrics, metric_record
 
 DEFAULT_GRACE_SECONDS = 10.0
 FAILURE_TAIL_LINES = 20
@@ -140,8 +143,6 @@ class Supervisor:
 
     def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float = DEFAULT_GRACE_SECONDS,
                  on_line: Callable[[str], None] | None = None, metric_patterns: list[tuple[str, str]] = ()) -> None:
-        import re
-
         self.run_dir = Path(run_dir)
         self.commands = commands
         self.grace_seconds = grace_seconds
@@ -173,8 +174,6 @@ class Supervisor:
                 self.on_line(line)
 
     def _record_metrics(self, text: str) -> None:
-        from cloudtrain.runtime.context import matched_metrics, metric_record
-
         for name, value in matched_metrics(self.metric_patterns, text):
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(metric_record(name, value)) + "\n")
