@@ -7,14 +7,21 @@ group to importlib.metadata; the first distribution on ``sys.path`` wins a name,
 
 :func:`preload_pydantic_plugins` gives pydantic the plugins of its ``pydantic`` group found this
 way, before it would scan every distribution itself when the first model is built; what pydantic
-then loads (and skips, under ``PYDANTIC_DISABLE_PLUGINS``) is what it would have loaded.
+then loads (and skips, under ``PYDANTIC_DISABLE_PLUGINS``) is what it would have loaded. Where no
+installed package declares a pydantic plugin (the usual case), pydantic's plugin loader is not even
+imported: importing it imports ``importlib.metadata`` (email, zipfile, csv...), about 7% of what a
+whole ``cloudtrain estimate`` costs. In its place stands :class:`NoPydanticPlugins`, whose
+``get_plugins()`` gives what the real loader would give there, no plugins; any other name asked of
+it brings in the real loader.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
+import types
 import warnings
 from typing import Any
 
@@ -59,14 +66,44 @@ def refresh() -> None:
     _files.cache_clear()
 
 
+PYDANTIC_LOADER = "pydantic.plugin._loader"
+
+
+class NoPydanticPlugins(types.ModuleType):
+    """Stands for pydantic's plugin loader in a process where no installed package declares a
+    plugin: ``get_plugins()`` returns none, as the real loader would there. Any other name asked of
+    it imports the real loader (which takes this one's place in ``sys.modules``) and answers from it."""
+
+    def __init__(self) -> None:
+        super().__init__(PYDANTIC_LOADER, "pydantic's plugin loader while no package declares a plugin")
+
+    @staticmethod
+    def get_plugins() -> tuple[()]:
+        return ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get(PYDANTIC_LOADER) is self:
+            del sys.modules[PYDANTIC_LOADER]
+        return getattr(importlib.import_module(PYDANTIC_LOADER), name)
+
+
 def preload_pydantic_plugins() -> None:
-    """Fill pydantic's plugin cache from :func:`select`, as its own loader would fill it.
+    """Fill pydantic's plugin cache from :func:`select`, as its own loader would fill it, or, when
+    no package declares a plugin, put :class:`NoPydanticPlugins` where pydantic imports its loader.
 
     Does nothing when pydantic has loaded its plugins already, or when its loader no longer keeps
     them where this expects (pydantic then scans by itself, as without this)."""
+    group = "pydantic"
+    if PYDANTIC_LOADER not in sys.modules and not select(group):
+        sys.modules[PYDANTIC_LOADER] = NoPydanticPlugins()
+        return
     try:
         from pydantic.plugin import _loader
     except ImportError:  # pragma: no cover - pydantic moved its loader
+        return
+    if isinstance(_loader, NoPydanticPlugins):
         return
     if getattr(_loader, "_plugins", False) is not None or getattr(_loader, "_loading_plugins", None) is not False:
         return
@@ -76,7 +113,7 @@ def preload_pydantic_plugins() -> None:
     plugins: dict[str, Any] = {}
     _loader._loading_plugins = True  # plugins that use pydantic get no plugins, as in pydantic's loader
     try:
-        for entry in select(getattr(_loader, "PYDANTIC_ENTRY_POINT_GROUP", "pydantic")):
+        for entry in select(getattr(_loader, "PYDANTIC_ENTRY_POINT_GROUP", group)):
             if entry.value in plugins or (disabled is not None and entry.name in disabled.split(",")):
                 continue
             try:

@@ -74,3 +74,31 @@ def test_select_takes_the_first_distribution_of_a_name(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a"), str(tmp_path / "b")],
                          capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(out.stdout) == [["name", "first:X"]]
+
+
+NO_PLUGIN_PROBE = """
+import json, sys
+import cloudtrain.spec
+import pydantic
+
+class M(pydantic.BaseModel):
+    x: int
+
+M(x=1)
+from pydantic.plugin import _loader
+shim = type(_loader).__name__
+metadata_imported = "importlib.metadata" in sys.modules
+group = _loader.PYDANTIC_ENTRY_POINT_GROUP  # a name the stand-in lacks: the real loader answers
+print(json.dumps({"shim": shim, "metadata": metadata_imported, "group": group,
+                  "now": type(sys.modules["pydantic.plugin._loader"]).__name__, "plugins": list(sys.modules["pydantic.plugin._loader"].get_plugins())}))
+"""
+
+
+def test_without_a_declared_plugin_pydantic_s_loader_and_importlib_metadata_stay_unimported() -> None:
+    out = subprocess.run([sys.executable, "-c", NO_PLUGIN_PROBE], capture_output=True, text=True, timeout=120,
+                         env={key: value for key, value in os.environ.items() if key != "PYDANTIC_DISABLE_PLUGINS"})
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["shim"] == "NoPydanticPlugins" and seen["metadata"] is False
+    # any other name brings in pydantic's own loader, which then finds no plugins either
+    assert seen["group"] == "pydantic" and seen["now"] == "module" and seen["plugins"] == []
