@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes,sagemaker_ecr_partitions}.json``:
+"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes,sagemaker_ecr_partitions,azureml_command_job_schema}.json``:
 the parts of the installed SDKs' data that ``submit --dry-run`` renders and validates requests with.
 
 Importing ``google.cloud.aiplatform_v1`` (every service client) takes seconds, and botocore's session
@@ -17,6 +17,13 @@ loads the whole SageMaker service model; a dry run needs only the request messag
 * SageMaker images: the partitions of botocore's ``endpoints.json`` (regions, DNS suffix, hostname
   template, the ``ecr`` entry), which name the ECR registry's host
   (:func:`cloudtrain.providers.sagemaker_images.ecr_hostname`).
+
+* Azure ML: the JSON Schema of the command job YAML, dumped from azure-ai-ml's own marshmallow
+  schema (``CommandJobSchema``) by marshmallow-jsonschema, the library whose
+  ``_jsonschema_type_mapping`` hook the SDK's custom fields implement; its union fields become
+  ``anyOf`` (``oneOf`` where the SDK marks them strict) and its experimental fields the field they
+  wrap. Importing azure-ai-ml takes about a second; ``jsonschema`` validates a document against
+  this in milliseconds (:func:`cloudtrain.providers.azureml_job.validate_document`).
 
 Each file records the SDK version it came from. Run it with the project's virtual environment::
 
@@ -39,6 +46,7 @@ DATA = Path(__file__).resolve().parent.parent / "cloudtrain" / "providers" / "da
 VERTEX_FILE = DATA / "vertex_descriptors.json"
 SAGEMAKER_FILE = DATA / "sagemaker_shapes.json"
 ECR_FILE = DATA / "sagemaker_ecr_partitions.json"
+AZUREML_FILE = DATA / "azureml_command_job_schema.json"
 VERTEX_MESSAGES = ("CustomJob", "HyperparameterTuningJob")
 SAGEMAKER_OPERATIONS = ("CreateTrainingJob", "CreateHyperParameterTuningJob")
 
@@ -134,6 +142,33 @@ def ecr_partitions() -> dict[str, Any]:
             "sdk_version": botocore.__version__, "partitions": partitions}
 
 
+def azureml_command_job_schema() -> dict[str, Any]:
+    """The command job's JSON Schema from the installed azure-ai-ml's ``CommandJobSchema``."""
+    import warnings
+    from importlib.metadata import version
+
+    from marshmallow_jsonschema import JSONSchema
+
+    with warnings.catch_warnings():  # the SDK's schemas use deprecated marshmallow features
+        warnings.simplefilter("ignore")
+        from azure.ai.ml._schema.core.fields import ExperimentalField, UnionField
+        from azure.ai.ml._schema.job.command_job import CommandJobSchema
+        from azure.ai.ml.constants._common import BASE_PATH_CONTEXT_KEY
+
+        class SDKJSONSchema(JSONSchema):  # type: ignore[misc]
+            def _get_schema_for_field(self, obj: Any, field: Any) -> Any:
+                if isinstance(field, UnionField):
+                    return {"oneOf" if field.is_strict else "anyOf": [self._get_schema_for_field(obj, f) for f in field.union_fields]}
+                if isinstance(field, ExperimentalField):
+                    return self._get_schema_for_field(obj, field.experimental_field)
+                return super()._get_schema_for_field(obj, field)
+
+        schema = SDKJSONSchema().dump(CommandJobSchema(context={BASE_PATH_CONTEXT_KEY: "."}))
+    return {"source": f"azure-ai-ml {version('azure-ai-ml')} CommandJobSchema, as JSON Schema by marshmallow-jsonschema "
+                      f"{version('marshmallow-jsonschema')}, exported by scripts/export_sdk_schemas.py",
+            "sdk_version": version("azure-ai-ml"), "schema": schema}
+
+
 def render(content: dict[str, Any]) -> str:
     """Keys in the SDK's order (botocore's messages list a structure's members in model order)."""
     return json.dumps(content, indent=1) + "\n"
@@ -144,7 +179,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is out of date instead of writing")
     options = parser.parse_args()
     stale = []
-    for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes), (ECR_FILE, ecr_partitions)):
+    for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes), (ECR_FILE, ecr_partitions),
+                        (AZUREML_FILE, azureml_command_job_schema)):
         text = render(build())
         if options.check:
             if not path.exists() or path.read_text() != text:

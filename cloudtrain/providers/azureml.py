@@ -1,9 +1,10 @@
 """Azure Machine Learning command jobs, through the ``azure-ai-ml`` SDK (v2) and ``azure-identity``.
 
-- ``render``: the job YAML of the Azure ML CLI v2 schema, built with the SDK's entities
-  (:mod:`cloudtrain.providers.azureml_job`) and validated client-side by the SDK: ``load_job``
-  (schema) and the entity validation ``MLClient.jobs.validate`` runs; errors name the field.
-- ``submit``: loads that YAML with ``code`` pointing at a staged copy of the code bundle (the spec's
+- ``render``: the job YAML of the Azure ML CLI v2 schema (:mod:`cloudtrain.providers.azureml_job`),
+  checked against the SDK's command job schema exported as JSON Schema, without importing the SDK
+  (about a second); errors name the field.
+- ``submit``: loads that YAML with the SDK (``load_job``, its schema, and the entity validation
+  ``MLClient.jobs.validate`` runs), with ``code`` pointing at a staged copy of the code bundle (the spec's
   code directory plus ``cloudtrain/runtime``) and calls ``MLClient.jobs.create_or_update``, which
   uploads the code and local inputs and creates the job. Job names are unique in a workspace: a
   submission first looks the job up by name and takes the one it finds (when its
@@ -167,15 +168,15 @@ class AzureMLProvider(Provider):
                                           "give an azureml://, https://, wasbs:// or abfss:// URI")
 
     def render(self, plan: "Plan") -> NativeRequest:
-        _quiet_sdk_logging()
-        from cloudtrain.providers.azureml_job import build_yaml, load_yaml_job
-
-        document = build_yaml(plan)
-        load_yaml_job(document)
+        """The job YAML, checked against the SDK's command job schema without importing the SDK;
+        ``create`` loads it with the SDK itself."""
+        document = _job().job_document(plan)
+        _job().validate_document(document)
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
 
     def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
         """The sweep job as the YAML ``az ml job create`` takes, loaded back with the SDK's ``load_job``."""
+        _quiet_sdk_logging()
         from cloudtrain.sweeps.azureml import build_yaml, validate_yaml
 
         document = build_yaml(plan, sweep)

@@ -1,7 +1,10 @@
 """Building and validating the Azure ML command job (pure: no network, no upload).
 
-The job is built with the SDK's own entities (``azure.ai.ml.command(...)``) and rendered as the job
-YAML of the Azure ML CLI v2 schema (``az ml job create -f job.yaml`` accepts it). What it holds:
+The job is the job YAML of the Azure ML CLI v2 schema (``az ml job create -f job.yaml`` accepts it),
+built as a plain dict (:func:`job_document`: the document the SDK's own ``command(...)`` entity
+dumps, which ``tests/providers/test_azureml_document.py`` checks) and checked against the SDK's
+command job schema exported as JSON Schema (:func:`validate_document`), so a dry run never imports
+azure-ai-ml; ``submit`` loads it with the SDK (:func:`load_yaml_job`). What it holds:
 
 - ``command``: cloudtrain's launcher, which turns the bound inputs and outputs into the runtime
   contract's variables, then the entry shim (:mod:`cloudtrain.runtime.entry`), which runs the spec's
@@ -136,87 +139,75 @@ def output_location(plan: "Plan", name: str) -> str | None:
     return plan.spec.checkpoint.uri if name == CHECKPOINT_OUTPUT else None
 
 
-def build_job(plan: "Plan", code: str | None = None) -> Any:
-    """The SDK's command job entity for ``plan`` (``code`` replaces the spec's code directory)."""
-    from azure.ai.ml import Input, MpiDistribution, Output, PyTorchDistribution, TensorFlowDistribution, command
-    from azure.ai.ml.entities import Environment, JobResourceConfiguration, QueueSettings
-
-    spec, settings = plan.spec, plan.settings
+def environment(plan: "Plan") -> str | dict[str, str]:
+    """The job's ``environment``: a curated or registry environment by name, an inline image, or the
+    curated environment of the framework's version (the newest one without a version)."""
+    spec = plan.spec
     image = spec.image_for("azureml")
     if image and image.startswith("azureml:"):  # a curated or registry environment, by name
-        environment: Any = image
-    elif image:
-        environment = Environment(image=image)
-    elif spec.framework:  # the curated environment of the version, or the newest one without a version
-        environment = curated_environment(spec.framework.name, spec.framework.version)
-    else:
-        raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
-                        'e.g. framework: {name: pytorch, version: "2.2"}')
-    inputs = {name: Input(type="uri_file" if item.file_name else "uri_folder", path=item.uri,
-                          **({"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}))
-              for name, item in spec.inputs.items()}
-    outputs = {}
-    for name in output_names(plan):
-        uri = output_location(plan, name)
-        outputs[name] = Output(type="uri_folder", path=uri, mode="rw_mount") if uri else Output(type="uri_folder")
+        return image
+    if image:
+        return {"image": image}
+    if spec.framework:
+        return curated_environment(spec.framework.name, spec.framework.version)
+    raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
+                    'e.g. framework: {name: pytorch, version: "2.2"}')
+
+
+def _input(item: Any) -> dict[str, str]:
+    entry = {"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}
+    return {**entry, "type": "uri_file" if item.file_name else "uri_folder", "path": item.uri}
+
+
+def _output(uri: str | None) -> dict[str, str]:
+    return {"mode": "rw_mount", "type": "uri_folder", "path": uri} if uri else {"type": "uri_folder"}
+
+
+def _distribution(plan: "Plan") -> dict[str, Any] | None:
+    kind = plan.spec.distribution.type
+    if kind in ("torchrun", "deepspeed"):
+        return {"type": "pytorch", "process_count_per_instance": plan.processes_per_node}
+    if kind == "mpi":
+        return {"type": "mpi", "process_count_per_instance": plan.processes_per_node}
+    if kind == "tensorflow":
+        return {"type": "tensorflow", "parameter_server_count": plan.spec.distribution.parameter_servers, "worker_count": plan.nodes}
+    return None
+
+
+def job_document(plan: "Plan") -> dict[str, Any]:
+    """The job as the Azure ML CLI v2 YAML document (a plain dict, its keys in the order the SDK
+    writes them), built without the SDK: ``tests/providers/test_azureml_document.py`` checks it is
+    the document the SDK's own ``command(...)`` entity dumps, for every spec the tests render."""
+    spec, settings = plan.spec, plan.settings
+    document: dict[str, Any] = {
+        "$schema": SCHEMA,
+        "name": plan.job_name,
+        "tags": {**spec.tags, "cloudtrain:job": spec.name, "cloudtrain:submission": plan.submission_token},
+        "display_name": spec.name,
+        "experiment_name": settings.get("experiment") or spec.name,
+    }
+    if settings.get("compute"):
+        document["compute"] = f"azureml:{settings['compute']}"
+    document.update(command=command_line(plan), code=spec.code, environment=environment(plan),
+                    environment_variables=environment_variables(plan))
     resources: dict[str, Any] = {"instance_count": plan.nodes}
     if plan.instance_type:
         resources["instance_type"] = plan.instance_type
     if plan.offer is not None and plan.offer.memory_gib:
         resources["shm_size"] = f"{max(1, min(64, int(plan.offer.memory_gib // 2)))}g"
-    tags = {**spec.tags, "cloudtrain:job": spec.name, "cloudtrain:submission": plan.submission_token}
-    kwargs: dict[str, Any] = dict(
-        name=plan.job_name,
-        display_name=spec.name,
-        experiment_name=settings.get("experiment") or spec.name,
-        tags=tags,
-        code=code or spec.code,
-        command=command_line(plan),
-        environment=environment,
-        environment_variables=environment_variables(plan),
-        inputs=inputs,
-        outputs=outputs,
-        instance_count=plan.nodes,
-        resources=JobResourceConfiguration(**resources),
-    )
-    if settings.get("compute"):
-        kwargs["compute"] = f"azureml:{settings['compute']}"
-    kind = spec.distribution.type
-    if kind in ("torchrun", "deepspeed"):
-        kwargs["distribution"] = PyTorchDistribution(process_count_per_instance=plan.processes_per_node)
-    elif kind == "mpi":
-        kwargs["distribution"] = MpiDistribution(process_count_per_instance=plan.processes_per_node)
-    elif kind == "tensorflow":
-        kwargs["distribution"] = TensorFlowDistribution(worker_count=plan.nodes,
-                                                        parameter_server_count=spec.distribution.parameter_servers)
-    if plan.max_runtime_seconds:
-        kwargs["timeout"] = plan.max_runtime_seconds
+    document["resources"] = resources
+    distribution = _distribution(plan)
+    if distribution:
+        document["distribution"] = distribution
     if plan.spot:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kwargs["queue_settings"] = QueueSettings(job_tier="spot")
-    return command(**kwargs)
-
-
-def build_yaml(plan: "Plan") -> dict[str, Any]:
-    """The job as the Azure ML CLI v2 YAML document (a plain dict, keys in the SDK's order)."""
-    import warnings
-
-    with warnings.catch_warnings():  # the SDK's schemas use deprecated marshmallow features
-        warnings.simplefilter("ignore")
-        document = json.loads(json.dumps(build_job(plan)._to_job()._to_dict()))
-    if isinstance(document.get("environment"), dict):  # an inline image: no anonymous name/version
-        document["environment"] = {"image": document["environment"]["image"]}
-    for key in ("properties", "parameters", "inputs", "outputs"):
-        if not document.get(key):
-            document.pop(key, None)
-    resources = document.get("resources", {})
-    if not resources.get("properties"):
-        resources.pop("properties", None)
-    restore_input_paths(document.get("inputs") or {}, plan)
-    return {"$schema": SCHEMA, **document}
+        document["queue_settings"] = {"job_tier": "spot"}
+    document["type"] = "command"
+    if plan.max_runtime_seconds:
+        document["limits"] = {"timeout": plan.max_runtime_seconds}
+    if spec.inputs:
+        document["inputs"] = {name: _input(item) for name, item in spec.inputs.items()}
+    document["outputs"] = {name: _output(output_location(plan, name)) for name in output_names(plan)}
+    return document
 
 
 def restore_input_paths(inputs: dict[str, Any], plan: "Plan") -> None:
@@ -225,6 +216,36 @@ def restore_input_paths(inputs: dict[str, Any], plan: "Plan") -> None:
     for name, item in plan.spec.inputs.items():
         if name in inputs and (item.is_local or not item.uri.startswith("azureml:")):
             inputs[name]["path"] = item.uri
+
+
+#: The command job's JSON Schema, exported from the installed SDK's own (marshmallow) schema by
+#: ``scripts/export_sdk_schemas.py`` (``tests/providers/test_sdk_schemas.py`` fails when it differs).
+SCHEMA_FILE = Path(__file__).parent / "data" / "azureml_command_job_schema.json"
+
+
+def validate_document(document: dict[str, Any]) -> None:
+    """Check a job document against the SDK's command job schema without importing the SDK (which
+    takes about a second): the fields, their types, enums, required keys and that no other key
+    appears, as the SDK's ``load_job`` checks them. ``submit`` also loads the document with the SDK
+    (:func:`load_yaml_job`). Errors name the YAML field (SpecError)."""
+    try:
+        import jsonschema
+        from jsonschema.exceptions import best_match
+    except ModuleNotFoundError:
+        from cloudtrain.errors import ProviderNotInstalledError
+
+        raise ProviderNotInstalledError("the azureml backend needs the package 'jsonschema', which is not installed",
+                                        "pip install 'cloudtrain[azure]'") from None
+
+    exported = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft7Validator(exported["schema"]).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for error in errors[:8]:
+            detail = best_match(error.context) if error.context else error  # of alternatives, the closest
+            where = ".".join(map(str, detail.absolute_path)) or "(the job)"
+            lines.append(f"{where}: {detail.message}")
+        raise SpecError("the Azure ML job is not valid:\n  " + "\n  ".join(lines), "fix the spec fields behind the job fields named above")
 
 
 def _field_errors(result: Any) -> list[str]:

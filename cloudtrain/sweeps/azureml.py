@@ -1,7 +1,7 @@
 """A sweep as an Azure ML sweep job, built with azure-ai-ml's own entities (pure: no network).
 
-The trial is the command job the Azure ML provider builds (:func:`cloudtrain.providers.azureml_job.build_job`),
-swept with ``.sweep(...)``: float parameters are ``Uniform`` / ``LogUniform``, ints ``QUniform(q=1)``
+The trial is the command job the Azure ML provider builds (:func:`cloudtrain.providers.azureml_job.job_document`,
+loaded as the SDK's entity), swept with ``.sweep(...)``: float parameters are ``Uniform`` / ``LogUniform``, ints ``QUniform(q=1)``
 (log-scaled ints are refused: Azure has no log-scaled integer distribution), categoricals
 ``Choice``. ``LogUniform`` takes natural-log bounds: ``min_value = ln(min)``, ``max_value = ln(max)``.
 Algorithms: ``tpe`` -> ``bayesian`` (Azure's Bayesian sampling takes no early termination policy:
@@ -70,12 +70,12 @@ def early_termination(sweep: "Sweep") -> Any:
 
 
 def build_sweep_job(plan: "Plan", sweep: "Sweep") -> Any:
-    from cloudtrain.providers.azureml_job import build_job
+    from cloudtrain.providers.azureml_job import job_document, load_yaml_job
     from cloudtrain.sweeps.space import check_reported_objective
 
     check(sweep)
     check_reported_objective(plan.spec, sweep, "Azure ML", "as the job logs it to MLflow")
-    command_job = build_job(plan)
+    command_job = load_yaml_job(job_document(plan))
     swept = {name: plan.spec.hyperparameters.get(name, _default(parameter)) for name, parameter in sweep.parameters.items()}
     command_job = _with_swept_inputs(command_job, swept,
                                      command_job.command.replace(_static_hps(plan.spec.hyperparameters), _hps_template(plan, sweep)))

@@ -1,7 +1,8 @@
 """The SDK schemas a dry run validates against (``cloudtrain/providers/data/``, written by
 ``scripts/export_sdk_schemas.py``): they are the installed SDKs' own, and validating with them
 refuses exactly what the SDKs refuse (``aiplatform_v1.CustomJob.from_json`` /
-``HyperparameterTuningJob.from_json``; botocore's ParamValidator over the session's sagemaker model).
+``HyperparameterTuningJob.from_json``; botocore's ParamValidator over the session's sagemaker model;
+azure-ai-ml's ``CommandJobSchema`` as JSON Schema, checked against ``load_job`` in test_azureml_document.py).
 """
 
 from __future__ import annotations
@@ -82,6 +83,16 @@ def test_ecr_partitions_are_the_installed_botocores() -> None:
     endpoints = botocore.session.get_session().get_component("data_loader").load_data("endpoints")
     assert [p["partition"] for p in ours["partitions"]] == [p["partition"] for p in endpoints["partitions"]]
     assert "us-east-1" in ours["partitions"][0]["regions"]
+
+
+def test_azureml_command_job_schema_is_the_installed_sdks() -> None:
+    pytest.importorskip("azure.ai.ml")
+    pytest.importorskip("marshmallow_jsonschema")
+    installed, ours = exporter().azureml_command_job_schema(), shipped("azureml_command_job_schema.json")
+    assert ours["schema"] == installed["schema"], \
+        f"the installed SDK is {installed['source']}, the file says {ours['source']}: run scripts/export_sdk_schemas.py"
+    properties = ours["schema"]["definitions"]["CommandJobSchema"]["properties"]
+    assert {"command", "environment", "resources", "distribution", "inputs", "outputs", "limits", "queue_settings"} <= set(properties)
 
 
 def test_ecr_hostname_as_botocores_partitions_give_it() -> None:
