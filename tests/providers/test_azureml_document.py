@@ -207,3 +207,23 @@ def test_a_dry_run_does_not_import_the_sdk(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ["command", "False"]
+
+
+ACCEPTED = {
+    "environment": ["azureml:myenv:3", "azureml:myenv@latest", "azureml:AzureML-sklearn-1.5@latest",
+                    "azureml:/subscriptions/x/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/environments/e/versions/1",
+                    "azureml://registries/azureml/environments/sklearn-1.5/labels/latest", {"image": "myregistry.azurecr.io/train:1"}],
+    "input path": ["https://account.blob.core.windows.net/container/data/", "wasbs://container@account.blob.core.windows.net/data/",
+                   "abfss://container@account.dfs.core.windows.net/data/", "azureml:mydata:1", "azureml:mydata@latest", "/tmp/local-data"],
+}
+
+
+@pytest.mark.parametrize("field, value", [(field, value) for field, values in ACCEPTED.items() for value in values])
+def test_the_schema_accepts_the_names_and_locations_the_sdk_accepts(field: str, value: Any) -> None:
+    document = copy.deepcopy(azureml_job.job_document(golden_plan()))
+    if field == "environment":
+        document["environment"] = value
+    else:
+        document["inputs"]["train"]["path"] = value
+    assert not sdk_refuses(document)
+    assert schema_refuses(document) is None
