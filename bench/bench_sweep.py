@@ -6,7 +6,7 @@ the sweep spent (pruned trials count the epochs they ran) until a trial first re
 validation accuracy. Also printed: the best value each sweep found, and the default
 configuration's own validation accuracy with the same epochs.
 
-    .venv/bin/python bench/bench_sweep.py [--seeds 3] [--trials 8] [--epochs 4] [--target 0.9 [0.99 ...]]
+    .venv/bin/python bench/bench_sweep.py [--seeds 3] [--trials 8] [--epochs 4] [--image-size 4] [--target 0.9 [0.99 ...]]
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ def sweep_section(algorithm: str, early_stopping: str, trials: int) -> dict:
             "algorithm": algorithm, "early_stopping": early_stopping, "max_trials": trials, "max_parallel": 1}
 
 
-def overrides(epochs: int) -> dict:
-    return {"hyperparameters.epochs": epochs, "hyperparameters.width": 8, "hyperparameters.patience": 100,
+def overrides(epochs: int, image_size: int = 0) -> dict:
+    return {"hyperparameters.epochs": epochs, "hyperparameters.width": 8, "hyperparameters.image_size": image_size,
+            "hyperparameters.patience": 100,
             "hyperparameters.warmup_steps": 10, "hyperparameters.augment": False, "checkpoint.enabled": False,
             "resources": {}}
 
@@ -53,13 +54,13 @@ def epochs_run(study) -> int:
     return sum(len(trial.intermediate_values) for trial in study.get_trials(deepcopy=False))
 
 
-def run_sweep(method: str, seed: int, trials: int, epochs: int) -> dict:
+def run_sweep(method: str, seed: int, trials: int, epochs: int, image_size: int) -> dict:
     from cloudtrain.api import Job
     from cloudtrain.runner import Runner
     from cloudtrain.sweeps.local import LocalSweep
 
     algorithm, stopping = ("tpe", "median") if method == "tpe+median" else ("random", "none")
-    job = Job.from_file(REPO / "examples" / "digits-cnn.yaml", {**overrides(epochs), "sweep": sweep_section(algorithm, stopping, trials)})
+    job = Job.from_file(REPO / "examples" / "digits-cnn.yaml", {**overrides(epochs, image_size), "sweep": sweep_section(algorithm, stopping, trials)})
     started = time.monotonic()
     sweep = LocalSweep(job._loaded, Runner(), seed=seed, study_name=f"bench-{method.replace('+', '-')}-{seed}")
     final = sweep.run()
@@ -67,10 +68,10 @@ def run_sweep(method: str, seed: int, trials: int, epochs: int) -> dict:
             "best": final.best_value, "pruned": final.pruned, "seconds": time.monotonic() - started}
 
 
-def default_accuracy(epochs: int) -> float | None:
+def default_accuracy(epochs: int, image_size: int) -> float | None:
     from cloudtrain.api import Job
 
-    run = Job.from_file(REPO / "examples" / "digits-cnn.yaml", overrides(epochs)).run()
+    run = Job.from_file(REPO / "examples" / "digits-cnn.yaml", overrides(epochs, image_size)).run()
     return run.metrics.get("val_accuracy")
 
 
@@ -79,17 +80,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="resize the 8x8 digits to this size (4: a harder task, where fewer configurations reach a high target)")
     parser.add_argument("--target", type=float, nargs="+", default=[0.9],
                         help="one or more target validation accuracies, each scored from the same sweeps")
     options = parser.parse_args()
     os.environ.setdefault("CLOUDTRAIN_HOME", tempfile.mkdtemp(prefix="bench-sweep-"))
     os.environ.setdefault("CLOUDTRAIN_RUNS_DIR", str(Path(os.environ["CLOUDTRAIN_HOME"]) / "runs"))
-    baseline = default_accuracy(options.epochs)
-    print(f"default configuration, {options.epochs} epochs: val_accuracy {baseline}", flush=True)
+    baseline = default_accuracy(options.epochs, options.image_size)
+    print(f"default configuration, {options.epochs} epochs, image size {options.image_size or 8}: val_accuracy {baseline}", flush=True)
     rows = []
     for seed in range(options.seeds):
         for method in ("tpe+median", "random"):
-            row = run_sweep(method, seed, options.trials, options.epochs)
+            row = run_sweep(method, seed, options.trials, options.epochs, options.image_size)
             rows.append(row)
             reached = ", ".join(f">={t}: {epochs_to_target(row['study'], t)}" for t in options.target)
             print(f"seed {seed} {method:10s} epochs to val_accuracy {reached} (of {row['epochs_run']} run), "
@@ -106,6 +109,9 @@ def main() -> None:
             print(f"  target {target}: {method:10s} mean {means[method]:.1f}  per seed [{', '.join(shown)}]  "
                   f"missed {reached.count(None)}/{len(mine)}  best {max(r['best'] for r in mine):.4f}")
         print(f"  target {target}: ratio tpe+median / random {means['tpe+median'] / means['random']:.2f} (goal: 0.5 or less)")
+    spent = {method: statistics.mean(r["epochs_run"] for r in rows if r["method"] == method) for method in ("tpe+median", "random")}
+    print(f"  whole sweeps ({options.trials} trials): tpe+median ran {spent['tpe+median']:.1f} epochs, random "
+          f"{spent['random']:.1f} (ratio {spent['tpe+median'] / spent['random']:.2f}); best values above")
     sys.exit(0)
 
 
