@@ -43,6 +43,7 @@ azure-ai-ml; ``submit`` loads it with the SDK (:func:`load_yaml_job`). What it h
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
@@ -154,9 +155,24 @@ def environment(plan: "Plan") -> str | dict[str, str]:
                     'e.g. framework: {name: pytorch, version: "2.2"}')
 
 
+#: the spec's input modes -> Azure ML's (the others have no Azure ML counterpart and are not sent)
+INPUT_MODES = {"download": "download", "mount": "ro_mount"}
+
+
 def _input(item: Any) -> dict[str, str]:
-    entry = {"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}
+    entry = {"mode": INPUT_MODES[item.mode]} if item.mode in INPUT_MODES else {}
     return {**entry, "type": "uri_file" if item.file_name else "uri_folder", "path": item.uri}
+
+
+def resources(plan: "Plan") -> dict[str, Any]:
+    """The job's ``resources``: the node count, the instance type, and ``shm_size`` half the
+    instance's memory (at most 64g)."""
+    out: dict[str, Any] = {"instance_count": plan.nodes}
+    if plan.instance_type:
+        out["instance_type"] = plan.instance_type
+    if plan.offer is not None and plan.offer.memory_gib:
+        out["shm_size"] = f"{max(1, min(64, int(plan.offer.memory_gib // 2)))}g"
+    return out
 
 
 def _output(uri: str | None) -> dict[str, str]:
@@ -190,12 +206,7 @@ def job_document(plan: "Plan") -> dict[str, Any]:
         document["compute"] = f"azureml:{settings['compute']}"
     document.update(command=command_line(plan), code=spec.code, environment=environment(plan),
                     environment_variables=environment_variables(plan))
-    resources: dict[str, Any] = {"instance_count": plan.nodes}
-    if plan.instance_type:
-        resources["instance_type"] = plan.instance_type
-    if plan.offer is not None and plan.offer.memory_gib:
-        resources["shm_size"] = f"{max(1, min(64, int(plan.offer.memory_gib // 2)))}g"
-    document["resources"] = resources
+    document["resources"] = resources(plan)
     distribution = _distribution(plan)
     if distribution:
         document["distribution"] = distribution
@@ -223,13 +234,20 @@ def restore_input_paths(inputs: dict[str, Any], plan: "Plan") -> None:
 SCHEMA_FILE = Path(__file__).parent / "data" / "azureml_command_job_schema.json"
 
 
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    """The exported schema's validator, read once per process."""
+    import jsonschema
+
+    return jsonschema.Draft7Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schema"])
+
+
 def validate_document(document: dict[str, Any]) -> None:
     """Check a job document against the SDK's command job schema without importing the SDK (which
     takes about a second): the fields, their types, enums, required keys and that no other key
     appears, as the SDK's ``load_job`` checks them. ``submit`` also loads the document with the SDK
     (:func:`load_yaml_job`). Errors name the YAML field (SpecError)."""
     try:
-        import jsonschema
         from jsonschema.exceptions import best_match
     except ModuleNotFoundError:
         from cloudtrain.errors import ProviderNotInstalledError
@@ -237,8 +255,7 @@ def validate_document(document: dict[str, Any]) -> None:
         raise ProviderNotInstalledError("the azureml backend needs the package 'jsonschema', which is not installed",
                                         "pip install 'cloudtrain[azure]'") from None
 
-    exported = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
-    errors = sorted(jsonschema.Draft7Validator(exported["schema"]).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = []
         for error in errors[:8]:

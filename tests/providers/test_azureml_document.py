@@ -42,23 +42,18 @@ def sdk_document(plan: Plan) -> dict[str, Any]:
     if isinstance(environment, dict):
         environment = Environment(image=environment["image"])
     inputs = {name: Input(type="uri_file" if item.file_name else "uri_folder", path=item.uri,
-                          **({"mode": {"download": "download", "mount": "ro_mount"}[item.mode]} if item.mode in ("download", "mount") else {}))
+                          **({"mode": azureml_job.INPUT_MODES[item.mode]} if item.mode in azureml_job.INPUT_MODES else {}))
               for name, item in spec.inputs.items()}
     outputs = {}
     for name in azureml_job.output_names(plan):
         uri = azureml_job.output_location(plan, name)
         outputs[name] = Output(type="uri_folder", path=uri, mode="rw_mount") if uri else Output(type="uri_folder")
-    resources: dict[str, Any] = {"instance_count": plan.nodes}
-    if plan.instance_type:
-        resources["instance_type"] = plan.instance_type
-    if plan.offer is not None and plan.offer.memory_gib:
-        resources["shm_size"] = f"{max(1, min(64, int(plan.offer.memory_gib // 2)))}g"
     kwargs: dict[str, Any] = dict(
         name=plan.job_name, display_name=spec.name, experiment_name=settings.get("experiment") or spec.name,
         tags={**spec.tags, "cloudtrain:job": spec.name, "cloudtrain:submission": plan.submission_token},
         code=spec.code, command=azureml_job.command_line(plan), environment=environment,
         environment_variables=azureml_job.environment_variables(plan), inputs=inputs, outputs=outputs,
-        instance_count=plan.nodes, resources=JobResourceConfiguration(**resources))
+        instance_count=plan.nodes, resources=JobResourceConfiguration(**azureml_job.resources(plan)))
     if settings.get("compute"):
         kwargs["compute"] = f"azureml:{settings['compute']}"
     kind = spec.distribution.type
