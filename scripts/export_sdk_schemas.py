@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes,sagemaker_ecr_partitions,azureml_command_job_schema}.json``:
+"""Rebuild ``cloudtrain/providers/data/{vertex_descriptors,sagemaker_shapes,sagemaker_ecr_partitions,azureml_command_job_schema,azureml_sweep_job_schema}.json``:
 the parts of the installed SDKs' data that ``submit --dry-run`` renders and validates requests with.
 
 Importing ``google.cloud.aiplatform_v1`` (every service client) takes seconds, and botocore's session
@@ -18,16 +18,16 @@ loads the whole SageMaker service model; a dry run needs only the request messag
   template, the ``ecr`` entry), which name the ECR registry's host
   (:func:`cloudtrain.providers.sagemaker_images.ecr_hostname`).
 
-* Azure ML: the JSON Schema of the command job YAML, dumped from azure-ai-ml's own marshmallow
-  schema (``CommandJobSchema``) by marshmallow-jsonschema, the library whose
+* Azure ML: the JSON Schemas of the command job and sweep job YAML, dumped from azure-ai-ml's own
+  marshmallow schemas (``CommandJobSchema``, ``SweepJobSchema``) by marshmallow-jsonschema, the library whose
   ``_jsonschema_type_mapping`` hook the SDK's custom fields implement; its union fields become
   ``anyOf`` (``oneOf`` where the SDK marks them strict) and its experimental fields the field they
   wrap. Importing azure-ai-ml takes about a second; ``jsonschema`` validates a document against
-  this in milliseconds (:func:`cloudtrain.providers.azureml_job.validate_document`).
+  these in milliseconds (:func:`cloudtrain.providers.azureml_job.validate_document`).
 
 Each file records the SDK version it came from. Run it with the project's virtual environment::
 
-    .venv/bin/python scripts/export_sdk_schemas.py          # writes the three files
+    .venv/bin/python scripts/export_sdk_schemas.py          # writes the files
     .venv/bin/python scripts/export_sdk_schemas.py --check  # exits 1 if one is out of date
 
 ``tests/providers/test_sdk_schemas.py`` fails when the installed SDKs' data differ from the files.
@@ -47,6 +47,7 @@ VERTEX_FILE = DATA / "vertex_descriptors.json"
 SAGEMAKER_FILE = DATA / "sagemaker_shapes.json"
 ECR_FILE = DATA / "sagemaker_ecr_partitions.json"
 AZUREML_FILE = DATA / "azureml_command_job_schema.json"
+AZUREML_SWEEP_FILE = DATA / "azureml_sweep_job_schema.json"
 VERTEX_MESSAGES = ("CustomJob", "HyperparameterTuningJob")
 SAGEMAKER_OPERATIONS = ("CreateTrainingJob", "CreateHyperParameterTuningJob")
 
@@ -142,8 +143,9 @@ def ecr_partitions() -> dict[str, Any]:
             "sdk_version": botocore.__version__, "partitions": partitions}
 
 
-def azureml_command_job_schema() -> dict[str, Any]:
-    """The command job's JSON Schema from the installed azure-ai-ml's ``CommandJobSchema``."""
+def _azureml_job_schema(module: str, name: str) -> dict[str, Any]:
+    """The JSON Schema of azure-ai-ml's marshmallow job schema ``module.name``, as installed."""
+    import importlib
     import warnings
     from importlib.metadata import version
 
@@ -152,7 +154,6 @@ def azureml_command_job_schema() -> dict[str, Any]:
     with warnings.catch_warnings():  # the SDK's schemas use deprecated marshmallow features
         warnings.simplefilter("ignore")
         from azure.ai.ml._schema.core.fields import ExperimentalField, UnionField
-        from azure.ai.ml._schema.job.command_job import CommandJobSchema
         from azure.ai.ml.constants._common import BASE_PATH_CONTEXT_KEY
 
         class SDKJSONSchema(JSONSchema):  # type: ignore[misc]
@@ -163,10 +164,21 @@ def azureml_command_job_schema() -> dict[str, Any]:
                     return self._get_schema_for_field(obj, field.experimental_field)
                 return super()._get_schema_for_field(obj, field)
 
-        schema = SDKJSONSchema().dump(CommandJobSchema(context={BASE_PATH_CONTEXT_KEY: "."}))
-    return {"source": f"azure-ai-ml {version('azure-ai-ml')} CommandJobSchema, as JSON Schema by marshmallow-jsonschema "
+        schema_class = getattr(importlib.import_module(module), name)
+        schema = SDKJSONSchema().dump(schema_class(context={BASE_PATH_CONTEXT_KEY: "."}))
+    return {"source": f"azure-ai-ml {version('azure-ai-ml')} {name}, as JSON Schema by marshmallow-jsonschema "
                       f"{version('marshmallow-jsonschema')}, exported by scripts/export_sdk_schemas.py",
             "sdk_version": version("azure-ai-ml"), "schema": schema}
+
+
+def azureml_command_job_schema() -> dict[str, Any]:
+    """The command job's JSON Schema from the installed azure-ai-ml's ``CommandJobSchema``."""
+    return _azureml_job_schema("azure.ai.ml._schema.job.command_job", "CommandJobSchema")
+
+
+def azureml_sweep_job_schema() -> dict[str, Any]:
+    """The sweep job's JSON Schema from the installed azure-ai-ml's ``SweepJobSchema``."""
+    return _azureml_job_schema("azure.ai.ml._schema._sweep.sweep_job", "SweepJobSchema")
 
 
 def render(content: dict[str, Any]) -> str:
@@ -180,7 +192,7 @@ def main() -> int:
     options = parser.parse_args()
     stale = []
     for path, build in ((VERTEX_FILE, vertex_descriptors), (SAGEMAKER_FILE, sagemaker_shapes), (ECR_FILE, ecr_partitions),
-                        (AZUREML_FILE, azureml_command_job_schema)):
+                        (AZUREML_FILE, azureml_command_job_schema), (AZUREML_SWEEP_FILE, azureml_sweep_job_schema)):
         text = render(build())
         if options.check:
             if not path.exists() or path.read_text() != text:

@@ -175,12 +175,12 @@ class AzureMLProvider(Provider):
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
 
     def render_sweep(self, plan: "Plan", sweep: Any) -> NativeRequest:
-        """The sweep job as the YAML ``az ml job create`` takes, loaded back with the SDK's ``load_job``."""
-        _quiet_sdk_logging()
-        from cloudtrain.sweeps.azureml import build_yaml, validate_yaml
+        """The sweep job as the YAML ``az ml job create`` takes, checked against the SDK's sweep job
+        schema without importing the SDK; ``create`` loads it with the SDK itself."""
+        from cloudtrain.sweeps.azureml import sweep_document
 
-        document = build_yaml(plan, sweep)
-        validate_yaml(document, plan.spec.code)
+        document = sweep_document(plan, sweep)
+        _job().validate_document(document, kind="sweep")
         return NativeRequest(cloud="azureml", payload=document, format="yaml")
 
     def submit_sweep(self, plan: "Plan", request: NativeRequest) -> JobRef:

@@ -113,15 +113,19 @@ def environment_variables(plan: "Plan") -> dict[str, str]:
     return env
 
 
-def command_line(plan: "Plan") -> str:
+def command_line(plan: "Plan", hps: str | None = None) -> str:
+    """The job's command; ``hps``: the launcher's ``--hps`` value instead of the spec's
+    hyperparameters (a sweep's, with its search space's placeholders)."""
     spec = plan.spec
     parts = ["python", "-m", "cloudtrain.runtime.launch"]
     for name in spec.inputs:
         parts.append(f"--input {name}=${{{{inputs.{name}}}}}")
     for name in output_names(plan):
         parts.append(f"--output {name}=${{{{outputs.{name}}}}}")
-    if spec.hyperparameters:
-        parts.append("--hps " + shlex.quote(json.dumps(spec.hyperparameters, sort_keys=True)))
+    if hps is None and spec.hyperparameters:
+        hps = json.dumps(spec.hyperparameters, sort_keys=True)
+    if hps is not None:
+        parts.append("--hps " + shlex.quote(hps))
     parts += ["--", "python", ENTRY_PROGRAM]
     return " ".join(parts)
 
@@ -229,24 +233,25 @@ def restore_input_paths(inputs: dict[str, Any], plan: "Plan") -> None:
             inputs[name]["path"] = item.uri
 
 
-#: The command job's JSON Schema, exported from the installed SDK's own (marshmallow) schema by
-#: ``scripts/export_sdk_schemas.py`` (``tests/providers/test_sdk_schemas.py`` fails when it differs).
+#: The command and sweep jobs' JSON Schemas, exported from the installed SDK's own (marshmallow)
+#: schemas by ``scripts/export_sdk_schemas.py`` (``tests/providers/test_sdk_schemas.py`` fails when one differs).
 SCHEMA_FILE = Path(__file__).parent / "data" / "azureml_command_job_schema.json"
+SWEEP_SCHEMA_FILE = Path(__file__).parent / "data" / "azureml_sweep_job_schema.json"
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
-    """The exported schema's validator, read once per process."""
+@functools.lru_cache(maxsize=2)
+def _validator(path: Path) -> Any:
+    """An exported schema's validator, read once per process."""
     import jsonschema
 
-    return jsonschema.Draft7Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schema"])
+    return jsonschema.Draft7Validator(json.loads(path.read_text(encoding="utf-8"))["schema"])
 
 
-def validate_document(document: dict[str, Any]) -> None:
-    """Check a job document against the SDK's command job schema without importing the SDK (which
-    takes about a second): the fields, their types, enums, required keys and that no other key
-    appears, as the SDK's ``load_job`` checks them. ``submit`` also loads the document with the SDK
-    (:func:`load_yaml_job`). Errors name the YAML field (SpecError)."""
+def validate_document(document: dict[str, Any], kind: str = "command") -> None:
+    """Check a job document (``kind``: ``command`` or ``sweep``) against the SDK's job schema without
+    importing the SDK (which takes about a second): the fields, their types, enums, required keys and
+    that no other key appears, as the SDK's ``load_job`` checks them. ``submit`` also loads the
+    document with the SDK (:func:`load_yaml_job`). Errors name the YAML field (SpecError)."""
     try:
         from jsonschema.exceptions import best_match
     except ModuleNotFoundError:
@@ -255,14 +260,17 @@ def validate_document(document: dict[str, Any]) -> None:
         raise ProviderNotInstalledError("the azureml backend needs the package 'jsonschema', which is not installed",
                                         "pip install 'cloudtrain[azure]'") from None
 
-    errors = sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    validator = _validator(SWEEP_SCHEMA_FILE if kind == "sweep" else SCHEMA_FILE)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = []
         for error in errors[:8]:
             detail = best_match(error.context) if error.context else error  # of alternatives, the closest
             where = ".".join(map(str, detail.absolute_path)) or "(the job)"
             lines.append(f"{where}: {detail.message}")
-        raise SpecError("the Azure ML job is not valid:\n  " + "\n  ".join(lines), "fix the spec fields behind the job fields named above")
+        what = "sweep job" if kind == "sweep" else "job"
+        raise SpecError(f"the Azure ML {what} is not valid:\n  " + "\n  ".join(lines),
+                        "fix the spec fields behind the job fields named above")
 
 
 def _field_errors(result: Any) -> list[str]:

@@ -1,14 +1,18 @@
-"""A sweep as an Azure ML sweep job, built with azure-ai-ml's own entities (pure: no network).
+"""A sweep as an Azure ML sweep job (pure: no network, and no SDK import for a dry run).
 
-The trial is the command job the Azure ML provider builds (:func:`cloudtrain.providers.azureml_job.job_document`,
-loaded as the SDK's entity), swept with ``.sweep(...)``: float parameters are ``Uniform`` / ``LogUniform``, ints ``QUniform(q=1)``
-(log-scaled ints are refused: Azure has no log-scaled integer distribution), categoricals
-``Choice``. ``LogUniform`` takes natural-log bounds: ``min_value = ln(min)``, ``max_value = ln(max)``.
-Algorithms: ``tpe`` -> ``bayesian`` (Azure's Bayesian sampling takes no early termination policy:
-refused with median), ``random``, ``grid`` (``Choice`` parameters only). Early stopping:
-``median`` -> ``MedianStoppingPolicy``; ``hyperband`` -> ``BanditPolicy`` (slack 0.1 each
-evaluation: Azure ML has no Hyperband, and the bandit policy is its closest rule: say so).
-The job is rendered as YAML and loaded back with ``load_job`` (the SDK's schema validation).
+The document (:func:`sweep_document`) is the sweep job YAML of the Azure ML CLI v2, built as a plain
+dict around the command job the Azure ML provider builds
+(:func:`cloudtrain.providers.azureml_job.job_document`), and checked against azure-ai-ml's own
+``SweepJobSchema`` exported as JSON Schema (``azureml_job.validate_document(..., kind="sweep")``);
+``submit`` loads it with the SDK's ``load_job`` (:func:`sweep_job_for_submit`). Float parameters are
+``uniform`` / ``loguniform``, ints ``quniform`` with ``q: 1`` (log-scaled ints are refused: Azure
+has no log-scaled integer distribution), categoricals ``choice``. ``loguniform`` takes natural-log
+bounds: ``min_value = ln(min)``, ``max_value = ln(max)``. Algorithms: ``tpe`` -> ``bayesian``
+(Azure's Bayesian sampling takes no early termination policy: refused with median), ``random``,
+``grid`` (``choice`` parameters only). Early stopping: ``median`` -> ``median_stopping``;
+``hyperband`` -> ``bandit`` (slack 0.1 each evaluation: Azure ML has no Hyperband, and the bandit
+policy is its closest rule: say so). Each trial's values reach the script through the launcher's
+``--hps`` JSON, where Azure ML fills in ``${{search_space.NAME}}``.
 
 Azure ML reads a sweep's primary metric from MLflow: the runtime's ``context().log_metric`` also
 calls ``mlflow.log_metric`` on Azure ML when the job's environment has ``mlflow`` (the curated
@@ -27,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.spec import Sweep
 
 
-_TRIAL_KEYS = ("command", "code", "environment", "environment_variables", "distribution", "resources")
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json"
 
 
 def check(sweep: "Sweep") -> None:
@@ -44,117 +48,77 @@ def check(sweep: "Sweep") -> None:
 
 
 def search_space(sweep: "Sweep") -> dict[str, Any]:
-    from azure.ai.ml.sweep import Choice, LogUniform, QUniform, Uniform
-
+    """The sweep's ``search_space``, as the SDK's distributions write it."""
     space: dict[str, Any] = {}
     for name, parameter in sweep.parameters.items():
         if parameter.type == "categorical":
-            space[name] = Choice(values=list(parameter.values or []))
+            space[name] = {"values": list(parameter.values or []), "type": "choice"}
         elif parameter.type == "int":
-            space[name] = QUniform(min_value=int(parameter.min or 0), max_value=int(parameter.max or 0), q=1)
+            space[name] = {"type": "quniform", "min_value": int(parameter.min or 0), "max_value": int(parameter.max or 0), "q": 1}
         elif parameter.scale == "log":
-            space[name] = LogUniform(min_value=math.log(parameter.min or 1), max_value=math.log(parameter.max or 1))
+            space[name] = {"type": "loguniform", "min_value": math.log(parameter.min or 1), "max_value": math.log(parameter.max or 1)}
         else:
-            space[name] = Uniform(min_value=float(parameter.min or 0), max_value=float(parameter.max or 0))
+            space[name] = {"type": "uniform", "min_value": float(parameter.min or 0), "max_value": float(parameter.max or 0)}
     return space
 
 
-def early_termination(sweep: "Sweep") -> Any:
-    from azure.ai.ml.sweep import BanditPolicy, MedianStoppingPolicy
-
+def early_termination(sweep: "Sweep") -> dict[str, Any] | None:
+    """The sweep's ``early_termination`` policy, as the SDK's policies write it."""
     if sweep.early_stopping == "median":
-        return MedianStoppingPolicy(evaluation_interval=1, delay_evaluation=1)
+        return {"evaluation_interval": 1, "delay_evaluation": 1, "type": "median_stopping"}
     if sweep.early_stopping == "hyperband":
-        return BanditPolicy(slack_factor=0.1, evaluation_interval=1, delay_evaluation=1)
+        return {"evaluation_interval": 1, "delay_evaluation": 1, "type": "bandit", "slack_factor": 0.1}
     return None
 
 
-def build_sweep_job(plan: "Plan", sweep: "Sweep") -> Any:
-    from cloudtrain.providers.azureml_job import job_document, load_yaml_job
+def sweep_document(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
+    """The sweep job as the Azure ML CLI v2 YAML document (a plain dict, its keys in the order the
+    SDK writes them), built without the SDK from the provider's command job
+    (:func:`~cloudtrain.providers.azureml_job.job_document`): its identity, compute, queue settings,
+    inputs and outputs are the sweep's; its command, code, environment, variables, resources and
+    distribution are the trial's. ``tests/sweeps/test_azureml_sweep_document.py`` checks it is the
+    document the SDK's own ``command(...).sweep(...)`` dumps."""
+    from cloudtrain.providers.azureml_job import command_line, job_document
     from cloudtrain.sweeps.space import check_reported_objective
 
     check(sweep)
     check_reported_objective(plan.spec, sweep, "Azure ML", "as the job logs it to MLflow")
-    command_job = load_yaml_job(job_document(plan))
-    swept = {name: plan.spec.hyperparameters.get(name, _default(parameter)) for name, parameter in sweep.parameters.items()}
-    command_job = _with_swept_inputs(command_job, swept,
-                                     command_job.command.replace(_static_hps(plan.spec.hyperparameters), _hps_template(plan, sweep)))
-    trial = command_job(**search_space(sweep))
-    sweep_job = trial.sweep(sampling_algorithm={"tpe": "bayesian"}.get(sweep.algorithm, sweep.algorithm),
-                            primary_metric=sweep.objective.metric, goal=sweep.objective.goal.capitalize(),
-                            early_termination_policy=early_termination(sweep))
-    sweep_job.set_limits(max_total_trials=sweep.max_trials, max_concurrent_trials=sweep.max_parallel,
-                         trial_timeout=plan.max_runtime_seconds)
-    sweep_job.name, sweep_job.display_name = plan.job_name, plan.spec.name
-    sweep_job.experiment_name = command_job.experiment_name
-    return sweep_job
-
-
-def _with_swept_inputs(job: Any, swept: dict[str, Any], command_line: str) -> Any:
-    """The provider's command job again, with an input per swept parameter and the command using them."""
-    from azure.ai.ml import command
-
-    kwargs: dict[str, Any] = dict(name=job.name, display_name=job.display_name, experiment_name=job.experiment_name,
-                                  tags=job.tags, code=job.code, command=command_line, environment=job.environment,
-                                  environment_variables=job.environment_variables,
-                                  inputs={**{k: v._data if hasattr(v, "_data") else v for k, v in job.inputs.items()}, **swept},
-                                  outputs={k: v._data if hasattr(v, "_data") else v for k, v in job.outputs.items()},
-                                  resources=job.resources, compute=job.compute, distribution=job.distribution)
-    if job.limits is not None and job.limits.timeout:
-        kwargs["timeout"] = job.limits.timeout
-    if job.queue_settings is not None:
-        kwargs["queue_settings"] = job.queue_settings
-    return command(**{k: v for k, v in kwargs.items() if v is not None})
-
-
-def _default(parameter: Any) -> Any:
-    if parameter.type == "categorical":
-        return (parameter.values or [None])[0]
-    return int(parameter.min) if parameter.type == "int" else float(parameter.min)
-
-
-def _static_hps(hyperparameters: dict[str, Any]) -> str:
-    import json
-    import shlex
-
-    return "--hps " + shlex.quote(json.dumps(hyperparameters, sort_keys=True)) if hyperparameters else "--"
+    job = job_document(plan)
+    document: dict[str, Any] = {"$schema": SCHEMA, **{key: job[key] for key in ("name", "display_name", "experiment_name", "tags")},
+                                "sampling_algorithm": {"tpe": "bayesian"}.get(sweep.algorithm, sweep.algorithm),
+                                "search_space": search_space(sweep),
+                                "objective": {"goal": sweep.objective.goal, "primary_metric": sweep.objective.metric}}
+    policy = early_termination(sweep)
+    if policy:
+        document["early_termination"] = policy
+    document["limits"] = {"max_concurrent_trials": sweep.max_parallel, "max_total_trials": sweep.max_trials}
+    if plan.max_runtime_seconds:
+        document["limits"]["trial_timeout"] = plan.max_runtime_seconds
+    if "queue_settings" in job:
+        document["queue_settings"] = job["queue_settings"]
+    inputs = {name: item for name, item in (job.get("inputs") or {}).items() if name not in sweep.parameters}
+    if inputs:
+        document["inputs"] = inputs
+    document.update(outputs=job["outputs"], type="sweep")
+    if "compute" in job:
+        document["compute"] = job["compute"]
+    trial = {"command": command_line(plan, hps=_hps_template(plan, sweep)),
+             **{key: job[key] for key in ("code", "environment", "environment_variables", "resources", "distribution") if key in job}}
+    document["trial"] = trial
+    return document
 
 
 def _hps_template(plan: "Plan", sweep: "Sweep") -> str:
-    """``--hps '{...}'`` with each swept value as ``${{search_space.NAME}}`` (what Azure ML fills in per trial),
-    so ``context().hp()`` gives the trial's value."""
+    """The launcher's ``--hps`` JSON with each swept value as ``${{search_space.NAME}}`` (what Azure
+    ML fills in per trial), so ``context().hp()`` gives the trial's value."""
     import json
-    import shlex
 
     parts = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(plan.spec.hyperparameters.items()) if k not in sweep.parameters]
     for name, parameter in sweep.parameters.items():
         textual = parameter.type == "categorical" and any(isinstance(v, str) for v in parameter.values or [])
         value = f"${{{{search_space.{name}}}}}"
         parts.append(f"{json.dumps(name)}: " + (f'"{value}"' if textual else value))
-    text = "--hps " + shlex.quote("{" + ", ".join(parts) + "}")
-    return text if plan.spec.hyperparameters else text + " --"
-
-
-def build_yaml(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
-    import json
-    import warnings
-
-    from cloudtrain.providers.azureml_job import restore_input_paths
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        job = build_sweep_job(plan, sweep)
-        document = json.loads(json.dumps(job._to_dict()))
-    # the SDK's dict leaves out the job's identity: its name, names and tags (the submission's token)
-    identity = {"name": job.name, "display_name": job.display_name, "experiment_name": job.experiment_name, "tags": job.tags}
-    document = {**identity, **document}
-    # the SDK writes the trial as a whole component; a sweep job's trial takes only these
-    document["trial"] = {k: v for k, v in document.get("trial", {}).items() if k in _TRIAL_KEYS and v not in ({}, None)}
-    inputs = {k: v for k, v in (document.get("inputs") or {}).items() if k not in sweep.parameters}
-    restore_input_paths(inputs, plan)
-    document["inputs"] = inputs
-    return {"$schema": "https://azuremlschemas.azureedge.net/latest/sweepJob.schema.json",
-            **{k: v for k, v in document.items() if v not in ({}, None)}}
+    return "{" + ", ".join(parts) + "}"
 
 
 def sweep_job_for_submit(document: dict[str, Any], code_dir: Any) -> Any:

@@ -2,7 +2,7 @@
 ``scripts/export_sdk_schemas.py``): they are the installed SDKs' own, and validating with them
 refuses exactly what the SDKs refuse (``aiplatform_v1.CustomJob.from_json`` /
 ``HyperparameterTuningJob.from_json``; botocore's ParamValidator over the session's sagemaker model;
-azure-ai-ml's ``CommandJobSchema`` as JSON Schema, checked against ``load_job`` in test_azureml_document.py).
+azure-ai-ml's ``CommandJobSchema`` and ``SweepJobSchema`` as JSON Schema, checked against ``load_job`` in test_azureml_document.py).
 """
 
 from __future__ import annotations
@@ -32,6 +32,20 @@ def exporter() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def exported_in_a_fresh_process(function: str) -> dict[str, Any]:
+    """``export_sdk_schemas.<function>()`` in a new interpreter: azure-ai-ml widens its own schemas'
+    fields once it has built a sweep or pipeline node in a process, and the shipped file is the
+    schema that ``load_job`` uses in a fresh one."""
+    import subprocess
+    import sys
+
+    code = (f"import importlib.util, json\nspec = importlib.util.spec_from_file_location('e', {str(SCRIPT)!r})\n"
+            f"m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\nprint(json.dumps(m.{function}()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def shipped(name: str) -> dict[str, Any]:
@@ -88,12 +102,23 @@ def test_ecr_partitions_are_the_installed_botocores() -> None:
 def test_azureml_command_job_schema_is_the_installed_sdks() -> None:
     pytest.importorskip("azure.ai.ml")
     pytest.importorskip("marshmallow_jsonschema")
-    installed, ours = exporter().azureml_command_job_schema(), shipped("azureml_command_job_schema.json")
+    installed, ours = exported_in_a_fresh_process("azureml_command_job_schema"), shipped("azureml_command_job_schema.json")
     assert ours["schema"] == installed["schema"], \
         f"the installed SDK is {installed['source']}, the file says {ours['source']}: run scripts/export_sdk_schemas.py"
     properties = ours["schema"]["definitions"]["CommandJobSchema"]["properties"]
     assert {"command", "environment", "resources", "distribution", "inputs", "outputs", "limits", "queue_settings"} <= set(properties)
 
+
+
+def test_azureml_sweep_job_schema_is_the_installed_sdks() -> None:
+    pytest.importorskip("azure.ai.ml")
+    pytest.importorskip("marshmallow_jsonschema")
+    installed, ours = exported_in_a_fresh_process("azureml_sweep_job_schema"), shipped("azureml_sweep_job_schema.json")
+    assert ours["schema"] == installed["schema"], \
+        f"the installed SDK is {installed['source']}, the file says {ours['source']}: run scripts/export_sdk_schemas.py"
+    definitions = ours["schema"]["definitions"]
+    assert {"sampling_algorithm", "search_space", "objective", "early_termination", "limits", "trial"} <= set(definitions["SweepJobSchema"]["properties"])
+    assert {"command", "code", "environment", "resources", "distribution"} <= set(definitions["ParameterizedCommandSchema"]["properties"])
 
 def test_ecr_hostname_as_botocores_partitions_give_it() -> None:
     pytest.importorskip("botocore")

@@ -91,11 +91,12 @@ def test_azureml_log_uniform_takes_natural_log_bounds() -> None:
     from cloudtrain.sweeps.azureml import search_space
 
     space = search_space(Sweep.model_validate(SWEEP))
-    assert space["lr"].min_value == pytest.approx(-9.210340371976184)  # ln(1e-4), by hand
-    assert space["lr"].max_value == pytest.approx(-2.302585092994046)  # ln(0.1)
-    assert math.exp(space["lr"].min_value) == pytest.approx(1e-4)
-    assert (space["epochs"].min_value, space["epochs"].max_value, space["epochs"].q) == (2, 10, 1)
-    assert space["batch_size"].values == [32, 64]
+    assert space["lr"]["type"] == "loguniform"
+    assert space["lr"]["min_value"] == pytest.approx(-9.210340371976184)  # ln(1e-4), by hand
+    assert space["lr"]["max_value"] == pytest.approx(-2.302585092994046)  # ln(0.1)
+    assert math.exp(space["lr"]["min_value"]) == pytest.approx(1e-4)
+    assert space["epochs"] == {"type": "quniform", "min_value": 2, "max_value": 10, "q": 1}
+    assert space["batch_size"] == {"values": [32, 64], "type": "choice"}
 
 
 # -- the three requests, validated by each SDK -----------------------------------------------------
@@ -158,10 +159,10 @@ def test_vertex_refuses_hyperband() -> None:
 
 
 def test_azureml_sweep_job_loads_back_with_load_job() -> None:
-    from cloudtrain.sweeps.azureml import build_yaml, validate_yaml
+    from cloudtrain.sweeps.azureml import sweep_document, validate_yaml
 
     job = cnn_job(algorithm="random", early_stopping="median")
-    document = build_yaml(plan(job, "azureml"), job.spec.sweep)
+    document = sweep_document(plan(job, "azureml"), job.spec.sweep)
     loaded = validate_yaml(document, REPO)
     assert loaded.sampling_algorithm == "random" and loaded.early_termination.type == "median_stopping"
     assert loaded.limits.max_total_trials == 8
