@@ -206,22 +206,14 @@ class Run:
 
     @property
     def metrics(self) -> dict[str, float]:
-        """The last value of each metric the job logged (``log_metric`` or its metric lines)."""
+        """The last value of each metric the job logged (``log_metric`` or its metric lines; on the
+        local backend also what it reported to MLflow or cloudml-hypertune)."""
         run_dir = self._record.details.get("run_dir")
-        if self.cloud == "local" and run_dir and (Path(run_dir) / "metrics.jsonl").is_file():
-            return _metrics_from_file(Path(run_dir) / "metrics.jsonl")
+        if self.cloud == "local" and run_dir and Path(run_dir).is_dir():
+            from cloudtrain.runtime.reports import last_values
+
+            return last_values(Path(run_dir))
         return _metrics_from_lines(self.logs())
-
-
-def _metrics_from_file(path: Path) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            item = json.loads(line)
-            found[str(item["name"])] = float(item["value"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-    return found
 
 
 def _metrics_from_lines(lines: Iterable[str]) -> dict[str, float]:

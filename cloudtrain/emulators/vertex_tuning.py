@@ -27,7 +27,6 @@ convergence stopping specs (accepted; every trial runs to its end) and condition
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
@@ -39,25 +38,12 @@ from cloudtrain.emulators.early_stopping import median_verdict
 from cloudtrain.emulators.vertex_jobs import TERMINAL, now
 from cloudtrain.emulators.vertex_tuning_space import argument_value, check_study, distributions, grid_size, new_study, trial_parameters
 from cloudtrain.emulators.vertex_validation import ApiError, filter_terms, list_page, matches, validate_job
+from cloudtrain.runtime.reports import hypertune_reports
 
 
 def measurements(path: Path, metric_id: str) -> list[tuple[float, int]]:
     """The (value, step) reports of ``metric_id`` in a cloudml-hypertune metrics file, in order."""
-    if not path.is_file():
-        return []
-    reports = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            report = json.loads(line)
-            value = float(report[metric_id])
-        except (ValueError, KeyError, TypeError):
-            continue
-        try:
-            step = int(float(report.get("global_step") or 0))
-        except (TypeError, ValueError):
-            step = 0
-        reports.append((value, step))
-    return reports
+    return [(report.value, report.step) for report in hypertune_reports(path, metric_id)]
 
 
 def final_measurement(reports: list[tuple[float, int]], best_of: str | None = None) -> tuple[float, int] | None:

@@ -6,7 +6,10 @@ holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines),
 ``metrics.jsonl``, ``model/``, ``output/``, ``checkpoints/`` and ``status.json``. A job runs in its
 code directory (as ``python train.py`` there would); MLflow's default store goes to the run
 directory (``MLFLOW_TRACKING_URI=sqlite:///<run dir>/mlflow.db``) unless the environment or the
-spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code.
+spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code;
+``cloudml-hypertune`` reports (a Vertex AI script's) go to ``<run dir>/hypertune/output.metrics``
+(``CLOUD_ML_HP_METRIC_FILE``), not a file every run shares. Both are read back as the run's metrics
+(:mod:`cloudtrain.runtime.reports`), beside ``metrics.jsonl``.
 The spec's ``metrics`` with a ``regex`` are found in the first node's output and recorded in
 ``metrics.jsonl`` beside what ``log_metric`` records, as a cloud reads them from its logs.
 
@@ -77,8 +80,12 @@ def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
         "CLOUDTRAIN_NUM_NODES": str(plan.nodes),
         "PYTHONUNBUFFERED": "1",
     }
+    from cloudtrain.runtime.reports import HYPERTUNE_LOCAL, MLFLOW_LOCAL
+
     if "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_TRACKING_URI" not in spec.env:
-        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{run_dir / 'mlflow.db'}"  # MLflow's own default store, in the run (not the code)
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{run_dir / MLFLOW_LOCAL}"  # MLflow's own default store, in the run (not the code)
+    if "CLOUD_ML_HP_METRIC_FILE" not in os.environ and "CLOUD_ML_HP_METRIC_FILE" not in spec.env:
+        env["CLOUD_ML_HP_METRIC_FILE"] = str(run_dir / HYPERTUNE_LOCAL)  # cloudml-hypertune's reports, per run
     from cloudtrain.providers.distribution import MPI_ROOT_ENV, distribution_environment
 
     env.update(distribution_environment(plan))

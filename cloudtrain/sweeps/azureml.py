@@ -76,7 +76,7 @@ def sweep_document(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     SDK writes them), built without the SDK from the provider's command job
     (:func:`~cloudtrain.providers.azureml_job.job_document`): its identity, compute, queue settings,
     inputs and outputs are the sweep's; its command, code, environment, variables, resources and
-    distribution are the trial's. ``tests/sweeps/test_azureml_sweep_document.py`` checks it is the
+    distribution are the trial's. ``tests/providers/test_azureml_sweep_document.py`` checks it is the
     document the SDK's own ``command(...).sweep(...)`` dumps."""
     from cloudtrain.providers.azureml_job import command_line, job_document
     from cloudtrain.sweeps.space import check_reported_objective

@@ -1,9 +1,11 @@
 """Local sweeps: Optuna proposes trials, each one a recorded local-executor job.
 
 Trials run ``max_parallel`` at a time as background local jobs (``Runner.submit`` on the local
-backend), polled from this one thread. Each new value of the objective in a trial's
-``metrics.jsonl`` is reported to its Optuna trial (step = the value's ordinal, i.e. the epoch for
-a script that logs once per epoch); when the pruner says so (``early_stopping: median`` ->
+backend), polled from this one thread. Each new value of the objective the trial reports (to
+``context().log_metric`` or as a regex metric in ``metrics.jsonl``, to cloudml-hypertune as a Vertex
+AI script does, or to MLflow as an Azure ML script does: :mod:`cloudtrain.sweeps.metrics`) is
+reported to its Optuna trial (step = the value's ordinal, i.e. the epoch for a script that logs
+once per epoch); when the pruner says so (``early_stopping: median`` ->
 ``MedianPruner``, ``hyperband`` -> ``HyperbandPruner``), the trial's job is cancelled
 (``Runner.cancel``) and the trial marked PRUNED. A trial's value is the last value of the
 objective it logged (as SageMaker and Vertex take the final value); a job that ends without one
@@ -233,7 +235,7 @@ class LocalSweep:
         record = submission.record
         assert record is not None
         trial.set_user_attr("job_id", record.id)
-        tail = MetricTail(Path(record.details["run_dir"]) / "metrics.jsonl", self.sweep.objective.metric)
+        tail = MetricTail(Path(record.details["run_dir"]), self.sweep.objective.metric)
         self.running[trial.number] = RunningTrial(trial, record.id, tail, time.monotonic())
 
     def _poll(self, running: RunningTrial) -> Any | None:

@@ -1,27 +1,52 @@
-"""Reading a trial's metric stream (``metrics.jsonl``, one JSON object per line) as it grows."""
+"""Reading a trial's objective as the trial reports it, from its run directory, as it grows.
+
+A script reports the objective one of three ways (:mod:`cloudtrain.runtime.reports`):
+``metrics.jsonl`` (``context().log_metric`` or a regex metric), the ``cloudml-hypertune`` file
+(a Vertex AI script) or MLflow (an Azure ML script). The first of them to hold a value of the
+metric is the trial's source from then on, so a value reported two ways is not counted twice.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from cloudtrain.runtime.reports import HYPERTUNE_LOCAL, MLFLOW_LOCAL, hypertune_reports, mlflow_reports
+
 
 class MetricTail:
-    """New values of one metric in a growing ``metrics.jsonl``; a line still being written is left
-    for the next read. Each value's step is its ordinal (1, 2, ...), so trials that log at other
+    """New values of one metric in a run directory; a ``metrics.jsonl`` line still being written is
+    left for the next read. Each value's step is its ordinal (1, 2, ...), so trials that log at other
     optimizer steps (another batch size) are compared report by report (epoch by epoch)."""
 
-    def __init__(self, path: Path, metric: str) -> None:
-        self.path, self.metric = path, metric
-        self.position = 0
+    SOURCES = ("metrics.jsonl", "hypertune", "mlflow")
+
+    def __init__(self, run_dir: Path, metric: str) -> None:
+        self.run_dir, self.metric = Path(run_dir), metric
+        self.source: str | None = None
+        self.position = 0  # in metrics.jsonl
+        self.mlflow_seen = 0  # values already taken from MLflow
+        self.hypertune_after = float("-inf")  # the timestamp of the last hypertune report taken
+        self.hypertune_at_last = 0  # how many reports taken have that timestamp
         self.values: list[float] = []
 
     def read(self) -> list[tuple[int, float]]:
-        """The values logged since the last read, as (ordinal step, value)."""
-        if not self.path.is_file():
+        """The values reported since the last read, as (ordinal step, value)."""
+        for source in ([self.source] if self.source else self.SOURCES):
+            new = getattr(self, "_" + source.replace(".", "_"))()
+            if new:
+                self.source = source
+                start = len(self.values)
+                self.values.extend(new)
+                return [(start + index + 1, value) for index, value in enumerate(new)]
+        return []
+
+    def _metrics_jsonl(self) -> list[float]:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
             return []
-        new: list[tuple[int, float]] = []
-        with open(self.path, "rb") as handle:
+        new: list[float] = []
+        with open(path, "rb") as handle:
             handle.seek(self.position)
             while True:
                 line = handle.readline()
@@ -32,12 +57,34 @@ class MetricTail:
                     item = json.loads(line)
                     if item.get("name") != self.metric:
                         continue
-                    value = float(item["value"])
+                    new.append(float(item["value"]))
                 except (ValueError, KeyError, TypeError, AttributeError):
                     continue
-                self.values.append(value)
-                new.append((len(self.values), value))
         return new
+
+    def _hypertune(self) -> list[float]:
+        """The reports after the last one taken: the file holds the last 100, oldest first, so a
+        report is new when it is later than the last taken (or as late, beyond those taken)."""
+        new: list[float] = []
+        at_last = 0
+        for report in hypertune_reports(self.run_dir / HYPERTUNE_LOCAL, self.metric):
+            if report.timestamp < self.hypertune_after:
+                continue
+            if report.timestamp == self.hypertune_after:
+                at_last += 1
+                if at_last <= self.hypertune_at_last:
+                    continue
+            new.append(report.value)
+            if report.timestamp > self.hypertune_after:
+                self.hypertune_after, self.hypertune_at_last, at_last = report.timestamp, 1, 1
+            else:
+                self.hypertune_at_last = at_last
+        return new
+
+    def _mlflow(self) -> list[float]:
+        reports = mlflow_reports(self.run_dir / MLFLOW_LOCAL, self.metric)[self.mlflow_seen:]
+        self.mlflow_seen += len(reports)
+        return [r.value for r in reports]
 
     @property
     def last(self) -> float | None:
