@@ -284,7 +284,8 @@ class ScriptMode:
             "SM_LOG_LEVEL": "20", "SM_FRAMEWORK_MODULE": "", "SM_RESOURCE_CONFIG": json.dumps(self._resource_config(host)),
             "SM_INPUT_DATA_CONFIG": json.dumps(training_env["input_data_config"]), "SM_TRAINING_ENV": json.dumps(training_env),
             "CLOUDTRAIN_CHECKPOINT_DIR": str(layout.checkpoint_dir), "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(layout.code), os.environ.get("PYTHONPATH", "")) if p),
+            # the code, then the job's own Environment's PYTHONPATH, then the emulator's (the container's)
+            "PYTHONPATH": os.pathsep.join(p for p in (str(layout.code), env.get("PYTHONPATH", ""), os.environ.get("PYTHONPATH", "")) if p),
         })
         env.update({f"SM_CHANNEL_{n.upper()}": str(layout.channel_dir(n)) for n in names})
         if self.heterogeneous:  # the training toolkit's heterogeneous-cluster variables

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import signal
@@ -57,7 +58,7 @@ SCRIPT = textwrap.dedent('''
         gate = ctx.hp("gate", "")
         if gate:
             wait_for(lambda: Path(gate).exists(), "the gate file")
-        report = {"env": {k: v for k, v in os.environ.items() if k.startswith(("SM_", "CT_", "CLOUDTRAIN_", "TRAINING_JOB"))},
+        report = {"env": {k: v for k, v in os.environ.items() if k.startswith(("SM_", "CT_", "CLOUDTRAIN_", "TRAINING_JOB", "PYTHONPATH"))},
                   "argv": sys.argv[1:], "cwd": os.getcwd(), "hps": ctx.hyperparameters, "rank": ctx.rank,
                   "inputs": {k: sorted(os.listdir(v)) for k, v in ctx.inputs.items()}}
         if ctx.is_main:
@@ -153,7 +154,7 @@ def job_request(emulator: SageMakerEmulator, mode: str = "basic", nodes: int = 1
         OutputDataConfig={"S3OutputPath": f"s3://{bucket}/output"},
         ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": nodes, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 600},
-        Environment={"CT_RUN": "1", "CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS": "60"},
+        Environment={"CT_RUN": "1", "CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS": "60", "PYTHONPATH": "/srv/job-libs"},
     )
 
 
@@ -243,6 +244,8 @@ def test_script_sees_the_sagemaker_environment(emulator: SageMakerEmulator, comp
     assert env["TRAINING_JOB_NAME"] == completed.name
     assert env["CT_RUN"] == "1" and env["CLOUDTRAIN_CHECKPOINT_EVERY_SECONDS"] == "60"
     assert report["cwd"] == str(host_root / "opt/ml/code")
+    # the code first, then the job's own PYTHONPATH (its Environment), not replaced by the emulator's
+    assert env["PYTHONPATH"].split(os.pathsep)[:2] == [str(host_root / "opt/ml/code"), "/srv/job-libs"]
 
 
 def test_failing_script_fails_the_job_with_the_error(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:
