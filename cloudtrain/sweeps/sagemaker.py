@@ -51,6 +51,13 @@ def check(sweep: "Sweep") -> None:
         if sweep.early_stopping != "none":
             raise UnsupportedFeatureError("sweep.early_stopping: SageMaker's Grid strategy has no early stopping",
                                           "use early_stopping: none with algorithm: grid")
+        from cloudtrain.sweeps.space import grid_size
+
+        combinations = grid_size(sweep)
+        if sweep.max_trials < combinations:  # the service takes no MaxNumberOfTrainingJobs with Grid: it runs them all
+            raise UnsupportedFeatureError(
+                f"sweep.max_trials: SageMaker's Grid strategy runs every combination ({combinations}) and cannot stop "
+                f"at max_trials {sweep.max_trials}", f"set max_trials: {combinations}, or use algorithm: random")
     if sweep.early_stopping == "hyperband" and sweep.algorithm != "tpe":
         raise UnsupportedFeatureError(f"sweep.early_stopping: hyperband is SageMaker's Hyperband strategy, which replaces "
                                       f"algorithm: {sweep.algorithm}", "use algorithm: tpe with early_stopping: hyperband")

@@ -139,6 +139,20 @@ def test_sagemaker_refuses_grid_with_numeric_ranges() -> None:
         build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
 
 
+def test_sagemaker_refuses_a_grid_larger_than_max_trials() -> None:
+    """SageMaker's Grid runs every combination (it takes no MaxNumberOfTrainingJobs), so a smaller
+    max_trials would leave the sweep's cost bound below what it runs."""
+    from cloudtrain.sweeps.sagemaker import build_tuning_request
+
+    grid = {"lr": {"type": "categorical", "values": [0.1, 0.01]}, "batch_size": {"type": "categorical", "values": [32, 64]}}
+    job = cnn_job(algorithm="grid", early_stopping="none", parameters=grid, max_trials=3)
+    with pytest.raises(UnsupportedFeatureError, match=r"sweep.max_trials: .*every combination \(4\).*max_trials 3"):
+        build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
+    job = cnn_job(algorithm="grid", early_stopping="none", parameters=grid, max_trials=4)
+    request = build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
+    assert "MaxNumberOfTrainingJobs" not in request["HyperParameterTuningJobConfig"]["ResourceLimits"]
+
+
 def test_vertex_tuning_job_parses_with_the_sdk() -> None:
     from cloudtrain.sweeps.vertex import build_tuning_request, validate_tuning_request
 
