@@ -178,7 +178,14 @@ class Runner:
                                           f"`cloudtrain sweep SPEC --cloud {plan.cloud} --dry-run`; or run the sweep here (no --cloud)")
         if plan.missing_settings:
             raise UsageError(f"this plan was made for a dry run: {', '.join(plan.missing_settings)} not set", "plan it again without dry_run")
-        record = self._record(plan, job_id=provider.sweep_name(plan), kind="sweep")
+        from cloudtrain.sweeps.bounds import sweep_bound
+
+        estimate = None
+        if plan.estimate is not None:  # the sweep's bound is the record's: max_trials x the trial's
+            bound = sweep_bound(sweep, plan.estimate)
+            estimate = {**plan.estimate.to_dict(), "max_total_usd": bound.max_total_usd, "trials": bound.trials,
+                        "trial_max_total_usd": bound.per_trial_usd}
+        record = self._record(plan, job_id=provider.sweep_name(plan), kind="sweep", estimate=estimate)
         return Submission(plan, request, self._send(record, lambda: provider.submit_sweep(plan, request), resumable=False))
 
     def _send(self, record: JobRecord, send: Callable[[], Any], *, resumable: bool) -> JobRecord:
@@ -199,7 +206,7 @@ class Runner:
         return self.store.update(record.id, native_id=ref.native_id, region=ref.region or record.region,
                                  message=None, details={**ref.details, "resumable": False, "submitter": None})
 
-    def _record(self, plan: Plan, job_id: str | None = None, kind: str = "job") -> JobRecord:
+    def _record(self, plan: Plan, job_id: str | None = None, kind: str = "job", estimate: dict[str, Any] | None = None) -> JobRecord:
         existing = self.store.find_by_token(plan.cloud, plan.submission_token)
         if existing is not None:
             return existing
@@ -215,7 +222,7 @@ class Runner:
         return self.store.insert(new_record(
             job_id, plan.cloud, job_id, plan.spec.name, plan.spec.spec_hash(),
             region=plan.region, instance_type=plan.instance_type,
-            estimate=plan.estimate.to_dict() if plan.estimate else None, details=details,
+            estimate=estimate or (plan.estimate.to_dict() if plan.estimate else None), details=details,
         ))
 
     def run_local(self, plan: Plan, on_line: Callable[[str], None] | None = None) -> tuple[JobRecord, JobStatus]:
