@@ -19,6 +19,7 @@ on CPU); ``resources.nodes > 1`` with torchrun runs one torchrun per simulated n
 on 127.0.0.1. ``deepspeed`` runs under torchrun the same way (:mod:`cloudtrain.providers.distribution`).
 ``mpi`` runs one ``mpirun`` for all the simulated nodes' ranks (``nodes x processes_per_node``, root
 allowed, ``--oversubscribe``); the runtime context places rank ``r`` on node ``r // processes_per_node``.
+A job still running at ``max_runtime`` is stopped (SIGTERM, the grace period, SIGKILL) and FAILED, as a cloud stops it.
 ``tensorflow`` runs one process per simulated node and one per parameter server, each with a
 ``TF_CONFIG`` whose tasks listen on 127.0.0.1 at ports chosen at submit time. Cloud-only features (``image:``, cloud storage inputs, cloud secret stores, spot) are
 refused at plan time. Accelerator requests are not refused: the same spec runs here on whatever
@@ -264,6 +265,7 @@ class LocalProvider(Provider):
             # metrics a regex finds in the output, recorded in metrics.jsonl as a cloud reads them from the logs
             "metric_patterns": [{"name": m.name, "regex": m.regex} for m in spec.metrics if m.regex],
             "grace_seconds": 10,
+            "max_runtime_seconds": plan.max_runtime_seconds,  # the job is stopped then, as on a cloud
         }
         return NativeRequest(cloud="local", payload=payload)
 
@@ -314,14 +316,14 @@ class LocalProvider(Provider):
     def run_foreground(self, plan: "Plan", request: NativeRequest, on_line: Callable[[str], None] | None = None,
                        on_start: Callable[[JobRef], None] | None = None) -> tuple[JobRef, JobStatus]:
         """Run the job in this process (``cloudtrain run``); Ctrl-C cancels it cleanly."""
-        from cloudtrain.providers.process import Supervisor, install_cancel_handlers, load_commands, metric_patterns
+        from cloudtrain.providers.process import Supervisor, install_cancel_handlers, load_commands, max_runtime, metric_patterns
 
         run_dir = self.prepare(plan, request)
         if on_start is not None:
             on_start(self.local_ref(plan, run_dir))
         commands, grace = load_commands(run_dir, request.payload["secret_env"])
         supervisor = Supervisor(run_dir, commands, grace_seconds=grace, on_line=on_line,
-                                metric_patterns=metric_patterns(request.payload))
+                                metric_patterns=metric_patterns(request.payload), max_runtime_seconds=max_runtime(request.payload))
         restore = install_cancel_handlers(supervisor)
         try:
             supervisor.run()

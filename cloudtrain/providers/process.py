@@ -34,7 +34,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -142,8 +142,12 @@ class Supervisor:
     """Runs the node commands of one job and keeps ``status.json`` and ``logs/job.log`` up to date."""
 
     def __init__(self, run_dir: Path, commands: list[NodeCommand], grace_seconds: float = DEFAULT_GRACE_SECONDS,
-                 on_line: Callable[[str], None] | None = None, metric_patterns: list[tuple[str, str]] = ()) -> None:
+                 on_line: Callable[[str], None] | None = None, metric_patterns: list[tuple[str, str]] = (),
+                 max_runtime_seconds: float | None = None) -> None:
         self.run_dir = Path(run_dir)
+        #: the spec's max_runtime: a job still running then is stopped (SIGTERM, grace, SIGKILL) and FAILED, as a cloud ends it
+        self.max_runtime_seconds = max_runtime_seconds
+        self.ran_out = threading.Event()
         self.commands = commands
         self.grace_seconds = grace_seconds
         self.on_line = on_line
@@ -230,7 +234,13 @@ class Supervisor:
                     pump.start()
                     pumps.append(pump)
                 self._set_status(pids=[p.pid for p in self.processes])
+                limit = threading.Timer(self.max_runtime_seconds, self._run_out) if self.max_runtime_seconds else None
+                if limit is not None:
+                    limit.daemon = True
+                    limit.start()
                 codes = self._wait_all()
+                if limit is not None:
+                    limit.cancel()
             except OSError as error:
                 log.write(f"cloudtrain: could not start the job: {error}\n")
                 self._signal_all(signal.SIGKILL)
@@ -239,6 +249,11 @@ class Supervisor:
                 pump.join()
         if self.cancelled.is_set():
             state, message = "CANCELLED", "cancelled by the user"
+        elif self.ran_out.is_set():
+            from cloudtrain.spec import format_duration
+
+            limit = format_duration(timedelta(seconds=int(self.max_runtime_seconds or 0)))
+            state, message = "FAILED", f"stopped at max_runtime ({limit}): the job was still running, as a cloud would stop it"
         elif codes and all(code == 0 for code in codes):
             state, message = "SUCCEEDED", None
         else:
@@ -248,6 +263,16 @@ class Supervisor:
         self._set_status(state=state, message=message, exit_code=nonzero[0] if nonzero else (codes[0] if codes else None),
                          exit_codes=codes, ended_at=now_iso(), duration_seconds=round(time.monotonic() - started, 3))
         return self._status
+
+    def _run_out(self) -> None:
+        """max_runtime has passed: end every process (SIGTERM, then SIGKILL after the grace period)."""
+        if self.cancelled.is_set() or self.finished.is_set():
+            return
+        self.ran_out.set()
+        self._signal_all(signal.SIGTERM)
+        killer = threading.Timer(self.grace_seconds, self._signal_all, args=(signal.SIGKILL,))
+        killer.daemon = True
+        killer.start()
 
     def _wait_all(self) -> list[int | None]:
         """Wait for every process (one blocking waiter thread each, so an exit is seen at once);
@@ -301,6 +326,12 @@ def with_interpreter_on_path(env: dict[str, str]) -> dict[str, str]:
     if entries[:1] != [here]:
         env = {**env, "PATH": os.pathsep.join([here, *entries])}
     return env
+
+
+def max_runtime(request: dict[str, Any]) -> float | None:
+    """The job's max_runtime in seconds, from a local request (None: no limit)."""
+    value = request.get("max_runtime_seconds")
+    return float(value) if value else None
 
 
 def metric_patterns(request: dict[str, Any]) -> list[tuple[str, str]]:
@@ -402,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args[0])
     request = json.loads((run_dir / "request.json").read_text())
     commands, grace = load_commands(run_dir, request.get("secret_env", {}))
-    supervisor = Supervisor(run_dir, commands, grace_seconds=grace, metric_patterns=metric_patterns(request))
+    supervisor = Supervisor(run_dir, commands, grace_seconds=grace, metric_patterns=metric_patterns(request),
+                            max_runtime_seconds=max_runtime(request))
     install_cancel_handlers(supervisor)
     status = supervisor.run()
     return 0 if status["state"] == "SUCCEEDED" else 1

@@ -129,6 +129,22 @@ def test_cancel_kills_after_the_grace_period(project) -> None:  # type: ignore[n
     assert provider.status(ref).state is JobState.CANCELLED
 
 
+@pytest.mark.parametrize("detached", [False, True], ids=["foreground", "detached"])
+def test_a_job_still_running_at_max_runtime_is_stopped_and_failed(project, detached: bool) -> None:  # type: ignore[no-untyped-def]
+    runner = Runner()
+    plan = runner.plan(load_spec(project(WAIT_SCRIPT, "name: tiny\ncode: .\nentrypoint: train.py\nmax_runtime: 1s\n")), "local")
+    assert runner.provider("local").render(plan).payload["max_runtime_seconds"] == 1
+    if detached:
+        job = runner.submit(plan).record.id
+        record, status = runner.wait(job, poll_seconds=0.05, timeout=60)
+    else:
+        record, status = runner.run_local(plan)
+    assert status.state is JobState.FAILED
+    assert status.message == "stopped at max_runtime (1s): the job was still running, as a cloud would stop it"
+    assert "got SIGTERM" in list(runner.logs(record.id))  # asked to stop, as a cancel asks
+    assert runner.store.get(record.id).state is JobState.FAILED
+
+
 def test_foreground_ctrl_c_cancels_cleanly(project) -> None:  # type: ignore[no-untyped-def]
     runner = Runner()
     plan = runner.plan(load_spec(project(WAIT_SCRIPT)), "local")
