@@ -9,6 +9,7 @@ submitted and recorded in the job store.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -108,12 +109,23 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
     plan_check(loaded, the_runner)
     sweep = LocalSweep(loaded, the_runner, seed=seed, new=new)
     live = not as_json and sys.stdout.isatty()
-    if live:
-        display = SweepDisplay(sweep.name, sweep.sweep.max_trials)
-        with display.progress:
-            final = sweep.run(on_progress=display.update)
-    else:
-        final = sweep.run()
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a SIGTERM stops the sweep as Ctrl-C does: its trials too
+    try:
+        if live:
+            display = SweepDisplay(sweep.name, sweep.sweep.max_trials)
+            with display.progress:
+                final = sweep.run(on_progress=display.update)
+        else:
+            final = sweep.run()
+    except KeyboardInterrupt as stop:  # the running trials' jobs were cancelled; they will run again
+        progress = sweep.progress()
+        err_console().print(f"the sweep {plain(sweep.name)} stopped ({'SIGTERM' if isinstance(stop, Terminated) else 'interrupted'}) "
+                            f"with {progress.done} of {sweep.sweep.max_trials} trials ended; the trials that were running were "
+                            f"cancelled and will run again. Run the same command to continue it (the study: {plain(sweep.path)}).",
+                            highlight=False)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     figure, notes = write_figure(sweep.study, sweep.path.with_suffix(".png"))
     data = result(sweep.study, sweep.path, figure, notes)
     if final.note:
@@ -124,6 +136,14 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
         show_result(data, sweep.sweep)
     if data["best"] is None:
         sys.exit(1)
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM while a local sweep runs."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def show_result(data: dict[str, Any], sweep: Any) -> None:

@@ -314,3 +314,44 @@ def test_vertex_and_azureml_refuse_an_objective_only_a_regex_finds(tmp_path: Pat
         with pytest.raises(UnsupportedFeatureError, match=rf"sweep.objective.metric: .*{reads}.*'test loss'"):
             cloud_sweeps.render(job._loaded, cloud, job.runner)
     assert cloud_sweeps.render(job._loaded, "sagemaker", job.runner).payload  # SageMaker reads it from the logs
+
+
+#: a trial that runs until it is stopped (it says so first)
+WAITING = FLAGS + """
+import threading
+print("trial running", flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("sig, code, said", [("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "interrupted")])
+def test_a_stopped_cli_sweep_cancels_its_running_trials_and_says_how_to_continue(tmp_path: Path, sig: str, code: int,
+                                                                                 said: str) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cloudtrain.providers.base import JobState
+
+    (tmp_path / "train.py").write_text(textwrap.dedent(WAITING))
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC))
+    sweep = subprocess.Popen([sys.executable, "-m", "cloudtrain", "sweep", str(tmp_path / "job.yaml")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = Runner()
+
+    def running_trials() -> list:  # type: ignore[type-arg]
+        return [r for r in runner.list() if any("trial running" in line for line in runner.logs(r.id))]
+
+    deadline = time.monotonic() + 120
+    while len(running_trials()) < 2 and time.monotonic() < deadline and sweep.poll() is None:
+        time.sleep(0.1)  # polling the trials' own progress: both started
+    assert len(running_trials()) == 2, sweep.communicate(timeout=30)
+    sweep.send_signal(getattr(signal, sig))
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == code, (out, err)
+    assert f"stopped ({said}) with 0 of 5 trials ended" in " ".join(err.split()), err
+    assert "Run the same command to continue it" in " ".join(err.split()) and "Traceback" not in err
+    for record in running_trials():  # the trials' jobs ended with the sweep
+        _, status = runner.wait(record.id, poll_seconds=0.1, timeout=60)
+        assert status.state is JobState.CANCELLED
