@@ -12,7 +12,9 @@ bounds: ``min_value = ln(min)``, ``max_value = ln(max)``. Algorithms: ``tpe`` ->
 ``grid`` (``choice`` parameters only). Early stopping: ``median`` -> ``median_stopping``;
 ``hyperband`` -> ``bandit`` (slack 0.1 each evaluation: Azure ML has no Hyperband, and the bandit
 policy is its closest rule: say so). Each trial's values reach the script through the launcher's
-``--hps`` JSON, where Azure ML fills in ``${{search_space.NAME}}``.
+``--hps`` JSON, where Azure ML fills in ``${{search_space.NAME}}``; a search space name takes
+letters, digits and underscores only, so ``batch-size`` is ``batch_size`` there and still
+``--batch-size`` to the script.
 
 Azure ML reads a sweep's primary metric from MLflow: the runtime's ``context().log_metric`` also
 calls ``mlflow.log_metric`` on Azure ML when the job's environment has ``mlflow`` (the curated
@@ -22,6 +24,7 @@ environments carry ``mlflow`` and ``azureml-mlflow``); a custom environment need
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from cloudtrain.errors import UnsupportedFeatureError
@@ -45,12 +48,25 @@ def check(sweep: "Sweep") -> None:
         if parameter.type == "int" and parameter.scale == "log":
             raise UnsupportedFeatureError(f"sweep.parameters.{name}: Azure ML has no log-scaled integer distribution",
                                           "use scale: linear, or a float parameter")
+    names: dict[str, str] = {}
+    for name in sweep.parameters:
+        other = names.setdefault(space_name(name), name)
+        if other != name:
+            raise UnsupportedFeatureError(f"sweep.parameters: {other} and {name} are both {space_name(name)} in Azure ML's search "
+                                          "space, whose names take letters, digits and underscores only", "rename one of them")
+
+
+def space_name(name: str) -> str:
+    """The parameter's name in the search space: Azure ML takes letters, digits and underscores
+    (``batch-size`` -> ``batch_size``); the trial's script still gets it under its own name."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def search_space(sweep: "Sweep") -> dict[str, Any]:
     """The sweep's ``search_space``, as the SDK's distributions write it."""
     space: dict[str, Any] = {}
-    for name, parameter in sweep.parameters.items():
+    for key, parameter in sweep.parameters.items():
+        name = space_name(key)
         if parameter.type == "categorical":
             space[name] = {"values": list(parameter.values or []), "type": "choice"}
         elif parameter.type == "int":
@@ -116,7 +132,7 @@ def _hps_template(plan: "Plan", sweep: "Sweep") -> str:
     parts = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(plan.spec.hyperparameters.items()) if k not in sweep.parameters]
     for name, parameter in sweep.parameters.items():
         textual = parameter.type == "categorical" and any(isinstance(v, str) for v in parameter.values or [])
-        value = f"${{{{search_space.{name}}}}}"
+        value = f"${{{{search_space.{space_name(name)}}}}}"
         parts.append(f"{json.dumps(name)}: " + (f'"{value}"' if textual else value))
     return "{" + ", ".join(parts) + "}"
 

@@ -155,6 +155,23 @@ def test_a_spec_without_hyperparameters_passes_each_trial_its_values_once() -> N
     assert "--hps '{\"lr\": ${{search_space.lr}}, \"width\": ${{search_space.width}}}' -- python" in command
 
 
+def test_a_hyphenated_parameter_is_named_with_an_underscore_in_the_search_space_only() -> None:
+    """Azure ML's search space names take letters, digits and underscores (load_job refuses
+    ``batch-size``); the script still gets ``--batch-size`` (the --hps JSON keeps its name)."""
+    sweep = Sweep.model_validate({**SWEEPS["grid, minimize"], "parameters": {"batch-size": {"type": "categorical", "values": [32, 64]}}})
+    document = azureml_sweep.sweep_document(golden_plan(), sweep)
+    assert document["search_space"] == {"batch_size": {"values": [32, 64], "type": "choice"}}
+    assert '"batch-size": ${{search_space.batch_size}}' in document["trial"]["command"]
+    assert not sdk_refuses(document) and schema_refuses(document) is None
+    unmapped = copy.deepcopy(document)
+    unmapped["search_space"] = {"batch-size": unmapped["search_space"]["batch_size"]}
+    assert sdk_refuses(unmapped)  # what the name mapping avoids
+    clash = Sweep.model_validate({**SWEEPS["grid, minimize"], "parameters": {"batch-size": {"type": "categorical", "values": [32]},
+                                                                              "batch_size": {"type": "categorical", "values": [64]}}})
+    with pytest.raises(CloudtrainError, match="batch-size and batch_size are both batch_size"):
+        azureml_sweep.sweep_document(golden_plan(), clash)
+
+
 def sweep_for_mutation() -> dict[str, Any]:
     return azureml_sweep.sweep_document(golden_plan(), Sweep.model_validate(SWEEPS["random, median, every parameter type"]))
 
