@@ -470,6 +470,14 @@ class Sweep(_Model):
     max_parallel: int = Field(1, ge=1, le=100)
     budget: "Budget | None" = Field(None, description="For the whole sweep: refused (exit 4) when its bound exceeds it.")
 
+    @model_validator(mode="after")
+    def _grid(self) -> "Sweep":
+        floats = [name for name, parameter in self.parameters.items() if parameter.type == "float"]
+        if self.algorithm == "grid" and floats:
+            raise ValueError(f"algorithm: grid needs a finite set of values, and the float parameter {floats[0]} has none; "
+                             "make it categorical (values: [...]) or use algorithm: tpe or random")
+        return self
+
 
 class Bundle(_Model):
     """What of ``code`` is staged with the job (besides what is never staged: VCS, caches, virtual

@@ -134,9 +134,25 @@ def test_sagemaker_hyperband_is_its_strategy() -> None:
 def test_sagemaker_refuses_grid_with_numeric_ranges() -> None:
     from cloudtrain.sweeps.sagemaker import build_tuning_request
 
-    job = cnn_job(algorithm="grid")
-    with pytest.raises(UnsupportedFeatureError, match="sweep.parameters.lr"):
+    job = cnn_job(algorithm="grid", early_stopping="none", parameters={"epochs": SWEEP["parameters"]["epochs"]})
+    with pytest.raises(UnsupportedFeatureError, match="sweep.parameters.epochs: SageMaker's Grid strategy takes categorical"):
         build_tuning_request(plan(job, "sagemaker"), job.spec.sweep)
+
+
+def test_a_grid_over_a_float_parameter_is_refused_with_the_spec(tmp_path: Path) -> None:
+    """validate refuses it as sweep (and every cloud) would: a float range has no finite grid."""
+    import subprocess
+    import sys
+
+    from cloudtrain.errors import SpecError
+
+    with pytest.raises(SpecError, match="sweep: algorithm: grid needs a finite set of values, and the float parameter lr"):
+        cnn_job(algorithm="grid")
+    (tmp_path / "train.py").write_text(textwrap.dedent(SCRIPT))
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC).replace("early_stopping: median", "algorithm: grid"))
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "validate", str(tmp_path / "job.yaml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "the float parameter lr has none" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_sagemaker_refuses_a_grid_larger_than_max_trials() -> None:
