@@ -205,6 +205,9 @@ class LocalSweep:
                         del self.running[number]
                         if on_trial_end is not None:
                             on_trial_end(ended, self.progress())
+                if self._objective_never_logged():
+                    self._interrupt()  # the running trials would not log it either; a run after a fix retries them
+                    break
                 if on_progress is not None:
                     on_progress(self.progress())
                 if not launched:
@@ -217,6 +220,24 @@ class LocalSweep:
         if on_progress is not None:
             on_progress(final)
         return final
+
+    def _objective_never_logged(self) -> bool:
+        """A trial's job succeeded without logging the objective while no trial has logged it: the
+        metric's name (or the way it is logged) is wrong, and every trial would end the same way."""
+        import optuna
+
+        if any(t.intermediate_values or t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
+            return False
+        if any(running.tail.values for running in self.running.values()):
+            return False
+        for trial in self._ended():
+            if trial.user_attrs.get("job_state") == "SUCCEEDED":
+                metric = self.sweep.objective.metric
+                self.note = (f"stopped: trial {trial.number} ran to its end without logging {metric}, so no trial would; "
+                             f"log it (context().log_metric, MLflow or cloudml-hypertune), give it a regex under metrics:, "
+                             f"or correct sweep.objective.metric (then run the sweep again with --new)")
+                return True
+        return False
 
     def _grid_exhausted(self) -> bool:
         if self.sweep.algorithm != "grid":

@@ -293,6 +293,21 @@ def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
     assert "trial 0 failed: no never_logged was logged" in shown.stdout, shown.stdout + shown.stderr
 
 
+def test_a_sweep_whose_objective_is_never_logged_stops_after_the_first_trial_that_ends(toy: Path) -> None:
+    from cloudtrain.sweeps.local import LocalSweep
+
+    job = Job.from_file(toy, {"sweep.objective.metric": "val_acc", "sweep.max_trials": 6})  # the script logs val_loss
+    sweep = LocalSweep(job._loaded, Runner(), seed=1)
+    final = sweep.run()
+    assert 1 <= final.failed <= 2 and final.complete == 0 and final.done < 6 and not sweep.running  # the two first trials at most
+    assert final.note and final.note.startswith("stopped: trial ") and "without logging val_acc, so no trial would" in final.note
+    for trial in sweep.study.get_trials():  # the other trial that was running was stopped, to run again
+        assert trial.state.name == "FAIL"
+        assert trial.user_attrs.get("interrupted") or trial.user_attrs["reason"] == "no val_acc was logged"
+        _, status = Runner().wait(trial.user_attrs["job_id"], poll_seconds=0.1, timeout=60)
+        assert status.state.is_terminal
+
+
 #: a script that only prints its score, as real scripts do; the spec's metric finds it with a regex
 PRINTING = FLAGS + """
 for epoch in range(1, args.epochs + 1):
