@@ -21,10 +21,11 @@ starts a new study in the same file, renaming the old one aside).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from cloudtrain.errors import CloudtrainError, UsageError
 from cloudtrain.sweeps.bounds import SpendTracker, check_sweep_budget
@@ -252,12 +253,13 @@ class LocalSweep:
         params = dict(trial.params)
         loaded = trial_loaded(self.loaded, params)
         plan = self.runner.plan(loaded, "local")
-        submission = self.runner.submit(plan)
-        record = submission.record
-        assert record is not None
-        trial.set_user_attr("job_id", record.id)
-        tail = MetricTail(Path(record.details["run_dir"]), self.sweep.objective.metric)
-        self.running[trial.number] = RunningTrial(trial, record.id, tail, time.monotonic())
+        with _signals_held():  # a Ctrl-C or SIGTERM while the job starts comes once it is known, so it is cancelled
+            submission = self.runner.submit(plan)
+            record = submission.record
+            assert record is not None
+            trial.set_user_attr("job_id", record.id)
+            tail = MetricTail(Path(record.details["run_dir"]), self.sweep.objective.metric)
+            self.running[trial.number] = RunningTrial(trial, record.id, tail, time.monotonic())
 
     def _poll(self, running: RunningTrial) -> Any | None:
         """Report new values; prune or finish the trial. Returns the frozen trial once it ended."""
@@ -301,6 +303,28 @@ class LocalSweep:
             except Exception:  # the storage itself may be what failed; the next run recovers the trial
                 pass
         self.running.clear()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM put off until the block ends (then raised again, to the handlers there were),
+    in the main thread. Not a signal mask: the processes started meanwhile would inherit it."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
 
 
 def plan_check(loaded: "LoadedSpec", runner: "Runner") -> None:

@@ -372,7 +372,8 @@ def test_a_stopped_cli_sweep_cancels_its_running_trials_and_says_how_to_continue
     runner = Runner()
 
     def running_trials() -> list:  # type: ignore[type-arg]
-        return [r for r in runner.list() if any("trial running" in line for line in runner.logs(r.id))]
+        started = [r for r in runner.list() if r.details.get("run_dir")]  # a job being submitted has none yet
+        return [r for r in started if any("trial running" in line for line in runner.logs(r.id))]
 
     deadline = time.monotonic() + 120
     while len(running_trials()) < 2 and time.monotonic() < deadline and sweep.poll() is None:
