@@ -229,6 +229,12 @@ def estimate_spec(
                         offers=offers, unavailable=unavailable, unpriced=dict(unpriced or {}))
 
 
+def usd(amount: float) -> str:
+    """Dollars as a bound or a budget is shown: cents, or the first digits of an amount below a cent
+    (a budget of $0.001 is not "$0.00")."""
+    return f"${amount:.2g}" if 0 < abs(amount) < 0.01 else f"${amount:,.2f}"
+
+
 def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
     """Refuse a job whose upper-bound cost exceeds ``budget.max_usd`` (exit code 4)."""
     if spec.budget is None or estimate is None:
@@ -236,14 +242,14 @@ def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
     limit = spec.budget.max_usd
     if not estimate.priced:
         raise BudgetExceededError(
-            f"budget.max_usd is ${limit:,.2f} but {estimate.instance_type} on {estimate.cloud} in {estimate.region} has no sourced "
+            f"budget.max_usd is {usd(limit)} but {estimate.instance_type} on {estimate.cloud} in {estimate.region} has no sourced "
             "price, so the job's cost bound cannot be proven; nothing was submitted",
             f"give your price for it (`cloudtrain prices import FILE`, a CSV with the catalog's columns), choose a priced "
             f"instance type or region (`cloudtrain catalog --cloud {estimate.cloud}`), or remove budget")
     total = estimate.max_total_usd
     if total is None:
         raise BudgetExceededError(
-            f"budget.max_usd is ${limit:,.2f} but the job has no max_runtime, so its cost has no upper bound "
+            f"budget.max_usd is {usd(limit)} but the job has no max_runtime, so its cost has no upper bound "
             f"(${estimate.effective_usd_per_hour:,.2f}/h on {estimate.cloud} {estimate.instance_type} x {estimate.nodes})",
             "set max_runtime (e.g. max_runtime: 2h) so the cloud stops the job within budget",
         )
@@ -252,6 +258,6 @@ def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
         hours = estimate.max_runtime_hours or 0
         raise BudgetExceededError(
             f"the job could cost up to ${total:,.2f} on {estimate.cloud} ({estimate.nodes} x {estimate.instance_type} at "
-            f"${estimate.effective_usd_per_hour:,.2f}/h {price} for {hours:g} h), over budget.max_usd ${limit:,.2f}; nothing was submitted",
+            f"${estimate.effective_usd_per_hour:,.2f}/h {price} for {hours:g} h), over budget.max_usd {usd(limit)}; nothing was submitted",
             "lower max_runtime or resources, enable spot, pick a cheaper cloud (--cloud cheapest), or raise budget.max_usd",
         )

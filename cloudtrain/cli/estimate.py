@@ -18,7 +18,7 @@ from cloudtrain.cli.common import BackendChoice, console, err_console, json_opti
 def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, region: str | None, spot: bool | None, as_json: bool) -> None:
     """Show what SPEC costs per hour and at most (nodes x $/h x max_runtime) on each cloud, cheapest first."""
     from cloudtrain.api import Job
-    from cloudtrain.cost import STALE_AFTER_DAYS
+    from cloudtrain.cost import STALE_AFTER_DAYS, usd
     from cloudtrain.errors import CatalogError
 
     job = Job.from_loaded(load(spec_path, overrides, check_files=False), runner=runner())
@@ -96,7 +96,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
                     markup=False, soft_wrap=True)
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None and result.cheapest.priced:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
-        notes.print(f"budget: ${spec.budget.max_usd:,.2f}; the cheapest offer is {verdict} it")
+        notes.print(f"budget: {usd(spec.budget.max_usd)}; the cheapest offer is {verdict} it")
 
 
 def _duration(hours: float) -> str:

@@ -155,7 +155,7 @@ def environment(plan: "Plan") -> str | dict[str, str]:
         return {"image": image}
     if spec.framework:
         return curated_environment(spec.framework.name, spec.framework.version)
-    raise SpecError("framework: Azure ML needs an environment: give framework {name, version} or image",
+    raise SpecError("framework: Azure ML needs an environment: give framework {name} (a version too, or the newest) or image",
                     'e.g. framework: {name: pytorch, version: "2.2"}')
 
 

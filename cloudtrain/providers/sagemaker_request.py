@@ -69,7 +69,7 @@ def training_image(plan: "Plan") -> str:
     if spec.image_for("sagemaker"):
         return spec.image_for("sagemaker") or ""
     if spec.framework is None:
-        raise SpecError("framework: SageMaker needs a container: give framework {name, version} or image",
+        raise SpecError("framework: SageMaker needs a container: give framework {name} (a version too, or the newest) or image",
                         'e.g. framework: {name: pytorch, version: "2.5"}')
     from cloudtrain.providers.sagemaker_images import training_image_uri
 

@@ -219,7 +219,7 @@ def training_image(plan: "Plan") -> str:
     if spec.image_for("vertex"):
         return spec.image_for("vertex") or ""
     if spec.framework is None:
-        raise SpecError("framework: Vertex AI needs a container: give framework {name, version} or image",
+        raise SpecError("framework: Vertex AI needs a container: give framework {name} (a version too, or the newest) or image",
                         'e.g. framework: {name: sklearn, version: "1.3"}')
     if plan.offer is not None and (plan.offer.accelerator or "").startswith("TPU-"):
         # "Prebuilt containers for TPU v5e are not available" (and TensorFlow is not supported from v6e):

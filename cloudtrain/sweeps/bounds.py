@@ -60,17 +60,19 @@ def check_sweep_budget(sweep: "Sweep", estimate: "CostEstimate | None") -> Sweep
     bound = sweep_bound(sweep, estimate)
     if sweep.budget is None:
         return bound
+    from cloudtrain.cost import usd
+
     limit = sweep.budget.max_usd
     if bound.per_trial_usd is None:
         raise BudgetExceededError(
-            f"sweep.budget.max_usd is ${limit:,.2f} but a trial on {bound.cloud} {bound.instance_type} has no cost bound "
+            f"sweep.budget.max_usd is {usd(limit)} but a trial on {bound.cloud} {bound.instance_type} has no cost bound "
             "(no max_runtime, or no sourced price); nothing was submitted",
             "set max_runtime (e.g. max_runtime: 30m) and a priced instance, or remove sweep.budget")
     total = bound.max_total_usd or 0.0
     if total > limit:
         raise BudgetExceededError(
             f"the sweep could cost up to ${total:,.2f} ({bound.trials} trials x ${bound.per_trial_usd:,.2f} on {bound.cloud} "
-            f"{bound.instance_type}), over sweep.budget.max_usd ${limit:,.2f}; nothing was submitted",
+            f"{bound.instance_type}), over sweep.budget.max_usd {usd(limit)}; nothing was submitted",
             "lower max_trials, max_runtime or resources, or raise sweep.budget.max_usd")
     return bound
 

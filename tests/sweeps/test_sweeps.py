@@ -221,6 +221,10 @@ def test_sweep_over_budget_is_refused() -> None:
     with pytest.raises(BudgetExceededError) as caught:
         check_sweep_budget(job.spec.sweep, plan(job, "sagemaker").estimate)
     assert caught.value.exit_code == 4
+    assert "over sweep.budget.max_usd $1.00;" in caught.value.message
+    job = cnn_job(budget={"max_usd": 0.001})  # a budget below a cent is shown as given, not as $0.00
+    with pytest.raises(BudgetExceededError, match=r"over sweep.budget.max_usd \$0.001;"):
+        check_sweep_budget(job.spec.sweep, plan(job, "sagemaker").estimate)
 
 
 def test_spend_tracker_stops_before_the_trial_that_would_pass_the_budget() -> None:
