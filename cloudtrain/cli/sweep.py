@@ -35,8 +35,8 @@ class SweepDisplay:
 
 @click.command("sweep")
 @spec_argument
-@click.option("--cloud", default=None, type=BackendChoice(),
-              help="Run it as this cloud's tuning service (default: here, with Optuna).")
+@click.option("--cloud", default=None, type=BackendChoice("cheapest"),
+              help="Run it as this cloud's tuning service (default: here, with Optuna); 'cheapest': the cloud with the lowest bound.")
 @click.option("--dry-run", is_flag=True, help="With --cloud: print the tuning request; send nothing.")
 @click.option("--wait", "wait_", is_flag=True, help="With --cloud: return when the tuning job has ended.")
 @click.option("--new", is_flag=True, help="Local: start a new study (the old one is kept aside in the same file).")
@@ -64,6 +64,8 @@ def run_on_cloud(loaded: Any, cloud: str, *, dry_run: bool, wait: bool, as_json:
     jobs = runner()
     if dry_run:
         request = cloud_sweeps.render(loaded, cloud, jobs)
+        if cloud == "cheapest" and not as_json:
+            err_console().print(f"cheapest: {request.cloud}", highlight=False)
         if as_json:
             print_json({"cloud": request.cloud, "request": request.payload})
         else:
@@ -74,7 +76,7 @@ def run_on_cloud(loaded: Any, cloud: str, *, dry_run: bool, wait: bool, as_json:
         if as_json:
             print_json(record.to_dict())
         else:
-            console().print(f"submitted the tuning job {plain(record.id)} to {cloud}; follow it with "
+            console().print(f"submitted the tuning job {plain(record.id)} to {record.cloud}; follow it with "
                             f"`cloudtrain status {plain(record.id)}`, `cloudtrain logs {plain(record.id)} --follow`", highlight=False)
         return
     import time

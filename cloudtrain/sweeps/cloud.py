@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def plan(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool) -> "Plan":
-    """The plan of one trial (the spec without its sweep), refused when the sweep's bound exceeds its budget."""
+    """The plan of one trial (the spec without its sweep) on ``cloud`` (``cheapest``: the cloud whose
+    trial bound, and so the sweep's, is lowest), refused when the sweep's bound exceeds its budget."""
     sweep = require_sweep(loaded.spec)
     trial = runner.plan(without_sweep(loaded), cloud, dry_run=dry_run)
     check_sweep_budget(sweep, trial.estimate)
@@ -30,8 +31,9 @@ def plan(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool) -
 
 
 def render(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool = True) -> "NativeRequest":
-    """The tuning request of ``cloud`` for the spec's sweep; nothing is sent."""
-    return runner.provider(cloud).render_sweep(plan(loaded, cloud, runner, dry_run=dry_run), require_sweep(loaded.spec))
+    """The tuning request of ``cloud`` (or ``cheapest``) for the spec's sweep; nothing is sent."""
+    trial = plan(loaded, cloud, runner, dry_run=dry_run)
+    return runner.provider(trial.cloud).render_sweep(trial, require_sweep(loaded.spec))
 
 
 def submit(loaded: "LoadedSpec", cloud: str, runner: "Runner") -> "Submission":

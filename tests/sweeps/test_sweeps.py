@@ -391,3 +391,16 @@ def test_a_stopped_cli_sweep_cancels_its_running_trials_and_says_how_to_continue
     for record in running_trials():  # the trials' jobs ended with the sweep
         _, status = runner.wait(record.id, poll_seconds=0.1, timeout=60)
         assert status.state is JobState.CANCELLED
+
+
+def test_a_sweep_dry_run_on_the_cheapest_cloud_renders_that_clouds_tuning_request() -> None:
+    import subprocess
+    import sys
+
+    spec = str(REPO / "examples" / "digits-cnn-sweep.yaml")
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", spec, "--cloud", "cheapest", "--dry-run", "--json",
+                          "--set", "sweep.algorithm=random"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    job = Job.from_file(REPO / "examples" / "digits-cnn-sweep.yaml", {"sweep.algorithm": "random"})
+    cheapest = job.runner.plan(without_sweep(job._loaded), "cheapest", dry_run=True).cloud
+    assert json.loads(out.stdout)["cloud"] == cheapest and cheapest in ("sagemaker", "vertex", "azureml")
