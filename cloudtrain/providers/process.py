@@ -215,8 +215,11 @@ class Supervisor:
         log_path = logs_dir / "job.log"
         pumps = []
         started = time.monotonic()
+        if read_status(self.run_dir).get("state") == "CANCELLED":  # cancelled before this supervisor held the lock
+            self.cancelled.set()
         with open(log_path, "a", encoding="utf-8") as log:
-            self._set_status(state="RUNNING", supervisor_pid=os.getpid(), started_at=now_iso())
+            self._set_status(state="CANCELLING" if self.cancelled.is_set() else "RUNNING", supervisor_pid=os.getpid(),
+                             started_at=now_iso())
             try:
                 for index, command in enumerate(self.commands):
                     if self.cancelled.is_set():
@@ -266,8 +269,8 @@ class Supervisor:
 
     def _run_out(self) -> None:
         """max_runtime has passed: end every process (SIGTERM, then SIGKILL after the grace period)."""
-        if self.cancelled.is_set() or self.finished.is_set():
-            return
+        if self.cancelled.is_set() or self.finished.is_set() or all(p.poll() is not None for p in self.processes):
+            return  # the job ended on its own (the timer can fire while its last process exits)
         self.ran_out.set()
         self._signal_all(signal.SIGTERM)
         killer = threading.Timer(self.grace_seconds, self._signal_all, args=(signal.SIGKILL,))
@@ -398,10 +401,23 @@ def cancel_run(run_dir: Path) -> None:
     if JobState(data.get("state", "PENDING")).is_terminal:
         return
     pid = supervisor_pid(run_dir, data)
-    if pid and supervisor_alive(run_dir, pid):
+    if pid and _signalable(run_dir, pid, data):
         os.kill(pid, signal.SIGTERM)
-    else:  # never started, or died before recording anything
-        write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
+        return
+    # never started, still starting (a SIGTERM would kill it before it can end the job cleanly: it
+    # reads this when it holds its lock, and runs nothing), or died before recording anything
+    write_json_atomic(run_dir / "status.json", {**data, "state": "CANCELLED", "message": "cancelled by the user"})
+    if pid and _signalable(run_dir, pid, read_status(run_dir)):  # it took its lock meanwhile, and may have started
+        os.kill(pid, signal.SIGTERM)
+
+
+def _signalable(run_dir: Path, pid: int, data: dict[str, Any]) -> bool:
+    """Whether the supervisor runs with its cancel handlers set: it holds its lock (it takes it
+    after setting them), or, in a run directory without a lock (an older version), it has recorded
+    that it runs."""
+    if (run_dir / LOCK_NAME).exists():
+        return supervisor_alive(run_dir, pid)
+    return data.get("state") not in (None, "PENDING", "CANCELLED") and pid_alive(pid)
 
 
 def _die_with_parent() -> Any:
