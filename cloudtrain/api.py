@@ -212,7 +212,9 @@ class Run:
         if self.cloud == "local" and run_dir and Path(run_dir).is_dir():
             from cloudtrain.runtime.reports import last_values
 
-            return last_values(Path(run_dir))
+            found = last_values(Path(run_dir))
+            if found:
+                return found
         return _metrics_from_lines(self.logs())
 
 

@@ -257,6 +257,11 @@ class LocalProvider(Provider):
 
         for node in nodes:  # what scripts written for a cloud read (SM_MODEL_DIR...), as the shim sets in cloud jobs
             node["env"] = {**node["env"], **missing_variables(read_context(node["env"]), node["env"])}
+        from cloudtrain.runtime.reports import HYPERTUNE_LOCAL
+
+        for index, node in enumerate(nodes[1:], start=1):  # each cloud machine has its own file; the first node's is read
+            if node["env"].get("CLOUD_ML_HP_METRIC_FILE") == str(run_dir / HYPERTUNE_LOCAL):
+                node["env"] = {**node["env"], "CLOUD_ML_HP_METRIC_FILE": str(run_dir / "hypertune" / f"node-{index}" / "output.metrics")}
         payload = {
             "job_id": plan.job_name,
             "run_dir": str(run_dir),

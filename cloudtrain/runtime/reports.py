@@ -64,7 +64,8 @@ def hypertune_reports(path: Path, metric: str) -> list[Report]:
             value = float(item[metric])
         except (KeyError, TypeError, ValueError):
             continue
-        reports.append(Report(value, int(_number(item.get("global_step"))), _number(item.get("timestamp"))))
+        step = _number(item.get("global_step"))
+        reports.append(Report(value, int(step) if math.isfinite(step) else 0, _number(item.get("timestamp"))))
     return reports
 
 

@@ -3,7 +3,9 @@
 A script reports the objective one of three ways (:mod:`cloudtrain.runtime.reports`):
 ``metrics.jsonl`` (``context().log_metric`` or a regex metric), the ``cloudml-hypertune`` file
 (a Vertex AI script) or MLflow (an Azure ML script). The first of them to hold a value of the
-metric is the trial's source from then on, so a value reported two ways is not counted twice.
+metric (``metrics.jsonl`` first when several do at the same read) is the trial's source from then
+on, so a value reported two ways is not counted twice; a script that reports one metric two ways
+with different values gets the first way's values here, and ``metrics.jsonl``'s as its run's.
 """
 
 from __future__ import annotations

@@ -151,3 +151,23 @@ def test_mlflow_store_is_read_in_logging_order_without_mlflow(tmp_path: Path) ->
     assert reports[2].value != reports[2].value  # NaN stays NaN
     values = last_values(tmp_path)
     assert values["loss"] == 2.5 and set(values) == {"acc", "loss"}
+
+
+def test_a_report_with_a_step_that_is_not_a_finite_number_is_read_at_step_0(tmp_path: Path) -> None:
+    path = tmp_path / HYPERTUNE_LOCAL
+    path.parent.mkdir(parents=True)
+    lines = ['{"acc": "0.5", "global_step": "nan", "timestamp": 1.0}', '{"acc": "0.6", "global_step": "1e400", "timestamp": 2.0}',
+             '{"acc": "0.7", "global_step": "3", "timestamp": 3.0}']
+    path.write_text("\n".join(lines) + "\n")
+    assert [(r.value, r.step) for r in hypertune_reports(path, "acc")] == [(0.5, 0), (0.6, 0), (0.7, 3)]
+
+
+def test_each_simulated_node_has_its_own_hypertune_file_and_the_first_is_read(tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    (tmp_path / "job.yaml").write_text("name: nodes\ncode: .\nentrypoint: train.py\nresources: {nodes: 2}\n"
+                                       "distribution: {type: torchrun}\n")
+    runner = Runner()
+    request = runner.provider("local").render(runner.plan(Job.from_file(tmp_path / "job.yaml")._loaded, "local"))
+    run_dir = Path(request.payload["run_dir"])
+    files = [node["env"]["CLOUD_ML_HP_METRIC_FILE"] for node in request.payload["nodes"]]
+    assert files == [str(run_dir / HYPERTUNE_LOCAL), str(run_dir / "hypertune" / "node-1" / "output.metrics")]
