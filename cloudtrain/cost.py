@@ -232,7 +232,10 @@ def estimate_spec(
 def usd(amount: float) -> str:
     """Dollars as a bound or a budget is shown: cents, or the first digits of an amount below a cent
     (a budget of $0.001 is not "$0.00")."""
-    return f"${amount:.2g}" if 0 < abs(amount) < 0.01 else f"${amount:,.2f}"
+    if 0 < abs(amount) < 0.01:
+        text = f"{amount:.6f}".rstrip("0")
+        return "$" + (f"{amount:.1e}" if text.endswith(".") else text)
+    return f"${amount:,.2f}"
 
 
 def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
@@ -253,11 +256,12 @@ def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
             f"(${estimate.effective_usd_per_hour:,.2f}/h on {estimate.cloud} {estimate.instance_type} x {estimate.nodes})",
             "set max_runtime (e.g. max_runtime: 2h) so the cloud stops the job within budget",
         )
-    if total > limit:
+    exact = (estimate.effective_usd_per_hour or 0.0) * (estimate.max_runtime_hours or 0.0)  # not rounded to cents
+    if exact > limit + 1e-12:
         price = "spot" if estimate.spot else "on-demand"
         hours = estimate.max_runtime_hours or 0
         raise BudgetExceededError(
-            f"the job could cost up to ${total:,.2f} on {estimate.cloud} ({estimate.nodes} x {estimate.instance_type} at "
+            f"the job could cost up to {usd(exact)} on {estimate.cloud} ({estimate.nodes} x {estimate.instance_type} at "
             f"${estimate.effective_usd_per_hour:,.2f}/h {price} for {hours:g} h), over budget.max_usd {usd(limit)}; nothing was submitted",
             "lower max_runtime or resources, enable spot, pick a cheaper cloud (--cloud cheapest), or raise budget.max_usd",
         )

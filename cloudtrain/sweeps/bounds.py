@@ -52,7 +52,9 @@ def sweep_bound(sweep: "Sweep", estimate: "CostEstimate | None") -> SweepBound:
     trials = trial_count(sweep)
     if estimate is None:  # local: nothing is billed
         return SweepBound(trials, 0.0, "local")
-    return SweepBound(trials, estimate.max_total_usd, estimate.cloud, estimate.instance_type)
+    hourly, hours = estimate.effective_usd_per_hour, estimate.max_runtime_hours
+    per_trial = None if hourly is None or hours is None else round(hourly * hours, 6)  # not to cents: a budget may be smaller
+    return SweepBound(trials, per_trial, estimate.cloud, estimate.instance_type)
 
 
 def check_sweep_budget(sweep: "Sweep", estimate: "CostEstimate | None") -> SweepBound:
@@ -68,10 +70,11 @@ def check_sweep_budget(sweep: "Sweep", estimate: "CostEstimate | None") -> Sweep
             f"sweep.budget.max_usd is {usd(limit)} but a trial on {bound.cloud} {bound.instance_type} has no cost bound "
             "(no max_runtime, or no sourced price); nothing was submitted",
             "set max_runtime (e.g. max_runtime: 30m) and a priced instance, or remove sweep.budget")
-    total = bound.max_total_usd or 0.0
-    if total > limit:
+    total = bound.per_trial_usd * bound.trials
+    if total > limit + 1e-12:
+        per_trial = f"${bound.per_trial_usd:,.4f}".rstrip("0").rstrip(".")  # to a hundredth of a cent: the figures add up
         raise BudgetExceededError(
-            f"the sweep could cost up to ${total:,.2f} ({bound.trials} trials x ${bound.per_trial_usd:,.2f} on {bound.cloud} "
+            f"the sweep could cost up to {usd(total)} ({bound.trials} trials x {per_trial} on {bound.cloud} "
             f"{bound.instance_type}), over sweep.budget.max_usd {usd(limit)}; nothing was submitted",
             "lower max_trials, max_runtime or resources, or raise sweep.budget.max_usd")
     return bound

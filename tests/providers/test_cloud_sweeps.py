@@ -40,8 +40,9 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backe
     assert record.details["kind"] == "sweep"
     trial = cloud_sweeps.plan(loaded, "sagemaker", runner, dry_run=True).estimate  # one trial's bound
     assert trial is not None and trial.max_total_usd  # a priced instance with a max_runtime
-    assert record.estimate["trials"] == 4 and record.estimate["trial_max_total_usd"] == trial.max_total_usd
-    assert record.estimate["max_total_usd"] == round(4 * trial.max_total_usd, 2)  # the sweep's bound, as `estimate` shows
+    per_trial = trial.effective_usd_per_hour * trial.max_runtime_hours
+    assert record.estimate["trials"] == 4 and record.estimate["trial_max_total_usd"] == pytest.approx(per_trial, abs=1e-6)
+    assert record.estimate["max_total_usd"] == round(4 * per_trial, 2)  # the sweep's bound, as `estimate` shows
     final, status = runner.wait(record.id, poll_seconds=0.1, timeout=300)
     assert status.state is JobState.SUCCEEDED, status
     logs = list(runner.logs(record.id))
