@@ -127,7 +127,7 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
                             highlight=False)
         sys.exit(143 if isinstance(stop, Terminated) else 130)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: not set from Python
     figure, notes = write_figure(sweep.study, sweep.path.with_suffix(".png"))
     data = result(sweep.study, sweep.path, figure, notes)
     if final.note:

@@ -9,10 +9,12 @@ it like any job. Backends without a tuning service refuse, naming it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from cloudtrain.sweeps.bounds import check_sweep_budget
 from cloudtrain.sweeps.space import require_sweep, without_sweep
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.plan import Plan
@@ -33,9 +35,23 @@ def plan(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool) -
 def render(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool = True) -> "NativeRequest":
     """The tuning request of ``cloud`` (or ``cheapest``) for the spec's sweep; nothing is sent."""
     trial = plan(loaded, cloud, runner, dry_run=dry_run)
-    return runner.provider(trial.cloud).render_sweep(trial, require_sweep(loaded.spec))
+    return _as_picked(cloud, trial, lambda: runner.provider(trial.cloud).render_sweep(trial, require_sweep(loaded.spec)))
 
 
 def submit(loaded: "LoadedSpec", cloud: str, runner: "Runner") -> "Submission":
     """Stage the code and create the tuning job (once), recorded in the job store."""
-    return runner.submit_sweep(plan(loaded, cloud, runner, dry_run=False), require_sweep(loaded.spec))
+    trial = plan(loaded, cloud, runner, dry_run=False)
+    return _as_picked(cloud, trial, lambda: runner.submit_sweep(trial, require_sweep(loaded.spec)))
+
+
+def _as_picked(cloud: str, trial: "Plan", action: Callable[[], T]) -> T:
+    """``action()``; with ``--cloud cheapest``, a refusal says that cheapest picked that cloud."""
+    from cloudtrain.errors import UnsupportedFeatureError
+
+    try:
+        return action()
+    except UnsupportedFeatureError as error:
+        if cloud != "cheapest":
+            raise
+        raise UnsupportedFeatureError(f"--cloud cheapest picked {trial.cloud} (the lowest bound), which cannot run this sweep: "
+                                      f"{error.message}", "; ".join(filter(None, [error.hint, "or name another cloud with --cloud"]))) from None

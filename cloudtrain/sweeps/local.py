@@ -129,6 +129,8 @@ class LocalSweep:
         self.spend = SpendTracker(budget, self.bound.per_trial_usd or 0.0)
         self.running: dict[int, RunningTrial] = {}
         self.note: str | None = None
+        self.ended_here: set[int] = set()  # the trials that ended in this process (not an earlier run's)
+        self.objective_seen = False  # some trial has reported the objective
 
     def _set_aside(self, storage: Any) -> None:
         import optuna
@@ -227,12 +229,14 @@ class LocalSweep:
         metric's name (or the way it is logged) is wrong, and every trial would end the same way."""
         import optuna
 
-        if any(t.intermediate_values or t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
+        if self.objective_seen or not self.ended_here:
             return False
-        if any(running.tail.values for running in self.running.values()):
+        if any(running.tail.values for running in self.running.values()) or any(
+                t.intermediate_values or t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
+            self.objective_seen = True
             return False
         for trial in self._ended():
-            if trial.user_attrs.get("job_state") == "SUCCEEDED":
+            if trial.number in self.ended_here and trial.user_attrs.get("job_state") == "SUCCEEDED":
                 metric = self.sweep.objective.metric
                 self.note = (f"stopped: trial {trial.number} ran to its end without logging {metric}, so no trial would; "
                              f"log it (context().log_metric, MLflow or cloudml-hypertune), give it a regex under metrics:, "
@@ -289,6 +293,7 @@ class LocalSweep:
         running.trial.set_user_attr("seconds", round(elapsed, 3))
         self.spend.add(self.bound.per_trial_usd or 0.0)
         self.study.tell(running.trial, value, state=state)
+        self.ended_here.add(running.trial.number)
         return self.study._storage.get_trial(running.trial._trial_id)
 
     def _interrupt(self) -> None:
@@ -323,7 +328,7 @@ def _signals_held() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
-        for sig in dict.fromkeys(pending):
+        for sig in sorted(set(pending), key=lambda sig: sig != signal.SIGTERM):  # SIGTERM first: the stronger
             signal.raise_signal(sig)
 
 

@@ -213,7 +213,10 @@ def test_sweep_bound_is_trials_times_the_trial_bound() -> None:
     estimate = plan(job, "sagemaker").estimate
     assert estimate is not None and estimate.max_total_usd is not None
     bound = sweep_bound(job.spec.sweep, estimate)
-    assert bound.max_total_usd == pytest.approx(round(8 * estimate.max_total_usd, 2))
+    # a trial's bound is $/h x max_runtime, not rounded to cents (a sweep multiplies it)
+    assert bound.per_trial_usd == pytest.approx(estimate.effective_usd_per_hour * estimate.max_runtime_hours)
+    assert bound.max_total_usd == round(8 * bound.per_trial_usd, 2)
+    assert bound.max_total_usd == pytest.approx(8 * estimate.max_total_usd, abs=8 * 0.005)
 
 
 def test_sweep_over_budget_is_refused() -> None:
@@ -372,7 +375,8 @@ def test_a_stopped_cli_sweep_cancels_its_running_trials_and_says_how_to_continue
     (tmp_path / "train.py").write_text(textwrap.dedent(WAITING))
     (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC))
     sweep = subprocess.Popen([sys.executable, "-m", "cloudtrain", "sweep", str(tmp_path / "job.yaml")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # a background job ignores SIGINT
     runner = Runner()
 
     def running_trials() -> list:  # type: ignore[type-arg]
@@ -404,3 +408,42 @@ def test_a_sweep_dry_run_on_the_cheapest_cloud_renders_that_clouds_tuning_reques
     job = Job.from_file(REPO / "examples" / "digits-cnn-sweep.yaml", {"sweep.algorithm": "random"})
     cheapest = job.runner.plan(without_sweep(job._loaded), "cheapest", dry_run=True).cloud
     assert json.loads(out.stdout)["cloud"] == cheapest and cheapest in ("sagemaker", "vertex", "azureml")
+
+
+def test_a_ctrl_c_while_a_trial_is_submitted_cancels_that_trial(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from cloudtrain.providers.base import JobState
+    from cloudtrain.sweeps.local import LocalSweep
+
+    (toy.parent / "train.py").write_text(textwrap.dedent(WAITING))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever runs pytest
+    try:
+        sweep = LocalSweep(Job.from_file(toy, {"sweep.max_parallel": 1})._loaded, Runner(), seed=1)
+        submit = sweep.runner.submit
+
+        def pressed_during_submit(plan):  # type: ignore[no-untyped-def]
+            os.kill(os.getpid(), signal.SIGINT)
+            return submit(plan)
+
+        monkeypatch.setattr(sweep.runner, "submit", pressed_during_submit)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    [trial] = sweep.study.get_trials()
+    assert trial.user_attrs["interrupted"] and trial.state.name == "FAIL"
+    _, status = Runner().wait(trial.user_attrs["job_id"], poll_seconds=0.1, timeout=60)
+    assert status.state is JobState.CANCELLED  # the job that was starting was known, and cancelled
+
+
+def test_a_resumed_sweep_is_not_stopped_by_an_earlier_runs_trial_without_the_objective(toy: Path) -> None:
+    from cloudtrain.sweeps.local import LocalSweep
+
+    script = (toy.parent / "train.py").read_text()
+    (toy.parent / "train.py").write_text(FLAGS)  # a first version that logs nothing
+    first = LocalSweep(Job.from_file(toy)._loaded, Runner(), seed=2).run()
+    assert first.note and "without logging val_loss" in first.note and first.done < 5
+    (toy.parent / "train.py").write_text(script)  # fixed: it logs val_loss now
+    final = LocalSweep(Job.from_file(toy)._loaded, Runner(), seed=2).run()
+    assert final.note is None and final.done == 5 and final.complete + final.pruned >= 5 - first.done
