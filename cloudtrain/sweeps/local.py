@@ -9,7 +9,9 @@ once per epoch); when the pruner says so (``early_stopping: median`` ->
 ``MedianPruner``, ``hyperband`` -> ``HyperbandPruner``), the trial's job is cancelled
 (``Runner.cancel``) and the trial marked PRUNED. A trial's value is the last value of the
 objective it logged (as SageMaker and Vertex take the final value); a job that ends without one
-fails its trial.
+fails its trial, and when a trial's job succeeded without it while no trial has logged it, the
+sweep stops (its note says so): the objective's name or the way it is logged is wrong. A trial is
+a job like any other: it is stopped at the spec's ``max_runtime``.
 
 The study is ``$CLOUDTRAIN_HOME/sweeps/<spec name>.db`` (SQLite), study name ``<spec name>``.
 Running the same sweep again continues it until ``max_trials`` trials have ended (COMPLETE,
