@@ -64,11 +64,17 @@ class CostEstimate:
         return self.spot_usd_per_hour if self.spot and self.spot_usd_per_hour is not None else self.usd_per_hour
 
     @property
-    def max_total_usd(self) -> float | None:
+    def exact_max_total_usd(self) -> float | None:
+        """$/h x max_runtime, not rounded to cents (what a budget, or a sweep's trials, are compared with)."""
         hourly = self.effective_usd_per_hour
         if self.max_runtime_hours is None or hourly is None:
             return None
-        return round(hourly * self.max_runtime_hours, 2)
+        return hourly * self.max_runtime_hours
+
+    @property
+    def max_total_usd(self) -> float | None:
+        exact = self.exact_max_total_usd
+        return None if exact is None else round(exact, 2)
 
     @property
     def on_demand_max_total_usd(self) -> float | None:
@@ -249,14 +255,13 @@ def check_budget(spec: JobSpec, estimate: CostEstimate | None) -> None:
             "price, so the job's cost bound cannot be proven; nothing was submitted",
             f"give your price for it (`cloudtrain prices import FILE`, a CSV with the catalog's columns), choose a priced "
             f"instance type or region (`cloudtrain catalog --cloud {estimate.cloud}`), or remove budget")
-    total = estimate.max_total_usd
-    if total is None:
+    exact = estimate.exact_max_total_usd  # not rounded to cents: a budget may be smaller
+    if exact is None:
         raise BudgetExceededError(
             f"budget.max_usd is {usd(limit)} but the job has no max_runtime, so its cost has no upper bound "
             f"(${estimate.effective_usd_per_hour:,.2f}/h on {estimate.cloud} {estimate.instance_type} x {estimate.nodes})",
             "set max_runtime (e.g. max_runtime: 2h) so the cloud stops the job within budget",
         )
-    exact = (estimate.effective_usd_per_hour or 0.0) * (estimate.max_runtime_hours or 0.0)  # not rounded to cents
     if exact > limit + 1e-12:
         price = "spot" if estimate.spot else "on-demand"
         hours = estimate.max_runtime_hours or 0

@@ -52,8 +52,8 @@ def sweep_bound(sweep: "Sweep", estimate: "CostEstimate | None") -> SweepBound:
     trials = trial_count(sweep)
     if estimate is None:  # local: nothing is billed
         return SweepBound(trials, 0.0, "local")
-    hourly, hours = estimate.effective_usd_per_hour, estimate.max_runtime_hours
-    per_trial = None if hourly is None or hours is None else round(hourly * hours, 6)  # not to cents: a budget may be smaller
+    exact = estimate.exact_max_total_usd
+    per_trial = None if exact is None else round(exact, 6)  # not to cents: a budget may be smaller
     return SweepBound(trials, per_trial, estimate.cloud, estimate.instance_type)
 
 
