@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -52,27 +51,19 @@ def distributions(sweep: "Sweep") -> dict[str, Any]:
 
 
 def grid(sweep: "Sweep") -> dict[str, list[Any]]:
-    """Every value of each parameter for a grid search: categorical values and every int in range.
-    A float parameter has no finite grid: refused."""
+    """Every value of each parameter for a grid search: categorical values and every int in range
+    (the spec refuses a grid over a float parameter: :class:`cloudtrain.spec.Sweep`)."""
     out: dict[str, list[Any]] = {}
     for name, parameter in sweep.parameters.items():
         if parameter.type == "categorical":
             out[name] = list(parameter.values or [])
-        elif parameter.type == "int":
-            out[name] = list(range(int(parameter.min or 0), int(parameter.max or 0) + 1))
         else:
-            raise SpecError(f"sweep.parameters.{name}: a float parameter has no grid (algorithm: grid)",
-                            "make it categorical (values: [...]) or use algorithm: tpe or random")
+            out[name] = list(range(int(parameter.min or 0), int(parameter.max or 0) + 1))
     return out
 
 
 def grid_size(sweep: "Sweep") -> int:
     return math.prod(len(values) for values in grid(sweep).values())
-
-
-def grid_points(sweep: "Sweep") -> list[dict[str, Any]]:
-    values = grid(sweep)
-    return [dict(zip(values, combination)) for combination in itertools.product(*values.values())]
 
 
 def trial_spec(spec: "JobSpec", params: dict[str, Any]) -> "JobSpec":
