@@ -67,21 +67,15 @@ class MetricTail:
     def _hypertune(self) -> list[float]:
         """The reports after the last one taken: the file holds the last 100, oldest first, so a
         report is new when it is later than the last taken (or as late, beyond those taken)."""
-        new: list[float] = []
-        at_last = 0
-        for report in hypertune_reports(self.run_dir / HYPERTUNE_LOCAL, self.metric):
-            if report.timestamp < self.hypertune_after:
-                continue
-            if report.timestamp == self.hypertune_after:
-                at_last += 1
-                if at_last <= self.hypertune_at_last:
-                    continue
-            new.append(report.value)
-            if report.timestamp > self.hypertune_after:
-                self.hypertune_after, self.hypertune_at_last, at_last = report.timestamp, 1, 1
-            else:
-                self.hypertune_at_last = at_last
-        return new
+        reports = hypertune_reports(self.run_dir / HYPERTUNE_LOCAL, self.metric)
+        same = [r for r in reports if r.timestamp == self.hypertune_after][self.hypertune_at_last:]
+        later = [r for r in reports if r.timestamp > self.hypertune_after]
+        if later:
+            self.hypertune_after = later[-1].timestamp
+            self.hypertune_at_last = sum(r.timestamp == self.hypertune_after for r in later)
+        else:
+            self.hypertune_at_last += len(same)
+        return [r.value for r in same + later]
 
     def _mlflow(self) -> list[float]:
         reports = mlflow_reports(self.run_dir / MLFLOW_LOCAL, self.metric)[self.mlflow_seen:]
