@@ -14,13 +14,10 @@ from cloudtrain.runner import Runner
 from cloudtrain.runtime.reports import HYPERTUNE_LOCAL, hypertune_reports, last_values, mlflow_reports
 from cloudtrain.sweeps.metrics import MetricTail
 
-FLAGS = """
-import argparse
-parser = argparse.ArgumentParser()
-parser.add_argument("--lr", type=float)
-parser.add_argument("--width", type=int)
-parser.add_argument("--epochs", type=int)
-args = parser.parse_args()
+from test_sweeps import FLAGS as ARGUMENTS  # the trial scripts' flags
+from test_sweeps import SPEC as SWEEP_SPEC
+
+FLAGS = ARGUMENTS + """
 def score(epoch):
     return abs(args.lr - 0.01) + abs(args.width - 16) / 16 + 1.0 / epoch
 """
@@ -37,22 +34,10 @@ import mlflow
 for epoch in range(1, args.epochs + 1):
     mlflow.log_metric("my_loss", score(epoch), step=epoch)
 """
-SPEC = """
-name: reported
-code: .
-entrypoint: train.py
-hyperparameters: {lr: 0.5, epochs: 3, width: 8}
-max_runtime: 10m
-env: {MLFLOW_DISABLE_TELEMETRY: "true"}
-sweep:
-  objective: {metric: my_loss, goal: minimize}
-  parameters:
-    lr: {type: float, min: 0.0001, max: 1.0, scale: log}
-    width: {type: categorical, values: [8, 16, 32]}
-  early_stopping: none
-  max_trials: 3
-  max_parallel: 2
-"""
+#: the sweep of test_sweeps, of the metric these scripts report, without pruning, and without MLflow's telemetry
+SPEC = (SWEEP_SPEC.replace("name: toy", "name: reported").replace("metric: val_loss", "metric: my_loss")
+        .replace("max_runtime: 10m", 'max_runtime: 10m\nenv: {MLFLOW_DISABLE_TELEMETRY: "true"}')
+        .replace("early_stopping: median", "early_stopping: none").replace("max_trials: 5", "max_trials: 3"))
 
 
 def expected(params: dict, epoch: int) -> float:
