@@ -1,30 +1,49 @@
-"""The Azure ML emulator's MLflow tracking server: the MLflow REST API (``/api/2.0/mlflow/runs/...``)
-that a job's ``mlflow`` client talks to, as Azure ML's workspace tracking server
+"""The Azure ML emulator's MLflow tracking server: the MLflow REST API that a job's ``mlflow``
+client talks to, as Azure ML's workspace tracking server
 (``https://<region>.api.azureml.ms/mlflow/v1.0/<workspace>``) answers it.
 
 On Azure ML a job's processes get ``MLFLOW_TRACKING_URI`` (the workspace's tracking server) and
 ``MLFLOW_RUN_ID`` (the job's own run), so ``mlflow.log_metric`` in the job records the metric on
 its run, where a sweep reads its primary metric. Here the server is a plain-HTTP one on
 127.0.0.1 (the jobs run on this machine); the emulator gives those variables to a sweep's trials
-(:mod:`~cloudtrain.emulators.azureml_sweep`). What it answers: ``runs/get`` (the run's info, its
-latest metrics), ``runs/update`` (status), ``runs/log-metric``, ``runs/log-batch``,
-``runs/log-parameter`` and ``runs/set-tag``; a metric is kept on the run in run history as
-``{key: [{"value", "step", "timestamp"}...]}`` in logging order. Other routes answer MLflow's
-``ENDPOINT_NOT_FOUND``.
+(:mod:`~cloudtrain.emulators.azureml_sweep`).
+
+What it answers, under ``/mlflow/v1.0/<workspace>/api/2.0/``:
+
+- ``mlflow/runs/``: ``get``, ``update``, ``log-metric``, ``log-batch``, ``log-parameter``,
+  ``set-tag``, ``delete-tag``, ``log-inputs`` and ``outputs``, and ``mlflow/metrics/get-history``,
+  on the runs of the workspace's jobs (a run's id is its job's name, as on Azure ML). Metrics are kept on the run in run history as
+  ``{key: [{"value", "step", "timestamp"}...]}`` in logging order; a parameter keeps its first
+  value, as MLflow's own stores do. A run's status is the job's: ``update`` (MLflow's ``end_run``)
+  does not end the job.
+- ``mlflow/experiments/``: ``get``, ``get-by-name`` and ``create``; an experiment's id is derived
+  from its name (the jobs' ``experiment_name``), the same as run history's ``experimentId``.
+- ``mlflow/logged-models`` (MLflow 3's models, which ``log_model`` and ``autolog`` create) and
+  ``mlflow-artifacts/artifacts`` (uploads, downloads, listings):
+  :mod:`~cloudtrain.emulators.azureml_mlflow_models`. A run's ``artifact_uri`` is its artifact store
+  on Azure ML, ``ExperimentRun/dcid.<run>/`` in the workspace's storage, so ``mlflow.log_artifact``
+  lands beside the run's ``user_logs/`` and ``outputs/``, where ``ml_client.jobs.download`` finds it.
+
+Other routes, and ``runs/create`` (a nested run), answer MLflow's errors, naming the route.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
-_ROUTE = re.compile(r"^/mlflow/v1\.0/.*/api/2\.0/mlflow/runs/(?P<verb>[a-z-]+)$")
+_ROUTE = re.compile(r"^/mlflow/v1\.0/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices"
+                    r"/workspaces/[^/]+/api/2\.0/(?P<api>mlflow|mlflow-artifacts)/(?P<rest>.*)$")
 #: run history status -> MLflow run status
 _STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
+Answer = tuple[int, dict[str, Any] | bytes]
 
 
 def run_environment(base: str, workspace_id: str, run: str) -> dict[str, str]:
@@ -33,49 +52,172 @@ def run_environment(base: str, workspace_id: str, run: str) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": f"{base}/mlflow/v1.0{workspace_id}", "MLFLOW_RUN_ID": run}
 
 
+def experiment_id(name: str) -> str:
+    """The id of the experiment ``name``, as run history gives it (``experimentId``)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name or "Default"))
+
+
+def error(status: int, code: str, message: str) -> Answer:
+    return status, {"error_code": code, "message": message}
+
+
 class MlflowTracking:
     """The WSGI application of the tracking server over ``service``'s runs."""
 
     def __init__(self, service: "AzureMLService") -> None:
+        from cloudtrain.emulators.azureml_mlflow_models import Artifacts, LoggedModels
+
         self.service = service
+        self.experiments: set[str] = set()  # names created through MLflow (jobs' experiments exist already)
+        self.models = LoggedModels(service, self.experiment_known)
+        self.artifacts = Artifacts(service)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
 
         request = Request(environ)
         status, body = self.answer(request)
-        payload = json.dumps(body).encode()
-        start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                       [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        if isinstance(body, bytes):
+            payload, kind = body, "application/octet-stream"
+        else:
+            payload, kind = json.dumps(body).encode(), "application/json"
+        start_response(f"{status} {'OK' if status == 200 else 'Error'}", [("Content-Type", kind), ("Content-Length", str(len(payload)))])
         return [payload]
 
-    def answer(self, request: Any) -> tuple[int, dict[str, Any]]:
+    def answer(self, request: Any) -> Answer:
         match = _ROUTE.match(request.path)
         if not match:
-            return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no MLflow route for {request.method} {request.path}"}
-        verb = match.group("verb")
-        data = request.args if request.method == "GET" else (json.loads(request.get_data() or b"{}") or {})
+            return error(404, "ENDPOINT_NOT_FOUND", f"no MLflow route for {request.method} {request.path}")
+        api, rest = match.group("api"), match.group("rest")
+        if api == "mlflow-artifacts":
+            return self.artifacts.answer(request, rest)
+        if rest == "logged-models" or rest.startswith("logged-models/"):
+            return self.models.answer(request, rest[len("logged-models"):].lstrip("/"), _body(request))
+        kind, _, verb = rest.partition("/")
+        if kind == "runs":
+            return self.runs(request.method, verb, _body(request))
+        if kind == "experiments":
+            return self.experiment(verb, _body(request))
+        if rest == "metrics/get-history":
+            return self.history(_body(request))
+        return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {request.method} {rest}")
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def runs(self, method: str, verb: str, data: dict[str, Any]) -> Answer:
+        if verb == "create":
+            return error(400, "INVALID_PARAMETER_VALUE", "the emulator's tracking server creates no runs (a nested run): a "
+                                                         "job's processes log to the job's own run, MLFLOW_RUN_ID")
         name = data.get("run_id") or data.get("run_uuid") or ""
         with self.service.lock:
             run = self.service.runs.get(name)
             if run is None:
-                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Run '{name}' not found"}
-            metrics = run.setdefault("metrics", {})
+                return error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{name}' not found")
+            metrics, tracked = run.setdefault("metrics", {}), run.setdefault("mlflow", {
+                "params": {}, "tags": {}, "inputs": [], "model_inputs": [], "outputs": []})
             if verb == "log-metric":
                 _append(metrics, data)
             elif verb == "log-batch":
+                clash = _set_params(tracked["params"], data.get("params") or [])  # first: a refused batch logs nothing
+                if clash:
+                    return clash
                 for item in data.get("metrics") or []:
                     _append(metrics, item)
-            elif verb not in ("get", "update", "log-parameter", "set-tag"):
-                return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"the emulator does not answer runs/{verb}"}
-            info = {"run_id": name, "run_uuid": name, "run_name": name, "experiment_id": "0", "lifecycle_stage": "active",
-                    "status": _STATUSES.get(run["status"], "RUNNING"), "artifact_uri": ""}
+                for item in data.get("tags") or []:
+                    tracked["tags"][str(item.get("key"))] = str(item.get("value", ""))
+            elif verb == "log-parameter":
+                clash = _set_params(tracked["params"], [data])
+                if clash:
+                    return clash
+            elif verb == "set-tag":
+                tracked["tags"][str(data.get("key"))] = str(data.get("value", ""))
+            elif verb == "delete-tag":
+                tracked["tags"].pop(str(data.get("key")), None)
+            elif verb == "log-inputs":
+                tracked["inputs"].extend(data.get("datasets") or [])  # DatasetInput: {"tags", "dataset"}
+                tracked["model_inputs"].extend(data.get("models") or [])
+            elif verb == "outputs":
+                tracked["outputs"].extend(data.get("models") or [])
+            elif verb not in ("get", "update"):
+                return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} runs/{verb}")
+            info = self.run_info(name, run)
+            if verb == "update":
+                return 200, {"run_info": info}
+            if verb != "get":
+                return 200, {}
             latest = [{"key": key, **values[-1]} for key, values in metrics.items() if values]
-        if verb in ("log-metric", "log-batch", "log-parameter", "set-tag"):
-            return 200, {}
-        if verb == "update":
-            return 200, {"run_info": info}
-        return 200, {"run": {"info": info, "data": {"metrics": latest, "params": [], "tags": []}}}
+            return 200, {"run": {
+                "info": info,
+                "data": {"metrics": latest, "params": [{"key": k, "value": v} for k, v in tracked["params"].items()],
+                         "tags": [{"key": k, "value": v} for k, v in tracked["tags"].items()]},
+                "inputs": {"dataset_inputs": tracked["inputs"], "model_inputs": tracked["model_inputs"]},
+                "outputs": {"model_outputs": tracked["outputs"]}}}
+
+    def history(self, data: dict[str, Any]) -> Answer:
+        """Every value of one metric of a run, in logging order (one page)."""
+        name, key = data.get("run_id") or data.get("run_uuid") or "", str(data.get("metric_key") or "")
+        with self.service.lock:
+            run = self.service.runs.get(name)
+            if run is None:
+                return error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{name}' not found")
+            return 200, {"metrics": [{"key": key, **item} for item in (run.get("metrics") or {}).get(key) or []]}
+
+    def run_info(self, name: str, run: dict[str, Any]) -> dict[str, Any]:
+        """MLflow's ``RunInfo`` of run ``name`` (call with the service's lock held)."""
+        props = self.service.jobs[name]["properties"]
+        info = {"run_id": name, "run_uuid": name, "run_name": props.get("displayName") or name,
+                "experiment_id": experiment_id(props.get("experimentName") or "Default"), "user_id": "",
+                "status": _STATUSES.get(run["status"], "RUNNING"), "artifact_uri": f"mlflow-artifacts:/ExperimentRun/dcid.{name}",
+                "lifecycle_stage": "active"}
+        for field, key in (("start_time", "startTimeUtc"), ("end_time", "endTimeUtc")):
+            if run.get(key):
+                info[field] = int(datetime.fromisoformat(run[key].replace("Z", "+00:00")).timestamp() * 1000)
+        return info
+
+    # -- experiments -------------------------------------------------------------------------------
+
+    def experiment_known(self, identifier: str) -> str | None:
+        """The name of the experiment with id ``identifier``, if the workspace has it."""
+        return next((name for name in self.experiment_names() if experiment_id(name) == identifier), None)
+
+    def experiment_names(self) -> set[str]:
+        with self.service.lock:
+            return {"Default", *self.experiments,
+                    *(job["properties"].get("experimentName") or "Default" for job in self.service.jobs.values())}
+
+    def experiment(self, verb: str, data: dict[str, Any]) -> Answer:
+        if verb == "create":
+            name = str(data.get("name") or "")
+            if not name:
+                return error(400, "INVALID_PARAMETER_VALUE", "an experiment needs a name")
+            if name in self.experiment_names():
+                return error(400, "RESOURCE_ALREADY_EXISTS", f"Experiment '{name}' already exists.")
+            with self.service.lock:
+                self.experiments.add(name)
+            return 200, {"experiment_id": experiment_id(name)}
+        if verb == "get-by-name":
+            name = str(data.get("experiment_name") or "")
+            found = name if name in self.experiment_names() else None
+        elif verb == "get":
+            found = self.experiment_known(str(data.get("experiment_id") or ""))
+        else:
+            return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer experiments/{verb}")
+        if found is None:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment {data.get('experiment_name') or data.get('experiment_id')!r}")
+        now = int(time.time() * 1000)
+        return 200, {"experiment": {"experiment_id": experiment_id(found), "name": found, "lifecycle_stage": "active",
+                                    "artifact_location": "mlflow-artifacts:/ExperimentRun", "creation_time": now,
+                                    "last_update_time": now, "tags": []}}
+
+
+def _body(request: Any) -> dict[str, Any]:
+    if request.method in ("GET", "DELETE"):
+        return dict(request.args)
+    try:
+        data = json.loads(request.get_data() or b"{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _append(metrics: dict[str, list[dict[str, Any]]], item: dict[str, Any]) -> None:
@@ -85,3 +227,16 @@ def _append(metrics: dict[str, list[dict[str, Any]]], item: dict[str, Any]) -> N
         return
     metrics.setdefault(str(item.get("key")), []).append(
         {"value": value, "step": int(item.get("step") or 0), "timestamp": int(item.get("timestamp") or 0)})
+
+
+def _set_params(params: dict[str, str], items: list[dict[str, Any]]) -> Answer | None:
+    """Record ``items`` (``{"key", "value"}``); an existing parameter keeps its value, and a new
+    value for it is refused, as MLflow refuses it."""
+    for item in items:
+        key, value = str(item.get("key")), str(item.get("value", ""))
+        if key in params and params[key] != value:
+            return error(400, "INVALID_PARAMETER_VALUE", f"Changing param values is not allowed. Param with key='{key}' was "
+                                                         f"already logged with value='{params[key]}'; new value='{value}'.")
+    for item in items:
+        params.setdefault(str(item.get("key")), str(item.get("value", "")))
+    return None

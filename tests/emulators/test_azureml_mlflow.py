@@ -1,0 +1,143 @@
+"""The Azure ML emulator's MLflow tracking server, driven by the real MLflow client: what a job's
+``mlflow`` calls (``autolog``, ``log_model``, ``log_artifact``, parameters, tags) lands on the job's
+run, its artifacts in the run's artifact store, and a user reads them back with ``MlflowClient``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+pytest.importorskip("azure.ai.ml")
+pytest.importorskip("responses")
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("sklearn")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from cloudtrain.emulators.azureml import AzureMLEmulator  # noqa: E402
+from cloudtrain.emulators.azureml_mlflow import MlflowTracking, experiment_id, run_environment  # noqa: E402
+
+#: what a training script of Azure ML's samples does: autolog, then its own metric, a file and a model
+SCRIPT = textwrap.dedent('''
+    import json, sys
+    import mlflow, mlflow.sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.svm import SVC
+    mlflow.autolog()
+    X, y = load_iris(return_X_y=True)
+    with mlflow.start_run():  # MLFLOW_RUN_ID: the job's own run
+        model = SVC(C=0.7, kernel="linear").fit(X, y)
+        mlflow.log_metric("holdout", 0.5, step=1)
+        mlflow.log_dict({"classes": 3}, "notes/summary.json")
+        info = mlflow.sklearn.log_model(model, name="svc")
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    print(json.dumps({"model_id": info.model_id, "model_uri": info.model_uri,
+                      "agrees": bool((loaded.predict(X) == model.predict(X)).all())}))
+''')
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzureMLEmulator]:
+    with AzureMLEmulator(tmp_path_factory.mktemp("azureml-mlflow")) as value:
+        yield value
+
+
+@pytest.fixture(autouse=True)
+def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server error fails the test at once instead of after MLflow's minutes of retries."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+
+
+def _job(emulator: AzureMLEmulator, name: str, experiment: str = "iris") -> str:
+    """Record a job ``name`` and answer its processes' ``MLFLOW_TRACKING_URI``."""
+    workspace = (emulator.subscription_id, emulator.resource_group, emulator.workspace)
+    emulator.service.record_job(workspace, name, {"properties": {"experimentName": experiment}})
+    return run_environment(emulator.tracking.url, emulator.service.resource_id(*workspace), name)["MLFLOW_TRACKING_URI"]
+
+
+def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(emulator: AzureMLEmulator,
+                                                                                tmp_path: Path) -> None:
+    uri = _job(emulator, "autolog-job")
+    (tmp_path / "train.py").write_text(SCRIPT)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": "autolog-job", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Encountered unexpected error during sklearn autologging" not in done.stderr, done.stderr[-3000:]
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["agrees"] and told["model_uri"] == f"models:/{told['model_id']}"
+    metrics = emulator.service.runs["autolog-job"]["metrics"]  # run history, where a sweep reads its primary metric
+    assert metrics["holdout"] == [{"value": 0.5, "step": 1, "timestamp": metrics["holdout"][0]["timestamp"]}]
+    assert metrics["training_accuracy_score"][-1]["value"] > 0.9  # autolog's own training metrics
+    run = MlflowClient(uri).get_run("autolog-job")
+    assert run.info.experiment_id == experiment_id("iris") and run.info.artifact_uri == "mlflow-artifacts:/ExperimentRun/dcid.autolog-job"
+    assert run.data.params["C"] == "0.7" and run.data.params["kernel"] == "linear"  # autolog's parameters
+    assert run.data.tags["estimator_name"] == "SVC"
+    assert run.data.metrics["holdout"] == 0.5
+    outputs = [output.model_id for output in run.outputs.model_outputs]
+    assert told["model_id"] in outputs and len(outputs) == 2, outputs  # the script's model and autolog's
+    assert run.inputs.dataset_inputs, "autolog logs the training set as the run's input"
+    # the files: in the run's artifact store, beside its logs, where jobs.download finds them
+    names = emulator.blob_names("ExperimentRun/dcid.autolog-job/")
+    assert "ExperimentRun/dcid.autolog-job/notes/summary.json" in names
+    assert f"ExperimentRun/dcid.autolog-job/models/{told['model_id']}/artifacts/MLmodel" in names
+    assert json.loads(emulator.blob("ExperimentRun/dcid.autolog-job/notes/summary.json")) == {"classes": 3}
+    client = MlflowClient(uri)
+    model = client.get_logged_model(told["model_id"])
+    assert model.status.to_proto() == 2 and model.source_run_id == "autolog-job" and model.name == "svc"  # READY
+    assert told["model_id"] in [m.model_id for m in client.search_logged_models([experiment_id("iris")])]
+    assert [m.model_id for m in client.search_logged_models([experiment_id("iris")], filter_string="name = 'svc'")] == [told["model_id"]]
+    assert [f.path for f in client.list_artifacts("autolog-job", "notes")] == ["notes/summary.json"]
+    fetched = client.download_artifacts("autolog-job", "notes/summary.json", str(tmp_path / "got"))
+    assert json.loads(Path(fetched).read_text()) == {"classes": 3}
+
+
+def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: AzureMLEmulator) -> None:
+    client = MlflowClient(_job(emulator, "plain-job", experiment="digits"))
+    client.log_batch("plain-job", metrics=[Metric("loss", 0.9, 1, 0), Metric("loss", 0.4, 2, 1)],
+                     params=[Param("lr", "0.1")], tags=[RunTag("stage", "try")])
+    client.log_param("plain-job", "lr", "0.1")  # the same value again is fine
+    with pytest.raises(MlflowException, match="Changing param values is not allowed"):
+        client.log_param("plain-job", "lr", "0.2")
+    with pytest.raises(MlflowException, match="Changing param values"):  # a refused batch logs nothing of itself
+        client.log_batch("plain-job", metrics=[Metric("loss", 9.0, 3, 2)], params=[Param("lr", "0.3")])
+    client.delete_tag("plain-job", "stage")
+    run = client.get_run("plain-job")
+    assert run.data.params == {"lr": "0.1"} and "stage" not in run.data.tags and run.data.metrics == {"loss": 0.4}
+    assert [(m.value, m.step) for m in client.get_metric_history("plain-job", "loss")] == [(0.9, 0), (0.4, 1)]
+    assert run.info.status == "RUNNING" and run.info.run_name == "plain-job"
+    assert client.get_experiment_by_name("digits").experiment_id == experiment_id("digits") == run.info.experiment_id
+    assert client.get_experiment(experiment_id("digits")).name == "digits"
+    assert client.get_experiment_by_name("no-such-experiment") is None
+    created = client.create_experiment("made-by-mlflow")
+    assert created == experiment_id("made-by-mlflow") and client.get_experiment(created).name == "made-by-mlflow"
+    client.set_terminated("plain-job")  # MLflow's end_run: the job, not MLflow, ends the run
+    assert emulator.service.runs["plain-job"]["status"] == "NotStarted"
+
+
+def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
+    client = MlflowClient(_job(emulator, "refusing-job"))
+    with pytest.raises(MlflowException, match="creates no runs"):
+        client.create_run(experiment_id("iris"))
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_run("no-such-run")
+    for bad in ("name = svc", "name === 'svc'"):  # refused, not retried as a server error
+        with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
+            client.search_logged_models([experiment_id("iris")], filter_string=bad)
+    with pytest.raises(MlflowException, match="No Experiment with id=nope"):
+        client.create_logged_model("nope")
+    from werkzeug.test import Client
+
+    base = "/mlflow/v1.0" + emulator.service.resource_id(emulator.subscription_id, emulator.resource_group, emulator.workspace)
+    raw = Client(MlflowTracking(emulator.service))
+    answer = raw.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/ExperimentRun/../../../escape.txt", data=b"x")
+    assert answer.status_code == 400 and "not an artifact path" in answer.get_json()["message"]
+    assert raw.get(f"{base}/api/2.0/mlflow/registered-models/list").status_code == 404
