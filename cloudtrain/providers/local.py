@@ -278,7 +278,8 @@ class LocalProvider(Provider):
 
     def prepare(self, plan: "Plan", request: NativeRequest) -> Path:
         """Create the run directory with the resolved spec and the request (no secret values)."""
-        from cloudtrain.providers.process import free_port, write_json_atomic
+        from cloudtrain.providers.process import free_port
+        from cloudtrain.providers.run_directory import write_json_atomic
 
         for name, source in request.payload["secret_env"].items():
             if source not in os.environ:
@@ -351,16 +352,16 @@ class LocalProvider(Provider):
         return Path(run_dir)
 
     def status(self, ref: JobRef) -> JobStatus:
-        from cloudtrain.providers.process import run_status
+        from cloudtrain.providers.run_directory import run_status
 
         return run_status(self._run_dir(ref))
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
-        from cloudtrain.providers.process import read_new_lines
+        from cloudtrain.providers.run_directory import read_new_lines
 
         return read_new_lines(self._run_dir(ref) / "logs" / "job.log", cursor, final)
 
     def cancel(self, ref: JobRef) -> None:
-        from cloudtrain.providers.process import cancel_run
+        from cloudtrain.providers.run_directory import cancel_run
 
         cancel_run(self._run_dir(ref))

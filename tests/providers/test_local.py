@@ -212,7 +212,7 @@ def test_a_dead_supervisor_whose_pid_was_reused_is_neither_trusted_nor_signalled
     import subprocess
     import sys
 
-    from cloudtrain.providers.process import write_json_atomic
+    from cloudtrain.providers.run_directory import write_json_atomic
 
     runner = Runner()
     job = runner.submit(runner.plan(load_spec(project(WAIT_SCRIPT)), "local")).record.id
@@ -240,7 +240,7 @@ def test_a_dead_supervisor_whose_pid_was_reused_is_neither_trusted_nor_signalled
 
 
 def _lock_free(run_dir: Path) -> bool:
-    from cloudtrain.providers.process import supervisor_alive
+    from cloudtrain.providers.run_directory import supervisor_alive
 
     return not supervisor_alive(run_dir, None)
 

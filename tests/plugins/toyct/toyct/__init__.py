@@ -9,7 +9,8 @@ rename fails if the job exists, which is how a retried create is recognised) hol
 supervisor (:mod:`cloudtrain.providers.process`) runs the staged entry shim
 (``cloudtrain/runtime/entry.py``, as the clouds' containers do) under cloudtrain's runtime contract
 (``CLOUDTRAIN_*`` variables), writing ``status.json`` and ``logs/job.log``.
-Status and logs are read from those files; cancel sends the supervisor SIGTERM.
+Status and logs are read from those files, and cancel sends the supervisor SIGTERM, as the local
+backend does (:mod:`cloudtrain.providers.run_directory`).
 
 It declares the minimal :class:`~cloudtrain.providers.Capabilities` (one node, no spot, local
 inputs, env secrets, logs read once the job ended) and has no catalog machines: it plans, renders
@@ -154,17 +155,17 @@ class ToyProvider(Provider):
         return Path(job_dir)
 
     def status(self, ref: JobRef) -> JobStatus:
-        from cloudtrain.providers.process import run_status
+        from cloudtrain.providers.run_directory import run_status
 
         return run_status(self._job_dir(ref), model_uri=lambda path: path.as_uri())
 
     def read_logs(self, ref: JobRef, cursor: Any, final: bool) -> tuple[list[str], Any]:
-        from cloudtrain.providers.process import read_new_lines
+        from cloudtrain.providers.run_directory import read_new_lines
 
         return read_new_lines(self._job_dir(ref) / "logs" / "job.log", cursor, final)
 
     def cancel(self, ref: JobRef) -> None:
-        from cloudtrain.providers.process import cancel_run
+        from cloudtrain.providers.run_directory import cancel_run
 
         cancel_run(self._job_dir(ref))
 
