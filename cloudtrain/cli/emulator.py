@@ -53,10 +53,12 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  managed-identity token route). Jobs wait in Queued until followed (or 5 s). Sweep
                  jobs whose trials run for real as child jobs (Random, Grid; Bayesian samples
                  randomly; bandit, median and truncation policies stop trials; limits.timeout
-                 cancels the sweep), the objective read
-                 from what each trial logs through MLflow (MLFLOW_TRACKING_URI: the emulator's
-                 tracking server), the true best reported. Not: pipeline, AutoML or Spark jobs,
-                 registries, data and model assets.
+                 cancels the sweep), the objective read from what each trial logs through
+                 MLflow, the true best reported. An MLflow
+                 tracking server (every job gets MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics,
+                 parameters, tags, autolog, logged models, artifacts in the run's artifact store).
+                 Not: pipeline, AutoML or Spark jobs, registries, data and model assets, nested
+                 MLflow runs, the azureml:// tracking URI (azureml-mlflow).
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training
                  pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT

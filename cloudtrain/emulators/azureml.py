@@ -35,8 +35,10 @@ Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 :class:`cloudtrain.providers.process.Supervisor`) and move through Azure ML's states. Sweep jobs
 (``jobType: Sweep``) run their trials as child command jobs (:mod:`cloudtrain.emulators.azureml_sweep`:
 random and grid sampling; Bayesian sampling draws randomly; bandit, median stopping and
-truncation selection policies stop trials as their metrics come in), which log their metrics
-through MLflow to the emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`). Faults
+truncation selection policies stop trials as their metrics come in). Every command job's processes,
+a trial's too, get ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` as on Azure ML, so what they log
+through MLflow (metrics, parameters, ``autolog``, models, artifacts) lands on the job's run in the
+emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`), in-process too. Faults
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
 :func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
 ``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the
@@ -297,18 +299,19 @@ class AzureMLEmulator(Emulator):
     def _start_job(self, document: dict[str, Any]) -> None:
         from cloudtrain.emulators.azureml_execution import JobRun
 
+        from cloudtrain.emulators.azureml_mlflow import run_environment
+
         if document["properties"].get("jobType") == "Sweep":
             from cloudtrain.emulators.azureml_sweep import SweepRun
 
-            from cloudtrain.emulators.azureml_mlflow import run_environment
-
-            workspace = self.service.resource_id(*self.service.runs[document["name"]]["workspace"])
-            sweep = self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job,
-                                                           lambda trial: run_environment(self.tracking.url, workspace, trial))
+            sweep = self.runs[document["name"]] = SweepRun(self.service, document["name"], self._create_trial, self._cancel_job)
             sweep.start()
             return
+        # as Azure ML's compute gives every job's processes: the workspace's MLflow tracking server and the job's run
+        workspace = self.service.resource_id(*self.service.runs[document["name"]]["workspace"])
+        platform = {**self.job_environment(), **run_environment(self.tracking.url, workspace, document["name"])}
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
-                                             may_start=self._may_start, platform_environment=self.job_environment()).start()
+                                             may_start=self._may_start, platform_environment=platform).start()
 
     def _create_trial(self, parent: str, name: str, properties: dict[str, Any]) -> None:
         """Record and start a sweep's trial: a child command job of ``parent``."""

@@ -14,9 +14,9 @@ every combination of ``choice`` values in turn (any other distribution is refuse
 does); ``Bayesian`` is **not emulated as Bayesian optimisation: it samples randomly**, like
 ``Random``.
 
-Metrics: each trial gets ``MLFLOW_TRACKING_URI`` (the emulator's MLflow tracking server,
-:mod:`~cloudtrain.emulators.azureml_mlflow`) and ``MLFLOW_RUN_ID`` (its run), as on Azure ML, so
-``mlflow.log_metric`` records on its run. A trial's value is its best value of the primary metric
+Metrics: a trial, as every command job, gets ``MLFLOW_TRACKING_URI`` (the emulator's MLflow
+tracking server, :mod:`~cloudtrain.emulators.azureml_mlflow`) and ``MLFLOW_RUN_ID`` (its run), as on
+Azure ML, so ``mlflow.log_metric`` (or ``mlflow.autolog()``) records on its run. A trial's value is its best value of the primary metric
 (``objective.primaryMetric``, by ``objective.goal``); a trial that did not complete, or logged no
 finite value of it, is never the best. As trials complete, the sweep's properties
 ``best_child_run_id``, ``score`` and ``best_metric_status`` name the best one, as Azure ML's
@@ -142,12 +142,11 @@ def text_of(value: Any) -> str:
     return json.dumps(value) if isinstance(value, float) else str(value)
 
 
-def trial_properties(props: dict[str, Any], values: dict[str, Any], environment: dict[str, str]) -> dict[str, Any]:
+def trial_properties(props: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """The child command job of a trial with ``values`` (its command and ``AZUREML_SWEEP_*`` filled in)."""
     trial = props["trial"]
     command = _SEARCH_SPACE.sub(lambda match: text_of(values[match.group(1)]), trial["command"])
-    variables = {**(trial.get("environmentVariables") or {}), **{f"AZUREML_SWEEP_{k}": text_of(v) for k, v in values.items()},
-                 **environment}
+    variables = {**(trial.get("environmentVariables") or {}), **{f"AZUREML_SWEEP_{k}": text_of(v) for k, v in values.items()}}
     child: dict[str, Any] = {"jobType": "Command", "command": command, "environmentId": trial["environmentId"],
                              "environmentVariables": variables, "experimentName": props.get("experimentName"),
                              "inputs": props.get("inputs") or {}, "outputs": json.loads(json.dumps(props.get("outputs") or {})),
@@ -208,14 +207,13 @@ def trial_value(metrics: list[dict[str, Any]], goal: str) -> float | None:
 
 class SweepRun(threading.Thread):
     """One sweep job (``job``) run in a thread. ``create_child(parent, name, properties)`` records
-    and starts a child command job; ``cancel_child(name)`` cancels one; ``environment(name)`` is what
-    a trial's processes get (the MLflow variables)."""
+    and starts a child command job; ``cancel_child(name)`` cancels one."""
 
     def __init__(self, service: "AzureMLService", job: str, create_child: Callable[[str, str, dict[str, Any]], None],
-                 cancel_child: Callable[[str], None], environment: Callable[[str], dict[str, str]], poll_seconds: float = 0.1) -> None:
+                 cancel_child: Callable[[str], None], poll_seconds: float = 0.1) -> None:
         super().__init__(name=f"azureml-sweep-{job}", daemon=True)
         self.service, self.job = service, job
-        self.create_child, self.cancel_child, self.environment = create_child, cancel_child, environment
+        self.create_child, self.cancel_child = create_child, cancel_child
         self.poll_seconds = poll_seconds
         self.props: dict[str, Any] = service.jobs[job]["properties"]
         self.cancel_requested = False
@@ -270,7 +268,7 @@ class SweepRun(threading.Thread):
                         break
                     child = f"{self.job}_{launched}"
                     launched += 1
-                    self.create_child(self.job, child, trial_properties(props, values, self.environment(child)))
+                    self.create_child(self.job, child, trial_properties(props, values))
                     self.active.append(child)
                 if not self.active:
                     break

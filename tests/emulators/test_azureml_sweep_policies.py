@@ -106,7 +106,7 @@ def test_the_sweeps_own_timeout_cancels_its_running_trials_and_ends_it_canceled(
     def cancel_child(name: str) -> None:
         service.set_run(name, status="Canceled")
 
-    sweep = SweepRun(service, "sweep", create_child, cancel_child, lambda name: {}, poll_seconds=0.02)  # type: ignore[arg-type]
+    sweep = SweepRun(service, "sweep", create_child, cancel_child, poll_seconds=0.02)  # type: ignore[arg-type]
     sweep.start()
     sweep.join(timeout=60)  # without the limit it would run as long as its trials
     assert not sweep.is_alive()
