@@ -12,10 +12,11 @@ What it answers, under ``/mlflow/v1.0/<workspace>/api/2.0/``:
 
 - ``mlflow/runs/``: ``get``, ``update``, ``log-metric``, ``log-batch``, ``log-parameter``,
   ``set-tag``, ``delete-tag``, ``log-inputs`` and ``outputs``, and ``mlflow/metrics/get-history``,
-  on the runs of the workspace's jobs (a run's id is its job's name, as on Azure ML). Metrics are kept on the run in run history as
-  ``{key: [{"value", "step", "timestamp"}...]}`` in logging order; a parameter keeps its first
-  value, as MLflow's own stores do. A run's status is the job's: ``update`` (MLflow's ``end_run``)
-  does not end the job.
+  on the runs of the workspace's jobs (a run's id is its job's name, as on Azure ML). Metrics are
+  kept on the run in run history as ``{key: [{"value", "step", "timestamp"}...]}`` in logging order.
+  As in MLflow's own stores, an exact repeat of a value is dropped, a run's latest value is that of
+  its highest step, and a parameter keeps its first value. A run's status is the job's: ``update``
+  (MLflow's ``end_run``) does not end the job.
 - ``mlflow/experiments/``: ``get``, ``get-by-name`` and ``create``; an experiment's id is derived
   from its name (the jobs' ``experiment_name``), the same as run history's ``experimentId``.
 - ``mlflow/logged-models`` (MLflow 3's models, which ``log_model`` and ``autolog`` create) and
@@ -114,15 +115,15 @@ class MlflowTracking:
             if run is None:
                 return error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{name}' not found")
             metrics, tracked = run.setdefault("metrics", {}), run.setdefault("mlflow", {
-                "params": {}, "tags": {}, "inputs": [], "model_inputs": [], "outputs": []})
+                "params": {}, "tags": {}, "inputs": [], "model_inputs": [], "outputs": [], "seen": set()})
             if verb == "log-metric":
-                _append(metrics, data)
+                _append(metrics, tracked["seen"], data)
             elif verb == "log-batch":
                 clash = _set_params(tracked["params"], data.get("params") or [])  # first: a refused batch logs nothing
                 if clash:
                     return clash
                 for item in data.get("metrics") or []:
-                    _append(metrics, item)
+                    _append(metrics, tracked["seen"], item)
                 for item in data.get("tags") or []:
                     tracked["tags"][str(item.get("key"))] = str(item.get("value", ""))
             elif verb == "log-parameter":
@@ -145,7 +146,9 @@ class MlflowTracking:
                 return 200, {"run_info": info}
             if verb != "get":
                 return 200, {}
-            latest = [{"key": key, **values[-1]} for key, values in metrics.items() if values]
+            # MLflow's latest value: of the highest step, then the latest timestamp, as its stores take it
+            latest = [{"key": key, **max(values, key=lambda m: (m["step"], m["timestamp"], m["value"]))}
+                      for key, values in metrics.items() if values]
             return 200, {"run": {
                 "info": info,
                 "data": {"metrics": latest, "params": [{"key": k, "value": v} for k, v in tracked["params"].items()],
@@ -220,13 +223,17 @@ def _body(request: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _append(metrics: dict[str, list[dict[str, Any]]], item: dict[str, Any]) -> None:
+def _append(metrics: dict[str, list[dict[str, Any]]], seen: set[tuple[str, float, int, int]], item: dict[str, Any]) -> None:
+    """Record one metric value; the same value at the same step and timestamp again is one value,
+    as MLflow's stores keep it (autolog can log a step twice)."""
     try:
         value = float(item["value"])
     except (KeyError, TypeError, ValueError):
         return
-    metrics.setdefault(str(item.get("key")), []).append(
-        {"value": value, "step": int(item.get("step") or 0), "timestamp": int(item.get("timestamp") or 0)})
+    key, step, timestamp = str(item.get("key")), int(item.get("step") or 0), int(item.get("timestamp") or 0)
+    if (key, value, step, timestamp) not in seen:
+        seen.add((key, value, step, timestamp))
+        metrics.setdefault(key, []).append({"value": value, "step": step, "timestamp": timestamp})
 
 
 def _set_params(params: dict[str, str], items: list[dict[str, Any]]) -> Answer | None:

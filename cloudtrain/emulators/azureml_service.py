@@ -318,6 +318,7 @@ class AzureMLService:
         props = doc.setdefault("properties", {})
         props.setdefault("experimentName", "Default")
         props.setdefault("displayName", name)
+        props.setdefault("properties", {})  # Azure ML always answers one (jobs.stream reads it), a trial's too
         props["services"] = {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}?wsid={self.resource_id(sub, rg, ws)}",
                                         "jobServiceType": "Studio"}}
         props.setdefault("creationContext", {"createdAt": now_iso(), "createdBy": "cloudtrain emulator"})

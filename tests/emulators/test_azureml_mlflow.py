@@ -110,9 +110,12 @@ def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: 
     with pytest.raises(MlflowException, match="Changing param values"):  # a refused batch logs nothing of itself
         client.log_batch("plain-job", metrics=[Metric("loss", 9.0, 3, 2)], params=[Param("lr", "0.3")])
     client.delete_tag("plain-job", "stage")
+    # an exact repeat is one value, and the latest is the highest step's (autolog logs step 0 again at the end)
+    client.log_batch("plain-job", metrics=[Metric("loss", 0.9, 1, 0)])
     run = client.get_run("plain-job")
     assert run.data.params == {"lr": "0.1"} and "stage" not in run.data.tags and run.data.metrics == {"loss": 0.4}
     assert [(m.value, m.step) for m in client.get_metric_history("plain-job", "loss")] == [(0.9, 0), (0.4, 1)]
+    assert [m["value"] for m in emulator.service.runs["plain-job"]["metrics"]["loss"]] == [0.9, 0.4]  # what a sweep's policy counts
     assert run.info.status == "RUNNING" and run.info.run_name == "plain-job"
     assert client.get_experiment_by_name("digits").experiment_id == experiment_id("digits") == run.info.experiment_id
     assert client.get_experiment(experiment_id("digits")).name == "digits"

@@ -54,6 +54,7 @@ def test_a_sweep_runs_its_trials_and_reports_the_true_best(azureml: Backend, tmp
         assert [m["value"] for m in run["metrics"]["loss"]] == [pytest.approx(losses[trial])]
         x = json.loads(emulator.service.jobs[trial]["properties"]["tags"]["hyperparameters"])["x"]
         assert (x - 3.0) ** 2 == pytest.approx(losses[trial])
+    emulator.ml_client().jobs.stream(trials[0])  # a trial's job, as the SDK follows any job
     best = min(losses, key=losses.__getitem__)
     assert re.search(rf"best {best}: loss = \S+ \(x=\S+\)", status.message), (status.message, losses)
     assert "trials: 3 completed, 0 running, 0 failed, 0 cancelled (of 3)" in status.message, status.message
