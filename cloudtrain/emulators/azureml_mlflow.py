@@ -24,6 +24,8 @@ What it answers, under ``/mlflow/v1.0/<workspace>/api/2.0/``:
   :mod:`~cloudtrain.emulators.azureml_mlflow_models`. A run's ``artifact_uri`` is its artifact store
   on Azure ML, ``ExperimentRun/dcid.<run>/`` in the workspace's storage, so ``mlflow.log_artifact``
   lands beside the run's ``user_logs/`` and ``outputs/``, where ``ml_client.jobs.download`` finds it.
+- ``mlflow/registered-models`` and ``mlflow/model-versions`` (the model registry, which
+  ``log_model(registered_model_name=...)`` calls): :mod:`~cloudtrain.emulators.azureml_mlflow_registry`.
 
 Other routes, and ``runs/create`` (a nested run), answer MLflow's errors, naming the route.
 """
@@ -67,11 +69,13 @@ class MlflowTracking:
 
     def __init__(self, service: "AzureMLService") -> None:
         from cloudtrain.emulators.azureml_mlflow_models import Artifacts, LoggedModels
+        from cloudtrain.emulators.azureml_mlflow_registry import ModelRegistry
 
         self.service = service
         self.experiments: set[str] = set()  # names created through MLflow (jobs' experiments exist already)
         self.models = LoggedModels(service, self.experiment_known)
         self.artifacts = Artifacts(service)
+        self.registry = ModelRegistry(service, lambda model_id: (self.models.models.get(model_id) or {}).get("info", {}).get("artifact_uri"))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
@@ -99,6 +103,8 @@ class MlflowTracking:
             return self.runs(request.method, verb, _body(request))
         if kind == "experiments":
             return self.experiment(verb, _body(request))
+        if kind in ("registered-models", "model-versions"):
+            return self.registry.answer(request.method, kind, verb, _body(request))
         if rest == "metrics/get-history":
             return self.history(_body(request))
         return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {request.method} {rest}")

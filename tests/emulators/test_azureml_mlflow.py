@@ -1,6 +1,7 @@
 """The Azure ML emulator's MLflow tracking server, driven by the real MLflow client: what a job's
-``mlflow`` calls (``autolog``, ``log_model``, ``log_artifact``, parameters, tags) lands on the job's
-run, its artifacts in the run's artifact store, and a user reads them back with ``MlflowClient``."""
+``mlflow`` calls (``autolog``, ``log_model`` with a registered model, ``log_artifact``, parameters,
+tags) lands on the job's run, its artifacts in the run's artifact store, and a user reads them back
+with ``MlflowClient``."""
 
 from __future__ import annotations
 
@@ -38,10 +39,10 @@ SCRIPT = textwrap.dedent('''
         model = SVC(C=0.7, kernel="linear").fit(X, y)
         mlflow.log_metric("holdout", 0.5, step=1)
         mlflow.log_dict({"classes": 3}, "notes/summary.json")
-        info = mlflow.sklearn.log_model(model, name="svc")
-    loaded = mlflow.sklearn.load_model(info.model_uri)
-    print(json.dumps({"model_id": info.model_id, "model_uri": info.model_uri,
-                      "agrees": bool((loaded.predict(X) == model.predict(X)).all())}))
+        info = mlflow.sklearn.log_model(model, name="svc", registered_model_name="iris-svc")  # and registered
+    agrees = [bool((mlflow.sklearn.load_model(uri).predict(X) == model.predict(X)).all())
+              for uri in (info.model_uri, "models:/iris-svc/1")]
+    print(json.dumps({"model_id": info.model_id, "model_uri": info.model_uri, "agrees": agrees}))
 ''')
 
 
@@ -73,7 +74,7 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Encountered unexpected error during sklearn autologging" not in done.stderr, done.stderr[-3000:]
     told = json.loads(done.stdout.strip().splitlines()[-1])
-    assert told["agrees"] and told["model_uri"] == f"models:/{told['model_id']}"
+    assert told["agrees"] == [True, True] and told["model_uri"] == f"models:/{told['model_id']}"
     metrics = emulator.service.runs["autolog-job"]["metrics"]  # run history, where a sweep reads its primary metric
     assert metrics["holdout"] == [{"value": 0.5, "step": 1, "timestamp": metrics["holdout"][0]["timestamp"]}]
     assert metrics["training_accuracy_score"][-1]["value"] > 0.9  # autolog's own training metrics
@@ -95,6 +96,15 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
     assert model.status.to_proto() == 2 and model.source_run_id == "autolog-job" and model.name == "svc"  # READY
     assert told["model_id"] in [m.model_id for m in client.search_logged_models([experiment_id("iris")])]
     assert [m.model_id for m in client.search_logged_models([experiment_id("iris")], filter_string="name = 'svc'")] == [told["model_id"]]
+    # the registry: a version of the logged model, found by MLflow's own filter and by an alias
+    (version,) = client.search_model_versions("name = 'iris-svc'")
+    assert (version.version, version.source, version.status) == ("1", told["model_uri"], "READY")
+    assert emulator.tracking.app.registry.models["iris-svc"]["versions"][0]["model_id"] == told["model_id"]  # MLflow's client drops it
+    assert client.get_registered_model("iris-svc").latest_versions[0].version == "1"
+    assert client.search_model_versions("name = 'other'") == [] and [m.name for m in client.search_registered_models()] == ["iris-svc"]
+    client.set_registered_model_alias("iris-svc", "champion", "1")
+    assert client.get_model_version_by_alias("iris-svc", "champion").aliases == ["champion"]
+    assert client.get_model_version_download_uri("iris-svc", "1") == model.artifact_location
     assert [f.path for f in client.list_artifacts("autolog-job", "notes")] == ["notes/summary.json"]
     fetched = client.download_artifacts("autolog-job", "notes/summary.json", str(tmp_path / "got"))
     assert json.loads(Path(fetched).read_text()) == {"classes": 3}
@@ -143,4 +153,6 @@ def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
     raw = Client(MlflowTracking(emulator.service))
     answer = raw.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/ExperimentRun/../../../escape.txt", data=b"x")
     assert answer.status_code == 400 and "not an artifact path" in answer.get_json()["message"]
-    assert raw.get(f"{base}/api/2.0/mlflow/registered-models/list").status_code == 404
+    assert raw.get(f"{base}/api/2.0/mlflow/traces/search").status_code == 404
+    with pytest.raises(MlflowException, match="RESOURCE_ALREADY_EXISTS"):
+        client.create_registered_model("twice") and client.create_registered_model("twice")

@@ -1,0 +1,154 @@
+"""The MLflow model registry of the Azure ML emulator's tracking server
+(:mod:`~cloudtrain.emulators.azureml_mlflow`): what ``log_model(..., registered_model_name=...)``,
+``mlflow.register_model`` and ``models:/<name>/<version>`` (or ``@<alias>``) call.
+
+``registered-models/``: ``create``, ``get``, ``search``, ``get-latest-versions``, ``set-tag`` and
+``alias`` (set, get a version by it, delete); ``model-versions/``: ``create`` (a version is
+``READY`` at once), ``get``, ``search``, ``get-download-uri`` and ``set-tag``. Searches take MLflow's
+own filter (``name = 'iris'``), applied as MLflow's stores apply it. A version of a logged model
+(``models:/<model id>``) downloads from the logged model's artifacts.
+
+On Azure ML a registered MLflow model is also a model asset of the workspace; the emulator's
+registry is MLflow's only (``ml_client.models`` does not list it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from cloudtrain.emulators.azureml_mlflow import Answer, error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.emulators.azureml_service import AzureMLService
+
+
+class ModelRegistry:
+    """Registered models and their versions; ``logged_model_uri(model id)`` is a logged model's
+    ``artifact_uri``, or None."""
+
+    def __init__(self, service: "AzureMLService", logged_model_uri: Callable[[str], str | None]) -> None:
+        self.service, self.logged_model_uri = service, logged_model_uri
+        self.models: dict[str, dict[str, Any]] = {}  # name -> {"created", "updated", "description", "tags", "aliases", "versions"}
+
+    def answer(self, method: str, kind: str, verb: str, data: dict[str, Any]) -> Answer:
+        with self.service.lock:
+            if kind == "registered-models":
+                return self.registered(method, verb, data)
+            return self.versions(verb, data)
+
+    def registered(self, method: str, verb: str, data: dict[str, Any]) -> Answer:
+        name = str(data.get("name") or "")
+        if verb == "create":
+            if not name:
+                return error(400, "INVALID_PARAMETER_VALUE", "a registered model needs a name")
+            if name in self.models:
+                return error(400, "RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.")
+            now = _now()
+            self.models[name] = {"created": now, "updated": now, "description": str(data.get("description") or ""),
+                                 "tags": _pairs(data.get("tags")), "aliases": {}, "versions": []}
+            return 200, {"registered_model": self.view(name)}
+        if verb == "search":
+            views = [self.view(each) for each in sorted(self.models)]
+            return _search(views, str(data.get("filter") or ""), "registered_models", "RegisteredModel", "SearchModelUtils")
+        model = self.models.get(name)
+        if model is None:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found")
+        if verb == "get":
+            return 200, {"registered_model": self.view(name)}
+        if verb == "get-latest-versions":
+            return 200, {"model_versions": [self.version_view(name, version) for version in self.latest(name)]}
+        if verb == "set-tag":
+            model["tags"][str(data.get("key"))] = str(data.get("value", ""))
+            return 200, {}
+        if verb == "alias":
+            alias = str(data.get("alias") or "")
+            if method == "POST":
+                model["aliases"][alias] = str(data.get("version"))
+                return 200, {}
+            if method == "DELETE":
+                model["aliases"].pop(alias, None)
+                return 200, {}
+            if alias not in model["aliases"]:
+                return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.")
+            return 200, {"model_version": self.version_view(name, model["aliases"][alias])}
+        return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} registered-models/{verb}")
+
+    def versions(self, verb: str, data: dict[str, Any]) -> Answer:
+        name = str(data.get("name") or "")
+        if verb == "search":
+            views = [self.version_view(each, str(v["version"])) for each in sorted(self.models) for v in self.models[each]["versions"]]
+            return _search(views, str(data.get("filter") or ""), "model_versions", "ModelVersion", "SearchModelVersionUtils")
+        model = self.models.get(name)
+        if model is None:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found")
+        if verb == "create":
+            source, model_id = str(data.get("source") or ""), str(data.get("model_id") or "")
+            now = _now()
+            model["versions"].append({"version": len(model["versions"]) + 1, "created": now, "source": source,
+                                      "run_id": str(data.get("run_id") or ""), "model_id": model_id,
+                                      "description": str(data.get("description") or ""), "tags": _pairs(data.get("tags")),
+                                      "storage": self.logged_model_uri(model_id) if model_id else None})
+            model["updated"] = now
+            return 200, {"model_version": self.version_view(name, str(len(model["versions"])))}
+        version = str(data.get("version") or "")
+        if not version.isdigit() or not 1 <= int(version) <= len(model["versions"]):
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={version}) not found")
+        if verb == "get":
+            return 200, {"model_version": self.version_view(name, version)}
+        if verb == "get-download-uri":
+            entry = model["versions"][int(version) - 1]
+            return 200, {"artifact_uri": entry["storage"] or entry["source"]}
+        if verb == "set-tag":
+            model["versions"][int(version) - 1]["tags"][str(data.get("key"))] = str(data.get("value", ""))
+            return 200, {}
+        return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer model-versions/{verb}")
+
+    def latest(self, name: str) -> list[str]:
+        versions = self.models[name]["versions"]
+        return [str(versions[-1]["version"])] if versions else []
+
+    def view(self, name: str) -> dict[str, Any]:
+        model = self.models[name]
+        return {"name": name, "creation_timestamp": model["created"], "last_updated_timestamp": model["updated"],
+                "description": model["description"], "tags": [{"key": k, "value": v} for k, v in model["tags"].items()],
+                "aliases": [{"alias": a, "version": v} for a, v in model["aliases"].items()],
+                "latest_versions": [self.version_view(name, version) for version in self.latest(name)]}
+
+    def version_view(self, name: str, version: str) -> dict[str, Any]:
+        entry = self.models[name]["versions"][int(version) - 1]
+        view = {"name": name, "version": str(entry["version"]), "creation_timestamp": entry["created"],
+                "last_updated_timestamp": entry["created"], "current_stage": "None", "description": entry["description"],
+                "source": entry["source"], "status": "READY", "tags": [{"key": k, "value": v} for k, v in entry["tags"].items()],
+                "aliases": [a for a, v in self.models[name]["aliases"].items() if v == str(entry["version"])]}
+        view.update({key: entry[key] for key in ("run_id", "model_id") if entry[key]})
+        return view
+
+
+def _search(views: list[dict[str, Any]], filter_string: str, field: str, entity: str, utils: str) -> Answer:
+    """``views`` that match ``filter_string``, by MLflow's own search filter for ``entity``."""
+    if filter_string:
+        from google.protobuf.json_format import ParseDict
+        from mlflow.entities import model_registry
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos import model_registry_pb2
+        from mlflow.utils import search_utils
+
+        cls, proto = getattr(model_registry, entity), getattr(model_registry_pb2, entity)
+        try:
+            entities = [cls.from_proto(ParseDict(view, proto(), ignore_unknown_fields=True)) for view in views]
+            kept = {(e.name, str(getattr(e, "version", ""))) for e in getattr(search_utils, utils).filter(entities, filter_string)}
+        except MlflowException as refused:
+            return error(400, "INVALID_PARAMETER_VALUE", refused.message)
+        except (KeyError, ValueError, TypeError) as refused:
+            return error(400, "INVALID_PARAMETER_VALUE", f"Invalid filter {filter_string!r}: {refused!r}")
+        views = [view for view in views if (view["name"], str(view.get("version", ""))) in kept]
+    return 200, {field: views}
+
+
+def _pairs(items: Any) -> dict[str, str]:
+    return {str(item.get("key")): str(item.get("value", "")) for item in items or [] if isinstance(item, dict)}
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
