@@ -57,8 +57,9 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  MLflow, the true best reported. An MLflow
                  tracking server (every job gets MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics,
                  parameters, tags, autolog, logged models, artifacts in the run's artifact store).
-                 Not: pipeline, AutoML or Spark jobs, registries, data and model assets, nested
-                 MLflow runs, the azureml:// tracking URI (azureml-mlflow).
+                 Model assets (ml_client.models: create_or_update, get, list; the path recorded
+                 as sent). Not: pipeline, AutoML or Spark jobs, registries, data assets, model
+                 downloads, nested MLflow runs, the azureml:// tracking URI (azureml-mlflow).
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training
                  pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT

@@ -1,6 +1,7 @@
-"""The Azure ML emulator's wire protocol: ARM (workspace, code assets, environments, datastores,
-computes, jobs), the workspace data plane (discovery, run history, resolved output URIs) and Blob
-storage, as one WSGI application (environments in :mod:`~cloudtrain.emulators.azureml_environments`,
+"""The Azure ML emulator's wire protocol: ARM (workspace, code assets, environments, model assets,
+datastores, computes, jobs), the workspace data plane (discovery, run history, resolved output URIs)
+and Blob storage, as one WSGI application (environments in
+:mod:`~cloudtrain.emulators.azureml_environments`, models in :mod:`~cloudtrain.emulators.azureml_models`,
 the data plane in :mod:`~cloudtrain.emulators.azureml_run_history`, storage in
 :mod:`~cloudtrain.emulators.azureml_storage`).
 
@@ -32,6 +33,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from cloudtrain.emulators.azureml_environments import Environments
+from cloudtrain.emulators.azureml_models import Models
 from cloudtrain.emulators.azureml_key_vault import VAULT_SUFFIX, KeyVaults
 from cloudtrain.emulators.azureml_run_history import ARTIFACT_STORE, RunHistory
 from cloudtrain.emulators.azureml_storage import BlobStore, blob_response
@@ -75,6 +77,7 @@ _ARM_OPERATIONS = [
     ("POST", r"/datastores/.+/listSecrets$", "Datastores.ListSecrets"), ("GET", r"/datastores", "Datastores.Get"),
     ("GET", r"/environments/[^/]+/versions$", "Environments.List"), ("PUT", r"/environments/", "Environments.CreateOrUpdate"),
     ("GET", r"/environments/", "Environments.Get"), ("GET", r"/computes/", "Computes.Get"),
+    ("PUT", r"/models/", "Models.CreateOrUpdate"), ("GET", r"/models", "Models.Get"),
     ("PUT", r"/jobs/[^/]+$", "Jobs.CreateOrUpdate"), ("GET", r"/jobs/[^/]+$", "Jobs.Get"), ("GET", r"/jobs$", "Jobs.List"),
     ("POST", r"/jobs/[^/]+/cancel$", "Jobs.Cancel"), ("GET", r"/jobs/[^/]+/cancelstatus$", "Jobs.CancelStatus"),
     ("GET", r"$", "Workspaces.Get"),
@@ -126,6 +129,7 @@ class AzureMLService:
         self.codes: dict[tuple[str, str], dict[str, Any]] = {}
         self.workspace_id = str(uuid.uuid4())
         self.environments: dict[tuple[str, str, str], Environments] = {}  # per workspace
+        self.model_assets: dict[tuple[str, str, str], Models] = {}  # per workspace
         self.run_history = RunHistory(self)
         self.key_vaults = KeyVaults(token, tenant)
         self.lock = threading.RLock()
@@ -144,6 +148,8 @@ class AzureMLService:
             ("PUT", ws + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", self.put_environment),
             ("GET", ws + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", self.get_environment),
             ("GET", ws + r"/computes/(?P<name>[^/]+)$", self.get_compute),
+            ("GET", ws + r"/models(?P<rest>(?:/[^/]+){0,3})$", self.models),
+            ("PUT", ws + r"/models(?P<rest>/[^/]+/versions/[^/]+)$", self.models),
             ("GET", ws + r"/jobs$", self.list_jobs),
             ("PUT", ws + r"/jobs/(?P<name>[^/]+)$", self.put_job),
             ("GET", ws + r"/jobs/(?P<name>[^/]+)$", self.get_job),
@@ -264,6 +270,11 @@ class AzureMLService:
 
     def list_environment_versions(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return self.workspace_environments(sub, rg, ws).list(name)
+
+    def models(self, request: Any, sub: str, rg: str, ws: str, rest: str) -> tuple[int, dict[str, str], Any]:
+        with self.lock:
+            models = self.model_assets.setdefault((sub, rg, ws), Models(lambda tail: self.resource_id(sub, rg, ws, tail)))
+        return models.answer(request.method, rest, request.get_data())
 
     def get_compute(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, {"id": self.resource_id(sub, rg, ws, f"computes/{name}"), "name": name, "location": self.region,

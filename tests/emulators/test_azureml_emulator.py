@@ -199,3 +199,24 @@ def test_provider_without_credentials_says_what_to_configure(emulator: AzureMLEm
         AzureMLProvider().status(JobRef("x", "azureml", "x", details=emulator.settings))
     assert caught.value.message.startswith("no usable Azure credentials")
     assert "az login" in (caught.value.hint or "") and "cloudtrain emulator start --cloud azureml" in (caught.value.hint or "")
+
+
+def test_models_register_from_a_jobs_output_with_versions_as_azure_ml_numbers_them(emulator: AzureMLEmulator) -> None:
+    """What Azure ML's samples do after a sweep: ``Model(path="azureml://jobs/<best trial>/outputs/artifacts/paths/...")``."""
+    from azure.ai.ml.entities import Model
+    from azure.core.exceptions import HttpResponseError
+
+    ml = emulator.ml_client()
+    path = "azureml://jobs/emu-best-trial/outputs/artifacts/paths/model/"
+    first = ml.models.create_or_update(Model(path=path, name="iris-model", type="custom_model", description="from a run"))
+    second = ml.models.create_or_update(Model(path=path + "v2/", name="iris-model", type="mlflow_model"))
+    assert (first.version, second.version) == ("1", "2")  # numbered from the model's container, as Azure ML does
+    got = ml.models.get("iris-model", version="1")
+    assert (got.path, got.type, got.description) == (path, "custom_model", "from a run")
+    assert [m.version for m in ml.models.list(name="iris-model")] == ["2", "1"]
+    assert "iris-model" in [m.name for m in ml.models.list()]
+    assert ml.models.get("iris-model", label="latest").version == "2"
+    with pytest.raises(HttpResponseError, match="Asset paths cannot be updated"):
+        ml.models.create_or_update(Model(path=path + "elsewhere/", name="iris-model", version="1"))
+    with pytest.raises(HttpResponseError, match="not found"):
+        ml.models.get("no-such-model", version="1")

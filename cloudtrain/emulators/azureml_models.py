@@ -1,0 +1,95 @@
+"""Model assets of the Azure ML emulator's workspace, as Azure ML's ARM API answers them for
+``ml_client.models``: versions (``PUT``/``GET models/<name>/versions/<version>``, list newest first),
+containers (``GET models/<name>``, with ``latestVersion`` and ``nextVersion``, which
+``create_or_update`` uses for a model without a version; ``GET models``, what ``models.list()``
+reads). A version's ``modelUri`` (``azureml://jobs/<job>/outputs/artifacts/paths/...``, a datastore
+path, or the upload of a local folder) is recorded as sent; a new ``modelUri`` for an existing
+version is refused with Azure ML's "Asset paths cannot be updated.".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+Response = tuple[int, dict[str, str], Any]
+_TYPE = "Microsoft.MachineLearningServices/workspaces/models"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return status, {"x-ms-error-code": code}, {"error": {"code": code, "message": message}}
+
+
+class Models:
+    """Registered model versions of one workspace by (name, version); ``resource_id(tail)`` builds ARM ids."""
+
+    def __init__(self, resource_id: Callable[[str], str]) -> None:
+        self.resource_id = resource_id
+        self.versions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.RLock()
+
+    def answer(self, method: str, rest: str, body: bytes) -> Response:
+        """``rest``: the path after ``.../workspaces/<ws>/models``."""
+        parts = [part for part in rest.split("/") if part]
+        if method == "GET" and not parts:
+            with self.lock:
+                names = sorted({name for name, _ in self.versions})
+            return 200, {}, {"value": [self.container(name) for name in names]}
+        if method == "GET" and len(parts) == 1:
+            return (200, {}, self.container(parts[0])) if self.of(parts[0]) else \
+                _error(404, "UserError", f"model {parts[0]} not found in this workspace")
+        if method == "GET" and len(parts) == 2 and parts[1] == "versions":
+            return 200, {}, {"value": self.of(parts[0])}
+        if len(parts) == 3 and parts[1] == "versions":
+            if method == "PUT":
+                return self.put(parts[0], parts[2], body)
+            if method == "GET":
+                with self.lock:
+                    doc = self.versions.get((parts[0], parts[2]))
+                return (200, {}, doc) if doc else _error(404, "UserError", f"model {parts[0]}:{parts[2]} not found in this workspace")
+        return _error(404, "NotFound", f"emulator: no route for {method} models{rest}")
+
+    def put(self, name: str, version: str, body: bytes) -> Response:
+        try:
+            sent = json.loads(body or b"{}")
+        except ValueError:
+            return _error(400, "UserError", "a model version's body is not JSON")
+        properties = dict((sent.get("properties") if isinstance(sent, dict) else None) or {})
+        if not properties.get("modelUri"):
+            return _error(400, "UserError", "a model version needs its path (properties.modelUri)")
+        for key, default in (("modelType", "custom_model"), ("flavors", {}), ("tags", {}), ("properties", {}),
+                             ("isAnonymous", False), ("isArchived", False)):
+            if properties.get(key) is None:
+                properties[key] = default  # Azure ML answers each (the SDK reads flavors as a map)
+        properties["provisioningState"] = "Succeeded"
+        with self.lock:
+            old = self.versions.get((name, version))
+            if old is not None and old["properties"]["modelUri"] != properties["modelUri"]:
+                return _error(400, "UserError", "Asset paths cannot be updated.")
+            created = old["systemData"]["createdAt"] if old else _now()
+            doc = {"id": self.resource_id(f"models/{name}/versions/{version}"), "name": version, "type": f"{_TYPE}/versions",
+                   "properties": properties, "systemData": {"createdAt": created, "createdBy": "cloudtrain emulator",
+                                                            "lastModifiedAt": _now()}}
+            self.versions[(name, version)] = doc
+        return (200 if old else 201), {}, doc
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The versions of model ``name``, newest first."""
+        with self.lock:
+            found = [doc for (model, _), doc in self.versions.items() if model == name]
+        return sorted(found, key=lambda doc: doc["systemData"]["createdAt"], reverse=True)
+
+    def container(self, name: str) -> dict[str, Any]:
+        versions = self.of(name)
+        numbers = [int(doc["name"]) for doc in versions if doc["name"].isdigit()]
+        return {"id": self.resource_id(f"models/{name}"), "name": name, "type": _TYPE,
+                "properties": {"latestVersion": versions[0]["name"] if versions else None,
+                               "nextVersion": str(max(numbers) + 1 if numbers else 1), "isArchived": False},
+                "systemData": {"createdAt": versions[-1]["systemData"]["createdAt"] if versions else _now(),
+                               "createdBy": "cloudtrain emulator"}}
