@@ -58,7 +58,7 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  tracking server (every job gets MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics,
                  parameters, tags, autolog, logged models, artifacts in the run's artifact store).
                  Model assets (ml_client.models: create_or_update, get, list; the path recorded
-                 as sent). Not: pipeline, AutoML or Spark jobs, registries, data assets, model
+                 as sent; a model registered through MLflow is one too). Not: pipeline, AutoML or Spark jobs, registries, data assets, model
                  downloads, nested MLflow runs, the azureml:// tracking URI (azureml-mlflow).
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training

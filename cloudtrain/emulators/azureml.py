@@ -36,7 +36,8 @@ Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 (``jobType: Sweep``) run their trials as child command jobs (:mod:`cloudtrain.emulators.azureml_sweep`:
 random and grid sampling; Bayesian sampling draws randomly; bandit, median stopping and
 truncation selection policies stop trials as their metrics come in). Every command job's processes,
-a trial's too, get ``MLFLOW_TRACKING_URI`` and ``MLFLOW_RUN_ID`` as on Azure ML, so what they log
+a trial's too, get ``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID`` and the experiment's name and id as on
+Azure ML, so what they log
 through MLflow (metrics, parameters, ``autolog``, models, artifacts) lands on the job's run in the
 emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`), in-process too. Faults
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
@@ -309,7 +310,8 @@ class AzureMLEmulator(Emulator):
             return
         # as Azure ML's compute gives every job's processes: the workspace's MLflow tracking server and the job's run
         workspace = self.service.resource_id(*self.service.runs[document["name"]]["workspace"])
-        platform = {**self.job_environment(), **run_environment(self.tracking.url, workspace, document["name"])}
+        experiment = document["properties"].get("experimentName") or "Default"
+        platform = {**self.job_environment(), **run_environment(self.tracking.url, workspace, document["name"], experiment)}
         self.runs[document["name"]] = JobRun(self.service, self.root, document, JobSettings(self.faults, self.grace_seconds),
                                              may_start=self._may_start, platform_environment=platform).start()
 

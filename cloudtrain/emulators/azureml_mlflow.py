@@ -4,9 +4,10 @@ client talks to, as Azure ML's workspace tracking server
 
 On Azure ML a job's processes get ``MLFLOW_TRACKING_URI`` (the workspace's tracking server) and
 ``MLFLOW_RUN_ID`` (the job's own run), so ``mlflow.log_metric`` in the job records the metric on
-its run, where a sweep reads its primary metric. Here the server is a plain-HTTP one on
-127.0.0.1 (the jobs run on this machine); the emulator gives those variables to a sweep's trials
-(:mod:`~cloudtrain.emulators.azureml_sweep`).
+its run, where a sweep reads its primary metric, and ``MLFLOW_EXPERIMENT_NAME`` and
+``MLFLOW_EXPERIMENT_ID`` (the job's experiment). Here the server is a plain-HTTP one on 127.0.0.1
+(the jobs run on this machine); the emulator gives those variables to every command job's
+processes, a sweep's trials too.
 
 What it answers, under ``/mlflow/v1.0/<workspace>/api/2.0/``:
 
@@ -42,17 +43,19 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
-_ROUTE = re.compile(r"^/mlflow/v1\.0/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices"
-                    r"/workspaces/[^/]+/api/2\.0/(?P<api>mlflow|mlflow-artifacts)/(?P<rest>.*)$")
+_ROUTE = re.compile(r"^/mlflow/v1\.0/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                    r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/api/2\.0/(?P<api>mlflow|mlflow-artifacts)/(?P<rest>.*)$")
 #: run history status -> MLflow run status
 _STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
 Answer = tuple[int, dict[str, Any] | bytes]
 
 
-def run_environment(base: str, workspace_id: str, run: str) -> dict[str, str]:
+def run_environment(base: str, workspace_id: str, run: str, experiment: str = "Default") -> dict[str, str]:
     """What Azure ML gives a job's processes for MLflow: the workspace's tracking server
-    (``workspace_id``: its ARM resource id; ``base``: this server's URL) and the job's own run."""
-    return {"MLFLOW_TRACKING_URI": f"{base}/mlflow/v1.0{workspace_id}", "MLFLOW_RUN_ID": run}
+    (``workspace_id``: its ARM resource id; ``base``: this server's URL), the job's own run and its
+    experiment (so ``log_model`` before any run starts logs to the job's experiment)."""
+    return {"MLFLOW_TRACKING_URI": f"{base}/mlflow/v1.0{workspace_id}", "MLFLOW_RUN_ID": run,
+            "MLFLOW_EXPERIMENT_NAME": experiment or "Default", "MLFLOW_EXPERIMENT_ID": experiment_id(experiment)}
 
 
 def experiment_id(name: str) -> str:
@@ -75,13 +78,22 @@ class MlflowTracking:
         self.experiments: set[str] = set()  # names created through MLflow (jobs' experiments exist already)
         self.models = LoggedModels(service, self.experiment_known)
         self.artifacts = Artifacts(service)
-        self.registry = ModelRegistry(service, lambda model_id: (self.models.models.get(model_id) or {}).get("info", {}).get("artifact_uri"))
+        self.registry = ModelRegistry(service, lambda model_id: (self.models.models.get(model_id) or {}).get("info", {}).get("artifact_uri"),
+                                      lambda workspace: service.workspace_models(*workspace))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         from werkzeug.wrappers import Request
 
         request = Request(environ)
-        status, body = self.answer(request)
+        try:
+            status, body = self.answer(request)
+        except _Malformed as refused:
+            status, body = error(400, "MALFORMED_REQUEST", str(refused))
+        except (KeyError, TypeError, ValueError, AttributeError, OSError) as refused:
+            # odd input (a field of the wrong type, a path that is a folder...): a 400 the client
+            # reports at once, not a 500 that MLflow retries for minutes
+            status, body = error(400, "INVALID_PARAMETER_VALUE", f"the emulator's tracking server could not take "
+                                                                 f"{request.method} {request.path}: {refused!r}")
         if isinstance(body, bytes):
             payload, kind = body, "application/octet-stream"
         else:
@@ -104,7 +116,7 @@ class MlflowTracking:
         if kind == "experiments":
             return self.experiment(verb, _body(request))
         if kind in ("registered-models", "model-versions"):
-            return self.registry.answer(request.method, kind, verb, _body(request))
+            return self.registry.answer(request.method, kind, verb, _body(request), match.group("sub", "rg", "ws"))
         if rest == "metrics/get-history":
             return self.history(_body(request))
         return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {request.method} {rest}")
@@ -123,14 +135,14 @@ class MlflowTracking:
             metrics, tracked = run.setdefault("metrics", {}), run.setdefault("mlflow", {
                 "params": {}, "tags": {}, "inputs": [], "model_inputs": [], "outputs": [], "seen": set()})
             if verb == "log-metric":
-                _append(metrics, tracked["seen"], data)
-            elif verb == "log-batch":
-                clash = _set_params(tracked["params"], data.get("params") or [])  # first: a refused batch logs nothing
+                _add(metrics, tracked["seen"], [_metric(data)])
+            elif verb == "log-batch":  # all read first: a refused batch logs nothing
+                values, tags = [_metric(item) for item in _entries(data, "metrics")], _entries(data, "tags")
+                clash = _set_params(tracked["params"], _entries(data, "params"))
                 if clash:
                     return clash
-                for item in data.get("metrics") or []:
-                    _append(metrics, tracked["seen"], item)
-                for item in data.get("tags") or []:
+                _add(metrics, tracked["seen"], values)
+                for item in tags:
                     tracked["tags"][str(item.get("key"))] = str(item.get("value", ""))
             elif verb == "log-parameter":
                 clash = _set_params(tracked["params"], [data])
@@ -141,10 +153,10 @@ class MlflowTracking:
             elif verb == "delete-tag":
                 tracked["tags"].pop(str(data.get("key")), None)
             elif verb == "log-inputs":
-                tracked["inputs"].extend(data.get("datasets") or [])  # DatasetInput: {"tags", "dataset"}
-                tracked["model_inputs"].extend(data.get("models") or [])
+                tracked["inputs"].extend(_entries(data, "datasets"))  # DatasetInput: {"tags", "dataset"}
+                tracked["model_inputs"].extend(_entries(data, "models"))
             elif verb == "outputs":
-                tracked["outputs"].extend(data.get("models") or [])
+                tracked["outputs"].extend(_entries(data, "models"))
             elif verb not in ("get", "update"):
                 return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} runs/{verb}")
             info = self.run_info(name, run)
@@ -219,37 +231,62 @@ class MlflowTracking:
                                     "last_update_time": now, "tags": []}}
 
 
+class _Malformed(ValueError):
+    """A request body that is not a JSON object."""
+
+
 def _body(request: Any) -> dict[str, Any]:
-    if request.method in ("GET", "DELETE"):
+    """A request's fields: the query of a GET, else the JSON body (MLflow sends one with every other
+    method, DELETE too) over the query."""
+    if request.method == "GET":
         return dict(request.args)
     try:
         data = json.loads(request.get_data() or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    except ValueError as bad:
+        raise _Malformed(f"the request body is not JSON: {bad}") from None
+    if not isinstance(data, dict):
+        raise _Malformed("the request body is not a JSON object")
+    return {**dict(request.args), **data}
 
 
-def _append(metrics: dict[str, list[dict[str, Any]]], seen: set[tuple[str, float, int, int]], item: dict[str, Any]) -> None:
-    """Record one metric value; the same value at the same step and timestamp again is one value,
-    as MLflow's stores keep it (autolog can log a step twice)."""
+def _entries(data: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    """The list of objects in ``data[field]`` (none if absent); anything else is refused (a 400)."""
+    value = data.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise TypeError(f"{field} must be a list of objects")
+    return value
+
+
+def _metric(item: dict[str, Any]) -> tuple[str, float, int, int] | None:
+    """``(key, value, step, timestamp)`` of a logged metric (None: no number to keep); a step or a
+    timestamp that is not a whole number is refused (a 400)."""
     try:
         value = float(item["value"])
     except (KeyError, TypeError, ValueError):
-        return
-    key, step, timestamp = str(item.get("key")), int(item.get("step") or 0), int(item.get("timestamp") or 0)
-    if (key, value, step, timestamp) not in seen:
-        seen.add((key, value, step, timestamp))
-        metrics.setdefault(key, []).append({"value": value, "step": step, "timestamp": timestamp})
+        return None
+    return str(item.get("key")), value, int(item.get("step") or 0), int(item.get("timestamp") or 0)
+
+
+def _add(metrics: dict[str, list[dict[str, Any]]], seen: set[tuple[str, float, int, int]],
+         values: list[tuple[str, float, int, int] | None]) -> None:
+    """Record metric values; the same value at the same step and timestamp again is one value, as
+    MLflow's stores keep it (autolog can log a step twice)."""
+    for entry in values:
+        if entry is not None and entry not in seen:
+            seen.add(entry)
+            key, value, step, timestamp = entry
+            metrics.setdefault(key, []).append({"value": value, "step": step, "timestamp": timestamp})
 
 
 def _set_params(params: dict[str, str], items: list[dict[str, Any]]) -> Answer | None:
     """Record ``items`` (``{"key", "value"}``); an existing parameter keeps its value, and a new
-    value for it is refused, as MLflow refuses it."""
+    value for it (or two values of one key in one batch) is refused, as MLflow refuses it."""
+    taken = dict(params)
     for item in items:
-        key, value = str(item.get("key")), str(item.get("value", ""))
-        if key in params and params[key] != value:
+        key, value = str(item["key"]), str(item.get("value", ""))
+        known = taken.setdefault(key, value)
+        if known != value:
             return error(400, "INVALID_PARAMETER_VALUE", f"Changing param values is not allowed. Param with key='{key}' was "
-                                                         f"already logged with value='{params[key]}'; new value='{value}'.")
-    for item in items:
-        params.setdefault(str(item.get("key")), str(item.get("value", "")))
+                                                         f"already logged with value='{known}'; new value='{value}'.")
+    params.update(taken)
     return None

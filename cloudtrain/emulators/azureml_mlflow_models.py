@@ -8,8 +8,9 @@
   workspace's storage (``LoggedModels/<model id>/artifacts`` without a source run).
 - ``mlflow-artifacts/artifacts``: ``PUT <path>`` (upload), ``GET <path>`` (download),
   ``GET ?path=<folder>`` (the folder's entries: ``{"files": [{"path", "is_dir", "file_size"}]}``) and
-  ``DELETE <path>``, over the workspace's blob container; what MLflow's ``mlflow-artifacts:`` URIs
-  resolve to under a ``http(s)`` tracking URI.
+  ``DELETE <path>``, over the workspace's blob container (writes and deletes only inside a run's or
+  a logged model's artifacts); what MLflow's ``mlflow-artifacts:`` URIs resolve to under a
+  ``http(s)`` tracking URI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 from cloudtrain.emulators.azureml_mlflow import Answer, error
+from cloudtrain.emulators.azureml_storage import is_partial
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
@@ -62,8 +64,8 @@ class LoggedModels:
             if parts[1:] == ["tags"] and method == "PATCH":
                 model["tags"].update({str(t.get("key")): str(t.get("value", "")) for t in data.get("tags") or []})
                 return 200, {}
-            if len(parts) == 3 and parts[1] == "tags" and method == "DELETE":
-                model["tags"].pop(parts[2], None)
+            if len(parts) >= 3 and parts[1] == "tags" and method == "DELETE":
+                model["tags"].pop("/".join(parts[2:]), None)  # MLflow does not quote a key's "/"
                 return 200, {}
             if parts[1:] == ["params"] and method == "POST":
                 model["params"].update({str(p.get("key")): str(p.get("value", "")) for p in data.get("params") or []})
@@ -133,10 +135,13 @@ class Artifacts:
             return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer mlflow-artifacts/{rest}")
         if request.method == "GET" and not path:
             return self.listing(str(request.args.get("path") or ""))
-        if not path or any(part in ("", ".", "..") for part in path.split("/")):
+        if not path or any(part in ("", ".", "..") for part in path.split("/")) or "\x00" in path:
             return error(400, "INVALID_PARAMETER_VALUE", f"not an artifact path: {path!r}")
         blobs, container = self.service.blobs, self.service.container
         target = blobs.path(container, path)
+        if request.method in ("PUT", "DELETE") and not _in_an_artifact_store(path):
+            return error(403, "PERMISSION_DENIED", f"{path!r} is not inside a run's or a logged model's artifacts "
+                                                   f"(ExperimentRun/dcid.<run>/... or LoggedModels/<model id>/...)")
         if request.method == "PUT":
             blobs.put(container, path, request.get_data())
             return 200, {}
@@ -154,12 +159,20 @@ class Artifacts:
 
     def listing(self, folder: str) -> Answer:
         folder = folder.strip("/")
-        if any(part in (".", "..") for part in folder.split("/")):
+        if any(part in (".", "..") for part in folder.split("/")) or "\x00" in folder:
             return error(400, "INVALID_PARAMETER_VALUE", f"not an artifact path: {folder!r}")
         base = self.service.blobs.path(self.service.container, folder)
         if not base.is_dir():
             return 200, {"files": []}
         entries = [{"path": entry.name, "is_dir": True} if entry.is_dir() else
                    {"path": entry.name, "is_dir": False, "file_size": entry.stat().st_size}
-                   for entry in sorted(base.iterdir())]
+                   for entry in sorted(base.iterdir()) if not is_partial(entry.name)]
         return 200, {"files": entries}
+
+
+def _in_an_artifact_store(path: str) -> bool:
+    """Whether ``path`` lies inside one run's (``ExperimentRun/dcid.<run>/``) or one logged model's
+    (``LoggedModels/<id>/``) artifacts, not at their roots: where MLflow writes and deletes."""
+    parts = path.split("/")
+    return len(parts) >= 3 and ((parts[0] == "ExperimentRun" and parts[1].startswith("dcid.") and len(parts[1]) > 5)
+                                or parts[0] == "LoggedModels")

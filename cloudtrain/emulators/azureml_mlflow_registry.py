@@ -8,8 +8,11 @@
 own filter (``name = 'iris'``), applied as MLflow's stores apply it. A version of a logged model
 (``models:/<model id>``) downloads from the logged model's artifacts.
 
-On Azure ML a registered MLflow model is also a model asset of the workspace; the emulator's
-registry is MLflow's only (``ml_client.models`` does not list it).
+On Azure ML a registered MLflow model is also a model asset of the workspace: so here each new
+version is also the workspace's model asset of the same name and version (``mlflow_model``, its path
+the version's artifacts in the workspace's artifact store), which ``ml_client.models`` gets and
+lists; a version's number continues after the asset's versions. (Assets registered through
+``ml_client.models`` are not listed by MLflow's registry.)
 """
 
 from __future__ import annotations
@@ -20,22 +23,27 @@ from typing import TYPE_CHECKING, Any, Callable
 from cloudtrain.emulators.azureml_mlflow import Answer, error
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cloudtrain.emulators.azureml_models import Models
     from cloudtrain.emulators.azureml_service import AzureMLService
+
+Workspace = tuple[str, str, str]  # subscription, resource group, workspace
 
 
 class ModelRegistry:
     """Registered models and their versions; ``logged_model_uri(model id)`` is a logged model's
     ``artifact_uri``, or None."""
 
-    def __init__(self, service: "AzureMLService", logged_model_uri: Callable[[str], str | None]) -> None:
-        self.service, self.logged_model_uri = service, logged_model_uri
-        self.models: dict[str, dict[str, Any]] = {}  # name -> {"created", "updated", "description", "tags", "aliases", "versions"}
+    def __init__(self, service: "AzureMLService", logged_model_uri: Callable[[str], str | None],
+                 assets: Callable[[Workspace], "Models"]) -> None:
+        self.service, self.logged_model_uri, self.assets = service, logged_model_uri, assets
+        #: name -> {"created", "updated", "description", "tags", "aliases", "versions": {version: entry}}
+        self.models: dict[str, dict[str, Any]] = {}
 
-    def answer(self, method: str, kind: str, verb: str, data: dict[str, Any]) -> Answer:
+    def answer(self, method: str, kind: str, verb: str, data: dict[str, Any], workspace: Workspace) -> Answer:
         with self.service.lock:
             if kind == "registered-models":
                 return self.registered(method, verb, data)
-            return self.versions(verb, data)
+            return self.versions(verb, data, workspace)
 
     def registered(self, method: str, verb: str, data: dict[str, Any]) -> Answer:
         name = str(data.get("name") or "")
@@ -46,11 +54,13 @@ class ModelRegistry:
                 return error(400, "RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.")
             now = _now()
             self.models[name] = {"created": now, "updated": now, "description": str(data.get("description") or ""),
-                                 "tags": _pairs(data.get("tags")), "aliases": {}, "versions": []}
+                                 "tags": _pairs(data.get("tags")), "aliases": {}, "versions": {}}
             return 200, {"registered_model": self.view(name)}
         if verb == "search":
             views = [self.view(each) for each in sorted(self.models)]
             return _search(views, str(data.get("filter") or ""), "registered_models", "RegisteredModel", "SearchModelUtils")
+        if verb not in ("get", "get-latest-versions", "set-tag", "alias"):
+            return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} registered-models/{verb}")
         model = self.models.get(name)
         if model is None:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found")
@@ -64,6 +74,8 @@ class ModelRegistry:
         if verb == "alias":
             alias = str(data.get("alias") or "")
             if method == "POST":
+                if str(data.get("version")) not in model["versions"]:
+                    return error(404, "RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={data.get('version')}) not found")
                 model["aliases"][alias] = str(data.get("version"))
                 return 200, {}
             if method == "DELETE":
@@ -74,39 +86,59 @@ class ModelRegistry:
             return 200, {"model_version": self.version_view(name, model["aliases"][alias])}
         return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} registered-models/{verb}")
 
-    def versions(self, verb: str, data: dict[str, Any]) -> Answer:
+    def versions(self, verb: str, data: dict[str, Any], workspace: Workspace) -> Answer:
         name = str(data.get("name") or "")
         if verb == "search":
-            views = [self.version_view(each, str(v["version"])) for each in sorted(self.models) for v in self.models[each]["versions"]]
+            views = [self.version_view(each, version) for each in sorted(self.models) for version in self.models[each]["versions"]]
             return _search(views, str(data.get("filter") or ""), "model_versions", "ModelVersion", "SearchModelVersionUtils")
+        if verb not in ("create", "get", "get-download-uri", "set-tag"):
+            return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer model-versions/{verb}")
         model = self.models.get(name)
         if model is None:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered Model with name={name} not found")
         if verb == "create":
-            source, model_id = str(data.get("source") or ""), str(data.get("model_id") or "")
-            now = _now()
-            model["versions"].append({"version": len(model["versions"]) + 1, "created": now, "source": source,
-                                      "run_id": str(data.get("run_id") or ""), "model_id": model_id,
-                                      "description": str(data.get("description") or ""), "tags": _pairs(data.get("tags")),
-                                      "storage": self.logged_model_uri(model_id) if model_id else None})
-            model["updated"] = now
-            return 200, {"model_version": self.version_view(name, str(len(model["versions"])))}
+            return self.create_version(name, data, workspace)
         version = str(data.get("version") or "")
-        if not version.isdigit() or not 1 <= int(version) <= len(model["versions"]):
+        if version not in model["versions"]:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Model Version (name={name}, version={version}) not found")
         if verb == "get":
             return 200, {"model_version": self.version_view(name, version)}
         if verb == "get-download-uri":
-            entry = model["versions"][int(version) - 1]
+            entry = model["versions"][version]
             return 200, {"artifact_uri": entry["storage"] or entry["source"]}
         if verb == "set-tag":
-            model["versions"][int(version) - 1]["tags"][str(data.get("key"))] = str(data.get("value", ""))
+            model["versions"][version]["tags"][str(data.get("key"))] = str(data.get("value", ""))
             return 200, {}
         return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer model-versions/{verb}")
 
+    def create_version(self, name: str, data: dict[str, Any], workspace: Workspace) -> Answer:
+        """A new version of ``name``, numbered after the registry's and the workspace asset's
+        versions, and recorded as the workspace's model asset too."""
+        import json
+
+        model, assets = self.models[name], self.assets(workspace)
+        source, model_id, run = str(data.get("source") or ""), str(data.get("model_id") or ""), str(data.get("run_id") or "")
+        storage = self.logged_model_uri(model_id) if model_id else None
+        taken = [int(v) for v in model["versions"]] + [int(doc["name"]) for doc in assets.of(name) if doc["name"].isdecimal()]
+        version, tags = str(max(taken, default=0) + 1), _pairs(data.get("tags"))
+        location = storage or source
+        path = location[len("mlflow-artifacts:/"):] if location.startswith("mlflow-artifacts:/") else None
+        body = {"properties": {"modelUri": f"azureml://datastores/workspaceartifactstore/paths/{path.strip('/')}/" if path else location,
+                               "modelType": "mlflow_model", "description": str(data.get("description") or "") or None,
+                               "tags": tags, "jobName": run or None}}
+        status, _, answered = assets.put(name, version, json.dumps(body).encode())
+        if status >= 400:
+            return error(400, "INVALID_PARAMETER_VALUE", f"the workspace's model asset {name}:{version} refused it: "
+                                                         f"{answered['error']['message']}")
+        now = _now()
+        model["versions"][version] = {"version": version, "created": now, "source": source, "run_id": run, "model_id": model_id,
+                                      "description": str(data.get("description") or ""), "tags": tags, "storage": storage}
+        model["updated"] = now
+        return 200, {"model_version": self.version_view(name, version)}
+
     def latest(self, name: str) -> list[str]:
         versions = self.models[name]["versions"]
-        return [str(versions[-1]["version"])] if versions else []
+        return [max(versions, key=int)] if versions else []
 
     def view(self, name: str) -> dict[str, Any]:
         model = self.models[name]
@@ -116,11 +148,11 @@ class ModelRegistry:
                 "latest_versions": [self.version_view(name, version) for version in self.latest(name)]}
 
     def version_view(self, name: str, version: str) -> dict[str, Any]:
-        entry = self.models[name]["versions"][int(version) - 1]
-        view = {"name": name, "version": str(entry["version"]), "creation_timestamp": entry["created"],
+        entry = self.models[name]["versions"][version]
+        view = {"name": name, "version": entry["version"], "creation_timestamp": entry["created"],
                 "last_updated_timestamp": entry["created"], "current_stage": "None", "description": entry["description"],
                 "source": entry["source"], "status": "READY", "tags": [{"key": k, "value": v} for k, v in entry["tags"].items()],
-                "aliases": [a for a, v in self.models[name]["aliases"].items() if v == str(entry["version"])]}
+                "aliases": [a for a, v in self.models[name]["aliases"].items() if v == entry["version"]]}
         view.update({key: entry[key] for key in ("run_id", "model_id") if entry[key]})
         return view
 

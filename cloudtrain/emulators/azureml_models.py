@@ -36,6 +36,12 @@ class Models:
 
     def answer(self, method: str, rest: str, body: bytes) -> Response:
         """``rest``: the path after ``.../workspaces/<ws>/models``."""
+        try:
+            return self._answer(method, rest, body)
+        except (KeyError, TypeError, ValueError, AttributeError) as refused:  # odd input: a 400, not a retried 500
+            return _error(400, "UserError", f"the emulator could not take {method} models{rest}: {refused!r}")
+
+    def _answer(self, method: str, rest: str, body: bytes) -> Response:
         parts = [part for part in rest.split("/") if part]
         if method == "GET" and not parts:
             with self.lock:
@@ -60,7 +66,8 @@ class Models:
             sent = json.loads(body or b"{}")
         except ValueError:
             return _error(400, "UserError", "a model version's body is not JSON")
-        properties = dict((sent.get("properties") if isinstance(sent, dict) else None) or {})
+        sent_properties = sent.get("properties") if isinstance(sent, dict) else None
+        properties = dict(sent_properties) if isinstance(sent_properties, dict) else {}
         if not properties.get("modelUri"):
             return _error(400, "UserError", "a model version needs its path (properties.modelUri)")
         for key, default in (("modelType", "custom_model"), ("flavors", {}), ("tags", {}), ("properties", {}),
@@ -80,14 +87,13 @@ class Models:
         return (200 if old else 201), {}, doc
 
     def of(self, name: str) -> list[dict[str, Any]]:
-        """The versions of model ``name``, newest first."""
+        """The versions of model ``name``, newest first (in the order they were created)."""
         with self.lock:
-            found = [doc for (model, _), doc in self.versions.items() if model == name]
-        return sorted(found, key=lambda doc: doc["systemData"]["createdAt"], reverse=True)
+            return [doc for (model, _), doc in reversed(self.versions.items()) if model == name]
 
     def container(self, name: str) -> dict[str, Any]:
         versions = self.of(name)
-        numbers = [int(doc["name"]) for doc in versions if doc["name"].isdigit()]
+        numbers = [int(doc["name"]) for doc in versions if doc["name"].isdecimal()]
         return {"id": self.resource_id(f"models/{name}"), "name": name, "type": _TYPE,
                 "properties": {"latestVersion": versions[0]["name"] if versions else None,
                                "nextVersion": str(max(numbers) + 1 if numbers else 1), "isArchived": False},

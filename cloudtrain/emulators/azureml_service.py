@@ -271,10 +271,12 @@ class AzureMLService:
     def list_environment_versions(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return self.workspace_environments(sub, rg, ws).list(name)
 
-    def models(self, request: Any, sub: str, rg: str, ws: str, rest: str) -> tuple[int, dict[str, str], Any]:
+    def workspace_models(self, sub: str, rg: str, ws: str) -> Models:
         with self.lock:
-            models = self.model_assets.setdefault((sub, rg, ws), Models(lambda tail: self.resource_id(sub, rg, ws, tail)))
-        return models.answer(request.method, rest, request.get_data())
+            return self.model_assets.setdefault((sub, rg, ws), Models(lambda tail: self.resource_id(sub, rg, ws, tail)))
+
+    def models(self, request: Any, sub: str, rg: str, ws: str, rest: str) -> tuple[int, dict[str, str], Any]:
+        return self.workspace_models(sub, rg, ws).answer(request.method, rest, request.get_data())
 
     def get_compute(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, {"id": self.resource_id(sub, rg, ws, f"computes/{name}"), "name": name, "location": self.region,

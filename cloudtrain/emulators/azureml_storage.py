@@ -5,6 +5,7 @@ set metadata, get / head with ranges, list blobs)."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -25,17 +26,25 @@ class BlobStore:
         return target
 
     def put(self, container: str, name: str, data: bytes) -> None:
+        """Write a blob whole: a reader sees the old blob or the new one, never part of it."""
         target = self.path(container, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, target)
 
     def list(self, container: str, prefix: str = "") -> list[str]:
         base = self.root / container
         if not base.is_dir():
             return []
-        names = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        names = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file() and not is_partial(p.name))
         return sorted(n for n in names if n.startswith(prefix))
 
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` is a blob being written (:meth:`BlobStore.put`), not a blob."""
+    return name.startswith(".") and name.endswith(".partial")
 
 
 def blob_response(blobs: BlobStore, request: Any, path: str, blob_base: str) -> tuple[int, dict[str, str], Any]:

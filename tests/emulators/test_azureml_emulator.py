@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent('''
     from pathlib import Path
     mode = sys.argv[1]
     keys = ("AZUREML_RUN_ID", "AZUREML_EXPERIMENT_NAME", "AZUREML_NODE_COUNT", "MASTER_ADDR", "MASTER_PORT",
-            "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "CT_FLAG", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI")
+            "RANK", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK", "CT_FLAG", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")
     print("env " + json.dumps({k: os.environ.get(k) for k in keys}), flush=True)
     if mode == "gate":
         print("waiting for the gate", flush=True)
@@ -93,7 +93,8 @@ def test_distributed_job_runs_with_azureml_conventions(emulator: AzureMLEmulator
         assert env["AZUREML_RUN_ID"] == "emu-dist-1" and env["AZUREML_EXPERIMENT_NAME"] == "emulator-tests"
         assert env["AZUREML_NODE_COUNT"] == "2" and env["CT_FLAG"] == "yes"
         # the workspace's MLflow tracking server and the job's own run, as Azure ML gives every job
-        assert env["MLFLOW_RUN_ID"] == "emu-dist-1" and env["MLFLOW_TRACKING_URI"] == (
+        assert env["MLFLOW_RUN_ID"] == "emu-dist-1" and env["MLFLOW_EXPERIMENT_NAME"] == "emulator-tests"
+        assert env["MLFLOW_TRACKING_URI"] == (
             f"{emulator.tracking.url}/mlflow/v1.0/subscriptions/{emulator.subscription_id}/resourceGroups/"
             f"{emulator.resource_group}/providers/Microsoft.MachineLearningServices/workspaces/{emulator.workspace}")
         assert "input says hello from the input" in text

@@ -40,9 +40,10 @@ SCRIPT = textwrap.dedent('''
         mlflow.log_metric("holdout", 0.5, step=1)
         mlflow.log_dict({"classes": 3}, "notes/summary.json")
         info = mlflow.sklearn.log_model(model, name="svc", registered_model_name="iris-svc")  # and registered
+    outside = mlflow.sklearn.log_model(model, name="outside-a-run")  # in the job's experiment (MLFLOW_EXPERIMENT_ID)
     agrees = [bool((mlflow.sklearn.load_model(uri).predict(X) == model.predict(X)).all())
               for uri in (info.model_uri, "models:/iris-svc/1")]
-    print(json.dumps({"model_id": info.model_id, "model_uri": info.model_uri, "agrees": agrees}))
+    print(json.dumps({"model_id": info.model_id, "model_uri": info.model_uri, "agrees": agrees, "outside": outside.model_id}))
 ''')
 
 
@@ -58,18 +59,23 @@ def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 
 
-def _job(emulator: AzureMLEmulator, name: str, experiment: str = "iris") -> str:
-    """Record a job ``name`` and answer its processes' ``MLFLOW_TRACKING_URI``."""
+def _environment(emulator: AzureMLEmulator, name: str, experiment: str = "iris") -> dict[str, str]:
+    """Record a job ``name`` and answer what its processes get for MLflow."""
     workspace = (emulator.subscription_id, emulator.resource_group, emulator.workspace)
     emulator.service.record_job(workspace, name, {"properties": {"experimentName": experiment}})
-    return run_environment(emulator.tracking.url, emulator.service.resource_id(*workspace), name)["MLFLOW_TRACKING_URI"]
+    return run_environment(emulator.tracking.url, emulator.service.resource_id(*workspace), name, experiment)
+
+
+def _job(emulator: AzureMLEmulator, name: str, experiment: str = "iris") -> str:
+    return _environment(emulator, name, experiment)["MLFLOW_TRACKING_URI"]
 
 
 def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(emulator: AzureMLEmulator,
                                                                                 tmp_path: Path) -> None:
-    uri = _job(emulator, "autolog-job")
+    job = _environment(emulator, "autolog-job")
+    uri = job["MLFLOW_TRACKING_URI"]
     (tmp_path / "train.py").write_text(SCRIPT)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_RUN_ID": "autolog-job", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {**os.environ, **job, "MLFLOW_DISABLE_TELEMETRY": "true"}
     done = subprocess.run([sys.executable, "train.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Encountered unexpected error during sklearn autologging" not in done.stderr, done.stderr[-3000:]
@@ -92,6 +98,7 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
     assert f"ExperimentRun/dcid.autolog-job/models/{told['model_id']}/artifacts/MLmodel" in names
     assert json.loads(emulator.blob("ExperimentRun/dcid.autolog-job/notes/summary.json")) == {"classes": 3}
     client = MlflowClient(uri)
+    assert client.get_logged_model(told["outside"]).experiment_id == experiment_id("iris")
     model = client.get_logged_model(told["model_id"])
     assert model.status.to_proto() == 2 and model.source_run_id == "autolog-job" and model.name == "svc"  # READY
     assert told["model_id"] in [m.model_id for m in client.search_logged_models([experiment_id("iris")])]
@@ -99,12 +106,15 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
     # the registry: a version of the logged model, found by MLflow's own filter and by an alias
     (version,) = client.search_model_versions("name = 'iris-svc'")
     assert (version.version, version.source, version.status) == ("1", told["model_uri"], "READY")
-    assert emulator.tracking.app.registry.models["iris-svc"]["versions"][0]["model_id"] == told["model_id"]  # MLflow's client drops it
+    assert emulator.tracking.app.registry.models["iris-svc"]["versions"]["1"]["model_id"] == told["model_id"]  # MLflow's client drops it
     assert client.get_registered_model("iris-svc").latest_versions[0].version == "1"
     assert client.search_model_versions("name = 'other'") == [] and [m.name for m in client.search_registered_models()] == ["iris-svc"]
     client.set_registered_model_alias("iris-svc", "champion", "1")
     assert client.get_model_version_by_alias("iris-svc", "champion").aliases == ["champion"]
     assert client.get_model_version_download_uri("iris-svc", "1") == model.artifact_location
+    asset = emulator.ml_client().models.get("iris-svc", version="1")  # as on Azure ML: a model asset too
+    assert (asset.type, asset.path) == ("mlflow_model", "azureml://datastores/workspaceartifactstore/paths/"
+                                                        f"ExperimentRun/dcid.autolog-job/models/{told['model_id']}/artifacts/")
     assert [f.path for f in client.list_artifacts("autolog-job", "notes")] == ["notes/summary.json"]
     fetched = client.download_artifacts("autolog-job", "notes/summary.json", str(tmp_path / "got"))
     assert json.loads(Path(fetched).read_text()) == {"classes": 3}
@@ -132,6 +142,22 @@ def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: 
     assert client.get_experiment_by_name("no-such-experiment") is None
     created = client.create_experiment("made-by-mlflow")
     assert created == experiment_id("made-by-mlflow") and client.get_experiment(created).name == "made-by-mlflow"
+    # one registry: a version registered through MLflow is numbered after the workspace's asset versions
+    from azure.ai.ml.entities import Model
+
+    emulator.ml_client().models.create_or_update(Model(name="numbered", path="azureml://jobs/plain-job/outputs/artifacts/paths/m/"))
+    client.create_registered_model("numbered")
+    version = client.create_model_version("numbered", "mlflow-artifacts:/ExperimentRun/dcid.plain-job/m2", run_id="plain-job")
+    assert version.version == "2" and [m.version for m in emulator.ml_client().models.list(name="numbered")] == ["2", "1"]
+    with pytest.raises(MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+        client.set_registered_model_alias("numbered", "best", "7")
+    client.set_registered_model_alias("numbered", "best", "2")
+    assert client.get_model_version_by_alias("numbered", "best").version == "2"
+    client.delete_registered_model_alias("numbered", "best")  # MLflow sends a DELETE's fields as its body
+    with pytest.raises(MlflowException, match="alias best not found"):
+        client.get_model_version_by_alias("numbered", "best")
+    with pytest.raises(MlflowException, match="Changing param values"):  # two values of one key in one batch
+        client.log_batch("plain-job", params=[Param("depth", "3"), Param("depth", "4")])
     client.set_terminated("plain-job")  # MLflow's end_run: the job, not MLflow, ends the run
     assert emulator.service.runs["plain-job"]["status"] == "NotStarted"
 
@@ -153,6 +179,17 @@ def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
     raw = Client(MlflowTracking(emulator.service))
     answer = raw.put(f"{base}/api/2.0/mlflow-artifacts/artifacts/ExperimentRun/../../../escape.txt", data=b"x")
     assert answer.status_code == 400 and "not an artifact path" in answer.get_json()["message"]
+    for outside in ("ExperimentRun", "ExperimentRun/dcid.refusing-job", "azureml/some-job/output/file"):  # others' blobs
+        answer = raw.delete(f"{base}/api/2.0/mlflow-artifacts/artifacts/{outside}")
+        assert answer.status_code == 403 and "not inside a run's" in answer.get_json()["message"], outside
+    # odd input is a 400 that MLflow reports at once, never a 500 it would retry for minutes
+    batch = f"{base}/api/2.0/mlflow/runs/log-batch"
+    for body in ({"run_id": "refusing-job", "params": ["not-a-pair"]}, {"run_id": "refusing-job", "metrics": [{"key": "m", "value": 1, "step": "x"}]},
+                 {"run_id": ["a", "list"]}):
+        answer = raw.post(batch, json=body)
+        assert answer.status_code == 400 and answer.get_json()["error_code"] == "INVALID_PARAMETER_VALUE", (body, answer.get_json())
+    answer = raw.post(batch, data=b"{not json", content_type="application/json")
+    assert answer.status_code == 400 and answer.get_json()["error_code"] == "MALFORMED_REQUEST"
     assert raw.get(f"{base}/api/2.0/mlflow/traces/search").status_code == 404
     with pytest.raises(MlflowException, match="RESOURCE_ALREADY_EXISTS"):
         client.create_registered_model("twice") and client.create_registered_model("twice")
