@@ -217,6 +217,17 @@ class AzureMLEmulator(Emulator):
         return f"{self.storage_account}.blob.core.windows.net"
 
     @property
+    def mlflow_tracking_uri(self) -> str:
+        """The MLflow tracking server its jobs log to (``MLFLOW_TRACKING_URI`` in each job): a user's
+        ``mlflow.set_tracking_uri`` to it reads the jobs' runs, as ``azureml://`` with azureml-mlflow
+        does on Azure ML."""
+        workspace = self.service.resource_id(self.subscription_id, self.resource_group, self.workspace)
+        return f"{self.tracking.url}/mlflow/v1.0{workspace}"
+
+    def notes(self) -> list[str]:
+        return [f"MLflow tracking server of its jobs (mlflow.set_tracking_uri reads their runs): {self.mlflow_tracking_uri}"]
+
+    @property
     def settings(self) -> dict[str, str]:
         """The ``azureml`` settings of a spec that uses this workspace."""
         return {"subscription_id": self.subscription_id, "resource_group": self.resource_group, "workspace": self.workspace,

@@ -410,6 +410,8 @@ def serve_forever(emulator: Any, *, out: TextIO | None = None, stop: threading.E
             for member in getattr(emulator, "members", [emulator]):  # an EmulatorGroup's, or the one
                 print(f"{member.title} emulator on {member.endpoint_url} (jobs under {member.root}); Ctrl-C stops it",
                       file=sys.stderr, flush=True)
+                for note in getattr(member, "notes", lambda: [])():  # what else a user may reach
+                    print(f"  {note}", file=sys.stderr, flush=True)
             for key, value in emulator.environment().items():
                 out.write(f"export {key}={shlex.quote(value)}\n")
             out.write("\n")  # the exports are complete: a script reading them can stop here

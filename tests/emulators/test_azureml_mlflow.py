@@ -121,7 +121,9 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
 
 
 def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: AzureMLEmulator) -> None:
-    client = MlflowClient(_job(emulator, "plain-job", experiment="digits"))
+    uri = _job(emulator, "plain-job", experiment="digits")
+    assert uri == emulator.mlflow_tracking_uri and uri in emulator.notes()[0]  # what `emulator start` prints for users
+    client = MlflowClient(uri)
     client.log_batch("plain-job", metrics=[Metric("loss", 0.9, 1, 0), Metric("loss", 0.4, 2, 1)],
                      params=[Param("lr", "0.1")], tags=[RunTag("stage", "try")])
     client.log_param("plain-job", "lr", "0.1")  # the same value again is fine
