@@ -40,6 +40,8 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
+
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
@@ -47,7 +49,6 @@ _ROUTE = re.compile(r"^/mlflow/v1\.0/subscriptions/(?P<sub>[^/]+)/resourceGroups
                     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/api/2\.0/(?P<api>mlflow|mlflow-artifacts)/(?P<rest>.*)$")
 #: run history status -> MLflow run status
 _STATUSES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED"}
-Answer = tuple[int, dict[str, Any] | bytes]
 
 
 def run_environment(base: str, workspace_id: str, run: str, experiment: str = "Default") -> dict[str, str]:
@@ -61,10 +62,6 @@ def run_environment(base: str, workspace_id: str, run: str, experiment: str = "D
 def experiment_id(name: str) -> str:
     """The id of the experiment ``name``, as run history gives it (``experimentId``)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name or "Default"))
-
-
-def error(status: int, code: str, message: str) -> Answer:
-    return status, {"error_code": code, "message": message}
 
 
 class MlflowTracking:

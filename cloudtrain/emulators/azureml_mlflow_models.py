@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.emulators.azureml_mlflow import Answer, error
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
 from cloudtrain.emulators.azureml_storage import is_partial
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.emulators.azureml_mlflow import Answer, error
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_models import Models
