@@ -37,9 +37,9 @@ Jobs run through :mod:`cloudtrain.emulators.azureml_execution` (on
 random and grid sampling; Bayesian sampling draws randomly; bandit, median stopping and
 truncation selection policies stop trials as their metrics come in). Every command job's processes,
 a trial's too, get ``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID`` and the experiment's name and id as on
-Azure ML, so what they log
-through MLflow (metrics, parameters, ``autolog``, models, artifacts) lands on the job's run in the
-emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`), in-process too. Faults
+Azure ML, so what they log through MLflow (metrics, parameters, ``autolog``, models, artifacts)
+lands on the job's run in the emulator's tracking server (:mod:`cloudtrain.emulators.azureml_mlflow`),
+in-process too. Faults
 (:class:`cloudtrain.emulators.common.Faults`) apply to operations named as in
 :func:`cloudtrain.emulators.azureml_service.operation_of`, e.g. ``MachineLearningServices.Jobs.CreateOrUpdate``:
 ``throttle`` answers 429 with ``Retry-After``, ``server_error`` 500, ``drop_after`` processes the

@@ -16,9 +16,9 @@ does); ``Bayesian`` is **not emulated as Bayesian optimisation: it samples rando
 
 Metrics: a trial, as every command job, gets ``MLFLOW_TRACKING_URI`` (the emulator's MLflow
 tracking server, :mod:`~cloudtrain.emulators.azureml_mlflow`) and ``MLFLOW_RUN_ID`` (its run), as on
-Azure ML, so ``mlflow.log_metric`` (or ``mlflow.autolog()``) records on its run. A trial's value is its best value of the primary metric
-(``objective.primaryMetric``, by ``objective.goal``); a trial that did not complete, or logged no
-finite value of it, is never the best. As trials complete, the sweep's properties
+Azure ML, so ``mlflow.log_metric`` (or ``mlflow.autolog()``) records on its run. A trial's value is
+its best value of the primary metric (``objective.primaryMetric``, by ``objective.goal``); a trial
+that did not complete, or logged no finite value of it, is never the best. As trials complete, the sweep's properties
 ``best_child_run_id``, ``score`` and ``best_metric_status`` name the best one, as Azure ML's
 sweep (HyperDrive) run does. The sweep ends ``Completed`` once its trials ended and one of them
 gave a value, else ``Failed`` (with the reason); a cancel cancels the running trials, launches no
