@@ -56,7 +56,8 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  cancels the sweep), the objective read from what each trial logs through
                  MLflow, the true best reported. An MLflow
                  tracking server (every job gets MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics,
-                 parameters, tags, autolog, logged models, artifacts in the run's artifact store).
+                 parameters, tags, autolog, logged models, artifacts in the run's artifact store,
+                 the model registry, run and experiment searches).
                  Model assets (ml_client.models: create_or_update, get, list; the path recorded
                  as sent; a model registered through MLflow is one too). Not: pipeline, AutoML or Spark jobs, registries, data assets, model
                  downloads, nested MLflow runs, the azureml:// tracking URI (azureml-mlflow).

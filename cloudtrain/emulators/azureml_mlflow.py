@@ -18,6 +18,8 @@ What it answers, under ``/mlflow/v1.0/<workspace>/api/2.0/``:
   As in MLflow's own stores, an exact repeat of a value is dropped, a run's latest value is that of
   its highest step, and a parameter keeps its first value. A run's status is the job's: ``update``
   (MLflow's ``end_run``) does not end the job.
+- ``mlflow/runs/search`` and ``mlflow/experiments/search``, with MLflow's own filters and order (a
+  sweep job is no MLflow run; its trials are).
 - ``mlflow/experiments/``: ``get``, ``get-by-name`` and ``create``; an experiment's id is derived
   from its name (the jobs' ``experiment_name``), the same as run history's ``experimentId``.
 - ``mlflow/logged-models`` (MLflow 3's models, which ``log_model`` and ``autolog`` create) and
@@ -124,6 +126,8 @@ class MlflowTracking:
         if verb == "create":
             return error(400, "INVALID_PARAMETER_VALUE", "the emulator's tracking server creates no runs (a nested run): a "
                                                          "job's processes log to the job's own run, MLFLOW_RUN_ID")
+        if verb == "search":
+            return self.search(data)
         name = data.get("run_id") or data.get("run_uuid") or ""
         with self.service.lock:
             run = self.service.runs.get(name)
@@ -156,20 +160,49 @@ class MlflowTracking:
                 tracked["outputs"].extend(_entries(data, "models"))
             elif verb not in ("get", "update"):
                 return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} runs/{verb}")
-            info = self.run_info(name, run)
             if verb == "update":
-                return 200, {"run_info": info}
+                return 200, {"run_info": self.run_info(name, run)}
             if verb != "get":
                 return 200, {}
-            # MLflow's latest value: of the highest step, then the latest timestamp, as its stores take it
-            latest = [{"key": key, **max(values, key=lambda m: (m["step"], m["timestamp"], m["value"]))}
-                      for key, values in metrics.items() if values]
-            return 200, {"run": {
-                "info": info,
-                "data": {"metrics": latest, "params": [{"key": k, "value": v} for k, v in tracked["params"].items()],
-                         "tags": [{"key": k, "value": v} for k, v in tracked["tags"].items()]},
-                "inputs": {"dataset_inputs": tracked["inputs"], "model_inputs": tracked["model_inputs"]},
-                "outputs": {"model_outputs": tracked["outputs"]}}}
+            return 200, {"run": self.run_view(name, run)}
+
+    def run_view(self, name: str, run: dict[str, Any]) -> dict[str, Any]:
+        """MLflow's ``Run`` of run ``name`` (call with the service's lock held)."""
+        metrics, tracked = run.get("metrics") or {}, run.get("mlflow") or {}
+        # MLflow's latest value: of the highest step, then the latest timestamp, as its stores take it
+        latest = [{"key": key, **max(values, key=lambda m: (m["step"], m["timestamp"], m["value"]))}
+                  for key, values in metrics.items() if values]
+        return {"info": self.run_info(name, run),
+                "data": {"metrics": latest, "params": [{"key": k, "value": v} for k, v in (tracked.get("params") or {}).items()],
+                         "tags": [{"key": k, "value": v} for k, v in (tracked.get("tags") or {}).items()]},
+                "inputs": {"dataset_inputs": tracked.get("inputs") or [], "model_inputs": tracked.get("model_inputs") or []},
+                "outputs": {"model_outputs": tracked.get("outputs") or []}}
+
+    def search(self, data: dict[str, Any]) -> Answer:
+        """``runs/search``: the runs of the experiments that match MLflow's filter, in its order,
+        a page at a time, as MLflow's own stores search them."""
+        from google.protobuf.json_format import ParseDict
+        from mlflow.entities import Run
+        from mlflow.protos.service_pb2 import Run as RunProto
+        from mlflow.utils.search_utils import SearchUtils
+
+        wanted = {str(e) for e in data.get("experiment_ids") or []}
+        with self.service.lock:
+            views = [self.run_view(name, run) for name, run in self.service.runs.items()
+                     if name in self.service.jobs and self.service.jobs[name]["properties"].get("jobType") != "Sweep"]
+        views = [view for view in views if not wanted or view["info"]["experiment_id"] in wanted]
+        from mlflow.exceptions import MlflowException
+
+        runs = [Run.from_proto(ParseDict(view, RunProto(), ignore_unknown_fields=True)) for view in views]
+        try:
+            runs = SearchUtils.sort(SearchUtils.filter(runs, str(data.get("filter") or "")), list(data.get("order_by") or []))
+            page, token = SearchUtils.paginate(runs, data.get("page_token") or None, int(data.get("max_results") or 1000))
+        except MlflowException as refused:  # a filter or an order MLflow's own parser refuses
+            return error(400, "INVALID_PARAMETER_VALUE", refused.message)
+        by_id = {view["info"]["run_id"]: view for view in views}
+        if isinstance(token, bytes):
+            token = token.decode()  # MLflow's page token: base64 of the next offset
+        return 200, {"runs": [by_id[run.info.run_id] for run in page], **({"next_page_token": token} if token else {})}
 
     def history(self, data: dict[str, Any]) -> Answer:
         """Every value of one metric of a run, in logging order (one page)."""
@@ -213,6 +246,23 @@ class MlflowTracking:
             with self.service.lock:
                 self.experiments.add(name)
             return 200, {"experiment_id": experiment_id(name)}
+        if verb == "search":
+            from google.protobuf.json_format import ParseDict
+            from mlflow.entities import Experiment
+            from mlflow.protos.service_pb2 import Experiment as ExperimentProto
+            from mlflow.utils.search_utils import SearchExperimentsUtils
+
+            views = [self.experiment_view(name) for name in sorted(self.experiment_names())]
+            from mlflow.exceptions import MlflowException
+
+            found = [Experiment.from_proto(ParseDict(view, ExperimentProto(), ignore_unknown_fields=True)) for view in views]
+            try:
+                found = SearchExperimentsUtils.filter(found, str(data.get("filter") or ""))
+                kept = [e.experiment_id for e in SearchExperimentsUtils.sort(found, list(data.get("order_by") or []))]
+            except MlflowException as refused:
+                return error(400, "INVALID_PARAMETER_VALUE", refused.message)
+            by_id = {view["experiment_id"]: view for view in views}
+            return 200, {"experiments": [by_id[e] for e in kept][:int(data.get("max_results") or 1000)]}
         if verb == "get-by-name":
             name = str(data.get("experiment_name") or "")
             found = name if name in self.experiment_names() else None
@@ -222,10 +272,12 @@ class MlflowTracking:
             return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer experiments/{verb}")
         if found is None:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment {data.get('experiment_name') or data.get('experiment_id')!r}")
+        return 200, {"experiment": self.experiment_view(found)}
+
+    def experiment_view(self, name: str) -> dict[str, Any]:
         now = int(time.time() * 1000)
-        return 200, {"experiment": {"experiment_id": experiment_id(found), "name": found, "lifecycle_stage": "active",
-                                    "artifact_location": "mlflow-artifacts:/ExperimentRun", "creation_time": now,
-                                    "last_update_time": now, "tags": []}}
+        return {"experiment_id": experiment_id(name), "name": name, "lifecycle_stage": "active",
+                "artifact_location": "mlflow-artifacts:/ExperimentRun", "creation_time": now, "last_update_time": now, "tags": []}
 
 
 class _Malformed(ValueError):

@@ -160,6 +160,17 @@ def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: 
         client.get_model_version_by_alias("numbered", "best")
     with pytest.raises(MlflowException, match="Changing param values"):  # two values of one key in one batch
         client.log_batch("plain-job", params=[Param("depth", "3"), Param("depth", "4")])
+    # searches, with MLflow's own filters, order and pages: what a user runs to compare a sweep's trials
+    MlflowClient(_job(emulator, "plain-job-2", experiment="digits")).log_batch("plain-job-2", metrics=[Metric("loss", 0.7, 1, 0)])
+    digits = [experiment_id("digits")]
+    assert [r.info.run_id for r in client.search_runs(digits, order_by=["metrics.loss DESC"])] == ["plain-job-2", "plain-job"]
+    assert [r.info.run_id for r in client.search_runs(digits, "metrics.loss < 0.5 and params.lr = '0.1'")] == ["plain-job"]
+    first = client.search_runs(digits, order_by=["metrics.loss ASC"], max_results=1)
+    assert [r.info.run_id for r in first] == ["plain-job"] and first.token
+    assert [r.info.run_id for r in client.search_runs(digits, order_by=["metrics.loss ASC"], max_results=1, page_token=first.token)] == ["plain-job-2"]
+    assert [e.name for e in client.search_experiments(filter_string="name = 'digits'")] == ["digits"]
+    with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
+        client.search_runs(digits, "metrics.loss <")
     client.set_terminated("plain-job")  # MLflow's end_run: the job, not MLflow, ends the run
     assert emulator.service.runs["plain-job"]["status"] == "NotStarted"
 
