@@ -59,8 +59,9 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  parameters, tags, autolog, logged models, artifacts in the run's artifact store,
                  the model registry, run and experiment searches).
                  Model assets (ml_client.models: create_or_update, get, list; the path recorded
-                 as sent; a model registered through MLflow is one too). Not: pipeline, AutoML or Spark jobs, registries, data assets, model
-                 downloads, nested MLflow runs, the azureml:// tracking URI (azureml-mlflow).
+                 as sent; a model registered through MLflow is one too). Not: pipeline, AutoML
+                 or Spark jobs, registries, data assets, model downloads, nested MLflow runs,
+                 the azureml:// tracking URI (azureml-mlflow).
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training
                  pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT
