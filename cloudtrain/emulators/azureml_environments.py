@@ -16,19 +16,11 @@ from __future__ import annotations
 import json
 import re
 import threading
-from datetime import datetime, timezone
 from typing import Any, Callable
 
-Response = tuple[int, dict[str, str], Any]
+from cloudtrain.emulators.azureml_answers import Response, azure_error, now_iso
+
 CURATED_PREFIX = "AzureML-"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return status, {"x-ms-error-code": code}, {"error": {"code": code, "message": message}}
 
 
 class Environments:
@@ -42,7 +34,7 @@ class Environments:
     def _document(self, name: str, version: str, properties: dict[str, Any]) -> dict[str, Any]:
         return {"id": self.resource_id(f"environments/{name}/versions/{version}"), "name": version,
                 "type": "Microsoft.MachineLearningServices/workspaces/environments/versions", "properties": properties,
-                "systemData": {"createdAt": _now(), "createdBy": "cloudtrain emulator"}}
+                "systemData": {"createdAt": now_iso(), "createdBy": "cloudtrain emulator"}}
 
     def _curated(self, name: str) -> dict[str, Any]:
         image = f"mcr.microsoft.com/azureml/curated/{name[len(CURATED_PREFIX):].lower()}:1"
@@ -60,7 +52,7 @@ class Environments:
         sent = json.loads(body or b"{}")
         properties = dict(sent.get("properties") or {})
         if not any(properties.get(key) for key in ("image", "build")):
-            return _error(400, "UserError", "an environment needs an image or a build context (properties.image or properties.build)")
+            return azure_error(400, "UserError", "an environment needs an image or a build context (properties.image or properties.build)")
         properties.setdefault("osType", "Linux")
         properties.update(environmentType="UserCreated", provisioningState="Succeeded")
         with self.lock:
@@ -68,7 +60,7 @@ class Environments:
             if old is not None:
                 if old["properties"].get("image") != properties.get("image") or \
                         old["properties"].get("condaFile") != properties.get("condaFile"):
-                    return _error(409, "UserError", f"environment {name}:{version} already exists with other contents; "
+                    return azure_error(409, "UserError", f"environment {name}:{version} already exists with other contents; "
                                                     f"give it a new version")
                 return 200, {}, old
             doc = self._document(name, version, properties)
@@ -77,7 +69,7 @@ class Environments:
 
     def get(self, name: str, version: str) -> Response:
         doc = self.find(name, version)
-        return (200, {}, doc) if doc else _error(404, "UserError", f"environment {name}:{version} not found in this workspace")
+        return (200, {}, doc) if doc else azure_error(404, "UserError", f"environment {name}:{version} not found in this workspace")
 
     def list(self, name: str) -> Response:
         with self.lock:

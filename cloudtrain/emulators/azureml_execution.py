@@ -105,7 +105,7 @@ class JobRun(EmulatedJob):
     # -- states and logs ---------------------------------------------------------------------------
 
     def record_state(self, phase: Phase, failure: Failure | None) -> None:
-        from cloudtrain.emulators.azureml_service import now_iso
+        from cloudtrain.emulators.azureml_answers import now_iso
 
         if phase not in STATUSES:
             return

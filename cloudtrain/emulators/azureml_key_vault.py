@@ -19,13 +19,10 @@ import time
 import uuid
 from typing import Any
 
-Response = tuple[int, dict[str, str], Any]
+from cloudtrain.emulators.azureml_answers import Response, azure_error
+
 VAULT_SUFFIX = ".vault.azure.net"
 CHALLENGE = 'Bearer authorization="https://login.microsoftonline.com/{tenant}", resource="https://vault.azure.net"'
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return status, {"x-ms-error-code": code}, {"error": {"code": code, "message": message}}
 
 
 class KeyVaults:
@@ -41,7 +38,7 @@ class KeyVaults:
         if not authorization.startswith("Bearer "):
             return 401, {"WWW-Authenticate": CHALLENGE.format(tenant=self.tenant)}, b""
         if authorization[len("Bearer "):] != self.token:
-            return _error(401, "Unauthorized", "the access token is not one the emulator issued")
+            return azure_error(401, "Unauthorized", "the access token is not one the emulator issued")
         vault = host.split(":")[0].lower()
         match = re.fullmatch(r"/secrets/(?P<name>[0-9A-Za-z-]+)(?:/(?P<version>[0-9a-f]*))?/?", path)
         if request.method == "PUT" and match and match.group("version") is None:
@@ -50,7 +47,7 @@ class KeyVaults:
             return self.get(vault, match.group("name"), match.group("version") or "")
         if request.method == "GET" and path.rstrip("/") == "/secrets":
             return self.list(vault)
-        return _error(400, "BadParameter", f"the emulated Key Vault does not serve {request.method} {path}")
+        return azure_error(400, "BadParameter", f"the emulated Key Vault does not serve {request.method} {path}")
 
     def _bundle(self, vault: str, name: str, version: dict[str, Any], with_value: bool = True) -> dict[str, Any]:
         body = {"id": f"https://{vault}/secrets/{name}/{version['version']}", "attributes": dict(version["attributes"]),
@@ -63,7 +60,7 @@ class KeyVaults:
 
     def set(self, vault: str, name: str, sent: dict[str, Any]) -> Response:
         if not isinstance(sent.get("value"), str):
-            return _error(400, "BadParameter", "a secret needs a string value")
+            return azure_error(400, "BadParameter", "a secret needs a string value")
         now = int(time.time())
         version = {"version": uuid.uuid4().hex, "value": sent["value"], "contentType": sent.get("contentType"),
                    "tags": sent.get("tags") or {},
@@ -79,9 +76,9 @@ class KeyVaults:
         found = next((v for v in versions if v["version"] == version), None) if version else (versions[-1] if versions else None)
         if found is None:
             label = f"{name}/{version}" if version else name
-            return _error(404, "SecretNotFound", f"A secret with (name/id) {label} was not found in this key vault ({vault}).")
+            return azure_error(404, "SecretNotFound", f"A secret with (name/id) {label} was not found in this key vault ({vault}).")
         if not found["attributes"]["enabled"]:
-            return _error(403, "Forbidden", f"Operation get is not allowed on a disabled secret ({name}).")
+            return azure_error(403, "Forbidden", f"Operation get is not allowed on a disabled secret ({name}).")
         return 200, {}, self._bundle(vault, name, found)
 
     def list(self, vault: str) -> Response:

@@ -11,19 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
 from typing import Any, Callable
 
-Response = tuple[int, dict[str, str], Any]
+from cloudtrain.emulators.azureml_answers import Response, azure_error, now_iso
+
 _TYPE = "Microsoft.MachineLearningServices/workspaces/models"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return status, {"x-ms-error-code": code}, {"error": {"code": code, "message": message}}
 
 
 class Models:
@@ -39,7 +31,7 @@ class Models:
         try:
             return self._answer(method, rest, body)
         except (KeyError, TypeError, ValueError, AttributeError) as refused:  # odd input: a 400, not a retried 500
-            return _error(400, "UserError", f"the emulator could not take {method} models{rest}: {refused!r}")
+            return azure_error(400, "UserError", f"the emulator could not take {method} models{rest}: {refused!r}")
 
     def _answer(self, method: str, rest: str, body: bytes) -> Response:
         parts = [part for part in rest.split("/") if part]
@@ -49,7 +41,7 @@ class Models:
             return 200, {}, {"value": [self.container(name) for name in names]}
         if method == "GET" and len(parts) == 1:
             return (200, {}, self.container(parts[0])) if self.of(parts[0]) else \
-                _error(404, "UserError", f"model {parts[0]} not found in this workspace")
+                azure_error(404, "UserError", f"model {parts[0]} not found in this workspace")
         if method == "GET" and len(parts) == 2 and parts[1] == "versions":
             return 200, {}, {"value": self.of(parts[0])}
         if len(parts) == 3 and parts[1] == "versions":
@@ -58,18 +50,18 @@ class Models:
             if method == "GET":
                 with self.lock:
                     doc = self.versions.get((parts[0], parts[2]))
-                return (200, {}, doc) if doc else _error(404, "UserError", f"model {parts[0]}:{parts[2]} not found in this workspace")
-        return _error(404, "NotFound", f"emulator: no route for {method} models{rest}")
+                return (200, {}, doc) if doc else azure_error(404, "UserError", f"model {parts[0]}:{parts[2]} not found in this workspace")
+        return azure_error(404, "NotFound", f"emulator: no route for {method} models{rest}")
 
     def put(self, name: str, version: str, body: bytes) -> Response:
         try:
             sent = json.loads(body or b"{}")
         except ValueError:
-            return _error(400, "UserError", "a model version's body is not JSON")
+            return azure_error(400, "UserError", "a model version's body is not JSON")
         sent_properties = sent.get("properties") if isinstance(sent, dict) else None
         properties = dict(sent_properties) if isinstance(sent_properties, dict) else {}
         if not properties.get("modelUri"):
-            return _error(400, "UserError", "a model version needs its path (properties.modelUri)")
+            return azure_error(400, "UserError", "a model version needs its path (properties.modelUri)")
         for key, default in (("modelType", "custom_model"), ("flavors", {}), ("tags", {}), ("properties", {}),
                              ("isAnonymous", False), ("isArchived", False)):
             if properties.get(key) is None:
@@ -78,11 +70,11 @@ class Models:
         with self.lock:
             old = self.versions.get((name, version))
             if old is not None and old["properties"]["modelUri"] != properties["modelUri"]:
-                return _error(400, "UserError", "Asset paths cannot be updated.")
-            created = old["systemData"]["createdAt"] if old else _now()
+                return azure_error(400, "UserError", "Asset paths cannot be updated.")
+            created = old["systemData"]["createdAt"] if old else now_iso()
             doc = {"id": self.resource_id(f"models/{name}/versions/{version}"), "name": version, "type": f"{_TYPE}/versions",
                    "properties": properties, "systemData": {"createdAt": created, "createdBy": "cloudtrain emulator",
-                                                            "lastModifiedAt": _now()}}
+                                                            "lastModifiedAt": now_iso()}}
             self.versions[(name, version)] = doc
         return (200 if old else 201), {}, doc
 
@@ -97,5 +89,5 @@ class Models:
         return {"id": self.resource_id(f"models/{name}"), "name": name, "type": _TYPE,
                 "properties": {"latestVersion": versions[0]["name"] if versions else None,
                                "nextVersion": str(max(numbers) + 1 if numbers else 1), "isArchived": False},
-                "systemData": {"createdAt": versions[-1]["systemData"]["createdAt"] if versions else _now(),
+                "systemData": {"createdAt": versions[-1]["systemData"]["createdAt"] if versions else now_iso(),
                                "createdBy": "cloudtrain emulator"}}

@@ -20,19 +20,16 @@ import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from cloudtrain.emulators.azureml_answers import Response, azure_error
+
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
 
-Response = tuple[int, dict[str, str], Any]
 ARTIFACT_STORE = "workspaceartifactstore"
 _WORKSPACE = r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/workspaces/[^/]+"
 #: A job output's type -> the asset type run history names (models resolve in the model registry,
 #: the others in the data registry).
 MODEL_TYPES = {"custom_model": "CustomModel", "mlflow_model": "MLFlowModel", "triton_model": "TritonModel"}
-
-
-def _error(status: int, code: str, message: str) -> Response:
-    return status, {"x-ms-error-code": code}, {"error": {"code": code, "message": message}}
 
 
 def output_asset_id(service: "AzureMLService", job: str, output: str) -> str:
@@ -64,7 +61,7 @@ class RunHistory:
             if match and request.method == method:
                 return handler(request, **{k: unquote(v) for k, v in match.groupdict().items()})
         self.service.unhandled.append((request.method, request.url))
-        return _error(404, "NotFound", f"emulator: no run history route for {request.method} {path}")
+        return azure_error(404, "NotFound", f"emulator: no run history route for {request.method} {path}")
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -78,7 +75,7 @@ class RunHistory:
         with service.lock:
             run = service.runs.get(name)
             if run is None:
-                return _error(404, "UserError", f"run {name} not found")
+                return azure_error(404, "UserError", f"run {name} not found")
             self.detail_reads[name] = self.detail_reads.get(name, 0) + 1
             props = service.jobs[name]["properties"]
             body = {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)), "status": run["status"],
@@ -93,7 +90,7 @@ class RunHistory:
     def children(self, request: Any, name: str) -> Response:
         with self.service.lock:
             if name not in self.service.runs:
-                return _error(404, "UserError", f"run {name} not found")
+                return azure_error(404, "UserError", f"run {name} not found")
             value = [self.run_object(child) for child, run in self.service.runs.items() if run.get("parent") == name]
         return 200, {}, {"value": value, "nextLink": None}
 
@@ -112,7 +109,7 @@ class RunHistory:
         with service.lock:
             run = service.runs.get(name)
             if run is None:
-                return _error(404, "UserError", f"run {name} not found")
+                return azure_error(404, "UserError", f"run {name} not found")
             props = service.jobs[name]["properties"]
             outputs = {"default": {"assetId": output_asset_id(service, name, "default"), "type": "uri_folder"}}
             for output, item in (props.get("outputs") or {}).items():

@@ -27,11 +27,11 @@ import json
 import re
 import threading
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from cloudtrain.emulators.azureml_answers import now_iso
 from cloudtrain.emulators.azureml_environments import Environments
 from cloudtrain.emulators.azureml_models import Models
 from cloudtrain.emulators.azureml_key_vault import VAULT_SUFFIX, KeyVaults
@@ -45,10 +45,6 @@ DATASTORES = ("workspaceblobstore", ARTIFACT_STORE)
 MUTABLE_JOB_FIELDS = {"tags", "description", "displayName", "properties", "status", "services"}
 
 Handler = Callable[..., tuple[int, dict[str, str], Any]]
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def error(status: int, code: str, message: str) -> tuple[int, dict[str, str], Any]:

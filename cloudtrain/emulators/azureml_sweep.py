@@ -48,9 +48,9 @@ import re
 import threading
 import time
 import traceback
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from cloudtrain.emulators.azureml_answers import now_iso
 from cloudtrain.emulators.common import iso_seconds
 from cloudtrain.emulators.early_stopping import median_verdict
 
@@ -62,10 +62,6 @@ SAMPLERS = ("random", "grid", "bayesian")
 DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "normal": 2, "lognormal": 2,
                  "qnormal": 3, "qlognormal": 3, "randint": 1, "choice": 1}
 _SEARCH_SPACE = re.compile(r"\$\{\{\s*search_space\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def check_sweep(props: dict[str, Any]) -> str | None:
