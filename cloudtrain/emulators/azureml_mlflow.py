@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, Refused, error, now_ms, through_mlflow
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_service import AzureMLService
@@ -86,6 +85,8 @@ class MlflowTracking:
         request = Request(environ)
         try:
             status, body = self.answer(request)
+        except Refused as refused:
+            status, body = refused.answer
         except _Malformed as refused:
             status, body = error(400, "MALFORMED_REQUEST", str(refused))
         except (KeyError, TypeError, ValueError, AttributeError, OSError) as refused:
@@ -181,7 +182,6 @@ class MlflowTracking:
     def search(self, data: dict[str, Any]) -> Answer:
         """``runs/search``: the runs of the experiments that match MLflow's filter, in its order,
         a page at a time, as MLflow's own stores search them."""
-        from google.protobuf.json_format import ParseDict
         from mlflow.entities import Run
         from mlflow.protos.service_pb2 import Run as RunProto
         from mlflow.utils.search_utils import SearchUtils
@@ -191,14 +191,9 @@ class MlflowTracking:
             views = [self.run_view(name, run) for name, run in self.service.runs.items()
                      if name in self.service.jobs and self.service.jobs[name]["properties"].get("jobType") != "Sweep"]
         views = [view for view in views if not wanted or view["info"]["experiment_id"] in wanted]
-        from mlflow.exceptions import MlflowException
-
-        runs = [Run.from_proto(ParseDict(view, RunProto(), ignore_unknown_fields=True)) for view in views]
-        try:
-            runs = SearchUtils.sort(SearchUtils.filter(runs, str(data.get("filter") or "")), list(data.get("order_by") or []))
-            page, token = SearchUtils.paginate(runs, data.get("page_token") or None, int(data.get("max_results") or 1000))
-        except MlflowException as refused:  # a filter or an order MLflow's own parser refuses
-            return error(400, "INVALID_PARAMETER_VALUE", refused.message)
+        page, token = through_mlflow(views, Run, RunProto, lambda runs: SearchUtils.paginate(
+            SearchUtils.sort(SearchUtils.filter(runs, str(data.get("filter") or "")), list(data.get("order_by") or [])),
+            data.get("page_token") or None, int(data.get("max_results") or 1000)))
         by_id = {view["info"]["run_id"]: view for view in views}
         if isinstance(token, bytes):
             token = token.decode()  # MLflow's page token: base64 of the next offset
@@ -247,20 +242,13 @@ class MlflowTracking:
                 self.experiments.add(name)
             return 200, {"experiment_id": experiment_id(name)}
         if verb == "search":
-            from google.protobuf.json_format import ParseDict
             from mlflow.entities import Experiment
             from mlflow.protos.service_pb2 import Experiment as ExperimentProto
             from mlflow.utils.search_utils import SearchExperimentsUtils
 
             views = [self.experiment_view(name) for name in sorted(self.experiment_names())]
-            from mlflow.exceptions import MlflowException
-
-            found = [Experiment.from_proto(ParseDict(view, ExperimentProto(), ignore_unknown_fields=True)) for view in views]
-            try:
-                found = SearchExperimentsUtils.filter(found, str(data.get("filter") or ""))
-                kept = [e.experiment_id for e in SearchExperimentsUtils.sort(found, list(data.get("order_by") or []))]
-            except MlflowException as refused:
-                return error(400, "INVALID_PARAMETER_VALUE", refused.message)
+            kept = [e.experiment_id for e in through_mlflow(views, Experiment, ExperimentProto, lambda found: SearchExperimentsUtils.sort(
+                SearchExperimentsUtils.filter(found, str(data.get("filter") or "")), list(data.get("order_by") or [])))]
             by_id = {view["experiment_id"]: view for view in views}
             return 200, {"experiments": [by_id[e] for e in kept][:int(data.get("max_results") or 1000)]}
         if verb == "get-by-name":
@@ -275,7 +263,7 @@ class MlflowTracking:
         return 200, {"experiment": self.experiment_view(found)}
 
     def experiment_view(self, name: str) -> dict[str, Any]:
-        now = int(time.time() * 1000)
+        now = now_ms()
         return {"experiment_id": experiment_id(name), "name": name, "lifecycle_stage": "active",
                 "artifact_location": "mlflow-artifacts:/ExperimentRun", "creation_time": now, "last_update_time": now, "tags": []}
 

@@ -16,11 +16,10 @@
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, error, now_ms, through_mlflow
 from cloudtrain.emulators.azureml_storage import is_partial
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +55,7 @@ class LoggedModels:
                 if status not in _FINAL:
                     return error(400, "INVALID_PARAMETER_VALUE", f"a logged model is finalized as one of {', '.join(_FINAL)}, "
                                                                  f"not {status!r}")
-                model["info"].update(status=status, last_updated_timestamp_ms=_now())
+                model["info"].update(status=status, last_updated_timestamp_ms=now_ms())
                 return 200, {"model": _view(model)}
             if len(parts) == 1 and method == "DELETE":
                 del self.models[parts[0]]
@@ -78,7 +77,7 @@ class LoggedModels:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"No Experiment with id={experiment} exists")
         model_id, run = f"m-{uuid.uuid4().hex}", str(data.get("source_run_id") or "")
         home = f"ExperimentRun/dcid.{run}/models/{model_id}" if run else f"LoggedModels/{model_id}"
-        now = _now()
+        now = now_ms()
         model = {"info": {"model_id": model_id, "experiment_id": experiment, "name": str(data.get("name") or "model"),
                           "creation_timestamp_ms": now, "last_updated_timestamp_ms": now,
                           "artifact_uri": f"mlflow-artifacts:/{home}/artifacts", "status": "LOGGED_MODEL_PENDING",
@@ -96,19 +95,12 @@ class LoggedModels:
         with self.service.lock:
             found = [_view(m) for m in self.models.values() if not experiments or m["info"]["experiment_id"] in experiments]
         if data.get("filter"):
-            from google.protobuf.json_format import ParseDict
             from mlflow.entities import LoggedModel
-            from mlflow.exceptions import MlflowException
             from mlflow.protos.service_pb2 import LoggedModel as LoggedModelProto
             from mlflow.utils.search_utils import SearchLoggedModelsUtils
 
-            entities = [LoggedModel.from_proto(ParseDict(view, LoggedModelProto(), ignore_unknown_fields=True)) for view in found]
-            try:
-                kept = {m.model_id for m in SearchLoggedModelsUtils.filter_logged_models(entities, str(data["filter"]))}
-            except MlflowException as refused:
-                return error(400, "INVALID_PARAMETER_VALUE", refused.message)
-            except (KeyError, ValueError, TypeError) as refused:  # what MLflow's parser lets through ("===")
-                return error(400, "INVALID_PARAMETER_VALUE", f"Invalid filter {data['filter']!r}: {refused!r}")
+            kept = {m.model_id for m in through_mlflow(found, LoggedModel, LoggedModelProto, lambda models:
+                                                       SearchLoggedModelsUtils.filter_logged_models(models, str(data["filter"])))}
             found = [view for view in found if view["info"]["model_id"] in kept]
         found.sort(key=lambda m: -m["info"]["creation_timestamp_ms"])
         return 200, {"models": found[:int(data.get("max_results") or 100)]}
@@ -117,10 +109,6 @@ class LoggedModels:
 def _view(model: dict[str, Any]) -> dict[str, Any]:
     return {"info": {**model["info"], "tags": [{"key": k, "value": v} for k, v in model["tags"].items()]},
             "data": {"params": [{"key": k, "value": v} for k, v in model["params"].items()], "metrics": []}}
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 class Artifacts:

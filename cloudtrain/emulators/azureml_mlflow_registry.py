@@ -17,10 +17,9 @@ lists; a version's number continues after the asset's versions. (Assets register
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from cloudtrain.emulators.azureml_mlflow_answers import Answer, error
+from cloudtrain.emulators.azureml_mlflow_answers import Answer, error, now_ms, through_mlflow
 
 if TYPE_CHECKING:  # pragma: no cover
     from cloudtrain.emulators.azureml_models import Models
@@ -52,7 +51,7 @@ class ModelRegistry:
                 return error(400, "INVALID_PARAMETER_VALUE", "a registered model needs a name")
             if name in self.models:
                 return error(400, "RESOURCE_ALREADY_EXISTS", f"Registered Model (name={name}) already exists.")
-            now = _now()
+            now = now_ms()
             self.models[name] = {"created": now, "updated": now, "description": str(data.get("description") or ""),
                                  "tags": _pairs(data.get("tags")), "aliases": {}, "versions": {}}
             return 200, {"registered_model": self.view(name)}
@@ -68,9 +67,6 @@ class ModelRegistry:
             return 200, {"registered_model": self.view(name)}
         if verb == "get-latest-versions":
             return 200, {"model_versions": [self.version_view(name, version) for version in self.latest(name)]}
-        if verb == "set-tag":
-            model["tags"][str(data.get("key"))] = str(data.get("value", ""))
-            return 200, {}
         if verb == "alias":
             alias = str(data.get("alias") or "")
             if method == "POST":
@@ -84,7 +80,8 @@ class ModelRegistry:
             if alias not in model["aliases"]:
                 return error(404, "RESOURCE_DOES_NOT_EXIST", f"Registered model alias {alias} not found.")
             return 200, {"model_version": self.version_view(name, model["aliases"][alias])}
-        return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer {method} registered-models/{verb}")
+        model["tags"][str(data.get("key"))] = str(data.get("value", ""))  # set-tag, the verb left
+        return 200, {}
 
     def versions(self, verb: str, data: dict[str, Any], workspace: Workspace) -> Answer:
         name = str(data.get("name") or "")
@@ -106,10 +103,8 @@ class ModelRegistry:
         if verb == "get-download-uri":
             entry = model["versions"][version]
             return 200, {"artifact_uri": entry["storage"] or entry["source"]}
-        if verb == "set-tag":
-            model["versions"][version]["tags"][str(data.get("key"))] = str(data.get("value", ""))
-            return 200, {}
-        return error(404, "ENDPOINT_NOT_FOUND", f"the emulator does not answer model-versions/{verb}")
+        model["versions"][version]["tags"][str(data.get("key"))] = str(data.get("value", ""))  # set-tag, the verb left
+        return 200, {}
 
     def create_version(self, name: str, data: dict[str, Any], workspace: Workspace) -> Answer:
         """A new version of ``name``, numbered after the registry's and the workspace asset's
@@ -130,7 +125,7 @@ class ModelRegistry:
         if status >= 400:
             return error(400, "INVALID_PARAMETER_VALUE", f"the workspace's model asset {name}:{version} refused it: "
                                                          f"{answered['error']['message']}")
-        now = _now()
+        now = now_ms()
         model["versions"][version] = {"version": version, "created": now, "source": source, "run_id": run, "model_id": model_id,
                                       "description": str(data.get("description") or ""), "tags": tags, "storage": storage}
         model["updated"] = now
@@ -160,27 +155,16 @@ class ModelRegistry:
 def _search(views: list[dict[str, Any]], filter_string: str, field: str, entity: str, utils: str) -> Answer:
     """``views`` that match ``filter_string``, by MLflow's own search filter for ``entity``."""
     if filter_string:
-        from google.protobuf.json_format import ParseDict
         from mlflow.entities import model_registry
-        from mlflow.exceptions import MlflowException
         from mlflow.protos import model_registry_pb2
         from mlflow.utils import search_utils
 
-        cls, proto = getattr(model_registry, entity), getattr(model_registry_pb2, entity)
-        try:
-            entities = [cls.from_proto(ParseDict(view, proto(), ignore_unknown_fields=True)) for view in views]
-            kept = {(e.name, str(getattr(e, "version", ""))) for e in getattr(search_utils, utils).filter(entities, filter_string)}
-        except MlflowException as refused:
-            return error(400, "INVALID_PARAMETER_VALUE", refused.message)
-        except (KeyError, ValueError, TypeError) as refused:
-            return error(400, "INVALID_PARAMETER_VALUE", f"Invalid filter {filter_string!r}: {refused!r}")
+        kept = {(e.name, str(getattr(e, "version", ""))) for e in through_mlflow(
+            views, getattr(model_registry, entity), getattr(model_registry_pb2, entity),
+            lambda found: getattr(search_utils, utils).filter(found, filter_string))}
         views = [view for view in views if (view["name"], str(view.get("version", ""))) in kept]
     return 200, {field: views}
 
 
 def _pairs(items: Any) -> dict[str, str]:
     return {str(item.get("key")): str(item.get("value", "")) for item in items or [] if isinstance(item, dict)}
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
