@@ -54,14 +54,15 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  jobs whose trials run for real as child jobs (Random, Grid; Bayesian samples
                  randomly; bandit, median and truncation policies stop trials; limits.timeout
                  cancels the sweep), the objective read from what each trial logs through
-                 MLflow, the true best reported. An MLflow
-                 tracking server (every job gets MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics,
-                 parameters, tags, autolog, logged models, artifacts in the run's artifact store,
-                 the model registry, run and experiment searches).
-                 Model assets (ml_client.models: create_or_update, get, list; the path recorded
-                 as sent; a model registered through MLflow is one too). Not: pipeline, AutoML
-                 or Spark jobs, registries, data assets, model downloads, nested MLflow runs,
-                 the azureml:// tracking URI (azureml-mlflow).
+                 MLflow, the true best reported. An MLflow tracking server (every job gets
+                 MLFLOW_TRACKING_URI and MLFLOW_RUN_ID: metrics, parameters, tags, autolog,
+                 logged models, artifacts in the run's artifact store, the model registry, run
+                 and experiment searches, nested runs), which the workspace's
+                 mlflow_tracking_uri names, so a user's own session creates and finds runs
+                 without azureml-mlflow. Model assets (ml_client.models: create_or_update, get,
+                 list; the path recorded as sent; a model registered through MLflow is one too).
+                 Not: pipeline, AutoML or Spark jobs, registries, data assets, model downloads,
+                 the azureml:// tracking URI scheme (azureml-mlflow).
       vertex     Vertex AI CustomJob (container commands; python_package_spec packages installed
                  offline; /gcs mounted when run as root), CustomTrainingJob (custom training
                  pipelines) and Cloud Logging, over gRPC and REST at their real hostnames (a CONNECT

@@ -174,6 +174,7 @@ class AzureMLEmulator(Emulator):
 
         # the workspace's MLflow tracking server, for the jobs' processes (on this machine): plain HTTP on loopback
         self.tracking = ServerThread(MlflowTracking(self.service), self.host, 0, access_log_handler(self.log_requests)).start()
+        self.service.tracking_url = self.tracking.url
         if self.server:
             self.http = ServerThread(_MsiRoute(app), self.host, self.port, access_log_handler(self.log_requests),
                                      ssl_context=ssl_context).start()
@@ -218,14 +219,13 @@ class AzureMLEmulator(Emulator):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        """The MLflow tracking server its jobs log to (``MLFLOW_TRACKING_URI`` in each job): a user's
-        ``mlflow.set_tracking_uri`` to it reads the jobs' runs, as ``azureml://`` with azureml-mlflow
-        does on Azure ML."""
-        workspace = self.service.resource_id(self.subscription_id, self.resource_group, self.workspace)
-        return f"{self.tracking.url}/mlflow/v1.0{workspace}"
+        """The MLflow tracking server its jobs log to (``MLFLOW_TRACKING_URI`` in each job), which the
+        workspace's ``mlflow_tracking_uri`` also names: a user's ``mlflow.set_tracking_uri`` to it reads
+        the jobs' runs and creates runs of its own, as ``azureml://`` with azureml-mlflow does on Azure ML."""
+        return self.service.mlflow_tracking_uri(self.service.resource_id(self.subscription_id, self.resource_group, self.workspace))
 
     def notes(self) -> list[str]:
-        return [f"MLflow tracking server of its jobs (mlflow.set_tracking_uri reads their runs): {self.mlflow_tracking_uri}"]
+        return [f"MLflow tracking server of its jobs and the workspace (mlflow.set_tracking_uri reads and creates runs): {self.mlflow_tracking_uri}"]
 
     @property
     def settings(self) -> dict[str, str]:

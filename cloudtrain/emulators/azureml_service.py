@@ -117,6 +117,7 @@ class AzureMLService:
         self.base = base
         self.blob_base = f"{base}/blob" if base else f"https://{storage_account}.blob.core.windows.net"
         self.api_base = f"{base}/api" if base else f"https://{region}.api.azureml.ms"
+        self.tracking_url: str | None = None  # the MLflow tracking server's URL, once it is up (azureml_mlflow)
         self.arm_base = base or f"https://{ARM_HOST}"
         self.blobs = BlobStore(root / "storage")
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -202,7 +203,14 @@ class AzureMLService:
         rid = self.resource_id(sub, rg, ws)
         return 200, {}, {"id": rid, "name": ws, "location": self.region, "type": "Microsoft.MachineLearningServices/workspaces",
                          "properties": {"discoveryUrl": f"{self.api_base}/discovery", "workspaceId": str(uuid.uuid5(uuid.NAMESPACE_URL, rid)),
-                                        "mlFlowTrackingUri": f"azureml://{self.region}.api.azureml.ms/mlflow/v1.0{rid}"}}
+                                        "mlFlowTrackingUri": self.mlflow_tracking_uri(rid)}}
+
+    def mlflow_tracking_uri(self, workspace_id: str) -> str:
+        """The workspace's MLflow tracking URI: the emulator's tracking server (plain HTTP, which MLflow
+        reads without azureml-mlflow; Azure ML answers an ``azureml://`` URI that only that plugin reads)."""
+        if self.tracking_url:
+            return f"{self.tracking_url}/mlflow/v1.0{workspace_id}"
+        return f"azureml://{self.region}.api.azureml.ms/mlflow/v1.0{workspace_id}"
 
     def list_code_versions(self, request: Any, sub: str, rg: str, ws: str, name: str) -> tuple[int, dict[str, str], Any]:
         wanted = request.args.get("hash")

@@ -38,6 +38,8 @@ SCRIPT = textwrap.dedent('''
     with mlflow.start_run():  # MLFLOW_RUN_ID: the job's own run
         model = SVC(C=0.7, kernel="linear").fit(X, y)
         mlflow.log_metric("holdout", 0.5, step=1)
+        with mlflow.start_run(run_name="fold-0", nested=True):  # a child of the job's run
+            mlflow.log_metric("fold_score", 0.8)
         mlflow.log_dict({"classes": 3}, "notes/summary.json")
         info = mlflow.sklearn.log_model(model, name="svc", registered_model_name="iris-svc")  # and registered
     outside = mlflow.sklearn.log_model(model, name="outside-a-run")  # in the job's experiment (MLFLOW_EXPERIMENT_ID)
@@ -87,7 +89,9 @@ def test_an_autologging_script_records_on_its_jobs_run_and_its_model_loads_back(
     run = MlflowClient(uri).get_run("autolog-job")
     assert run.info.experiment_id == experiment_id("iris") and run.info.artifact_uri == "mlflow-artifacts:/ExperimentRun/dcid.autolog-job"
     assert run.data.params["C"] == "0.7" and run.data.params["kernel"] == "linear"  # autolog's parameters
-    assert run.data.tags["estimator_name"] == "SVC"
+    assert run.data.tags["estimator_name"] == "SVC" and "fold_score" not in run.data.metrics
+    (fold,) = MlflowClient(uri).search_runs([experiment_id("iris")], "tags.mlflow.parentRunId = 'autolog-job'")
+    assert (fold.info.run_name, fold.info.status, fold.data.metrics) == ("fold-0", "FINISHED", {"fold_score": 0.8})
     assert run.data.metrics["holdout"] == 0.5
     outputs = [output.model_id for output in run.outputs.model_outputs]
     assert told["model_id"] in outputs and len(outputs) == 2, outputs  # the script's model and autolog's
@@ -177,8 +181,10 @@ def test_parameters_tags_history_and_experiments_as_mlflow_keeps_them(emulator: 
 
 def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
     client = MlflowClient(_job(emulator, "refusing-job"))
-    with pytest.raises(MlflowException, match="creates no runs"):
-        client.create_run(experiment_id("iris"))
+    with pytest.raises(MlflowException, match="Could not find experiment with ID nope"):
+        client.create_run("nope")
+    with pytest.raises(MlflowException, match="is a job's run"):
+        client.delete_run("refusing-job")
     with pytest.raises(MlflowException, match="not found"):
         client.get_run("no-such-run")
     for bad in ("name = svc", "name === 'svc'"):  # refused, not retried as a server error
@@ -206,3 +212,4 @@ def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
     assert raw.get(f"{base}/api/2.0/mlflow/traces/search").status_code == 404
     with pytest.raises(MlflowException, match="RESOURCE_ALREADY_EXISTS"):
         client.create_registered_model("twice") and client.create_registered_model("twice")
+

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Iterator
 
@@ -178,3 +179,67 @@ def test_a_jobs_azure_key_vault_secret_is_read_inside_the_job(emulator: AzureMLE
     log = emulator.blob(f"ExperimentRun/dcid.{record.id}/user_logs/std_log.txt").decode()
     assert f"secret sha256 {hashlib.sha256(value.encode()).hexdigest()}" in log, log[-3000:]
     assert value not in json.dumps(emulator.service.jobs[record.id])  # the request names the secret, never its value
+
+
+#: what Azure ML's MLflow samples run in a user's own session (a notebook): the workspace's tracking
+#: URI from azure-ai-ml, then runs of their own, nested runs, searches, artifacts and models
+SESSION = textwrap.dedent('''
+    import json, sys
+    import mlflow, mlflow.sklearn
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+    from mlflow.entities import ViewType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    subscription, group, workspace = sys.argv[1:4]
+    ml_client = MLClient(DefaultAzureCredential(), subscription, group, workspace)
+    mlflow.set_tracking_uri(ml_client.workspaces.get(ml_client.workspace_name).mlflow_tracking_uri)
+    mlflow.set_experiment(experiment_name="heart-classifier-sample")
+    X, y = load_iris(return_X_y=True)
+    for index, c in enumerate((0.1, 1.0)):
+        with mlflow.start_run(run_name=f"run-{index}"):
+            mlflow.log_param("C", c)
+            model = LogisticRegression(C=c, max_iter=200).fit(X, y)
+            mlflow.log_metric("accuracy", model.score(X, y))
+            mlflow.log_dict({"C": c}, "settings.json")
+            mlflow.sklearn.log_model(model, name="pipeline", serialization_format="cloudpickle")
+    with mlflow.start_run(run_name="search") as parent:
+        for fold in range(2):
+            with mlflow.start_run(run_name=f"fold-{fold}", nested=True):
+                mlflow.log_metric("loss", 1.0 / (fold + 1))
+    with mlflow.start_run(run_name="abandoned") as abandoned:
+        pass
+    mlflow.delete_run(abandoned.info.run_id)
+    experiment = mlflow.get_experiment_by_name("heart-classifier-sample")
+    runs = mlflow.search_runs([experiment.experiment_id], order_by=["metrics.accuracy DESC"], output_format="list")
+    best = runs[0]
+    folds = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                               output_format="list")
+    loaded = mlflow.sklearn.load_model(f"runs:/{best.info.run_id}/pipeline")
+    print(json.dumps({
+        "names": sorted(r.info.run_name for r in runs), "statuses": sorted({r.info.status for r in runs}),
+        "best": [best.info.run_name, best.data.params["C"]], "folds": sorted(r.info.run_name for r in folds),
+        "all": sorted(r.info.run_name for r in mlflow.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, output_format="list")),
+        "settings": json.load(open(mlflow.artifacts.download_artifacts(run_id=best.info.run_id, artifact_path="settings.json"))),
+        "agrees": bool((loaded.predict(X) == LogisticRegression(C=float(best.data.params["C"]), max_iter=200).fit(X, y).predict(X)).all()),
+        "run_ids": [r.info.run_id for r in runs]}))
+''')
+
+
+def test_a_users_own_session_creates_runs_nested_runs_and_finds_them(emulator: AzureMLEmulator, tmp_path: Path) -> None:
+    """A notebook of Azure ML's MLflow samples, unchanged but for its data: the tracking URI comes
+    from the workspace (the emulator's server, read without azureml-mlflow), and its runs are MLflow's
+    own, not jobs."""
+    (tmp_path / "session.py").write_text(SESSION)
+    env = {**user_environment(emulator, tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    done = subprocess.run([sys.executable, "session.py", emulator.subscription_id, emulator.resource_group, emulator.workspace],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    told = json.loads(done.stdout.strip().splitlines()[-1])
+    assert told["names"] == ["fold-0", "fold-1", "run-0", "run-1", "search"]  # the deleted run is not searched
+    assert told["all"] == ["abandoned", "fold-0", "fold-1", "run-0", "run-1", "search"]
+    assert told["statuses"] == ["FINISHED"] and told["best"] == ["run-1", "1.0"] and told["folds"] == ["fold-0", "fold-1"]
+    assert told["settings"] == {"C": 1.0} and told["agrees"]
+    best = told["run_ids"][0]
+    assert f"ExperimentRun/dcid.{best}/settings.json" in emulator.blob_names(f"ExperimentRun/dcid.{best}/")  # the run's artifact store
+    assert best not in emulator.job_names()  # an MLflow run, not a job
