@@ -227,9 +227,9 @@ SESSION = textwrap.dedent('''
 
 
 def test_a_users_own_session_creates_runs_nested_runs_and_finds_them(emulator: AzureMLEmulator, tmp_path: Path) -> None:
-    """A notebook of Azure ML's MLflow samples, unchanged but for its data: the tracking URI comes
-    from the workspace (the emulator's server, read without azureml-mlflow), and its runs are MLflow's
-    own, not jobs."""
+    """A session written as Azure ML's MLflow notebooks are (sdk/python/using-mlflow: runs-management,
+    train-and-log's nested runs): the tracking URI comes from the workspace (the emulator's server,
+    read without azureml-mlflow), and its runs are MLflow's own, not jobs."""
     (tmp_path / "session.py").write_text(SESSION)
     env = {**user_environment(emulator, tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     done = subprocess.run([sys.executable, "session.py", emulator.subscription_id, emulator.resource_group, emulator.workspace],
