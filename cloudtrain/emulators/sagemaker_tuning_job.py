@@ -9,9 +9,10 @@ grid's size, or fewer when the maximum is lower).
 
 A trial's objective is the objective metric's entry in its ``FinalMetricDataList``: the last value
 that the metric's ``MetricDefinitions`` regex matched in the trial's log lines. The objective is
-``Succeeded`` only for a trial that Completed and printed the metric; a trial that failed, was
-stopped, or never printed it is ``Failed`` for the objective and is never the best.
-``BestTrainingJob`` is the best of the Succeeded trials (the earliest on a tie).
+``Succeeded`` for a trial that Completed and printed the metric, and for one that early stopping
+stopped (its last value, which the tuning job evaluated to stop it); a trial that failed, was
+stopped by StopTrainingJob, or never printed it is ``Failed`` for the objective and is never the
+best. ``BestTrainingJob`` is the best of the Succeeded trials (the earliest on a tie).
 
 Status: InProgress while trials run; Completed when they have all ended and at least one gave an
 objective, Failed when none did (or a trial could not be created); StopHyperParameterTuningJob
@@ -21,9 +22,11 @@ gives Stopping (running trials stopped as StopTrainingJob stops them) then Stopp
 is accepted and not applied.
 
 ``TrainingJobEarlyStoppingType: Auto`` is applied as SageMaker documents it: after each value of the
-objective metric a running trial logs, it is stopped (as StopTrainingJob stops a job: ``Stopped``,
-so it is never the best) when that value is worse than the median of the running averages, over as
-many values, of the trials launched before it (:mod:`cloudtrain.emulators.early_stopping`).
+objective metric a running trial logs, it is stopped (as StopTrainingJob stops a job: ``Stopped``)
+when that value is worse than the median of the running averages, over as many values, of the
+trials launched before it that have completed ("unlikely to perform better than previously
+completed training jobs", as the API reference puts it; a trial still running is no yardstick)
+(:mod:`cloudtrain.emulators.early_stopping`).
 """
 
 from __future__ import annotations
@@ -67,8 +70,9 @@ class Trial:
         return self.fake.training_job_status
 
     def objective(self, metric: str) -> float | None:
-        """The final value of the objective metric, for a trial that Completed with it."""
-        if self.status != "Completed":
+        """The final value of the objective metric, for a trial that Completed with it or that early
+        stopping stopped."""
+        if self.status != "Completed" and not (self.status == "Stopped" and self.stopped_early):
             return None
         values = [m["Value"] for m in self.fake.final_metric_data_list or [] if m["MetricName"] == metric]
         return float(values[-1]) if values else None
@@ -204,7 +208,7 @@ class TuningJob:
             if trial.stopped_early or trial.status in TERMINAL or len(values) <= trial.judged:
                 continue
             trial.judged = len(values)  # each value is judged once, when it arrives
-            earlier = [list(t.run.metric_series.get(self.metric, ())) for t in self.trials[:index]]
+            earlier = [list(t.run.metric_series.get(self.metric, ())) for t in self.trials[:index] if t.status == "Completed"]
             reason = median_verdict(values, earlier, self.maximize, use_best=False)
             if reason:
                 trial.stopped_early = reason

@@ -292,6 +292,8 @@ def test_auto_early_stopping_stops_a_trial_worse_than_the_median_of_the_earlier_
     assert final["HyperParameterTuningJobStatus"] == "Completed"
     assert final["BestTrainingJob"]["TrainingJobName"] == first["TrainingJobName"]
     assert final["TrainingJobStatusCounters"]["Stopped"] == 1
+    # judged on its objective, which the tuning job then keeps (it was evaluated, and used)
+    assert second["ObjectiveStatus"] == "Succeeded" and second["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == 49.0
 
 
 def test_target_objective_value_ends_the_search(emulator: SageMakerEmulator, aws: SimpleNamespace) -> None:
