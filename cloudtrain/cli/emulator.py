@@ -40,10 +40,12 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  Random, Grid, Bayesian via Optuna; Auto early stopping applied); S3, CloudWatch
                  Logs, IAM (SimulatePrincipalPolicy), STS, Secrets Manager (moto;
                  AWS_ENDPOINT_URL), AWS's own hostnames through an HTTPS proxy with a local CA
-                 (HTTPS_PROXY, AWS_CA_BUNDLE), SDK defaults naming the emulator's role. Runs script
-                 mode and ContainerEntrypoint jobs (the SDK v3 ModelTrainer's drivers) with /opt/ml
-                 bound for the job; jobs act as their role. Serves the SDK v2 Estimator flow
-                 (upload_data, fit(logs=True), model_data, attach) and v3's ModelTrainer. Not:
+                 (HTTPS_PROXY, AWS_CA_BUNDLE), SDK defaults naming the emulator's role; the
+                 exported credentials are a session of that role, as in a SageMaker notebook
+                 (get_execution_role() answers it). Runs script mode and ContainerEntrypoint jobs
+                 (the SDK v3 ModelTrainer's drivers) with /opt/ml bound for the job; jobs act as
+                 their role. Serves the SDK v2 Estimator flow (upload_data, fit(logs=True),
+                 model_data, attach) and v3's ModelTrainer. Not:
                  container images (jobs run with this Python), FastFile/Pipe input modes, the
                  SDK's MPI driver across hosts (ssh).
       azureml    Azure ML workspace, code assets, environments (curated and custom: recorded, not

@@ -248,6 +248,7 @@ class SageMakerEmulator(Emulator):
         self._sts: Any = None
         self._credentials: dict[str, dict[str, Any]] = {}
         self.sdk_defaults: Path | None = None
+        self.caller: dict[str, str] | None = None  # a session of the execution role (sagemaker_account.role_session)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -279,6 +280,7 @@ class SageMakerEmulator(Emulator):
             clients[service] = client
         sagemaker_account.set_up(clients["iam"], clients["s3"], self.bucket)
         self.sdk_defaults = sagemaker_account.write_sdk_defaults(self.root, self.role_arn)
+        self.caller = sagemaker_account.role_session(clients["sts"], self.role_arn)  # what the exports act as
         self._s3, self._sts = clients["s3"], clients["sts"]
 
     def stop_services(self) -> None:
@@ -307,10 +309,11 @@ class SageMakerEmulator(Emulator):
         return f"cloudtrain-emulator-{self.account_id}"
 
     def environment(self) -> dict[str, str]:
-        """The variables that point boto3, the SageMaker Python SDK and cloudtrain at this emulator."""
+        """The variables that point boto3, the SageMaker Python SDK and cloudtrain at this emulator, as a
+        session of its execution role (a SageMaker notebook's caller: ``get_execution_role()`` answers it)."""
         proxy = self.hostnames.environment() if self.hostnames else {}  # HTTPS_PROXY, NO_PROXY, AWS_CA_BUNDLE
-        return {**proxy, "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
+        caller = self.caller or {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        return {**proxy, "AWS_ENDPOINT_URL": self.endpoint_url, **caller, "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
                 "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket,
                 "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.sdk_defaults)}
 

@@ -172,6 +172,7 @@ def test_sdk_v2_pytorch_estimator_fit_streams_the_logs_and_attach_reads_the_job(
 
     job = describe(emulator, "linear-estimator-v2-")
     assert job["TrainingJobStatus"] == "Completed"
+    assert job["RoleArn"] == emulator.role_arn  # get_execution_role(): the exports act as a session of the role
     # the image URI as the SDK resolves it for PyTorch 2.1 on a CPU instance
     assert job["AlgorithmSpecification"]["TrainingImage"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}

@@ -2,7 +2,8 @@
 read the model back with boto3.
 
 Script mode: ``entry_point`` inside ``source_dir``, the framework image URI as the SDK resolves it,
-a channel uploaded from a local folder with ``session.upload_data``, ``fit(wait=True, logs=True)``,
+the execution role from ``sagemaker.get_execution_role()``, a channel uploaded from a local folder
+with ``session.upload_data``, ``fit(wait=True, logs=True)``,
 then ``PyTorch.attach`` to the job by name (as a later step of a pipeline does). Nothing here knows
 about an emulator: the AWS environment decides where the calls go. Prints the job's log lines (the
 SDK streams them) and the attached estimator's view to stderr, the model's JSON on the last line.
@@ -21,6 +22,7 @@ from sagemaker.pytorch import PyTorch
 HERE = Path(__file__).resolve().parent
 
 session = sagemaker.Session()
+role = sagemaker.get_execution_role()  # as the samples, written for a SageMaker notebook, ask for it
 train = session.upload_data(path=str(HERE / "data"), key_prefix="linear-estimator-v2/data/train")
 print(f"uploaded the training data to {train}", file=sys.stderr)
 
@@ -32,6 +34,7 @@ estimator = PyTorch(
     instance_type="ml.m5.xlarge",
     instance_count=1,
     hyperparameters={"epochs": 200, "learning-rate": 0.1},
+    role=role,
     base_job_name="linear-estimator-v2",
     tags=[{"Key": "team", "Value": "forecasting"}],
     sagemaker_session=session,
