@@ -250,12 +250,12 @@ class CustomJobRun(EmulatedJob):
                 installed = str(self._packages(int(pool[len("workerpool"):])))
                 env["PYTHONPATH"] = os.pathsep.join([installed, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else installed
             else:
+                if not container.command:  # args alone (a tuning trial always has some) would go to the image's entrypoint
+                    raise JobSetupError(f"{pool}: the emulator runs the container's command; containerSpec.command is required "
+                                        f"(images are not pulled, so the entrypoint of {container.image_uri or 'the image'} is unknown)")
                 argv = list(container.command) + list(container.args)
                 env = {e.name: e.value for e in container.env}
             env = {**self.environment, **env}  # what the machine provides (storage, metadata server), then the job's own
-            if not argv:
-                raise JobSetupError(f"{pool}: the emulator runs the container's command; containerSpec.command is required "
-                                    "(images are not pulled, so their entrypoint is unknown)")
             replica_dir = self.root / "replicas" / f"{pool}-{index}"
             (replica_dir / "tmp").mkdir(parents=True, exist_ok=True)
             if self.base_output:

@@ -67,6 +67,7 @@ class TuningRun:
         self.cancel_requested = False
         self.active: dict[str, tuple[Any, Any]] = {}  # trial id -> (Optuna trial, CustomJobRun)
         self.stopped_early: dict[str, str] = {}  # trial id -> why early stopping ended it
+        self.last_infeasible = ""  # the latest infeasible trial and why, for the job's error
         self.completed: dict[str, list[float]] = {}  # succeeded trial id -> the values it reported (early stopping's peers)
         self._wake = threading.Event()
         self.thread = threading.Thread(target=self.run, name=f"vertex-tuning-{self.id}", daemon=True)
@@ -159,9 +160,11 @@ class TuningRun:
             if self.cancel_requested:
                 self._set_state("JOB_STATE_CANCELLED", (1, "CANCELED"))
             elif max_failed > 0 and failed >= max_failed:
-                self._set_state("JOB_STATE_FAILED", (9, f"{failed} trials failed (max_failed_trial_count is {max_failed})."))
+                self._set_state("JOB_STATE_FAILED", (9, f"{failed} trials failed (max_failed_trial_count is {max_failed}). "
+                                                        f"{self.last_infeasible}"))
             elif not succeeded:
-                self._set_state("JOB_STATE_FAILED", (9, f"All {failed} trials failed or reported no {self._metric()}."))
+                self._set_state("JOB_STATE_FAILED", (9, f"All {failed} trials failed or reported no {self._metric()}. "
+                                                        f"{self.last_infeasible}"))
             else:
                 self._set_state("JOB_STATE_SUCCEEDED")
 
@@ -243,6 +246,7 @@ class TuningRun:
                 trial.state = aiplatform_v1.Trial.State.INFEASIBLE
                 trial.infeasible_reason = (f"The trial's job ended {job_state}: {job_error}" if job_state != "JOB_STATE_SUCCEEDED"
                                            else f"The trial reported no value of the metric {self._metric()}.")
+                self.last_infeasible = f"Trial {trial_id}: {trial.infeasible_reason}"
         if trial.state == aiplatform_v1.Trial.State.SUCCEEDED:
             study.tell(proposal, measured[0])
             return True

@@ -117,6 +117,19 @@ def test_failed_job_has_the_replicas_error(emulator: VertexEmulator, client: Any
     assert "ValueError: bad learning rate" in job.error.message
 
 
+def test_a_custom_image_without_a_command_fails_naming_it(emulator: VertexEmulator, client: Any) -> None:
+    """Images are not pulled: a container spec with arguments for its image's entrypoint and no
+    command fails at set-up, saying so (it once ran ``env`` with the arguments, and succeeded)."""
+    job = custom_job(emulator, "", name="no-command")
+    spec = job.job_spec.worker_pool_specs[0].container_spec
+    spec.image_uri, spec.args = "us-central1-docker.pkg.dev/project/repo/trainer:latest", ["--learning_rate=0.01"]
+    del spec.command[:]
+    finished_job = finished(client, client.create_custom_job(parent=parent(emulator), custom_job=job).name)
+    assert finished_job.state.name == "JOB_STATE_FAILED"
+    assert "containerSpec.command is required" in finished_job.error.message
+    assert "trainer:latest" in finished_job.error.message
+
+
 def test_cancel_moves_through_cancelling_to_cancelled(emulator: VertexEmulator, client: Any) -> None:
     script = "import time\nprint('started', flush=True)\ntime.sleep(60)"
     created = client.create_custom_job(parent=parent(emulator), custom_job=custom_job(emulator, script, name="cancel"))

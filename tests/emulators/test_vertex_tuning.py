@@ -138,6 +138,7 @@ def test_trials_without_a_measurement_are_infeasible_and_the_job_fails(emulator:
     assert sorted(p.value for t in job.trials for p in t.parameters) == [1.0, 2.0]  # the grid, each point once
     assert [t.state.name for t in job.trials] == ["INFEASIBLE", "INFEASIBLE"]
     assert all("no value of the metric loss" in t.infeasible_reason for t in job.trials)
+    assert any(f"Trial {t.id}: The trial reported no value of the metric loss" in job.error.message for t in job.trials)  # why
     listed = client.list_hyperparameter_tuning_jobs(request={"parent": PARENT, "filter": 'labels.team="ml"'})
     assert [j.name for j in listed] == [created.name]
     client.delete_hyperparameter_tuning_job(name=created.name).result()
