@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from cloudtrain.emulators.common import INTERNAL_HEADER, Emulator, FaultMiddleware, Faults, ServerThread, access_log_handler
+from cloudtrain.emulators.gcloud_cli import gcloud_environment, gcloud_files
 from cloudtrain.emulators.job_runner import JobSettings
 from cloudtrain.emulators.vertex_jobs import TERMINAL, CustomJobRun, now
 from cloudtrain.emulators.vertex_logging import InvalidRequest, LogEntries
@@ -278,6 +279,7 @@ class VertexEmulator(Emulator):
         self.grpc: Any = None
         self.front: Any = None
         self.metadata: Any = None
+        self.gcloud_files: dict[str, Path] = {}  # the gcloud CLI's token and boto files (gcloud_cli)
         self.proxy: Any = None
         self.secrets: Any = None  # Secret Manager (cloudtrain.emulators.gcp_secret_manager)
         self._gcs: Any = None
@@ -296,6 +298,7 @@ class VertexEmulator(Emulator):
         self._gcs = StorageServer(self.host, self.storage_port, self.bucket, self.faults).start()
         self.metadata = MetadataServer(self.project, f"emulator@{self.project}.iam.gserviceaccount.com", self.host,
                                        verbose=self.log_requests).start()
+        self.gcloud_files = gcloud_files(self.root / "gcloud", self.metadata.service.token)
         settings = JobSettings(self.faults, self.grace_seconds, self.poll_seconds)
         self.service = JobService(self.root / "jobs", settings, self.storage_client)
         self.secrets = SecretManager()
@@ -344,10 +347,12 @@ class VertexEmulator(Emulator):
         }
 
     def job_environment(self) -> dict[str, str]:
-        """What the Google SDKs honour, exported to users and set for the emulator's jobs (on Vertex
-        a replica reaches Cloud Storage, the metadata server and the API the same way)."""
+        """What the Google SDKs and the gcloud CLI honour, exported to users and set for the
+        emulator's jobs (on Vertex a replica reaches Cloud Storage, the metadata server and the API
+        the same way)."""
         assert self._gcs is not None and self.metadata is not None
-        environment = {"STORAGE_EMULATOR_HOST": self.storage_host, **self.metadata.environment()}
+        environment = {"STORAGE_EMULATOR_HOST": self.storage_host, **self.metadata.environment(),
+                       **gcloud_environment(self.storage_host, self.project, self.gcloud_files)}
         if self.proxy is not None:
             bundle = str(self.authority.bundle_path)  # certifi's roots + the emulator's CA
             environment.update({**self.proxy.environment(), "REQUESTS_CA_BUNDLE": bundle,

@@ -258,6 +258,7 @@ class CustomJobRun(EmulatedJob):
             env = {**self.environment, **env}  # what the machine provides (storage, metadata server), then the job's own
             replica_dir = self.root / "replicas" / f"{pool}-{index}"
             (replica_dir / "tmp").mkdir(parents=True, exist_ok=True)
+            env.setdefault("CLOUDSDK_CONFIG", str(replica_dir / "gcloud"))  # gcloud's own, as in a fresh container
             if self.base_output:
                 env.update(AIP_MODEL_DIR=f"{self.base_output}/model/", AIP_CHECKPOINT_DIR=f"{self.base_output}/checkpoints/",
                            AIP_TENSORBOARD_LOG_DIR=f"{self.base_output}/logs/")

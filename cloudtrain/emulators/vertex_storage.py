@@ -108,6 +108,23 @@ def _handler_class(faults: Faults) -> type:
                 self._drop()
 
         def serve(self, method: str) -> None:
+            kind = self.headers.get("Content-Type") or ""
+            if kind.startswith("multipart/") and "boundary='" in kind:
+                # gcloud storage quotes the boundary in single quotes, which Cloud Storage takes and
+                # Python's MIME parser (the storage emulator's) does not: the same boundary, in double quotes
+                self.headers.replace_header("Content-Type", re.sub(r"boundary='([^']*)'", r'boundary="\1"', kind))
+            extra = re.fullmatch(r"/storage/v1/b/([^/?]+)/(storageLayout|managedFolders)", urlsplit(self.path).path)
+            if extra and method == "GET":  # what gcloud storage reads before it deletes a bucket
+                bucket = self.storage.get_bucket(extra.group(1))
+                if bucket is None:
+                    self._answer(404, "Not Found", {"error": {"code": 404, "message": "The specified bucket does not exist."}})
+                elif extra.group(2) == "managedFolders":  # none: the emulator creates no managed folders
+                    self._answer(200, "OK", {"kind": "storage#managedFolders", "items": []})
+                else:
+                    self._answer(200, "OK", {"kind": "storage#storageLayout", "bucket": extra.group(1),
+                                             "location": bucket.get("location", "US"), "locationType": "multi-region",
+                                             "hierarchicalNamespace": {"enabled": False}})
+                return
             upload_id = parse_qs(urlsplit(self.path).query).get("upload_id", [""])[0]
             done = self.storage.completed.get(upload_id) if method == "PUT" else None
             if done is None:

@@ -332,6 +332,48 @@ def test_a_container_command_reads_what_it_names_by_its_gcs_path(emulator: Verte
     assert f"read {token}" in job_log(emulator, created.name)
 
 
+def test_gcloud_storage_and_gsutil_reach_the_emulator_from_the_shell_and_from_a_job(emulator: VertexEmulator, grpc_client: Any,
+                                                                                   tmp_path: Path) -> None:
+    """The samples' notebook cells (``gcloud storage buckets create``, ``gsutil cp``, ``gcloud storage
+    ls``) with only the exported variables, and a trainer that copies its data with
+    ``gcloud storage cp`` as the Vertex samples' trainers do."""
+    from google.cloud import aiplatform_v1
+
+    from cloudtrain.emulators.common import wait_until
+
+    if shutil.which("gcloud") is None:
+        pytest.skip("the gcloud CLI is not installed here")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment()}
+    token = str(random.randrange(10**12))
+    (tmp_path / "data.csv").write_text(f"token\n{token}\n")
+
+    def shell(*command: str) -> str:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT, cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+        return done.stdout
+
+    shell("gcloud", "storage", "buckets", "create", "--location=us-central1", "gs://sample-bucket")
+    shell("gsutil", "cp", str(tmp_path / "data.csv"), "gs://sample-bucket/iris/data.csv")  # as gcloud storage, through the boto file
+    assert shell("gcloud", "storage", "ls", "gs://sample-bucket/iris/").split() == ["gs://sample-bucket/iris/data.csv"]
+    assert emulator.storage_client().bucket("sample-bucket").blob("iris/data.csv").download_as_text() == f"token\n{token}\n"
+    job = aiplatform_v1.CustomJob(display_name="gcloud-trainer", job_spec={
+        "worker_pool_specs": [{"machine_spec": {"machine_type": "n1-standard-4"}, "replica_count": 1, "container_spec": {
+            "image_uri": "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3:latest",
+            "command": ["sh", "-c", "gcloud storage cp gs://sample-bucket/iris/data.csv data.csv && echo read $(tail -1 data.csv) "
+                                    "&& gcloud storage cp data.csv gs://sample-bucket/out/copy.csv"]}}]})
+    created = grpc_client.create_custom_job(parent="projects/p6/locations/us-central1", custom_job=job)
+    done = wait_until(lambda: (lambda j: j if j.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED") else None)(
+        grpc_client.get_custom_job(name=created.name)), timeout=180, what="the job to end")
+    assert done.state.name == "JOB_STATE_SUCCEEDED", job_log(emulator, created.name)
+    assert f"read {token}" in job_log(emulator, created.name)
+    assert emulator.storage_client().bucket("sample-bucket").blob("out/copy.csv").download_as_text().endswith(f"{token}\n")
+    shell("gcloud", "storage", "rm", "--recursive", "gs://sample-bucket")  # a notebook's clean-up cell
+    assert emulator.storage_client().lookup_bucket("sample-bucket") is None
+    assert not (home / ".config" / "gcloud" / "credentials.db").exists()  # no login was needed
+
+
 def test_the_metadata_server_answers_as_google_documents(emulator: VertexEmulator) -> None:
     import requests
 
@@ -382,8 +424,8 @@ def test_credentials_the_user_already_has_are_refreshed_by_the_emulator(emulator
              "print(type(credentials).__module__, project, credentials.token)\n")
     user = run_user_script(emulator, project, "-c", probe)
     assert user.returncode == 0, user.stderr[-3000:]
-    # (the project comes from gcloud's own configuration, absent here; aiplatform.init(project=...) names it)
-    assert user.stdout.split() == ["google.oauth2.credentials", "None", emulator.metadata.service.token]
+    # (the project comes from gcloud's configuration: the exported CLOUDSDK_CORE_PROJECT, the emulator's)
+    assert user.stdout.split() == ["google.oauth2.credentials", emulator.project, emulator.metadata.service.token]
     home = project.parent / "home"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **emulator.environment(),
            "GOOGLE_APPLICATION_CREDENTIALS": str(key_file)}
