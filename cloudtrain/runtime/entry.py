@@ -19,7 +19,10 @@ environment, as rendered in its request):
 - the other clouds' script variables (``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``, ``AIP_MODEL_DIR``...),
   set from the runtime context where the cloud does not set them (:mod:`cloudtrain.runtime.variables`);
 - ``CLOUDTRAIN_SECRETS``: a JSON map ``NAME -> {"aws_secret": id}`` (or ``gcp_secret`` /
-  ``azure_key_vault``) resolved here, inside the job, so no value travels in the request.
+  ``azure_key_vault``) resolved here, inside the job, so no value travels in the request;
+- ``CLOUDTRAIN_OBJECTIVE``: in a tuning trial, the sweep's objective metric; the main process then
+  runs the program as a child and relays what it reports of the metric through MLflow or
+  ``cloudml-hypertune`` to where the cloud's tuning service reads it (:mod:`cloudtrain.runtime.relay`).
 
 Stdlib only, except the cloud SDK that a secret reference needs, which the cloud's framework
 containers provide.
@@ -120,6 +123,14 @@ def main() -> None:
     module = os.environ.get("CLOUDTRAIN_MODULE")
     entrypoint = os.environ.get("CLOUDTRAIN_ENTRYPOINT", "")
     sys.stdout.flush()
+    objective = os.environ.get("CLOUDTRAIN_OBJECTIVE")
+    if objective and context().is_main:
+        from cloudtrain.runtime.relay import prepare, run_relaying
+
+        sources = prepare(context().environment)
+        if sources:
+            raise SystemExit(run_relaying(program(command and resolve(command, values), module, entrypoint, args),
+                                          objective, sources))
     if command:
         os.execvp("bash", ["bash", "-c", resolve(command, values), "bash", *args])
     if module:
@@ -136,6 +147,20 @@ def main() -> None:
     sys.path.insert(1, str(CODE_ROOT))
     sys.argv = [str(script), *args]
     runpy.run_path(str(script), run_name="__main__")
+
+
+def program(command: str | None, module: str | None, entrypoint: str, args: list[str]) -> list[str]:
+    """The command line that runs the job's program in a child process, as :func:`main` runs it in
+    this one (from the code directory, with the bundle's ``cloudtrain`` importable)."""
+    if command:
+        return ["bash", "-c", command, "bash", *args]
+    if module:
+        return [sys.executable, "-m", module, *args]  # the code directory (the working one) first on sys.path
+    script = CODE_ROOT / entrypoint
+    if script.suffix == ".sh":
+        return ["bash", str(script), *args]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CODE_ROOT), os.environ.get("PYTHONPATH")]))
+    return [sys.executable, str(script), *args]
 
 
 if __name__ == "__main__":

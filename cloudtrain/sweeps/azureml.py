@@ -120,6 +120,10 @@ def sweep_document(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
         document["compute"] = job["compute"]
     trial = {"command": command_line(plan, hps=_hps_template(plan, sweep)),
              **{key: job[key] for key in ("code", "environment", "environment_variables", "resources", "distribution") if key in job}}
+    if "environment_variables" in trial:
+        from cloudtrain.sweeps.space import with_objective
+
+        trial["environment_variables"] = with_objective(trial["environment_variables"], sweep)
     document["trial"] = trial
     return document
 

@@ -97,6 +97,10 @@ def training_job_definition(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
         "AlgorithmSpecification": algorithm,
     }
     definition.update({key: request[key] for key in _SAME_KEYS if key in request})
+    if "Environment" in definition:
+        from cloudtrain.sweeps.space import with_objective
+
+        definition["Environment"] = with_objective(definition["Environment"], sweep)
     return definition
 
 

@@ -33,6 +33,19 @@ def check_reported_objective(spec: "JobSpec", sweep: "Sweep", service: str, read
             "or sweep it on SageMaker or locally, which read such a metric from the output")
 
 
+#: the entry shim's variables (cloudtrain.runtime.entry) that name the program it runs
+_SHIM_VARIABLES = ("CLOUDTRAIN_ENTRYPOINT", "CLOUDTRAIN_MODULE", "CLOUDTRAIN_COMMAND")
+
+
+def with_objective(environment: dict[str, str], sweep: "Sweep") -> dict[str, str]:
+    """A trial's variables, with ``CLOUDTRAIN_OBJECTIVE`` naming the objective where the entry shim
+    runs the program: it relays the objective a script reports through MLflow or cloudml-hypertune
+    to where the cloud's tuning service reads it (:mod:`cloudtrain.runtime.relay`)."""
+    if not any(name in environment for name in _SHIM_VARIABLES):
+        return environment  # a prebuilt container's own entrypoint: the script reports as the service reads
+    return {**environment, "CLOUDTRAIN_OBJECTIVE": sweep.objective.metric}
+
+
 def distribution(parameter: "SweepParameter") -> Any:
     """The Optuna distribution of one sweep parameter."""
     import optuna

@@ -64,7 +64,7 @@ def parameter_specs(sweep: "Sweep") -> list[dict[str, Any]]:
 
 def build_tuning_request(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     from cloudtrain.providers.vertex_job import build_request
-    from cloudtrain.sweeps.space import check_reported_objective
+    from cloudtrain.sweeps.space import check_reported_objective, with_objective
 
     check(sweep)
     check_reported_objective(plan.spec, sweep, "Vertex AI", "as the job reports it (cloudml-hypertune)")
@@ -77,6 +77,11 @@ def build_tuning_request(plan: "Plan", sweep: "Sweep") -> dict[str, Any]:
     if sweep.early_stopping == "median":
         study["medianAutomatedStoppingSpec"] = {"useElapsedDuration": False}
     forward_trial_arguments(custom["jobSpec"])
+    for pool in custom["jobSpec"]["workerPoolSpecs"]:
+        container = pool.get("containerSpec") or {}
+        if "env" in container:
+            env = with_objective({item["name"]: item["value"] for item in container["env"]}, sweep)
+            container["env"] = [{"name": name, "value": value} for name, value in env.items()]
     return {"displayName": plan.job_name, "studySpec": study, "maxTrialCount": sweep.max_trials,
             "parallelTrialCount": sweep.max_parallel, "trialJobSpec": custom["jobSpec"], "labels": custom["labels"]}
 

@@ -33,6 +33,14 @@ print(f"trial x={args.x} loss={loss}", flush=True)
 context().log_metric("loss", loss)
 """
 
+#: the same trial, written for Azure ML (its objective through MLflow, as mlflow.autolog() reports)...
+MLFLOW_SCRIPT = SCRIPT.replace("from cloudtrain.runtime import context", "import mlflow").replace(
+    'context().log_metric("loss", loss)', 'mlflow.log_metric("loss", loss)')
+#: ... and for Vertex AI (through cloudml-hypertune)
+HYPERTUNE_SCRIPT = SCRIPT.replace("from cloudtrain.runtime import context", "import hypertune").replace(
+    'context().log_metric("loss", loss)',
+    'hypertune.HyperTune().report_hyperparameter_tuning_metric(hyperparameter_metric_tag="loss", metric_value=loss)')
+
 SPEC = """
 name: tune-x
 code: .

@@ -27,6 +27,7 @@ from cloudtrain.plan import Plan  # noqa: E402
 from cloudtrain.providers import azureml_job  # noqa: E402
 from cloudtrain.spec import Sweep  # noqa: E402
 from cloudtrain.sweeps import azureml as azureml_sweep  # noqa: E402
+from cloudtrain.sweeps.space import with_objective  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 OBJECTIVE = {"metric": "val_accuracy", "goal": "maximize"}
@@ -61,7 +62,8 @@ def sdk_sweep_document(plan: Plan, sweep: Sweep) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(
             name=job.name, display_name=job.display_name, experiment_name=job.experiment_name, tags=job.tags, code=job.code,
             command=azureml_job.command_line(plan, hps=azureml_sweep._hps_template(plan, sweep)), environment=job.environment,
-            environment_variables=job.environment_variables, resources=job.resources, compute=job.compute, distribution=job.distribution,
+            # a trial's variables name the objective for the entry shim's relay (cloudtrain.runtime.relay)
+            environment_variables=with_objective(dict(job.environment_variables or {}), sweep), resources=job.resources, compute=job.compute, distribution=job.distribution,
             inputs={**{k: getattr(v, "_data", v) for k, v in job.inputs.items()}, **swept},
             outputs={k: getattr(v, "_data", v) for k, v in job.outputs.items()})
         if job.queue_settings is not None:

@@ -16,7 +16,7 @@ from cloudtrain.sweeps import cloud as cloud_sweeps
 from cloudtrain.testing import Backend
 
 from sweep_helpers import SPEC as SHARED_SPEC
-from sweep_helpers import STOPPABLE, emulated_backend, logged_trials, write_spec
+from sweep_helpers import HYPERTUNE_SCRIPT, MLFLOW_SCRIPT, STOPPABLE, emulated_backend, logged_trials, write_spec
 
 #: x is only swept (not among the spec's hyperparameters): the trials still get it
 SPEC = SHARED_SPEC.replace("hyperparameters: {epochs: 1, x: 0.0}  # the trials get their own x, never this one",
@@ -54,6 +54,28 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backe
     assert "trials: 4 completed" in status.message, status.message
     assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
     assert record.id in [r.id for r in runner.list(cloud="sagemaker")]
+
+
+@pytest.mark.parametrize("script", [MLFLOW_SCRIPT, HYPERTUNE_SCRIPT], ids=["mlflow", "hypertune"])
+def test_a_script_written_for_another_cloud_reports_its_objective_to_the_tuning_job(sagemaker: Backend, tmp_path: Path,
+                                                                                     script: str) -> None:
+    """An Azure ML script (MLflow) or a Vertex AI one (cloudml-hypertune) sweeps on SageMaker
+    unchanged: the entry shim relays its objective to the log lines the tuning job reads."""
+    pytest.importorskip("mlflow" if script is MLFLOW_SCRIPT else "hypertune")
+    record = cloud_sweeps.submit(load_spec(write_spec(tmp_path, SPEC, script), sagemaker.overrides), "sagemaker",
+                                 sagemaker.runner).record
+    _, status = sagemaker.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    losses = {trial: loss for trial, (_, loss) in logged_trials(list(sagemaker.runner.logs(record.id))).items()}
+    assert "trials: 4 completed" in status.message and len(losses) == 4, (status.message, losses)
+    best = min(losses, key=losses.get)
+    assert f"best {best}: loss = " in status.message, (status.message, losses)
+    import boto3
+
+    client = boto3.client("sagemaker", endpoint_url=sagemaker.emulator.endpoint_url, region_name=sagemaker.emulator.region,
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    tuning = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=record.native_id.rsplit("/", 1)[-1])
+    assert tuning["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(losses[best], rel=1e-5)  # 6 digits, as printed
 
 
 def test_a_tuning_job_can_be_cancelled(sagemaker: Backend, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from cloudtrain.specfile import load_spec  # noqa: E402
 from cloudtrain.sweeps import cloud as cloud_sweeps  # noqa: E402
 from cloudtrain.testing import Backend  # noqa: E402
 
-from sweep_helpers import SCRIPT, SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
+from sweep_helpers import MLFLOW_SCRIPT, SCRIPT, SPEC, STOPPABLE, emulated_backend, logged_trials, write_spec  # noqa: E402
 
 
 @pytest.fixture()
@@ -72,6 +72,20 @@ def test_a_trial_that_reports_no_objective_is_infeasible_and_never_the_best(vert
     assert status.state is JobState.SUCCEEDED, status
     assert "trials: 2 succeeded, 0 running, 2 infeasible" in status.message, status.message
     assert re.search(r"best trial \d+: loss = 1\.0 \(x=2\)", status.message), status.message  # x=4 is as good but unmeasured
+
+
+def test_an_mlflow_script_reports_its_objective_to_the_tuning_job(vertex: Backend, tmp_path: Path) -> None:
+    """An Azure ML script (its objective through MLflow) sweeps on Vertex unchanged: the entry shim
+    relays the objective to the cloudml-hypertune file the tuning job reads."""
+    pytest.importorskip("mlflow")
+    record = cloud_sweeps.submit(load_spec(_spec(tmp_path, SPEC, MLFLOW_SCRIPT), vertex.overrides), "vertex", vertex.runner).record
+    _, status = vertex.runner.wait(record.id, poll_seconds=0.1, timeout=300)
+    assert status.state is JobState.SUCCEEDED, status
+    assert "trials: 4 succeeded, 0 running, 0 infeasible" in status.message, status.message
+    job = vertex.emulator.job_client().get_hyperparameter_tuning_job(name=record.native_id)
+    for trial in job.trials:
+        x = dict((p.parameter_id, p.value) for p in trial.parameters)["x"]
+        assert trial.final_measurement.metrics[0].value == pytest.approx((x - 3.0) ** 2)
 
 
 def test_a_retried_submission_finds_its_tuning_job(vertex: Backend, tmp_path: Path) -> None:
