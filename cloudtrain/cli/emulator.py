@@ -71,7 +71,9 @@ def start(clouds: tuple[str, ...], port: int, root: str | None, faults: tuple[st
                  proxy and a local CA: grpc_proxy, HTTPS_PROXY, GRPC_DEFAULT_SSL_ROOTS_FILE_PATH,
                  REQUESTS_CA_BUNDLE), credentials from a metadata server and an OAuth token route
                  (GCE_METADATA_HOST), Cloud Storage with buckets created on first upload
-                 (STORAGE_EMULATOR_HOST), Secret Manager at its real hostname (gcp_secret secrets),
+                 (STORAGE_EMULATOR_HOST; gcloud storage and gsutil in the shell and in jobs through
+                 CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE, a token file and BOTO_CONFIG), Secret
+                 Manager at its real hostname (gcp_secret secrets),
                  HyperparameterTuningJob (each trial a CustomJob with its values as --name=value;
                  random, grid or Optuna TPE for the default algorithm; the objective read from the
                  trial's cloudml-hypertune file; median automated stopping applied); plain REST
