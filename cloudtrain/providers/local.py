@@ -6,7 +6,8 @@ holding ``spec.json`` (the resolved spec), ``request.json`` (the command lines),
 ``metrics.jsonl``, ``model/``, ``output/``, ``checkpoints/`` and ``status.json``. A job runs in its
 code directory (as ``python train.py`` there would); MLflow's default store goes to the run
 directory (``MLFLOW_TRACKING_URI=sqlite:///<run dir>/mlflow.db``) unless the environment or the
-spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code;
+spec's ``env`` sets ``MLFLOW_TRACKING_URI``, so a script that logs to MLflow leaves nothing in the code
+(and MLflow's usage telemetry is off, ``MLFLOW_DISABLE_TELEMETRY``, unless either sets it);
 ``cloudml-hypertune`` reports (a Vertex AI script's) go to ``<run dir>/hypertune/output.metrics``
 (``CLOUD_ML_HP_METRIC_FILE``), not a file every run shares. Both are read back as the run's metrics
 (:mod:`cloudtrain.runtime.reports`), beside ``metrics.jsonl``.
@@ -85,6 +86,10 @@ def contract_env(plan: "Plan", run_dir: Path) -> dict[str, str]:
 
     if "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_TRACKING_URI" not in spec.env:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{run_dir / MLFLOW_LOCAL}"  # MLflow's own default store, in the run (not the code)
+    if "MLFLOW_DISABLE_TELEMETRY" not in os.environ and "MLFLOW_DISABLE_TELEMETRY" not in spec.env:
+        # MLflow 3 sends usage telemetry from a thread of its own, which has been seen to hang a run
+        # that calls mlflow.autolog() (until max_runtime); a job run here reports nothing about MLflow
+        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     if "CLOUD_ML_HP_METRIC_FILE" not in os.environ and "CLOUD_ML_HP_METRIC_FILE" not in spec.env:
         env["CLOUD_ML_HP_METRIC_FILE"] = str(run_dir / HYPERTUNE_LOCAL)  # cloudml-hypertune's reports, per run
     from cloudtrain.providers.distribution import MPI_ROOT_ENV, distribution_environment

@@ -281,17 +281,20 @@ def test_a_job_dies_with_its_supervisor(tmp_path: Path) -> None:
 MLFLOW_URI_SCRIPT = """
 import os
 print("tracking", os.environ.get("MLFLOW_TRACKING_URI"))
+print("telemetry off", os.environ.get("MLFLOW_DISABLE_TELEMETRY"))
 """
 
 
 def test_mlflows_default_store_is_the_runs_not_the_codes(project, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     spec = project(MLFLOW_URI_SCRIPT, "name: tracked\ncode: .\nentrypoint: train.py\n")
     lines: list[str] = []
     runner = Runner()
     record, status = runner.run_local(runner.plan(load_spec(spec), "local"), on_line=lines.append)
     assert status.state is JobState.SUCCEEDED
     assert f"tracking sqlite:///{Path(record.details['run_dir']) / 'mlflow.db'}" in lines
+    assert "telemetry off true" in lines  # MLflow's usage telemetry (seen to hang autolog) is off
     own = project(MLFLOW_URI_SCRIPT, "name: tracked\ncode: .\nentrypoint: train.py\nenv: {MLFLOW_TRACKING_URI: 'http://127.0.0.1:5000'}\n")
     lines.clear()
     runner.run_local(runner.plan(load_spec(own), "local"), on_line=lines.append)
