@@ -65,11 +65,19 @@ def check_sweep_budget(sweep: "Sweep", estimate: "CostEstimate | None") -> Sweep
     from cloudtrain.cost import usd
 
     limit = sweep.budget.max_usd
+    if bound.per_trial_usd is None and estimate is not None and not estimate.priced:
+        raise BudgetExceededError(
+            f"sweep.budget.max_usd is {usd(limit)} but {estimate.instance_type} on {estimate.cloud} in {estimate.region} has "
+            "no sourced price, so a trial's cost bound cannot be proven; nothing was submitted",
+            f"give your price for it (a `prices:` entry in cloudtrain.yaml or the user config, e.g. prices: [{{cloud: "
+            f"{estimate.cloud}, region: {estimate.region}, instance_type: {estimate.instance_type}, usd_per_hour: ...}}], or "
+            f"`cloudtrain prices import FILE`), choose a priced instance type (`cloudtrain catalog --cloud {estimate.cloud}`), "
+            "or remove sweep.budget")
     if bound.per_trial_usd is None:
         raise BudgetExceededError(
-            f"sweep.budget.max_usd is {usd(limit)} but a trial on {bound.cloud} {bound.instance_type} has no cost bound "
-            "(no max_runtime, or no sourced price); nothing was submitted",
-            "set max_runtime (e.g. max_runtime: 30m) and a priced instance, or remove sweep.budget")
+            f"sweep.budget.max_usd is {usd(limit)} but the spec has no max_runtime, so a trial on {bound.cloud} "
+            f"{bound.instance_type} has no cost bound; nothing was submitted",
+            "set max_runtime (e.g. max_runtime: 30m), or remove sweep.budget")
     total = bound.per_trial_usd * bound.trials
     if total > limit + 1e-12:
         per_trial = f"${bound.per_trial_usd:,.4f}".rstrip("0").rstrip(".")  # to a hundredth of a cent: the figures add up

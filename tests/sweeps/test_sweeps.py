@@ -230,6 +230,20 @@ def test_sweep_over_budget_is_refused() -> None:
         check_sweep_budget(job.spec.sweep, plan(job, "sagemaker").estimate)
 
 
+def test_a_sweep_budget_that_cannot_be_proven_names_what_is_missing() -> None:
+    job = Job.from_file(REPO / "examples" / "digits-cnn.yaml", {
+        "sweep": {**SWEEP, "budget": {"max_usd": 5.0}}, "resources": {"instance_type": {"vertex": "n1-highmem-2"}}})
+    with pytest.raises(BudgetExceededError) as caught:  # an unpriced machine: the fix is a price, not max_runtime
+        check_sweep_budget(job.spec.sweep, plan(job, "vertex").estimate)
+    assert "n1-highmem-2 on vertex in us-central1 has no sourced price" in caught.value.message
+    assert "prices: [{cloud: vertex, region: us-central1, instance_type: n1-highmem-2, usd_per_hour: ...}]" in caught.value.hint
+    assert "max_runtime" not in caught.value.hint
+    job = Job.from_file(REPO / "examples" / "digits-cnn.yaml", {"sweep": {**SWEEP, "budget": {"max_usd": 5.0}}, "max_runtime": None})
+    with pytest.raises(BudgetExceededError, match="the spec has no max_runtime") as caught:
+        check_sweep_budget(job.spec.sweep, plan(job, "sagemaker").estimate)
+    assert caught.value.hint.startswith("set max_runtime")
+
+
 def test_spend_tracker_stops_before_the_trial_that_would_pass_the_budget() -> None:
     tracker = SpendTracker(max_usd=2.5, per_trial_usd=1.0)
     assert tracker.can_launch(0) and tracker.can_launch(1) and not tracker.can_launch(2)
