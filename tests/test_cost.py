@@ -195,3 +195,25 @@ def test_estimate_cli_title_says_the_runtime_bound_in_minutes_and_hours(tmp_path
     out = subprocess.run([sys.executable, "-m", "cloudtrain", "estimate", str(tmp_path / "job.yaml")], capture_output=True, text=True,
                          check=True, env={**os.environ, "COLUMNS": "200"}).stdout
     assert "j: 1 node(s), at most 1 h 30 min" in out, out
+
+
+def test_estimate_cli_of_a_sweep_shows_its_bound_and_the_sweep_budgets_verdict(tmp_path: Path) -> None:
+    """The sweep's bound per cloud (trials x the per-trial figure), why a cloud has none, and whether
+    sweep.budget holds: `sweep` refuses (exit 4) what this says is over or cannot be proven."""
+    (tmp_path / "job.yaml").write_text(
+        "name: j\ncode: .\nentrypoint: t.py\nresources: {instance_type: {sagemaker: ml.g4dn.xlarge, vertex: n1-highmem-2}}\n"
+        "max_runtime: 30m\nsweep:\n  objective: {metric: loss, goal: minimize}\n  parameters: {lr: {type: float, min: 0.001, max: 0.1}}\n"
+        "  max_trials: 4\n  budget: {max_usd: 1.0}\n")
+    done = subprocess.run([sys.executable, "-m", "cloudtrain", "estimate", str(tmp_path / "job.yaml"), "--cloud", "sagemaker"],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    row = next(o for o in CATALOG.offers if o.cloud == "sagemaker" and o.instance_type == "ml.g4dn.xlarge" and o.priced
+               and o.region == "us-east-1")
+    per_trial = row.usd_per_hour * 0.5
+    shown = f"${per_trial:,.4f}".rstrip("0").rstrip(".")
+    assert f"sweep on sagemaker ml.g4dn.xlarge: at most ${4 * per_trial:,.2f} (4 trials x {shown}); " \
+           f"{'within' if 4 * per_trial <= 1.0 else 'over'} sweep.budget $1.00" in done.stderr, done.stderr
+    vertex = subprocess.run([sys.executable, "-m", "cloudtrain", "estimate", str(tmp_path / "job.yaml"), "--cloud", "vertex"],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    assert ("sweep on vertex n1-highmem-2: no upper bound (4 trials, no sourced price); sweep.budget $1.00 cannot be proven "
+            "there (sweep refuses it, exit 4)") in vertex.stderr, vertex.stderr

@@ -59,7 +59,8 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
             continue
         per_node = item.spot_usd_per_hour_per_node if item.spot else item.usd_per_hour_per_node
         kind = " spot" if item.spot else ""
-        total = "-" if item.max_total_usd is None else f"${item.max_total_usd:,.2f}"
+        exact = item.exact_max_total_usd
+        total = "-" if item.max_total_usd is None or exact is None else usd(exact if exact < 0.01 else item.max_total_usd)
         row = [cloud, item.region, item.instance_type, accelerator, f"{per_node:,.2f}{kind}", f"{item.effective_usd_per_hour:,.2f}", total]
         if any_spot:
             row.append("-" if item.on_demand_max_total_usd is None or not item.spot else f"${item.on_demand_max_total_usd:,.2f}")
@@ -90,10 +91,19 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
         notes.print(f"not available on {name}: {why}", soft_wrap=True, markup=False)
     for name, why in result.unpriced.items():
         notes.print(f"{name}: {why}", soft_wrap=True, markup=False)
+    limit = spec.sweep.budget.max_usd if spec.sweep is not None and spec.sweep.budget is not None else None
     for bound in bounds:
-        total = "no upper bound" if bound.max_total_usd is None else f"at most ${bound.max_total_usd:,.2f}"
-        notes.print(f"sweep on {bound.cloud} {bound.instance_type}: {total} ({bound.trials} trials x the per-trial bound)",
-                    markup=False, soft_wrap=True)
+        if bound.per_trial_usd is None:
+            why = "the spec has no max_runtime" if result.max_runtime_hours is None else "no sourced price"
+            verdict = f"; sweep.budget {usd(limit)} cannot be proven there (sweep refuses it, exit 4)" if limit is not None else ""
+            line = f"sweep on {bound.cloud} {bound.instance_type}: no upper bound ({bound.trials} trials, {why}){verdict}"
+        else:
+            total = bound.per_trial_usd * bound.trials
+            per_trial = f"${bound.per_trial_usd:,.4f}".rstrip("0").rstrip(".")
+            verdict = "" if limit is None else (f"; within sweep.budget {usd(limit)}" if total <= limit + 1e-12
+                                                else f"; over sweep.budget {usd(limit)} (sweep refuses it, exit 4)")
+            line = f"sweep on {bound.cloud} {bound.instance_type}: at most {usd(total)} ({bound.trials} trials x {per_trial}){verdict}"
+        notes.print(line, markup=False, soft_wrap=True)
     if spec.budget and result.cheapest and result.cheapest.max_total_usd is not None and result.cheapest.priced:
         verdict = "within" if result.cheapest.max_total_usd <= spec.budget.max_usd else "[red]over[/]"
         notes.print(f"budget: {usd(spec.budget.max_usd)}; the cheapest offer is {verdict} it")
