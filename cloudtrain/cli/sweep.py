@@ -123,7 +123,8 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
         progress = sweep.progress()
         err_console().print(f"the sweep {plain(sweep.name)} stopped ({'SIGTERM' if isinstance(stop, Terminated) else 'interrupted'}) "
                             f"with {progress.done} of {sweep.sweep.max_trials} trials ended; the trials that were running were "
-                            f"cancelled and will run again. Run the same command to continue it (the study: {plain(sweep.path)}).",
+                            f"cancelled. Run the same command to continue it: it runs their values again first (the study: "
+                            f"{plain(sweep.path)}).",
                             highlight=False)
         sys.exit(143 if isinstance(stop, Terminated) else 130)
     finally:
@@ -161,7 +162,8 @@ def show_result(data: dict[str, Any], sweep: Any) -> None:
     best_number = data["best"]["number"] if data["best"] else None
     for row in data["trials"]:
         value = "-" if row["value"] is None else f"{row['value']:.4g}"
-        state = row["state"] + (" (interrupted)" if row["interrupted"] else "")
+        state = row["state"] + (" (interrupted)" if row["interrupted"] else "") + (
+            f" (rerun of {row['rerun_of']})" if row.get("rerun_of") is not None else "")
         mark = " *" if row["number"] == best_number else ""
         table.add_row(f"{row['number']}{mark}", state, value, *[plain(_short(row["params"].get(n))) for n in names],
                       plain(row["job_id"] or "-"))
@@ -173,7 +175,13 @@ def show_result(data: dict[str, Any], sweep: Any) -> None:
         params = ", ".join(f"{k}={_short(v)}" for k, v in data["best"]["params"].items())
         out.print(f"best: {sweep.objective.metric} = {data['best']['value']:.6g} with {plain(params)} (trial {best_number})")
     notes = err_console()
-    notes.print(f"study: {plain(data['storage'])} (study name {plain(data['study'])}); run the same command again to continue it")
+    from cloudtrain.sweeps.space import grid_size
+
+    ended = sum(not row["interrupted"] for row in data["trials"])
+    target = min(sweep.max_trials, grid_size(sweep)) if sweep.algorithm == "grid" else sweep.max_trials
+    more = ("run the same command again to continue it" if ended < target and not data.get("note")
+            else "it has ended; --new starts a new study")
+    notes.print(f"study: {plain(data['storage'])} (study name {plain(data['study'])}); {more}")
     if data["figure"]:
         notes.print(f"figure: {plain(data['figure'])}")
     for note in data["figure_notes"] + ([data["note"]] if data.get("note") else []):

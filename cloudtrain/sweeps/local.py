@@ -17,7 +17,8 @@ The study is ``$CLOUDTRAIN_HOME/sweeps/<spec name>.db`` (SQLite), study name ``<
 Running the same sweep again continues it until ``max_trials`` trials have ended (COMPLETE,
 PRUNED or FAIL); trials an interruption cut short (Ctrl-C, a killed process) are marked FAIL with
 the user attribute ``interrupted`` when the sweep is next run, their jobs cancelled, and they do
-not count. A resumed sweep refuses a spec whose search space or objective changed (``new=True``
+not count: their values are enqueued (``study.enqueue_trial``), so the next trials run them again
+(``rerun_of`` names the trial cut short) before the sampler proposes new ones. A resumed sweep refuses a spec whose search space or objective changed (``new=True``
 starts a new study in the same file, renaming the old one aside).
 """
 
@@ -177,6 +178,11 @@ class LocalSweep:
                 self._cancel_quietly(job_id)
             self.study._storage.set_trial_user_attr(frozen._trial_id, "interrupted", True)
             self.study.tell(frozen.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        trials = self.study.get_trials(deepcopy=False)
+        again = {t.user_attrs.get("rerun_of") for t in trials}
+        for frozen in trials:
+            if frozen.state == optuna.trial.TrialState.FAIL and frozen.user_attrs.get("interrupted") and frozen.number not in again:
+                self.study.enqueue_trial(dict(frozen.params), user_attrs={"rerun_of": frozen.number})
 
     def _cancel_quietly(self, job_id: str) -> None:
         try:
@@ -251,8 +257,10 @@ class LocalSweep:
             return False
         from cloudtrain.sweeps.space import grid_size
 
-        trials = self.study.get_trials(deepcopy=False)
-        return sum(not t.user_attrs.get("interrupted") for t in trials) >= grid_size(self.sweep)
+        import optuna
+
+        trials = self.study.get_trials(deepcopy=False)  # a WAITING trial (an interrupted one's values) is still to run
+        return sum(not t.user_attrs.get("interrupted") and t.state != optuna.trial.TrialState.WAITING for t in trials) >= grid_size(self.sweep)
 
     def _launch(self) -> None:
         trial = self.study.ask(distributions(self.sweep))
@@ -299,7 +307,8 @@ class LocalSweep:
         return self.study._storage.get_trial(running.trial._trial_id)
 
     def _interrupt(self) -> None:
-        """Ctrl-C or an error: cancel the trials' jobs and mark them interrupted (they will run again)."""
+        """Ctrl-C or an error: cancel the trials' jobs and mark them interrupted (the next run of the
+        sweep runs their values again)."""
         import optuna
 
         for running in list(self.running.values()):

@@ -10,7 +10,11 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     """One dict per trial, in order: number, state, value, params, job id, seconds, steps reported,
     and for a trial that failed, why (its job's error, or the objective it never logged)."""
     rows = []
+    import optuna
+
     for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.WAITING:
+            continue  # enqueued, not run yet
         rows.append({
             "number": trial.number,
             "state": trial.state.name,
@@ -20,6 +24,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
             "seconds": trial.user_attrs.get("seconds"),
             "steps": len(trial.intermediate_values),
             "interrupted": bool(trial.user_attrs.get("interrupted")),
+            "rerun_of": trial.user_attrs.get("rerun_of"),  # the interrupted trial whose values this one runs again
             "reason": trial.user_attrs.get("reason"),
         })
     return rows

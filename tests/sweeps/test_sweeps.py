@@ -288,6 +288,26 @@ def test_local_sweep_beats_the_defaults_and_resumes_after_an_interrupt(toy: Path
         assert spec["sweep"] is None and spec["hyperparameters"]["lr"] == trial.params["lr"]
 
 
+def test_trials_an_interruption_cut_short_run_their_values_again(toy: Path) -> None:
+    from cloudtrain.sweeps.local import LocalSweep
+
+    def interrupt_while_two_run(progress):  # type: ignore[no-untyped-def]
+        if progress.running == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        LocalSweep(Job.from_file(toy, {"sweep.max_trials": 3})._loaded, Runner(), seed=5).run(on_progress=interrupt_while_two_run)
+    resumed = LocalSweep(Job.from_file(toy, {"sweep.max_trials": 3})._loaded, Runner(), seed=5)
+    final = resumed.run()
+    trials = resumed.study.get_trials()
+    cut = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert [t.number for t in cut] == [0, 1] and final.done == 3
+    for trial in cut:  # its values ran again first, in a trial of their own
+        (again,) = [t for t in trials if t.user_attrs.get("rerun_of") == trial.number]
+        assert again.params == trial.params and again.state.name == "COMPLETE" and again.number in (2, 3)
+    assert len(trials) == 5  # the two cut short, their two reruns, one new trial
+
+
 def test_cli_sweep_json(toy: Path) -> None:
     import subprocess
     import sys
