@@ -180,11 +180,33 @@ class JobStore:
                 escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 rows = conn.execute("SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 6", (escaped + "%",)).fetchall()
         if not rows:
+            sweep = self._sweep_of_trial(key)
+            if sweep is not None:
+                raise JobNotFoundError(
+                    f"{key!r} is a trial of the sweep {sweep.id} on {sweep.cloud}, run by the cloud's tuning service: it is no job "
+                    "of its own in the job store",
+                    f"`cloudtrain status {sweep.id}` shows the sweep's trials and its best; `cloudtrain logs {sweep.id}` shows this "
+                    f"trial's lines under [{key}]")
             raise JobNotFoundError(f"no job matches {key!r}", "give a job id (or its start, or the job's name) from `cloudtrain list`")
         if len(rows) > 1:
             names = ", ".join(r["id"] for r in rows[:5])
             raise UsageError(f"{key!r} matches several jobs: {names}", "give more of the job id")
         return self._record(rows[0])
+
+    def _sweep_of_trial(self, key: str) -> JobRecord | None:
+        """The cloud sweep whose tuning service named a trial ``key``: SageMaker's
+        ``<tuning job>-NNN-<8 hex>``, Azure ML's ``<sweep job>_N``."""
+        import re
+
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM jobs WHERE json_extract(details, '$.kind') = 'sweep' ORDER BY created_at DESC").fetchall()
+        for row in rows:
+            record = self._record(row)
+            native = record.native_id.rsplit("/", 1)[-1]
+            pattern = {"sagemaker": rf"{re.escape(native)}-\d{{3}}-[0-9a-f]{{8}}", "azureml": rf"{re.escape(native)}_\d+"}.get(record.cloud)
+            if native and pattern and re.fullmatch(pattern, key):
+                return record
+        return None
 
     def list(self, cloud: str | None = None, state: JobState | None = None, limit: int = 50) -> list[JobRecord]:
         query, params = "SELECT * FROM jobs", []

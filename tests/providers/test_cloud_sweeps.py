@@ -52,6 +52,11 @@ def test_a_tuning_job_runs_its_trials_and_reports_the_true_best(sagemaker: Backe
     best = min(losses, key=losses.get)
     assert f"best {best}: loss = " in status.message, (status.message, losses)
     assert "trials: 4 completed" in status.message, status.message
+    from cloudtrain.errors import JobNotFoundError
+
+    with pytest.raises(JobNotFoundError, match=f"'{best}' is a trial of the sweep {record.id} on sagemaker") as caught:
+        runner.store.resolve(best)  # `cloudtrain status <a trial's name, as logs shows it>`
+    assert f"cloudtrain logs {record.id}" in caught.value.hint
     assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
     assert record.id in [r.id for r in runner.list(cloud="sagemaker")]
 

@@ -60,6 +60,10 @@ def test_a_sweep_runs_its_trials_and_reports_the_true_best(azureml: Backend, tmp
     assert "trials: 3 completed, 0 running, 0 failed, 0 cancelled (of 3)" in status.message, status.message
     assert status.model_uri == f"azureml://datastores/workspaceblobstore/paths/azureml/{best}/model/"
     assert final.state is JobState.SUCCEEDED and runner.store.get(record.id).state is JobState.SUCCEEDED
+    from cloudtrain.errors import JobNotFoundError
+
+    with pytest.raises(JobNotFoundError, match=f"'{best}' is a trial of the sweep {record.id} on azureml"):
+        runner.store.resolve(best)  # `cloudtrain status <a trial's name, as logs shows it>`
     assert record.id in [r.id for r in runner.list(cloud="azureml")]
     listed = [job.name for job in emulator.ml_client().jobs.list()]
     assert record.id in listed and not set(trials) & set(listed)  # trials are listed under their sweep only
