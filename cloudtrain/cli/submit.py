@@ -37,7 +37,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
     job = Job.from_loaded(load(spec_path, overrides), runner=jobs)
     plan = job.resume_plan(resume) if resume else job.plan(cloud, region=region, spot=spot, dry_run=dry_run)
     estimate = plan.estimate.to_dict() if plan.estimate else None
-    code = _code_summary(plan, quiet=as_json)
+    code = code_summary(plan, quiet=as_json)
     if dry_run:
         request = job.dry_run(plan)
         if as_json:
@@ -48,11 +48,7 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, resum
             out.print(f"[bold]{plan.cloud}[/] request for {plan.job_name} (dry run, nothing was sent):", highlight=False)
             out.print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
             _print_estimate(plan)
-            if plan.missing_settings:
-                names = ", ".join(plan.missing_settings)
-                variables = ", ".join("CLOUDTRAIN_" + n.replace(".", "_").upper() for n in plan.missing_settings)
-                err_console().print(f"[yellow]note:[/] not set yet, shown as SET-... placeholders: {plain(names)}; a real "
-                                    f"submit needs them (in the spec, cloudtrain.yaml, or {plain(variables)})", soft_wrap=True)
+            print_missing_settings(plan)
         return
     from cloudtrain import progress
 
@@ -116,7 +112,16 @@ def _print_estimate(plan) -> None:  # type: ignore[no-untyped-def]
                     f"${estimate.effective_usd_per_hour:,.2f}/h {kind}{bound}", highlight=False)
 
 
-def _code_summary(plan, quiet: bool) -> dict | None:  # type: ignore[no-untyped-def,type-arg]
+def print_missing_settings(plan) -> None:  # type: ignore[no-untyped-def]
+    """A dry run's note of the cloud settings it showed as placeholders."""
+    if plan.missing_settings:
+        names = ", ".join(plan.missing_settings)
+        variables = ", ".join("CLOUDTRAIN_" + n.replace(".", "_").upper() for n in plan.missing_settings)
+        err_console().print(f"[yellow]note:[/] not set yet, shown as SET-... placeholders: {plain(names)}; a real "
+                            f"submit needs them (in the spec, cloudtrain.yaml, or {plain(variables)})", soft_wrap=True)
+
+
+def code_summary(plan, quiet: bool) -> dict | None:  # type: ignore[no-untyped-def,type-arg]
     """What of the code directory is staged (one walk, reused by the upload), and what is left out."""
     if plan.cloud == "local":
         return None

@@ -63,13 +63,26 @@ def run_on_cloud(loaded: Any, cloud: str, *, dry_run: bool, wait: bool, as_json:
 
     jobs = runner()
     if dry_run:
-        request = cloud_sweeps.render(loaded, cloud, jobs)
-        if cloud == "cheapest" and not as_json:
-            err_console().print(f"cheapest: {request.cloud}", highlight=False)
+        from cloudtrain.cli.submit import code_summary, print_missing_settings
+        from cloudtrain.cost import usd
+        from cloudtrain.sweeps.bounds import sweep_bound
+
+        trial, request = cloud_sweeps.rendered(loaded, cloud, jobs)
+        code = code_summary(trial, quiet=as_json)
+        bound = sweep_bound(loaded.spec.sweep, trial.estimate)
         if as_json:
-            print_json({"cloud": request.cloud, "request": request.payload})
-        else:
-            console().print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
+            print_json({"cloud": request.cloud, "request": request.payload, "sweep_bound": bound.to_dict(),
+                        "missing_settings": list(trial.missing_settings), "code": code})
+            return
+        notes = err_console()
+        if cloud == "cheapest":
+            notes.print(f"cheapest: {request.cloud}", highlight=False)
+        console().print(request.to_text(), markup=False, highlight=False, soft_wrap=True)
+        total = ("no upper bound" if bound.per_trial_usd is None
+                 else f"at most {usd(bound.per_trial_usd * bound.trials)}")
+        notes.print(f"sweep on {bound.cloud} {bound.instance_type}: {total} ({bound.trials} trials; dry run, nothing was sent)",
+                    highlight=False)
+        print_missing_settings(trial)
         return
     record = cloud_sweeps.submit(loaded, cloud, jobs).record
     if not wait:

@@ -34,8 +34,13 @@ def plan(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool) -
 
 def render(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool = True) -> "NativeRequest":
     """The tuning request of ``cloud`` (or ``cheapest``) for the spec's sweep; nothing is sent."""
+    return rendered(loaded, cloud, runner, dry_run=dry_run)[1]
+
+
+def rendered(loaded: "LoadedSpec", cloud: str, runner: "Runner", *, dry_run: bool = True) -> "tuple[Plan, NativeRequest]":
+    """One trial's plan (its settings, staging and bound) and the tuning request; nothing is sent."""
     trial = plan(loaded, cloud, runner, dry_run=dry_run)
-    return _as_picked(cloud, trial, lambda: runner.provider(trial.cloud).render_sweep(trial, require_sweep(loaded.spec)))
+    return trial, _as_picked(cloud, trial, lambda: runner.provider(trial.cloud).render_sweep(trial, require_sweep(loaded.spec)))
 
 
 def submit(loaded: "LoadedSpec", cloud: str, runner: "Runner") -> "Submission":

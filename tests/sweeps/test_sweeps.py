@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -442,6 +443,23 @@ def test_a_sweep_dry_run_on_the_cheapest_cloud_renders_that_clouds_tuning_reques
     job = Job.from_file(REPO / "examples" / "digits-cnn-sweep.yaml", {"sweep.algorithm": "random"})
     cheapest = job.runner.plan(without_sweep(job._loaded), "cheapest", dry_run=True).cloud
     assert json.loads(out.stdout)["cloud"] == cheapest and cheapest in ("sagemaker", "vertex", "azureml")
+
+
+def test_a_sweep_dry_run_says_what_submit_would_stage_and_need() -> None:
+    """As `submit --dry-run` does: the code it would stage, the sweep's bound, and the settings shown as placeholders."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDTRAIN_SAGEMAKER_")}
+    spec = str(REPO / "examples" / "digits-cnn-sweep.yaml")
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "sweep", spec, "--cloud", "sagemaker", "--dry-run"],
+                         capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    told = " ".join(out.stderr.split())
+    assert re.search(r"code: \d+ files, [0-9.]+ MiB from ", told), told
+    assert re.search(r"sweep on sagemaker \S+: at most \$[0-9.]+ \(8 trials; dry run, nothing was sent\)", told), told
+    assert "not set yet, shown as SET-... placeholders: sagemaker.role_arn, sagemaker.bucket" in told, told
+    assert '"HyperParameterTuningJobConfig"' in out.stdout
 
 
 def test_a_ctrl_c_while_a_trial_is_submitted_cancels_that_trial(toy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
