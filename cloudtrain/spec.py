@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -470,13 +471,16 @@ class Sweep(_Model):
     max_parallel: int = Field(1, ge=1, le=100)
     budget: "Budget | None" = Field(None, description="For the whole sweep: refused (exit 4) when its bound exceeds it.")
 
-    @model_validator(mode="after")
-    def _grid(self) -> "Sweep":
-        floats = [name for name, parameter in self.parameters.items() if parameter.type == "float"]
-        if self.algorithm == "grid" and floats:
-            raise ValueError(f"algorithm: grid needs a finite set of values, and the float parameter {floats[0]} has none; "
+    @field_validator("algorithm")
+    @classmethod
+    def _grid(cls, algorithm: str, info: ValidationInfo) -> str:
+        """On the algorithm (so an error points at it), against the parameters validated before it."""
+        parameters = info.data.get("parameters") or {}
+        floats = [name for name, parameter in parameters.items() if parameter.type == "float"]
+        if algorithm == "grid" and floats:
+            raise ValueError(f"grid needs a finite set of values, and the float parameter {floats[0]} has none; "
                              "make it categorical (values: [...]) or use algorithm: tpe or random")
-        return self
+        return algorithm
 
 
 class Bundle(_Model):

@@ -398,16 +398,21 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = (), check
     loaded = build_spec(data, source=str(path), base_dir=_resolved(path, "the spec's path").parent, overrides=overrides, node=node)
     loaded = LoadedSpec(spec=loaded.spec, path=path, base_dir=loaded.base_dir, prices=loaded.prices)
     if check_files:
-        check_spec_files(loaded, node)
+        check_spec_files(loaded, node, [parse_override(text)[0] for text in overrides])
     return loaded
 
 
-def check_spec_files(loaded: LoadedSpec, node: Any = None) -> None:
-    """The code directory, the entrypoint and local inputs must exist."""
+def check_spec_files(loaded: LoadedSpec, node: Any = None, overridden: Iterable[list[str | int]] = ()) -> None:
+    """The code directory, the entrypoint and local inputs must exist; each problem names where
+    its value came from (the file's line, or the ``--set`` that gave it)."""
     spec, source = loaded.spec, str(loaded.path or "<spec>")
     problems: list[str] = []
+    overridden = list(overridden)
 
     def where(*loc: str) -> str:
+        by_set = next((o for o in reversed(overridden) if list(loc[:len(o)]) == o or o[:len(loc)] == list(loc)), None)
+        if by_set is not None:  # the last --set of it wins, as it does for the value
+            return f"--set {'.'.join(map(str, by_set))}"
         line = _line_of(node, loc) if node is not None else None
         return f"{source}:{line}" if line else source
 

@@ -140,6 +140,10 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     assert f"{path}:3: entrypoint: nope.py not found" in caught.value.message
     assert "inputs.train:" in caught.value.message and "missing does not exist" in caught.value.message
     load_spec(path, check_files=False)  # the fields themselves are fine
+    with pytest.raises(SpecError) as caught:  # a path given by --set is blamed on the --set, not on the file's line
+        load_spec(path, ["inputs.train=./elsewhere", "entrypoint=also-nope.py"])
+    assert "--set inputs.train: inputs.train:" in caught.value.message and "elsewhere does not exist" in caught.value.message
+    assert "--set entrypoint: entrypoint: also-nope.py not found" in caught.value.message
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

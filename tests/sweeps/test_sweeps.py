@@ -147,13 +147,19 @@ def test_a_grid_over_a_float_parameter_is_refused_with_the_spec(tmp_path: Path) 
 
     from cloudtrain.errors import SpecError
 
-    with pytest.raises(SpecError, match="sweep: algorithm: grid needs a finite set of values, and the float parameter lr"):
+    with pytest.raises(SpecError, match="sweep.algorithm: grid needs a finite set of values, and the float parameter lr"):
         cnn_job(algorithm="grid")
     (tmp_path / "train.py").write_text(textwrap.dedent(SCRIPT))
     (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC).replace("early_stopping: median", "algorithm: grid"))
     out = subprocess.run([sys.executable, "-m", "cloudtrain", "validate", str(tmp_path / "job.yaml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "the float parameter lr has none" in out.stderr and "Traceback" not in out.stderr
+    line = 1 + textwrap.dedent(SPEC).replace("early_stopping: median", "algorithm: grid").splitlines().index("  algorithm: grid")
+    assert f"job.yaml:{line}: sweep.algorithm: grid needs" in out.stderr, out.stderr  # the line of algorithm:, not of sweep:
+    (tmp_path / "job.yaml").write_text(textwrap.dedent(SPEC))
+    out = subprocess.run([sys.executable, "-m", "cloudtrain", "validate", str(tmp_path / "job.yaml"), "--set", "sweep.max_trials=3",
+                          "--set", "sweep.algorithm=grid"], capture_output=True, text=True, timeout=60)
+    assert "--set sweep.algorithm: grid needs" in out.stderr, out.stderr  # the override that gave it, not the first under sweep
 
 
 def test_sagemaker_refuses_a_grid_larger_than_max_trials() -> None:
