@@ -216,7 +216,7 @@ class LocalSweep:
                         del self.running[number]
                         if on_trial_end is not None:
                             on_trial_end(ended, self.progress())
-                if self._objective_never_logged():
+                if self._objective_never_logged() or self._every_trial_failing():
                     self._interrupt()  # the running trials would not log it either; a run after a fix retries them
                     break
                 if on_progress is not None:
@@ -246,11 +246,43 @@ class LocalSweep:
         for trial in self._ended():
             if trial.number in self.ended_here and trial.user_attrs.get("job_state") == "SUCCEEDED":
                 metric = self.sweep.objective.metric
-                self.note = (f"stopped: trial {trial.number} ran to its end without logging {metric}, so no trial would; "
+                logged = self._logged_metrics(trial.user_attrs.get("job_id"))
+                what = f" (it logged {', '.join(logged)})" if logged else " (it logged no metric)"
+                self.note = (f"stopped: trial {trial.number} ran to its end without logging {metric}{what}, so no trial would; "
                              f"log it (context().log_metric, MLflow or cloudml-hypertune), give it a regex under metrics:, "
                              f"or correct sweep.objective.metric (then run the sweep again with --new)")
                 return True
         return False
+
+    #: trials whose jobs failed, with none completed yet, after which a sweep stops (the spec or the
+    #: script is wrong for every trial: a flag it lacks, a missing module)
+    FAILED_FIRST = 3
+
+    def _every_trial_failing(self) -> bool:
+        """The first trials this run ended all failed their jobs, and no trial of the sweep has
+        completed: every trial would fail."""
+        import optuna
+
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
+            return False
+        ended = [t for t in self._ended() if t.number in self.ended_here]  # not a resumed sweep's earlier ones
+        if len(ended) < self.FAILED_FIRST or any(t.state != optuna.trial.TrialState.FAIL or t.user_attrs.get("job_state") != "FAILED"
+                                                 for t in ended):
+            return False
+        last = ended[-1]
+        self.note = (f"stopped: the first {len(ended)} trials' jobs all failed, so every trial would; the last one's error: "
+                     f"{last.user_attrs.get('reason') or 'none given'} (fix the script or the spec, then run the sweep again with --new)")
+        return True
+
+    def _logged_metrics(self, job_id: str | None) -> list[str]:
+        """The names of the metrics a trial's job logged (any way), sorted; none when it is gone."""
+        from cloudtrain.runtime.reports import last_values
+
+        try:
+            record = self.runner.store.resolve(job_id or "")
+        except CloudtrainError:
+            return []
+        return sorted(last_values(Path(record.details.get("run_dir") or ".")))[:12]
 
     def _grid_exhausted(self) -> bool:
         if self.sweep.algorithm != "grid":

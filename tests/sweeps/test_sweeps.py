@@ -341,6 +341,19 @@ def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
     assert "trial 0 failed: no never_logged was logged" in shown.stdout, shown.stdout + shown.stderr
 
 
+def test_a_sweep_whose_first_trials_all_fail_stops_saying_why(toy: Path) -> None:
+    """A parameter the script has no flag for fails every trial: the sweep stops after the first
+    three instead of running them all, with the last one's error."""
+    from cloudtrain.sweeps.local import LocalSweep
+
+    job = Job.from_file(toy, {"sweep.parameters.depth": {"type": "int", "min": 1, "max": 4}, "sweep.max_trials": 8})
+    sweep = LocalSweep(job._loaded, Runner(), seed=1)
+    final = sweep.run()
+    assert final.failed in (3, 4) and final.done == final.failed and not sweep.running, final  # 2 run at once: both may end together
+    assert final.note and final.note.startswith(f"stopped: the first {final.failed} trials' jobs all failed, so every trial would")
+    assert "unrecognized arguments: --depth" in final.note, final.note
+
+
 def test_a_sweep_whose_objective_is_never_logged_stops_after_the_first_trial_that_ends(toy: Path) -> None:
     from cloudtrain.sweeps.local import LocalSweep
 
@@ -348,7 +361,7 @@ def test_a_sweep_whose_objective_is_never_logged_stops_after_the_first_trial_tha
     sweep = LocalSweep(job._loaded, Runner(), seed=1)
     final = sweep.run()
     assert 1 <= final.failed <= 2 and final.complete == 0 and final.done < 6 and not sweep.running  # the two first trials at most
-    assert final.note and final.note.startswith("stopped: trial ") and "without logging val_acc, so no trial would" in final.note
+    assert final.note and final.note.startswith("stopped: trial ") and "without logging val_acc (it logged val_loss), so no trial would" in final.note
     for trial in sweep.study.get_trials():  # the other trial that was running was stopped, to run again
         assert trial.state.name == "FAIL"
         assert trial.user_attrs.get("interrupted") or trial.user_attrs["reason"] == "no val_acc was logged"
