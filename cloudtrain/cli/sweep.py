@@ -130,8 +130,10 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
             display = SweepDisplay(sweep.name, sweep.sweep.max_trials)
             with display.progress:
                 final = sweep.run(on_progress=display.update)
-        else:
+        elif as_json:
             final = sweep.run()
+        else:  # not a terminal (a log, CI): a line as each trial ends, to stderr
+            final = sweep.run(on_trial_end=_trial_line)
     except KeyboardInterrupt as stop:  # the running trials' jobs were cancelled; they will run again
         progress = sweep.progress()
         err_console().print(f"the sweep {plain(sweep.name)} stopped ({'SIGTERM' if isinstance(stop, Terminated) else 'interrupted'}) "
@@ -152,6 +154,14 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
         show_result(data, sweep.sweep)
     if data["best"] is None:
         sys.exit(1)
+
+
+def _trial_line(trial: Any, progress: Any) -> None:
+    value = "" if trial.value is None else f" {trial.value:.6g}"
+    params = ", ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    best = "" if progress.best_value is None else f"; best so far {progress.best_value:.6g}"
+    err_console().print(f"trial {trial.number} {trial.state.name}{value} ({plain(params)}); {progress.done} of {progress.total} "
+                        f"ended{best}", highlight=False, soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):

@@ -297,7 +297,7 @@ class LocalSweep:
     def _launch(self) -> None:
         trial = self.study.ask(distributions(self.sweep))
         params = dict(trial.params)
-        loaded = trial_loaded(self.loaded, params)
+        loaded = trial_loaded(self.loaded, params, trial.number)
         plan = self.runner.plan(loaded, "local")
         with _signals_held():  # a Ctrl-C or SIGTERM while the job starts comes once it is known, so it is cancelled
             submission = self.runner.submit(plan)

@@ -79,17 +79,22 @@ def grid_size(sweep: "Sweep") -> int:
     return math.prod(len(values) for values in grid(sweep).values())
 
 
-def trial_spec(spec: "JobSpec", params: dict[str, Any]) -> "JobSpec":
-    """The sweep's spec with the trial's values merged into hyperparameters and ``sweep`` removed."""
+def trial_spec(spec: "JobSpec", params: dict[str, Any], number: int | None = None) -> "JobSpec":
+    """The sweep's spec with the trial's values merged into hyperparameters and ``sweep`` removed;
+    with ``number``, the job is named ``<sweep>-trial-<number>`` (as the clouds name their trials),
+    the sweep's name shortened to keep the name within 40 characters."""
     data = spec.model_dump(mode="python", exclude={"sweep"})
     data["hyperparameters"] = {**spec.hyperparameters, **params}
+    if number is not None:
+        suffix = f"-trial-{number}"
+        data["name"] = spec.name[:40 - len(suffix)].rstrip("-") + suffix
     return type(spec).model_validate(data)
 
 
-def trial_loaded(loaded: "LoadedSpec", params: dict[str, Any]) -> "LoadedSpec":
+def trial_loaded(loaded: "LoadedSpec", params: dict[str, Any], number: int | None = None) -> "LoadedSpec":
     from dataclasses import replace
 
-    return replace(loaded, spec=trial_spec(loaded.spec, params))
+    return replace(loaded, spec=trial_spec(loaded.spec, params, number))
 
 
 def without_sweep(loaded: "LoadedSpec") -> "LoadedSpec":

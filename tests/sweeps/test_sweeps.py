@@ -291,6 +291,7 @@ def test_local_sweep_beats_the_defaults_and_resumes_after_an_interrupt(toy: Path
     assert final.best_value < default
     for trial in trials:  # each trial is a recorded job with the trial's values
         record = Runner().store.resolve(trial.user_attrs["job_id"])
+        assert record.name == f"toy-trial-{trial.number}"  # in `cloudtrain list`, each trial by its number
         spec = json.loads((Path(record.details["run_dir"]) / "spec.json").read_text())
         assert spec["sweep"] is None and spec["hyperparameters"]["lr"] == trial.params["lr"]
 
@@ -339,6 +340,7 @@ def test_cli_sweep_says_why_each_trial_failed(toy: Path) -> None:
     assert data["best"] is None and [t["reason"] for t in data["trials"]] == ["no never_logged was logged"]
     shown = subprocess.run([*command, "--new"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     assert "trial 0 failed: no never_logged was logged" in shown.stdout, shown.stdout + shown.stderr
+    assert re.search(r"^trial 0 FAIL \(lr=\S+, width=\d+\); 1 of 1 ended$", shown.stderr, re.M), shown.stderr  # as it ended
 
 
 def test_a_sweep_whose_first_trials_all_fail_stops_saying_why(toy: Path) -> None:
