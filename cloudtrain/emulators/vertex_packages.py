@@ -60,8 +60,13 @@ def install_packages(uris: list[str], target: Path, storage: Any, note: Callable
     except subprocess.TimeoutExpired:
         raise JobSetupError(f"installing {', '.join(uris)} took more than {PIP_TIMEOUT_SECONDS}s") from None
     if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-        raise JobSetupError(f"pip could not install {', '.join(uris)}: {tail}")
+        lines = [line for line in f"{done.stdout}\n{done.stderr}".splitlines() if line.strip()]
+        for line in lines:  # the whole of pip's account, in the job's log
+            note(f"pip: {line}")
+        # pip's own summary ends "See above for output": its first error lines are the cause
+        causes = [line.strip() for line in lines if "error" in line.lower() and "see above" not in line.lower()][:4]
+        shown = "\n".join(dict.fromkeys(causes + [line.strip() for line in lines[-2:]]))
+        raise JobSetupError(f"pip could not install {', '.join(uris)} (its whole output is in the job's log):\n{shown}")
     return declared_requirements(target)
 
 

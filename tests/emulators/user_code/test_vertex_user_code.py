@@ -309,6 +309,21 @@ def test_python_package_spec_installs_the_package_and_names_what_it_cannot(emula
         f"gs://{emulator.bucket}/packages/missing-1.0.tar.gz")).name)
     assert missing.state.name == "JOB_STATE_FAILED"
     assert f"cannot read gs://{emulator.bucket}/packages/missing-1.0.tar.gz" in missing.error.message
+    import tarfile  # a package whose build fails: the job's error names the cause, its log has pip's whole account
+
+    broken = tmp_path / "broken-1.0"
+    broken.mkdir()
+    (broken / "setup.py").write_text("raise RuntimeError('cannot build: the probe needs a compiler')\n")
+    (broken / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    with tarfile.open(tmp_path / "broken-1.0.tar.gz", "w:gz") as archive:
+        archive.add(broken, arcname="broken-1.0")
+    emulator.storage_client().bucket(emulator.bucket).blob("packages/broken-1.0.tar.gz").upload_from_filename(
+        str(tmp_path / "broken-1.0.tar.gz"))
+    failed = finished(grpc_client.create_custom_job(parent=parent, custom_job=package_job(
+        f"gs://{emulator.bucket}/packages/broken-1.0.tar.gz", module="broken.main")).name)
+    assert failed.state.name == "JOB_STATE_FAILED"
+    assert "pip could not install" in failed.error.message and "cannot build: the probe needs a compiler" in failed.error.message
+    assert "pip: " in job_log(emulator, failed.name), job_log(emulator, failed.name)
 
 
 def test_a_container_command_reads_what_it_names_by_its_gcs_path(emulator: VertexEmulator, grpc_client: Any) -> None:
