@@ -225,7 +225,8 @@ class AzureMLEmulator(Emulator):
         return self.service.mlflow_tracking_uri(self.service.resource_id(self.subscription_id, self.resource_group, self.workspace))
 
     def notes(self) -> list[str]:
-        return [f"MLflow tracking server of its jobs and the workspace (mlflow.set_tracking_uri reads and creates runs): {self.mlflow_tracking_uri}"]
+        return [f"MLflow tracking server of its jobs and the workspace (mlflow.set_tracking_uri reads and creates runs): "
+                f"{self.mlflow_tracking_uri}"]
 
     @property
     def settings(self) -> dict[str, str]:

@@ -160,8 +160,9 @@ class Runs:
                     "status": run["status"], "lifecycle_stage": run["lifecycle_stage"], "start_time": run["start_time"],
                     **({"end_time": run["end_time"]} if run["end_time"] is not None else {})}
         props = self.service.jobs[name]["properties"]
-        info = {**common, "run_name": props.get("displayName") or name, "experiment_id": experiment_id(props.get("experimentName") or "Default"),
-                "user_id": "", "status": _STATUSES.get(run["status"], "RUNNING"), "lifecycle_stage": "active"}
+        info = {**common, "run_name": props.get("displayName") or name,
+                "experiment_id": experiment_id(props.get("experimentName") or "Default"), "user_id": "",
+                "status": _STATUSES.get(run["status"], "RUNNING"), "lifecycle_stage": "active"}
         for field, key in (("start_time", "startTimeUtc"), ("end_time", "endTimeUtc")):
             if run.get(key):
                 info[field] = int(datetime.fromisoformat(run[key].replace("Z", "+00:00")).timestamp() * 1000)

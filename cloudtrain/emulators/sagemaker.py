@@ -313,7 +313,8 @@ class SageMakerEmulator(Emulator):
         session of its execution role (a SageMaker notebook's caller: ``get_execution_role()`` answers it)."""
         proxy = self.hostnames.environment() if self.hostnames else {}  # HTTPS_PROXY, NO_PROXY, AWS_CA_BUNDLE
         caller = self.caller or {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-        return {**proxy, "AWS_ENDPOINT_URL": self.endpoint_url, **caller, "AWS_DEFAULT_REGION": self.region, "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
+        return {**proxy, "AWS_ENDPOINT_URL": self.endpoint_url, **caller, "AWS_DEFAULT_REGION": self.region,
+                "CLOUDTRAIN_SAGEMAKER_REGION": self.region,
                 "CLOUDTRAIN_SAGEMAKER_ROLE_ARN": self.role_arn, "CLOUDTRAIN_SAGEMAKER_BUCKET": self.bucket,
                 "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.sdk_defaults)}
 

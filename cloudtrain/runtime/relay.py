@@ -37,10 +37,12 @@ RELAYED = {"sagemaker": ("mlflow", "hypertune"), "vertex": ("mlflow",), "azureml
 def prepare(environment: str) -> dict[str, Path]:
     """Point the script's reports that ``environment``'s service does not read at files of this job;
     the sources to relay from (name -> path)."""
+    wanted = [name for name in RELAYED.get(environment, ()) if name != "mlflow" or not os.environ.get("MLFLOW_TRACKING_URI")]
+    if not wanted:
+        return {}
     home = Path(tempfile.mkdtemp(prefix="cloudtrain-objective-"))
     sources: dict[str, Path] = {}
-    wanted = RELAYED.get(environment, ())
-    if "mlflow" in wanted and not os.environ.get("MLFLOW_TRACKING_URI"):
+    if "mlflow" in wanted:
         sources["mlflow"] = home / "mlflow.db"
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{sources['mlflow']}"
     if "hypertune" in wanted:

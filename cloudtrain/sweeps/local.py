@@ -18,8 +18,9 @@ Running the same sweep again continues it until ``max_trials`` trials have ended
 PRUNED or FAIL); trials an interruption cut short (Ctrl-C, a killed process) are marked FAIL with
 the user attribute ``interrupted`` when the sweep is next run, their jobs cancelled, and they do
 not count: their values are enqueued (``study.enqueue_trial``), so the next trials run them again
-(``rerun_of`` names the trial cut short) before the sampler proposes new ones. A resumed sweep refuses a spec whose search space or objective changed (``new=True``
-starts a new study in the same file, renaming the old one aside).
+(``rerun_of`` names the trial cut short) before the sampler proposes new ones. A resumed sweep
+refuses a spec whose search space or objective changed (``new=True`` starts a new study in the same
+file, renaming the old one aside).
 """
 
 from __future__ import annotations
@@ -287,12 +288,13 @@ class LocalSweep:
     def _grid_exhausted(self) -> bool:
         if self.sweep.algorithm != "grid":
             return False
-        from cloudtrain.sweeps.space import grid_size
-
         import optuna
 
+        from cloudtrain.sweeps.space import grid_size
+
         trials = self.study.get_trials(deepcopy=False)  # a WAITING trial (an interrupted one's values) is still to run
-        return sum(not t.user_attrs.get("interrupted") and t.state != optuna.trial.TrialState.WAITING for t in trials) >= grid_size(self.sweep)
+        started = [t for t in trials if not t.user_attrs.get("interrupted") and t.state != optuna.trial.TrialState.WAITING]
+        return len(started) >= grid_size(self.sweep)
 
     def _launch(self) -> None:
         trial = self.study.ask(distributions(self.sweep))

@@ -9,9 +9,9 @@ from typing import Any
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     """One dict per trial, in order: number, state, value, params, job id, seconds, steps reported,
     and for a trial that failed, why (its job's error, or the objective it never logged)."""
-    rows = []
     import optuna
 
+    rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.state == optuna.trial.TrialState.WAITING:
             continue  # enqueued, not run yet
