@@ -92,9 +92,9 @@ def command(spec_path: str, overrides: tuple[str, ...], cloud: str | None, regio
     for name, why in result.unpriced.items():
         notes.print(f"{name}: {why}", soft_wrap=True, markup=False)
     limit = spec.sweep.budget.max_usd if spec.sweep is not None and spec.sweep.budget is not None else None
-    for bound in bounds:
+    for offer, bound in zip(result.offers, bounds):
         if bound.per_trial_usd is None:
-            why = "the spec has no max_runtime" if result.max_runtime_hours is None else "no sourced price"
+            why = "no sourced price" if not offer.priced else "the spec has no max_runtime"  # as sweep's refusal says
             verdict = f"; sweep.budget {usd(limit)} cannot be proven there (sweep refuses it, exit 4)" if limit is not None else ""
             line = f"sweep on {bound.cloud} {bound.instance_type}: no upper bound ({bound.trials} trials, {why}){verdict}"
         else:

@@ -115,7 +115,10 @@ class MlflowTracking:
     # -- experiments -------------------------------------------------------------------------------
 
     def experiment_known(self, identifier: str) -> str | None:
-        """The name of the experiment with id ``identifier``, if the workspace has it."""
+        """The name of the experiment with id ``identifier``, if the workspace has it (``0``, which
+        MLflow sends when no experiment is set, is the workspace's ``Default``)."""
+        if identifier == "0":
+            return "Default"
         return next((name for name in self.experiment_names() if experiment_id(name) == identifier), None)
 
     def experiment_names(self) -> set[str]:

@@ -99,8 +99,11 @@ class LoggedModels:
             from mlflow.protos.service_pb2 import LoggedModel as LoggedModelProto
             from mlflow.utils.search_utils import SearchLoggedModelsUtils
 
-            kept = {m.model_id for m in through_mlflow(found, LoggedModel, LoggedModelProto, lambda models:
-                                                       SearchLoggedModelsUtils.filter_logged_models(models, str(data["filter"])))}
+            def apply(models: list[Any]) -> list[Any]:
+                SearchLoggedModelsUtils.parse_search_filter(str(data["filter"]))  # refused as MLflow refuses it, models or none
+                return SearchLoggedModelsUtils.filter_logged_models(models, str(data["filter"]))
+
+            kept = {m.model_id for m in through_mlflow(found, LoggedModel, LoggedModelProto, apply)}
             found = [view for view in found if view["info"]["model_id"] in kept]
         found.sort(key=lambda m: -m["info"]["creation_timestamp_ms"])
         return 200, {"models": found[:int(data.get("max_results") or 100)]}

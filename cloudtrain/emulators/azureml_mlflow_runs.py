@@ -66,6 +66,9 @@ class Runs:
             if run is None:
                 return error(404, "RESOURCE_DOES_NOT_EXIST", f"Run '{name}' not found")
             metrics, tracked = run.setdefault("metrics", {}), run.setdefault("mlflow", _tracked())
+            if run.get("lifecycle_stage") == "deleted" and verb not in ("get", "restore", "delete"):
+                return error(400, "INVALID_PARAMETER_VALUE", f"The run {name} must be in the 'active' state. "
+                                                             "Current state is deleted.")
             if verb == "log-metric":
                 _add(metrics, tracked["seen"], [_metric(data)])
             elif verb == "log-batch":  # all read first: a refused batch logs nothing
@@ -108,8 +111,10 @@ class Runs:
         """``runs/create`` (``mlflow.start_run`` without a run to resume): a new run in an experiment the
         workspace has, named as the request names it (else as MLflow's stores name one)."""
         experiment = str(data.get("experiment_id") or "")
-        if self.experiment_known(experiment) is None:
+        name = self.experiment_known(experiment)
+        if name is None:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with ID {experiment}")
+        experiment = experiment_id(name)  # MLflow's default "0" is the workspace's Default
         tags = {str(item.get("key")): str(item.get("value", "")) for item in _entries(data, "tags")}
         run_name = str(data.get("run_name") or tags.get("mlflow.runName") or "")
         if not run_name:

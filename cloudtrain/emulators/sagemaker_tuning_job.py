@@ -10,7 +10,7 @@ grid's size, or fewer when the maximum is lower).
 A trial's objective is the objective metric's entry in its ``FinalMetricDataList``: the last value
 that the metric's ``MetricDefinitions`` regex matched in the trial's log lines. The objective is
 ``Succeeded`` for a trial that Completed and printed the metric, and for one that early stopping
-stopped (its last value, which the tuning job evaluated to stop it); a trial that failed, was
+stopped (the value it was judged on); a trial that failed, was
 stopped by StopTrainingJob, or never printed it is ``Failed`` for the objective and is never the
 best. ``BestTrainingJob`` is the best of the Succeeded trials (the earliest on a tie).
 
@@ -60,6 +60,7 @@ class Trial:
     told: bool = False
     judged: int = 0  # objective values early stopping has looked at
     stopped_early: str | None = None  # why early stopping stopped it
+    judged_value: float | None = None  # the value early stopping stopped it on
 
     @property
     def fake(self) -> Any:
@@ -72,7 +73,9 @@ class Trial:
     def objective(self, metric: str) -> float | None:
         """The final value of the objective metric, for a trial that Completed with it or that early
         stopping stopped."""
-        if self.status != "Completed" and not (self.status == "Stopped" and self.stopped_early):
+        if self.status == "Stopped" and self.stopped_early:
+            return self.judged_value  # not what it printed during its grace period
+        if self.status != "Completed":
             return None
         values = [m["Value"] for m in self.fake.final_metric_data_list or [] if m["MetricName"] == metric]
         return float(values[-1]) if values else None
@@ -211,7 +214,7 @@ class TuningJob:
             earlier = [list(t.run.metric_series.get(self.metric, ())) for t in self.trials[:index] if t.status == "Completed"]
             reason = median_verdict(values, earlier, self.maximize, use_best=False)
             if reason:
-                trial.stopped_early = reason
+                trial.stopped_early, trial.judged_value = reason, float(values[-1])
                 trial.run.note(f"Stopped by the tuning job's early stopping: {reason}")
                 trial.run.cancel()
 

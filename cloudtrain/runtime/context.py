@@ -171,7 +171,7 @@ def _report_to_tuning_service(environment: str, name: str, value: float, step: i
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
         lines.append(hypertune_line(name, value, step, os.environ["CLOUD_ML_TRIAL_ID"]))
-        partial = path.with_name(path.name + ".partial")
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # one per process: a relay writes beside the script
         partial.write_text("\n".join(lines[-HYPERTUNE_KEEP:]) + "\n", encoding="utf-8")
         os.replace(partial, path)  # the reader never sees a half-written file
     elif environment == "azureml" and math.isfinite(value) and os.environ.get("MLFLOW_TRACKING_URI"):

@@ -26,6 +26,7 @@ file, renaming the old one aside).
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,15 +265,20 @@ class LocalSweep:
         completed: every trial would fail."""
         import optuna
 
-        if any(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
-            return False
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)) or any(
+                running.tail.values for running in self.running.values()):
+            return False  # some trial trains: the failures depend on the values (out of memory at a large batch...)
         ended = [t for t in self._ended() if t.number in self.ended_here]  # not a resumed sweep's earlier ones
         if len(ended) < self.FAILED_FIRST or any(t.state != optuna.trial.TrialState.FAIL or t.user_attrs.get("job_state") != "FAILED"
                                                  for t in ended):
             return False
-        last = ended[-1]
-        self.note = (f"stopped: the first {len(ended)} trials' jobs all failed, so every trial would; the last one's error: "
-                     f"{last.user_attrs.get('reason') or 'none given'} (fix the script or the spec, then run the sweep again with --new)")
+        # the same error, but for the values in it (`unrecognized arguments: --depth 3`)
+        reasons = {re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "N", str(t.user_attrs.get("reason") or "")) for t in ended}
+        if len(reasons) != 1:
+            return False
+        self.note = (f"stopped: the first {len(ended)} trials' jobs all failed with the same error, so every trial would: "
+                     f"{ended[-1].user_attrs.get('reason') or 'none given'} (fix the script or the spec and run the sweep again "
+                     f"with --new, or run the same command to go on as it is)")
         return True
 
     def _logged_metrics(self, job_id: str | None) -> list[str]:

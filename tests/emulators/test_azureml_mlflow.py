@@ -185,8 +185,16 @@ def test_what_the_server_refuses_is_named(emulator: AzureMLEmulator) -> None:
         client.create_run("nope")
     with pytest.raises(MlflowException, match="is a job's run"):
         client.delete_run("refusing-job")
+    plain = client.create_run("0")  # what mlflow.start_run() sends with no experiment set: the workspace's Default
+    assert plain.info.experiment_id == experiment_id("Default") and plain.info.status == "RUNNING"
+    client.delete_run(plain.info.run_id)
+    with pytest.raises(MlflowException, match="must be in the 'active' state"):
+        client.log_metric(plain.info.run_id, "loss", 1.0)
+    client.restore_run(plain.info.run_id)
+    client.log_metric(plain.info.run_id, "loss", 1.0)
     with pytest.raises(MlflowException, match="not found"):
         client.get_run("no-such-run")
+    client.create_logged_model(experiment_id("iris"), name="to-search")  # a model to match against, whichever test ran first
     for bad in ("name = svc", "name === 'svc'"):  # refused, not retried as a server error
         with pytest.raises(MlflowException, match="INVALID_PARAMETER_VALUE"):
             client.search_logged_models([experiment_id("iris")], filter_string=bad)

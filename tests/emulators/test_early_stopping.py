@@ -41,9 +41,9 @@ class _Run:
     def note(self, text: str) -> None:
         self.notes.append(text)
 
-    def cancel(self) -> None:
+    def cancel(self) -> None:  # the job printed one more value in its grace period, the last in its FinalMetricDataList
         self.fake.training_job_status = "Stopped"
-        self.fake.final_metric_data_list = [{"MetricName": "loss", "Value": self.metric_series["loss"][-1]}]
+        self.fake.final_metric_data_list = [{"MetricName": "loss", "Value": 7.0}]
 
 
 def test_sagemaker_auto_early_stopping_measures_a_trial_against_completed_trials_only() -> None:
@@ -62,7 +62,7 @@ def test_sagemaker_auto_early_stopping_measures_a_trial_against_completed_trials
     second.metric_series["loss"].append(49.0)
     TuningJob._stop_early(job)
     assert second.fake.training_job_status == "Stopped" and "worse than the median 0 of 1 trials" in second.notes[0]
-    assert job.trials[1].objective("loss") == 49.0 and job.trials[1].objective_status("loss") == "Succeeded"
+    assert job.trials[1].objective("loss") == 49.0 and job.trials[1].objective_status("loss") == "Succeeded"  # what it was judged on
     user_stopped = Trial("third", "arn", {}, None, _Run("InProgress", [1.0]))
     user_stopped.run.cancel()  # StopTrainingJob, not early stopping: its objective is not evaluated
     assert user_stopped.objective("loss") is None and user_stopped.objective_status("loss") == "Failed"

@@ -352,7 +352,8 @@ def test_a_sweep_whose_first_trials_all_fail_stops_saying_why(toy: Path) -> None
     sweep = LocalSweep(job._loaded, Runner(), seed=1)
     final = sweep.run()
     assert final.failed in (3, 4) and final.done == final.failed and not sweep.running, final  # 2 run at once: both may end together
-    assert final.note and final.note.startswith(f"stopped: the first {final.failed} trials' jobs all failed, so every trial would")
+    assert final.note and final.note.startswith(f"stopped: the first {final.failed} trials' jobs all failed with the same error, "
+                                                "so every trial would")
     assert "unrecognized arguments: --depth" in final.note, final.note
 
 
