@@ -158,7 +158,7 @@ def run_local(loaded: Any, *, seed: int | None, new: bool, as_json: bool) -> Non
 
 def _trial_line(trial: Any, progress: Any) -> None:
     value = "" if trial.value is None else f" {trial.value:.6g}"
-    params = ", ".join(f"{name}={_short(value)}" for name, value in trial.params.items())
+    params = ", ".join(f"{name}={_short(given)}" for name, given in trial.params.items())
     best = "" if progress.best_value is None else f"; best so far {progress.best_value:.6g}"
     err_console().print(f"trial {trial.number} {trial.state.name}{value} ({plain(params)}); {progress.done} of {progress.total} "
                         f"ended{best}", highlight=False, soft_wrap=True)
@@ -202,8 +202,8 @@ def show_result(data: dict[str, Any], sweep: Any) -> None:
 
     ended = sum(not row["interrupted"] for row in data["trials"])
     target = min(sweep.max_trials, grid_size(sweep)) if sweep.algorithm == "grid" else sweep.max_trials
-    more = ("run the same command again to continue it" if ended < target and not data.get("note")
-            else "it has ended; --new starts a new study")
+    more = ("the note below says how to go on" if data.get("note") else "run the same command again to continue it"
+            if ended < target else "it has ended; --new starts a new study")
     notes.print(f"study: {plain(data['storage'])} (study name {plain(data['study'])}); {more}")
     if data["figure"]:
         notes.print(f"figure: {plain(data['figure'])}")
