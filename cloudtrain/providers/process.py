@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cloudtrain.providers.run_directory import hold_supervisor_lock, read_status, write_json_atomic
+from cloudtrain.runtime.children import die_with_parent
 from cloudtrain.runtime.context import matched_metrics, metric_record
 
 DEFAULT_GRACE_SECONDS = 10.0
@@ -167,7 +168,7 @@ class Supervisor:
                     env = with_interpreter_on_path({**os.environ, **command.env})
                     process = subprocess.Popen(command.argv, cwd=command.cwd, env=env, stdin=subprocess.DEVNULL,
                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                               preexec_fn=_die_with_parent())
+                                               preexec_fn=die_with_parent(signal.SIGTERM))
                     self.processes.append(process)
                     if self.cancelled.is_set():  # a cancel that came while it started
                         self._signal_all(signal.SIGTERM)
@@ -280,27 +281,6 @@ def max_runtime(request: dict[str, Any]) -> float | None:
 def metric_patterns(request: dict[str, Any]) -> list[tuple[str, str]]:
     """The (name, regex) of the spec's metrics that a regex finds in the output, from a local request."""
     return [(item["name"], item["regex"]) for item in request.get("metric_patterns", [])]
-
-
-def _die_with_parent() -> Any:
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when this process dies (Linux), or
-    None elsewhere. The libc function is looked up here, in the parent: the child only calls it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_death_signal() -> None:
-        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before the call: nobody will send it
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_death_signal
 
 
 def main(argv: list[str] | None = None) -> int:

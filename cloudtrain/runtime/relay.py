@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from cloudtrain.runtime.children import die_with_parent
 from cloudtrain.runtime.reports import Report, hypertune_reports, mlflow_reports
 
 #: the sources each cloud's tuning service does not read, and the relay does
@@ -80,20 +81,6 @@ def _native_reports(metrics_file: Path | None, metric: str) -> int:
     return count
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel kill the child if this process dies (Linux; SIGKILL: in a
-    session of its own, nothing else would stop it), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def run_relaying(argv: list[str], metric: str, sources: dict[str, Path]) -> int:
     """Run ``argv`` to its end, relaying each new report of ``metric``; its exit code (128 + the
     signal's number when a signal ended it).
@@ -105,7 +92,7 @@ def run_relaying(argv: list[str], metric: str, sources: dict[str, Path]) -> int:
     relaying too would count each value twice)."""
     from cloudtrain.runtime.context import context
 
-    child = subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent())
+    child = subprocess.Popen(argv, start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL))  # in a session of its own: nothing else stops it
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda received, frame: child.send_signal(received))
     relayed: set[Report] = set()
